@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Run every check CI runs: ./scripts/test.sh [pytest arguments]
+# Installs what is missing (PostgreSQL, Redis, Chromium, espeak-ng, sox, Node.js from Debian's packages;
+# the Python dev, speech and piper extras into .venv; JS packages when package.json exists), then runs
+# ruff check, ruff format --check, mypy (strict, over src/) and pytest, stopping at the first failure.
+# The tests start their own PostgreSQL and Redis on free ports; servers already running are not used.
+# shellcheck source=_common.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
+
+# shellcheck disable=SC2046  # word splitting intended: zero or one package name
+apt_install_missing postgresql:initdb redis-server chromium espeak-ng sox nodejs:node npm \
+  $(venv_package_if_missing) \
+  || die "install the Debian packages above, then run this again"
+ensure_venv dev speech piper
+
+# JS packages, reinstalled only when package.json or package-lock.json changed.
+js_key() { cat package.json; [ ! -f package-lock.json ] || cat package-lock.json; }
+if [ -f package.json ] && [ "$(cat node_modules/.callgate-installed 2>/dev/null)" != "$(js_key | sha256sum)" ]; then
+  log "installing JS packages"
+  if [ -f package-lock.json ]; then
+    npm ci --no-audit --no-fund
+  else
+    npm install --no-audit --no-fund
+  fi
+  js_key | sha256sum > node_modules/.callgate-installed
+fi
+
+export PATH="$VENV/bin:$PATH" VIRTUAL_ENV="$VENV"
+# Playwright drives Debian's /usr/bin/chromium; it must never download a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+
+lint_paths=()
+for dir in src tests bench; do
+  if [ -d "$dir" ]; then lint_paths+=("$dir"); fi
+done
+
+log "ruff check"
+ruff check "${lint_paths[@]}"
+log "ruff format --check"
+ruff format --check "${lint_paths[@]}"
+log "mypy src"
+mypy src
+log "pytest"
+# `python -m` puts the repo root on sys.path, so tests import helpers as `tests.…`.
+exec python -m pytest "$@"

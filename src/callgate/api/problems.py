@@ -1,0 +1,104 @@
+"""Native error rendering: RFC 9457 ``application/problem+json`` with a stable ``code``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from callgate.errors import (
+    CallgateError,
+    MalformedJSON,
+    MethodNotAllowed,
+    NotFound,
+    RateLimited,
+    ValidationFailed,
+)
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+
+
+def field_errors(errors: list[dict[str, Any]] | Any) -> list[dict[str, Any]]:
+    """FastAPI/Pydantic error entries → ``[{field, message, type}]`` with a dotted field path."""
+    out = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ())]
+        out.append({"field": ".".join(loc), "message": str(err.get("msg", "")), "type": err.get("type", "")})
+    return out
+
+
+def translate_validation(exc: RequestValidationError) -> CallgateError:
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return MalformedJSON("the request body is not valid JSON")
+    fields = field_errors(errors)
+    names = ", ".join(sorted({f["field"] for f in fields}))
+    return ValidationFailed(f"invalid fields: {names}", errors=fields)
+
+
+def translate_http(exc: StarletteHTTPException) -> CallgateError:
+    if exc.status_code == 404:
+        return NotFound("no such route")
+    if exc.status_code == 405:
+        return MethodNotAllowed("this route does not accept that method")
+    error = CallgateError(str(exc.detail))
+    error.status = exc.status_code
+    error.code = "http_error"
+    return error
+
+
+def problem_response(request: Request, error: CallgateError) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:callgate:error:{error.code}",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "code": error.code,
+        "instance": request.url.path,
+    }
+    if error.errors:
+        body["errors"] = [
+            e
+            if "field" in e
+            else {"field": ".".join(map(str, e.get("loc", ()))), "message": e.get("msg", "")}
+            for e in error.errors
+        ]
+    headers: dict[str, str] = {}
+    if isinstance(error, RateLimited):
+        headers = {
+            "Retry-After": str(error.retry_after),
+            "RateLimit-Limit": str(error.limit),
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": str(error.retry_after),
+        }
+    return JSONResponse(body, status_code=error.status, media_type=PROBLEM, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    async def on_ours(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, CallgateError)
+        if exc.status >= 500:
+            log.error("request failed: %s", exc.detail)
+        return problem_response(request, exc)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(request, translate_validation(exc))
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return problem_response(request, translate_http(exc))
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return problem_response(request, CallgateError("an unexpected error occurred"))
+
+    app.add_exception_handler(CallgateError, on_ours)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,91 @@
+"""Agent schemas: AgentCreate, AgentUpdate, AgentPublic."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Self
+
+from pydantic import AnyHttpUrl, Field, model_validator
+
+from callgate.api.schemas.common import Name, Public, Strict, Variables
+from callgate.flows.schema import validate_flow
+
+EngineSettings = dict[str, Any]
+
+
+class AgentFields(Strict):
+    initial_message: str | None = Field(default=None, max_length=4000)
+    variables: Variables = Field(default_factory=dict)
+    voice: str | None = Field(default=None, max_length=200)
+    stt: EngineSettings = Field(
+        default_factory=dict, description='STT engine settings, e.g. {"engine": "whisper"}'
+    )
+    llm: EngineSettings = Field(
+        default_factory=dict,
+        description='LLM settings (prompt agents): {"engine": "openai", "base_url", "model", "api_key_env"}',
+    )
+    tts: EngineSettings = Field(
+        default_factory=dict, description='TTS engine settings, e.g. {"engine": "piper"}'
+    )
+    max_duration_s: int = Field(default=1800, ge=10, le=14400)
+    silence_timeout_s: int = Field(default=60, ge=5, le=3600)
+    webhook_url: AnyHttpUrl | None = None
+
+
+class AgentCreate(AgentFields):
+    name: Name
+    prompt: str | None = Field(default=None, min_length=1, max_length=100_000)
+    flow: dict[str, Any] | None = Field(
+        default=None, description="A scripted conversation (see docs/flows.md)."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.prompt is None) == (self.flow is None):
+            raise ValueError("give exactly one of `prompt` or `flow`")
+        if self.flow is not None:
+            # Raises ValidationFailed with errors located under `flow`.
+            validate_flow(self.flow, known_variables=self.variables)
+        return self
+
+
+class AgentUpdate(Strict):
+    """Only the fields given change; send `null` to clear an optional field."""
+
+    name: Name | None = None
+    prompt: str | None = Field(default=None, min_length=1, max_length=100_000)
+    flow: dict[str, Any] | None = None
+    initial_message: str | None = Field(default=None, max_length=4000)
+    variables: Variables | None = None
+    voice: str | None = Field(default=None, max_length=200)
+    stt: EngineSettings | None = None
+    llm: EngineSettings | None = None
+    tts: EngineSettings | None = None
+    max_duration_s: int | None = Field(default=None, ge=10, le=14400)
+    silence_timeout_s: int | None = Field(default=None, ge=5, le=3600)
+    webhook_url: AnyHttpUrl | None = None
+
+    def changes(self) -> dict[str, Any]:
+        out = self.model_dump(mode="json", exclude_unset=True)
+        for required in ("name", "variables", "stt", "llm", "tts", "max_duration_s", "silence_timeout_s"):
+            if required in out and out[required] is None:
+                raise ValueError(f"`{required}` cannot be null")
+        return out
+
+
+class AgentPublic(Public):
+    id: str
+    name: str
+    prompt: str | None
+    flow: dict[str, Any] | None
+    initial_message: str | None
+    variables: dict[str, Any]
+    voice: str | None
+    stt: dict[str, Any]
+    llm: dict[str, Any]
+    tts: dict[str, Any]
+    max_duration_s: int
+    silence_timeout_s: int
+    webhook_url: str | None
+    created_at: datetime
+    updated_at: datetime

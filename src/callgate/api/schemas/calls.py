@@ -1,0 +1,135 @@
+"""Web-call and call schemas."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from callgate.api.schemas.common import Metadata, Public, Strict, Variables
+
+MAX_METADATA_BYTES = 16_384
+
+
+class Transport(StrEnum):
+    WEBSOCKET = "websocket"
+    WEBRTC = "webrtc"
+    SIP = "sip"
+
+
+class Mode(StrEnum):
+    AUDIO = "audio"
+    TEXT = "text"
+    AUDIO_TEXT = "audio_text"
+
+
+class _WebCallFields(Strict):
+    transport: Transport = Transport.WEBSOCKET
+    mode: Mode = Mode.AUDIO
+    variables: Variables = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value)) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is limited to {MAX_METADATA_BYTES} bytes of JSON")
+        return value
+
+
+class WebCallCreate(_WebCallFields):
+    """Created by your backend with a secret key."""
+
+    agent_id: str = Field(min_length=1, max_length=64)
+    contact_id: str | None = Field(default=None, max_length=64)
+
+
+class WebCallTokenCreate(_WebCallFields):
+    """Created from a browser with a publishable key (or a shared key). No overrides are accepted."""
+
+    agent_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Required for publishable keys; a shared key implies its agent.",
+    )
+
+
+class SipPublic(Public):
+    ws_url: str
+    sip_domain: str
+    sip_username: str
+    sip_password: str
+    target: str
+    headers: dict[str, str]
+
+
+class WebCallPublic(Public):
+    id: str
+    status: str
+    agent_id: str
+    transport: Transport
+    mode: Mode
+    created_at: datetime
+    token: str = Field(description="Single-use call token, bound to this call and transport.")
+    expires_at: datetime = Field(description="Join deadline: connect before this or the call fails.")
+    websocket_url: str | None = Field(
+        description="Open as is (the token rides in it) for transport=websocket."
+    )
+    webrtc_offer_url: str | None = Field(
+        description="POST an SDP offer here with the token, for transport=webrtc."
+    )
+    sip: SipPublic | None = Field(description="Per-call SIP-over-WebSocket credentials, for transport=sip.")
+
+
+class TurnPublic(Public):
+    seq: int
+    role: str
+    text: str
+    interrupted: bool
+    started_at: datetime
+    ended_at: datetime
+    endpointing_ms: int | None
+    stt_ms: int | None
+    agent_first_token_ms: int | None
+    tts_first_audio_ms: int | None
+    total_ms: int | None
+
+
+class LatencySummary(Public):
+    turns: int = Field(description="Agent turns with a measured latency.")
+    p50_ms: int | None
+    p95_ms: int | None
+    stages_p50_ms: dict[str, int | None]
+
+
+class CallSummary(Public):
+    id: str
+    agent_id: str
+    contact_id: str | None
+    kind: str
+    transport: str
+    mode: str
+    status: str
+    end_reason: str | None
+    variables: dict[str, Any]
+    metadata: dict[str, Any]
+    data: dict[str, Any]
+    created_at: datetime
+    join_deadline: datetime
+    connected_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_s: float | None
+
+
+class CallPublic(CallSummary):
+    transcript: list[TurnPublic]
+    latency: LatencySummary
+    recording_url: str | None
+
+
+class CallEnd(Strict):
+    reason: str | None = Field(default=None, max_length=200, description="Free text kept on the event.")

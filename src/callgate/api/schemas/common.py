@@ -1,0 +1,36 @@
+"""Shared schema pieces."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ListPage(BaseModel, Generic[T]):
+    data: list[T]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Metadata = Annotated[dict[str, Any], Field(description="Your own data, returned as given (JSON object).")]
+Variables = Annotated[
+    dict[
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")], str | int | float | bool
+    ],
+    Field(description="Values for `{{name}}` placeholders in the agent's prompt, flow and messages."),
+]

@@ -1,0 +1,66 @@
+"""The ASGI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from callgate import __version__
+from callgate.api import agents, calls, contacts, ops, problems
+from callgate.api.middleware import BodyLimit, BrowserCORS, RequestLog
+from callgate.config import Settings
+from callgate.runtime import Runtime
+
+BROWSER_PATHS = ("/v1/web-calls/token",)
+
+
+def web_dir() -> Path | None:
+    """The static browser assets: the SDK, the widget and the demo page."""
+    for candidate in (Path(__file__).parent / "web", Path(__file__).resolve().parents[2] / "web"):
+        if (candidate / "index.html").exists():
+            return candidate
+    return None
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    runtime = runtime or Runtime(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="callgate",
+        version=__version__,
+        summary="Self-hosted web calls for voice AI agents",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    problems.install(app)
+    for router in (agents.router, calls.router, contacts.router, ops.router):
+        app.include_router(router)
+
+    if (web := web_dir()) is not None:
+        app.mount("/static", StaticFiles(directory=web), name="static")
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> FileResponse:
+            return FileResponse(web / "index.html")
+
+    app.add_middleware(
+        BrowserCORS, paths=lambda p: p.startswith(BROWSER_PATHS), origin_allowed=runtime.origins.allows
+    )
+    app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(RequestLog, metrics=runtime.metrics)
+    return app

@@ -1,0 +1,101 @@
+"""Call tokens: short-lived, single-use JWTs bound to one call and one transport.
+
+The signature and claims are checked here; single use is enforced by a :class:`TokenLedger` — the
+database (``used_token`` table) or Redis (``SET NX`` with expiry) when configured, so a token used on
+one node is refused on every other node.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import jwt
+
+from callgate.errors import InvalidToken, TokenExpired, TokenMismatch, TokenReused
+
+AUDIENCE = "callgate:call"
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True, slots=True)
+class CallToken:
+    call_id: str
+    team_id: str
+    transport: str
+    jti: str
+    expires_at: datetime
+
+
+class TokenLedger(Protocol):
+    async def consume(self, token: CallToken) -> bool:
+        """Mark the token used; False if it already was."""
+        ...
+
+
+def issue(
+    *, key: str, call_id: str, team_id: str, transport: str, now: datetime, ttl_s: int
+) -> tuple[str, CallToken]:
+    expires_at = now + timedelta(seconds=ttl_s)
+    claims = CallToken(
+        call_id=call_id,
+        team_id=team_id,
+        transport=transport,
+        jti=secrets.token_hex(16),
+        expires_at=expires_at,
+    )
+    encoded = jwt.encode(
+        {
+            "aud": AUDIENCE,
+            "sub": call_id,
+            "team": team_id,
+            "trp": transport,
+            "jti": claims.jti,
+            "iat": int(now.timestamp()),
+            "exp": int(expires_at.timestamp()),
+        },
+        key,
+        algorithm=ALGORITHM,
+    )
+    return encoded, claims
+
+
+def decode(token: str, *, key: str, now: datetime) -> CallToken:
+    """Check signature, audience and expiry; no binding or single-use check yet."""
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            options={"require": ["exp", "sub", "jti", "aud"], "verify_exp": False},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidToken("the call token is not valid") from exc
+    try:
+        parsed = CallToken(
+            call_id=str(claims["sub"]),
+            team_id=str(claims["team"]),
+            transport=str(claims["trp"]),
+            jti=str(claims["jti"]),
+            expires_at=datetime.fromtimestamp(int(claims["exp"]), now.tzinfo),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidToken("the call token is missing claims") from exc
+    if parsed.expires_at <= now:
+        raise TokenExpired("the call token has expired (join deadline passed)")
+    return parsed
+
+
+async def redeem(
+    token: str, *, key: str, now: datetime, call_id: str, transport: str, ledger: TokenLedger
+) -> CallToken:
+    """Verify ``token`` for joining ``call_id`` over ``transport`` and consume it."""
+    parsed = decode(token, key=key, now=now)
+    if parsed.call_id != call_id or parsed.transport != transport:
+        raise TokenMismatch("the call token is bound to another call or transport")
+    if not await ledger.consume(parsed):
+        raise TokenReused("the call token has already been used")
+    return parsed

@@ -1,0 +1,235 @@
+"""The ``callgate`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import yaml
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callgate.clock import utcnow
+from callgate.config import Settings
+from callgate.errors import CallgateError
+from callgate.log import configure_logging
+from callgate.store.db import Database
+from callgate.store.migrate import upgrade
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from exc
+
+
+async def _with_db(settings: Settings, job: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    await upgrade(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url)
+    await db.start()
+    try:
+        return await db.write(job)
+    finally:
+        await db.close()
+
+
+def _run(settings: Settings, job: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(_with_db(settings, job))
+    except CallgateError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.detail}") from exc
+
+
+@click.group()
+@click.version_option(package_name="callgate")
+def main() -> None:
+    """callgate: self-hosted web calls for voice AI agents."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
+def serve(host: str, port: int, workers: int) -> None:
+    """Apply migrations, seed an empty database, and serve."""
+    import uvicorn
+
+    from callgate.domain.bootstrap import bootstrap
+
+    settings = _settings()
+    configure_logging(level=settings.log_level, json_lines=settings.log_json)
+    settings.signing_key  # noqa: B018 - create the development key file before workers fork
+    seeded = _run(
+        settings,
+        lambda s: bootstrap(s, now=utcnow(), max_live_calls=settings.default_team_max_live_calls),
+    )
+    base = settings.public_url or f"http://{host}:{port}"
+    click.echo(f"callgate is starting on {base}")
+    click.echo(f"  demo page:  {base}/")
+    click.echo(f"  API docs:   {base}/docs")
+    if seeded.secret_key:
+        click.echo("  a development secret key was created (shown only now):")
+        click.echo(f"    {seeded.secret_key}")
+    if seeded.demo_agent_id:
+        click.echo(f"  demo agent: {seeded.demo_agent_id}")
+    uvicorn.run(
+        "callgate.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply Alembic migrations up to head."""
+    settings = _settings()
+    asyncio.run(upgrade(settings.resolved_database_url))
+    click.echo("database is at the latest schema")
+
+
+@main.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--type", "key_type", type=click.Choice(["secret", "publishable", "shared"]), required=True)
+@click.option("--team", default="default", show_default=True, help="Team name; created if missing.")
+@click.option("--name", default=None, help="A label for the key.")
+@click.option("--origin", "origins", multiple=True, help="Allowed origin (publishable keys).")
+@click.option("--agent", "agent_ids", multiple=True, help="Allowed agent id (publishable/shared keys).")
+@click.option("--rate-limit", default=None, help='e.g. "100/second" (default depends on the type).')
+@click.option("--token-ttl", type=int, default=None, help="Join deadline of call tokens, seconds.")
+def keys_create(
+    key_type: str,
+    team: str,
+    name: str | None,
+    origins: tuple[str, ...],
+    agent_ids: tuple[str, ...],
+    rate_limit: str | None,
+    token_ttl: int | None,
+) -> None:
+    """Create a key. The key is printed once, on the last line; only its hash is stored."""
+    from callgate.auth.keys import KeyType
+    from callgate.domain.agents import get_agent
+    from callgate.domain.keys import create_key, get_or_create_team
+
+    settings = _settings()
+
+    async def job(session: AsyncSession) -> tuple[str, str]:
+        now = utcnow()
+        row = await get_or_create_team(
+            session, name=team, now=now, max_live_calls=settings.default_team_max_live_calls
+        )
+        for agent_id in agent_ids:
+            await get_agent(session, team_id=row.id, agent_id=agent_id)
+        key, plaintext = await create_key(
+            session,
+            team_id=row.id,
+            key_type=KeyType(key_type),
+            now=now,
+            name=name,
+            allowed_origins=list(origins),
+            agent_ids=list(agent_ids),
+            rate_limit=rate_limit,
+            token_ttl_s=token_ttl,
+        )
+        return key.id, plaintext
+
+    try:
+        key_id, plaintext = _run(settings, job)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"created {key_type} key {key_id} for team {team!r}")
+    click.echo(plaintext)
+
+
+@main.group()
+def agents() -> None:
+    """Agents."""
+
+
+@agents.command("create")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--team", default="default", show_default=True)
+def agents_create(path: Path, team: str) -> None:
+    """Create an agent from a YAML or JSON file (the body of POST /v1/agents)."""
+    from callgate.api.problems import field_errors
+    from callgate.api.schemas.agents import AgentCreate
+    from callgate.domain.agents import create_agent
+    from callgate.domain.keys import get_or_create_team
+
+    settings = _settings()
+    try:
+        raw: Any = yaml.safe_load(path.read_text())
+        body = AgentCreate.model_validate(raw)
+    except yaml.YAMLError as exc:
+        raise click.ClickException(f"{path} is not valid YAML/JSON: {exc}") from exc
+    except ValidationError as exc:
+        lines = [f"  {e['field']}: {e['message']}" for e in field_errors(exc.errors())]
+        raise click.ClickException("invalid agent:\n" + "\n".join(lines)) from exc
+    except CallgateError as exc:
+        lines = [
+            f"  {e.get('loc') or e.get('field')}: {e.get('msg') or e.get('message')}"
+            for e in exc.errors or []
+        ]
+        raise click.ClickException(f"invalid agent: {exc.detail}\n" + "\n".join(lines)) from exc
+    fields = body.model_dump(mode="json")
+
+    async def job(session: AsyncSession) -> str:
+        now = utcnow()
+        row = await get_or_create_team(
+            session, name=team, now=now, max_live_calls=settings.default_team_max_live_calls
+        )
+        return (await create_agent(session, team_id=row.id, fields=fields, now=now)).id
+
+    click.echo(_run(settings, job))
+
+
+@agents.command("list")
+@click.option("--team", default="default", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def agents_list(team: str, as_json: bool) -> None:
+    """List a team's agents."""
+    from sqlalchemy import select
+
+    from callgate.store.models import Agent, Team
+
+    settings = _settings()
+
+    async def job(session: AsyncSession) -> list[tuple[str, str, str]]:
+        stmt = (
+            select(Agent.id, Agent.name, Agent.prompt)
+            .join(Team, Team.id == Agent.team_id)
+            .where(Team.name == team, Agent.deleted_at.is_(None))
+            .order_by(Agent.created_at)
+        )
+        return [(i, n, "prompt" if p else "flow") for i, n, p in await session.execute(stmt)]
+
+    for agent_id, name, kind in _run(settings, job):
+        if as_json:
+            click.echo(json.dumps({"id": agent_id, "name": name, "kind": kind}))
+        else:
+            click.echo(f"{agent_id}\t{kind}\t{name}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Settings, read once from the environment (prefix ``CALLGATE_``)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_INSECURE_SECRETS = {"", "changeme", "secret", "change-me"}
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLGATE_", extra="ignore", frozen=True)
+
+    env: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    """SQLAlchemy async URL; default: SQLite file ``callgate.db`` under ``data_dir``."""
+    redis_url: str | None = None
+    secret_key: SecretStr | None = None
+    """Signs call tokens. Generated and persisted under ``data_dir`` in development."""
+    public_url: str | None = None
+    """Base URL callers reach this server at (``https://calls.example.com``); default: the request's."""
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    join_deadline_s: int = Field(default=60, ge=5, le=3600)
+    default_team_max_live_calls: int = Field(default=20, ge=1)
+    sweep_interval_s: float = Field(default=5.0, gt=0)
+    key_cache_ttl_s: float = Field(default=5.0, ge=0)
+    """How long a verified key stays cached in-process; revocation reaches other nodes within this."""
+    log_level: str = "INFO"
+    log_json: bool = True
+    speech_warmup: bool = True
+    """Load the embedded speech models at start rather than on the first call."""
+
+    @model_validator(mode="after")
+    def _refuse_insecure_production(self) -> Self:
+        if self.env is Environment.PRODUCTION:
+            key = self.secret_key.get_secret_value() if self.secret_key else ""
+            if key.lower() in _INSECURE_SECRETS or len(key) < 32:
+                raise ValueError(
+                    "CALLGATE_SECRET_KEY must be set to at least 32 random characters in production"
+                )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'callgate.db').resolve()}"
+
+    @cached_property
+    def signing_key(self) -> str:
+        """The token signing key; in development, generated once and kept in ``data_dir``."""
+        if self.secret_key is not None and self.secret_key.get_secret_value():
+            return self.secret_key.get_secret_value()
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        return key

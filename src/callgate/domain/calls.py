@@ -1,0 +1,221 @@
+"""Calls: creation, the lifecycle transitions, ending, and the join-deadline sweep."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callgate.domain.agents import get_agent
+from callgate.domain.contacts import get_contact
+from callgate.domain.ids import new_id
+from callgate.domain.lifecycle import CallStatus, EndReason, check_transition, terminal_status
+from callgate.errors import ConcurrencyLimited
+from callgate.store import repo
+from callgate.store.models import Call, CallEvent, Team, TranscriptTurn
+
+LIVE = (CallStatus.CONNECTING.value, CallStatus.IN_PROGRESS.value)
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    agent_id: str
+    transport: str
+    mode: str
+    variables: dict[str, Any]
+    metadata: dict[str, Any]
+    contact_id: str | None = None
+    kind: str = "web"
+    dialect: str | None = None
+    sip_auth: dict[str, Any] | None = None
+    id: str | None = None
+
+
+async def live_call_count(session: AsyncSession, *, team_id: str) -> int:
+    stmt = select(func.count()).select_from(Call).where(Call.team_id == team_id, Call.status.in_(LIVE))
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def _check_capacity(session: AsyncSession, *, team_id: str) -> None:
+    cap = (await session.execute(select(Team.max_live_calls).where(Team.id == team_id))).scalar_one()
+    if await live_call_count(session, team_id=team_id) >= cap:
+        raise ConcurrencyLimited(f"the team already has {cap} live calls (its limit)")
+
+
+async def create_call(
+    session: AsyncSession, *, team_id: str, spec: NewCall, now: datetime, join_deadline: datetime
+) -> Call:
+    await get_agent(session, team_id=team_id, agent_id=spec.agent_id)
+    if spec.contact_id is not None:
+        await get_contact(session, team_id=team_id, contact_id=spec.contact_id)
+    await _check_capacity(session, team_id=team_id)
+    call = Call(
+        id=spec.id or new_id("call"),
+        team_id=team_id,
+        agent_id=spec.agent_id,
+        contact_id=spec.contact_id,
+        kind=spec.kind,
+        transport=spec.transport,
+        mode=spec.mode,
+        status=CallStatus.CREATED.value,
+        end_reason=None,
+        dialect=spec.dialect,
+        variables=spec.variables,
+        call_metadata=spec.metadata,
+        data={},
+        recording_path=None,
+        sip_auth=spec.sip_auth,
+        created_at=now,
+        join_deadline=join_deadline,
+        connected_at=None,
+        started_at=None,
+        ended_at=None,
+    )
+    session.add(call)
+    session.add(
+        CallEvent(
+            call_id=call.id,
+            type="call.created",
+            from_status=None,
+            to_status=call.status,
+            reason=None,
+            data={},
+            created_at=now,
+        )
+    )
+    await session.flush()
+    return call
+
+
+async def get_call(session: AsyncSession, *, team_id: str, call_id: str, for_update: bool = False) -> Call:
+    return await repo.get_scoped(session, Call, team_id=team_id, id=call_id, for_update=for_update)
+
+
+async def get_call_any_team(session: AsyncSession, *, call_id: str) -> Call | None:
+    """For token-authenticated paths, where the team comes from the verified token."""
+    return (await session.execute(select(Call).where(Call.id == call_id))).scalar_one_or_none()
+
+
+async def list_calls(
+    session: AsyncSession,
+    *,
+    team_id: str,
+    limit: int,
+    cursor: str | None,
+    agent_id: str | None = None,
+    status: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> repo.Page[Call]:
+    where: list[ColumnElement[bool]] = []
+    if agent_id is not None:
+        where.append(Call.agent_id == agent_id)
+    if status is not None:
+        where.append(Call.status == status)
+    if created_after is not None:
+        where.append(Call.created_at >= created_after)
+    if created_before is not None:
+        where.append(Call.created_at < created_before)
+    return await repo.list_page(session, Call, team_id=team_id, limit=limit, cursor=cursor, where=where)
+
+
+async def transition(
+    session: AsyncSession,
+    *,
+    call: Call,
+    to: CallStatus,
+    now: datetime,
+    reason: EndReason | None = None,
+    data: dict[str, Any] | None = None,
+) -> Call:
+    """Move ``call`` (loaded ``for_update``) to ``to``; record the event. Raises IllegalTransition."""
+    old = CallStatus(call.status)
+    check_transition(old, to, reason)
+    call.status = to.value
+    if to is CallStatus.CONNECTING:
+        call.connected_at = now
+    elif to is CallStatus.IN_PROGRESS:
+        call.started_at = now
+    else:
+        call.ended_at = now
+        call.end_reason = reason.value if reason else None
+    session.add(
+        CallEvent(
+            call_id=call.id,
+            type=f"call.{to.value}",
+            from_status=old.value,
+            to_status=to.value,
+            reason=reason.value if reason else None,
+            data=data or {},
+            created_at=now,
+        )
+    )
+    await session.flush()
+    return call
+
+
+async def end_call(
+    session: AsyncSession, *, team_id: str, call_id: str, reason: EndReason, now: datetime
+) -> Call:
+    call = await get_call(session, team_id=team_id, call_id=call_id, for_update=True)
+    return await transition(session, call=call, to=terminal_status(reason), reason=reason, now=now)
+
+
+async def join_call(session: AsyncSession, *, team_id: str, call_id: str, now: datetime) -> Call:
+    """A caller's transport connected with a valid token: created → connecting (capacity checked)."""
+    call = await get_call(session, team_id=team_id, call_id=call_id, for_update=True)
+    if call.status == CallStatus.CREATED.value:
+        await _check_capacity(session, team_id=team_id)
+    return await transition(session, call=call, to=CallStatus.CONNECTING, now=now)
+
+
+async def sweep_missed_joins(session: AsyncSession, *, now: datetime, limit: int = 500) -> list[str]:
+    """Fail calls nobody joined before their deadline. Safe on several nodes at once."""
+    stmt = (
+        select(Call)
+        .where(Call.status == CallStatus.CREATED.value, Call.join_deadline < now)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ended: list[str] = []
+    for call in (await session.execute(stmt)).scalars():
+        await transition(
+            session, call=call, to=CallStatus.FAILED, reason=EndReason.JOIN_DEADLINE_MISSED, now=now
+        )
+        ended.append(call.id)
+    return ended
+
+
+async def add_turn(session: AsyncSession, *, call_id: str, fields: dict[str, Any]) -> TranscriptTurn:
+    seq = (
+        await session.execute(
+            select(func.coalesce(func.max(TranscriptTurn.seq), 0)).where(TranscriptTurn.call_id == call_id)
+        )
+    ).scalar_one()
+    turn = TranscriptTurn(call_id=call_id, seq=int(seq) + 1, **fields)
+    session.add(turn)
+    await session.flush()
+    return turn
+
+
+async def list_turns(session: AsyncSession, *, call_id: str) -> list[TranscriptTurn]:
+    stmt = select(TranscriptTurn).where(TranscriptTurn.call_id == call_id).order_by(TranscriptTurn.seq)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def list_events(session: AsyncSession, *, call_id: str) -> list[CallEvent]:
+    stmt = select(CallEvent).where(CallEvent.call_id == call_id).order_by(CallEvent.id)
+    return list((await session.execute(stmt)).scalars())
+
+
+def percentile(values: list[int], q: float) -> int | None:
+    """Nearest-rank percentile (``q`` in 0..100)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
+    return ordered[rank - 1]

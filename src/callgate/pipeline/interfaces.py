@@ -1,0 +1,213 @@
+"""Provider interfaces: small ABCs with a capabilities dataclass each.
+
+Core code never branches on a vendor name; it reads capabilities. Concrete engines live in
+``callgate.providers.<name>`` (optional extras, import-guarded); scripted fakes for tests live in
+``callgate.providers.fake``.
+
+Audio everywhere in the pipeline is PCM16 little-endian mono ``bytes`` at a stated sample rate.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# --------------------------------------------------------------------------- VAD
+
+
+@dataclass(frozen=True, slots=True)
+class VADCapabilities:
+    sample_rate: int
+    """Sample rate the engine wants; callers resample to it."""
+    frame_samples: int
+    """Samples the engine analyses at a time (e.g. 512 at 16 kHz for Silero)."""
+
+
+class VADStream(ABC):
+    """Per-call VAD state. Not shared between calls."""
+
+    @abstractmethod
+    def process(self, pcm16: bytes) -> float | None:
+        """Feed audio at ``capabilities.sample_rate``; return the speech probability (0..1) of the
+        latest complete analysis frame, or None if no frame completed. Buffers partial frames."""
+
+    def reset(self) -> None:  # noqa: B027 - optional hook
+        """Forget internal state (e.g. after a long pause)."""
+
+
+class VAD(ABC):
+    capabilities: VADCapabilities
+
+    @abstractmethod
+    def create_stream(self) -> VADStream: ...
+
+
+# --------------------------------------------------------------------------- STT
+
+
+@dataclass(frozen=True, slots=True)
+class STTCapabilities:
+    sample_rate: int
+    streaming: bool = False
+    """True if :meth:`STT.stream` gives interim results while the caller speaks."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    is_final: bool = True
+    confidence: float | None = None
+    language: str | None = None
+
+
+class STTStream(ABC):
+    @abstractmethod
+    def push(self, pcm16: bytes) -> None: ...
+
+    @abstractmethod
+    async def finish(self) -> Transcript:
+        """End of utterance: return the final transcript."""
+
+    @abstractmethod
+    def interim(self) -> AsyncIterator[Transcript]: ...
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+class STT(ABC):
+    capabilities: STTCapabilities
+
+    @abstractmethod
+    async def transcribe(self, pcm16: bytes, *, language: str = "en") -> Transcript:
+        """Transcribe one whole utterance at ``capabilities.sample_rate``."""
+
+    def stream(self, *, language: str = "en") -> STTStream:
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+# --------------------------------------------------------------------------- LLM
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+    name: str | None = None
+    tool_call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LLMChunk:
+    """One streamed piece of an LLM answer: a text delta and/or completed tool calls."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LLMCapabilities:
+    streaming: bool = True
+    tools: bool = False
+
+
+class LLM(ABC):
+    capabilities: LLMCapabilities
+
+    @abstractmethod
+    def chat(
+        self, messages: Sequence[ChatMessage], *, tools: Sequence[ToolSpec] = ()
+    ) -> AsyncIterator[LLMChunk]:
+        """Stream the answer. Cancelling the iteration cancels the request."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+# --------------------------------------------------------------------------- TTS
+
+
+@dataclass(frozen=True, slots=True)
+class TTSCapabilities:
+    sample_rate: int
+    streaming: bool = False
+    """True if audio starts before the whole text is synthesised."""
+
+
+class TTS(ABC):
+    capabilities: TTSCapabilities
+
+    @abstractmethod
+    def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        """PCM16 mono at ``capabilities.sample_rate``, in chunks. Cancelling stops synthesis."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+# --------------------------------------------------------------------------- agent brain
+
+
+@dataclass(frozen=True, slots=True)
+class AgentText:
+    """A piece of what the agent says (streamed)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEndCall:
+    """The agent ends the call after saying what it has said."""
+
+    reason: str = "agent_ended"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTransfer:
+    """The agent hands the caller to a human at ``target``."""
+
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentData:
+    """Structured data the agent collected (flow slots, tool results) to store on the call."""
+
+    data: dict[str, Any]
+
+
+AgentEvent = AgentText | AgentEndCall | AgentTransfer | AgentData
+
+
+class AgentEngine(ABC):
+    """What decides what the agent says: a scripted flow or an LLM with a prompt."""
+
+    @abstractmethod
+    def greet(self) -> AsyncIterator[AgentEvent]:
+        """The opening (``initial_message``); may yield nothing."""
+
+    @abstractmethod
+    def respond(self, user_text: str) -> AsyncIterator[AgentEvent]:
+        """React to one caller turn. Cancelling the iteration abandons the answer."""
+
+    def on_interrupted(self, spoken_text: str) -> None:  # noqa: B027 - optional hook
+        """The previous answer was cut off after ``spoken_text``; keep history truthful."""

@@ -1,0 +1,145 @@
+"""Turn detection: VAD speech probabilities per 20 ms frame -> caller speech start and end of turn.
+
+A pure state machine (no asyncio, no clock): the caller feeds each frame with its speech probability and
+arrival time and gets back at most one event. Time is counted in audio frames, so endpointing is exact
+and independent of event-loop jitter::
+
+    QUIET --speech--> CANDIDATE --min_speech_ms of speech--> SPEAKING --end_of_turn_silence_ms--> QUIET
+                      CANDIDATE --a short gap--> QUIET (noise: a click or a cough)
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+from callgate.pipeline.options import PipelineOptions
+
+logger = logging.getLogger(__name__)
+
+_CANDIDATE_GAP_MS = 60
+"""Silence that aborts a speech candidate that has not reached ``min_speech_ms`` yet."""
+_KEEP_TRAILING_SILENCE_MS = 200
+"""Silence kept at the end of an utterance handed to STT; the rest is only endpointing delay."""
+
+
+class SpeechState(enum.Enum):
+    QUIET = "quiet"
+    CANDIDATE = "candidate"
+    SPEAKING = "speaking"
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    audio: bytes
+    """Pre-roll plus the speech that confirmed the start; later frames follow one by one."""
+    first_speech_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnded:
+    audio: bytes
+    """The whole utterance: pre-roll, speech, at most 200 ms of trailing silence."""
+    first_speech_at: float
+    last_speech_at: float
+    """Arrival time of the last frame that was speech."""
+    speech_ms: float
+    forced: bool = False
+    """True if ``max_utterance_ms`` ended it rather than a pause."""
+
+
+TurnEvent = SpeechStarted | SpeechEnded
+
+
+class TurnDetector:
+    def __init__(self, options: PipelineOptions, *, sample_rate: int) -> None:
+        self._opts = options
+        self._frame_ms = float(options.frame_ms)
+        self._frame_bytes = sample_rate * options.frame_ms // 1000 * 2
+        self._preroll: deque[bytes] = deque(maxlen=max(1, options.preroll_ms // options.frame_ms))
+        self._utterance = bytearray()
+        self.state = SpeechState.QUIET
+        self.speech_ms = 0.0
+        """Speech accumulated in the current utterance (pauses excluded)."""
+        self._silence_ms = 0.0
+        self._total_ms = 0.0
+        self._first_speech_at = 0.0
+        self._last_speech_at = 0.0
+
+    @property
+    def in_speech(self) -> bool:
+        return self.state is SpeechState.SPEAKING
+
+    def process(self, frame: bytes, probability: float, at: float) -> TurnEvent | None:
+        is_speech = probability >= self._opts.vad_threshold
+        if self.state is SpeechState.QUIET:
+            if not is_speech:
+                self._preroll.append(frame)
+                return None
+            self._set_state(SpeechState.CANDIDATE)
+            self._utterance = bytearray(b"".join(self._preroll))
+            self._preroll.clear()
+            self.speech_ms = self._silence_ms = self._total_ms = 0.0
+            self._first_speech_at = at
+        self._utterance.extend(frame)
+        self._total_ms += self._frame_ms
+        if is_speech:
+            self.speech_ms += self._frame_ms
+            self._silence_ms = 0.0
+            self._last_speech_at = at
+        else:
+            self._silence_ms += self._frame_ms
+
+        if self.state is SpeechState.CANDIDATE:
+            if self._silence_ms >= _CANDIDATE_GAP_MS:
+                self._abort_candidate()
+                return None
+            if self.speech_ms >= max(self._opts.min_speech_ms, self._frame_ms):
+                self._set_state(SpeechState.SPEAKING)
+                return SpeechStarted(audio=bytes(self._utterance), first_speech_at=self._first_speech_at)
+            return None
+
+        forced = self._total_ms >= self._opts.max_utterance_ms
+        if self._silence_ms >= self._opts.end_of_turn_silence_ms or forced:
+            return self._end(forced=forced and self._silence_ms < self._opts.end_of_turn_silence_ms)
+        return None
+
+    def reset(self) -> None:
+        """Forget any utterance in progress (e.g. after the pipeline stops listening)."""
+        self._preroll.clear()
+        self._utterance = bytearray()
+        self.speech_ms = self._silence_ms = self._total_ms = 0.0
+        self._set_state(SpeechState.QUIET)
+
+    def _abort_candidate(self) -> None:
+        # The candidate was noise: its audio becomes pre-roll again for the next real start.
+        data = bytes(self._utterance)
+        fb = self._frame_bytes
+        for i in range(0, len(data) - fb + 1, fb):
+            self._preroll.append(data[i : i + fb])
+        self._utterance = bytearray()
+        self.speech_ms = 0.0
+        self._set_state(SpeechState.QUIET)
+
+    def _end(self, *, forced: bool) -> SpeechEnded:
+        extra_ms = max(0.0, self._silence_ms - _KEEP_TRAILING_SILENCE_MS)
+        cut = int(extra_ms / self._frame_ms) * self._frame_bytes
+        audio = bytes(self._utterance[: len(self._utterance) - cut] if cut else self._utterance)
+        event = SpeechEnded(
+            audio=audio,
+            first_speech_at=self._first_speech_at,
+            last_speech_at=self._last_speech_at,
+            speech_ms=self.speech_ms,
+            forced=forced,
+        )
+        self._utterance = bytearray()
+        self.speech_ms = self._silence_ms = self._total_ms = 0.0
+        self._set_state(SpeechState.QUIET)
+        return event
+
+    def _set_state(self, state: SpeechState) -> None:
+        if state is not self.state:
+            logger.debug("caller speech %s -> %s", self.state.value, state.value)
+            self.state = state

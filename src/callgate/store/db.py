@@ -1,0 +1,167 @@
+"""Engines, sessions and the group-commit write path.
+
+Reads use a pooled session (``Database.read``). Writes go through :class:`Database.write`: jobs are
+queued to one writer task that runs as many as are waiting in a single transaction, each inside its
+own SAVEPOINT, and commits once. On SQLite this removes write-lock contention (one writer, one fsync
+per batch, ``BEGIN IMMEDIATE``); on PostgreSQL it saves round trips and commits. A job's result is
+returned only after its transaction committed, so callers never see unpersisted state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from callgate.errors import CallgateError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Job = Callable[[AsyncSession], Awaitable[T]]
+
+MAX_BATCH = 256
+
+
+def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control away from the driver so SAVEPOINT and BEGIN IMMEDIATE work.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """Owns the engines and the writer task. Create with :meth:`open`, release with :meth:`close`."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.read_engine = _sqlite_engine(url, immediate=False, pool_size=4)
+            self.write_engine = _sqlite_engine(url, immediate=True, pool_size=1)
+        else:
+            self.read_engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            self.write_engine = self.read_engine
+        self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        self._queue: asyncio.Queue[tuple[Job[Any], asyncio.Future[Any]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    @property
+    def dialect(self) -> str:
+        return self.read_engine.dialect.name
+
+    async def start(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_loop(), name="db-writer")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        while not self._queue.empty():
+            _, fut = self._queue.get_nowait()
+            if not fut.done():
+                fut.set_exception(ServiceUnavailable("the database is shutting down"))
+        await self.read_engine.dispose()
+        if self.write_engine is not self.read_engine:
+            await self.write_engine.dispose()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        try:
+            async with self._read_sessions() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            log.exception("database read failed")
+            raise ServiceUnavailable("the database is not available") from exc
+
+    async def write(self, job: Job[T]) -> T:
+        """Run ``job`` in the next group-committed transaction and return its result once durable."""
+        if self._writer is None:
+            raise ServiceUnavailable("the database writer is not running")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((job, fut))
+        return await fut
+
+    async def ping(self) -> bool:
+        try:
+            async with self.read_engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except (SQLAlchemyError, OSError):
+            return False
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._run_batch(batch)
+
+    async def _run_batch(self, batch: list[tuple[Job[Any], asyncio.Future[Any]]]) -> None:
+        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        try:
+            async with self._write_sessions() as session, session.begin():
+                for job, fut in batch:
+                    if fut.cancelled():
+                        continue
+                    try:
+                        async with session.begin_nested():
+                            value = await job(session)
+                        results.append((fut, True, value))
+                    except (CallgateError, ValueError) as exc:
+                        results.append((fut, False, exc))
+                    except SQLAlchemyError as exc:
+                        log.exception("database write job failed")
+                        results.append((fut, False, ServiceUnavailable("the database write failed")))
+                        del exc
+        except SQLAlchemyError as exc:
+            log.exception("database commit failed")
+            error = ServiceUnavailable("the database is not available")
+            error.__cause__ = exc
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(error)
+            return
+        except Exception as exc:  # a bug in a job: fail that batch, keep the writer alive
+            log.exception("database writer batch crashed")
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for fut, ok, value in results:
+            if fut.done():
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
