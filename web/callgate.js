@@ -158,7 +158,6 @@ export class Call extends EventTarget {
     this._requireConnected();
     const content = String(text ?? '').trim();
     if (!content) throw new CallError('sendText() needs some text');
-    this._finishAgentTurn(false);
     const id = this._send('send-text', {
       content,
       options: { run_immediately: true, audio_response: audioResponse ?? this.mode !== 'text' },
@@ -265,7 +264,9 @@ export class Call extends EventTarget {
       case 'bot-started-speaking':
       case 'bot-stopped-speaking':
         this.agentSpeaking = type === 'bot-started-speaking';
-        if (!this.agentSpeaking && this.mode !== 'text') this._finishAgentTurn(false);
+        // In the audio modes each stretch of agent speech is one transcript turn. LLM text
+        // that arrived before the speech started belongs to the turn that starts now.
+        if (this.mode !== 'text' && (!this.agentSpeaking || this._agent.tts)) this._finishAgentTurn(false);
         this._emit('agent-speaking', this.agentSpeaking);
         break;
       case 'user-transcription':
@@ -281,7 +282,9 @@ export class Call extends EventTarget {
         this._agent.open = true;
         if (this.mode !== 'text') this._emitAgentText(false);
         break;
+      case 'bot-llm-started':
       case 'bot-llm-stopped':
+        // Each LLM response is one transcript turn in text mode.
         if (this.mode === 'text') this._finishAgentTurn(false);
         break;
       case 'bot-interrupted':
@@ -406,7 +409,6 @@ export class Call extends EventTarget {
 
   _onUserTranscription(data) {
     if (!data.text) return;
-    this._finishAgentTurn(false);
     const final = !!data.final;
     this._emit('transcript', { role: 'user', text: data.text, final, turnId: this._userTurn, timestamp: data.timestamp });
     if (final) this._userTurn += 1;

@@ -11,9 +11,10 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from callgate import __version__
-from callgate.api import agents, calls, contacts, ops, problems
+from callgate.api import agents, calls, contacts, demo, ops, problems, recordings
 from callgate.api.middleware import BodyLimit, BrowserCORS, RequestLog
-from callgate.config import Settings
+from callgate.config import Environment, Settings
+from callgate.realtime import endpoints as realtime
 from callgate.runtime import Runtime
 
 BROWSER_PATHS = ("/v1/web-calls/token",)
@@ -48,8 +49,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.state.runtime = runtime
     problems.install(app)
-    for router in (agents.router, calls.router, contacts.router, ops.router):
+    for router in (agents.router, calls.router, recordings.router, contacts.router, ops.router, realtime.router):
         app.include_router(router)
+    if runtime.settings.env is Environment.DEVELOPMENT:
+        app.include_router(demo.router)
 
     if (web := web_dir()) is not None:
         app.mount("/static", StaticFiles(directory=web), name="static")

@@ -20,6 +20,7 @@ from callgate.domain import calls
 from callgate.domain.keys import KeyAuthenticator
 from callgate.errors import CallgateError
 from callgate.origins import OriginIndex
+from callgate.providers.registry import EngineRegistry
 from callgate.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class Runtime:
         self.metrics = Metrics()
         self.origins = OriginIndex(self.db, ttl_s=settings.key_cache_ttl_s)
         self.control = CallControl(self.redis)
+        self.engines = EngineRegistry()
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -73,6 +75,11 @@ class Runtime:
         await self.db.start()
         await self.control.start()
         self._tasks.append(asyncio.create_task(self._sweep_forever(), name="join-deadline-sweeper"))
+        if self.settings.speech_warmup:
+            self._tasks.append(asyncio.create_task(self._warm_up(), name="speech-warm-up"))
+
+    async def _warm_up(self) -> None:
+        await asyncio.to_thread(self.engines.warm_up)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -82,6 +89,7 @@ class Runtime:
                 await task
         self._tasks.clear()
         await self.control.stop()
+        await self.engines.aclose()
         await self.db.close()
         if self.redis is not None:
             await self.redis.aclose()

@@ -67,7 +67,7 @@ async def issue_web_call(
         status=call.status,
         agent_id=call.agent_id,
         transport=transport,
-        mode=call.mode,  # type: ignore[arg-type]
+        mode=call.mode,
         created_at=call.created_at,
         token=token,
         expires_at=claims.expires_at,

@@ -27,7 +27,7 @@ class Bootstrap:
 def demo_agent_fields() -> dict[str, object]:
     from callgate.flows.demo import demo_flow
 
-    flow = demo_flow()
+    flow = demo_flow().model_dump(mode="json", exclude_none=True)
     return {
         "name": DEMO_AGENT_NAME,
         "prompt": None,

@@ -1,8 +1,11 @@
-"""Scripted conversations ("flows") that run with no LLM.
+"""Agent brains: scripted flows (no LLM) and prompt agents (any LLM).
 
-:func:`validate_flow` checks a definition; :class:`~callgate.flows.engine.FlowAgent` runs one.
+:func:`validate_flow` checks a flow definition; :class:`FlowAgent` runs one for a call;
+:class:`PromptAgent` runs a system prompt on an LLM. :mod:`callgate.flows.demo` holds the demo agent.
 """
 
+from callgate.flows.engine import FlowAgent
+from callgate.flows.prompt import PromptAgent
 from callgate.flows.schema import Flow, validate_flow
 
-__all__ = ["Flow", "validate_flow"]
+__all__ = ["Flow", "FlowAgent", "PromptAgent", "validate_flow"]

@@ -33,7 +33,7 @@ DEMO_FLOW: dict[str, Any] = {
             "prompt": "And what time would suit you?",
             "reprompt": "What time would you like? For example, ten in the morning, or three p.m.",
         },
-    },  # fmt: skip
+    },
     "intents": [
         {
             "name": "book",
@@ -87,7 +87,7 @@ DEMO_FLOW: dict[str, Any] = {
                 "that's it",
             ],
         },
-    ],  # fmt: skip
+    ],
     "states": {
         "greeting": {
             "say": "Hello, and thank you for calling {{clinic_name}}. "
@@ -108,7 +108,7 @@ DEMO_FLOW: dict[str, Any] = {
             ],
             "reprompt": _ANYTHING_ELSE,
         },
-        "book": {"say": "Sure, let's find you a time.", "collect": ["day", "time"], "next": "confirm"},
+        "book": {"collect": ["day", "time"], "next": "confirm"},
         "confirm": {
             "say": "So that's {{day}} at {{time}}. Shall I book that for you?",
             "intents": [
@@ -117,9 +117,10 @@ DEMO_FLOW: dict[str, Any] = {
             ],
             "reprompt": "Shall I book {{day}} at {{time}}? Please say yes or no.",
         },
-        "rebook": {"say": "No problem.", "next": "book"},
+        "rebook": {"say": "No problem, let's try again.", "next": "book"},
         "booked": {
-            "say": f"You're booked in for {{{{day}}}} at {{{{time}}}}. We look forward to seeing you. {_ANYTHING_ELSE}",
+            "say": "You're booked in for {{day}} at {{time}}. We look forward to seeing you. "
+            + _ANYTHING_ELSE,
             "set": {"appointment_booked": True},
             "intents": [
                 {"name": "no", "answer": "no", "goto": "goodbye"},

@@ -96,4 +96,5 @@ def fuzzy_equal(a: str, b: str, *, threshold: float = 0.85) -> bool:
 def render(template: str, values: Mapping[str, str]) -> str:
     """Replace ``{{name}}`` with ``values[name]``; unknown names become empty (never read aloud)."""
     rendered = _PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), template)
+    rendered = rendered.replace("..", ".")  # "three p.m." at the end of a sentence
     return " ".join(rendered.split())

@@ -109,6 +109,11 @@ class Reply:
         """False once the agent decided to end or transfer the call, or once playout has finished."""
         self.finished = False
 
+    @property
+    def ends_call(self) -> bool:
+        """The agent ended or transferred the call in this reply; it will not answer again."""
+        return self._final_action is not None
+
     async def run(self) -> None:
         failed = False
         try:
@@ -126,7 +131,8 @@ class Reply:
         if self.player.speaking:
             await self._output.send_event(BotStoppedSpeaking())
         # After a failure only what was played counts; the rest was never heard.
-        await self._report(self.tracker.spoken_text() if failed else self.tracker.full_text, interrupted=False)
+        text = self.tracker.spoken_text() if failed else self.tracker.full_text
+        await self._report(text, interrupted=False)
         action = self._final_action
         if isinstance(action, AgentEndCall):
             await self._output.send_event(CallEndRequested(action.reason))

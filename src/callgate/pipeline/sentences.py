@@ -21,7 +21,7 @@ ABBREVIATIONS = frozenset(
 )  # fmt: skip
 
 # Terminal punctuation, optional closing quotes/brackets, then whitespace (group 3).
-_END = re.compile(r"([.!?…]+)([\"'”’)\]]*)(\s+)")
+_END = re.compile(r"([.!?\u2026]+)([\"')\]\u201d\u2019]*)(\s+)")
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
 
 

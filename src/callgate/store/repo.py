@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -78,7 +78,7 @@ async def list_page(
     cols: Any = model
     created: InstrumentedAttribute[datetime] = cols.created_at
     ident: InstrumentedAttribute[str] = cols.id
-    stmt: Select[tuple[M]] = select(model).where(cols.team_id == team_id, *where)
+    stmt = select(model).where(cols.team_id == team_id, *where)
     if cursor:
         at, last_id = decode_cursor(cursor)
         stmt = stmt.where(or_(created < at, and_(created == at, ident < last_id)))

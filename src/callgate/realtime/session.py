@@ -1,0 +1,280 @@
+"""One live call: a transport, a pipeline, and the call's lifecycle in the store.
+
+The transport's receive loop feeds the session (:meth:`push_audio`, :meth:`handle_message`); the session
+owns the pipeline and every task it starts; :meth:`run` returns when the call is over, having persisted
+the end state, the collected data and the recording, and closed the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from callgate.domain import calls
+from callgate.domain.lifecycle import CallStatus, EndReason, terminal_status
+from callgate.errors import CallgateError, IllegalTransition
+from callgate.log import call_id_var
+from callgate.pipeline import frames as f
+from callgate.pipeline.interfaces import STT, TTS, VAD, AgentEngine
+from callgate.pipeline.options import MODES, Mode, PipelineOptions
+from callgate.pipeline.pipeline import ConversationPipeline
+from callgate.pipeline.recording import Recorder
+from callgate.realtime import rtvi
+from callgate.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+WATCHDOG_S = 0.25
+
+
+class SessionState(enum.Enum):
+    STARTING = "starting"
+    ACTIVE = "active"
+    ENDING = "ending"
+    ENDED = "ended"
+
+
+class CallTransport(Protocol):
+    """What a session needs from a transport: send audio and messages, close with a code."""
+
+    async def send_audio(self, pcm16: bytes) -> None: ...
+
+    async def send_message(self, text: str) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Engines:
+    vad: VAD
+    stt: STT
+    tts: TTS | None
+    agent: AgentEngine
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    call_id: str
+    team_id: str
+    mode: Mode
+    max_duration_s: int
+    silence_timeout_s: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class CallSession:
+    """See the module docstring. Create, then ``await run()``; end it with :meth:`end`."""
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        context: CallContext,
+        transport: CallTransport,
+        engines: Engines,
+        options: PipelineOptions,
+    ) -> None:
+        self.runtime = runtime
+        self.context = context
+        self.transport = transport
+        self.state = SessionState.STARTING
+        self.end_reason: EndReason | None = None
+        self._ended = asyncio.Event()
+        self._data = dict(context.data)
+        self._turn_writes: list[asyncio.Task[None]] = []
+        recordings = runtime.settings.data_dir / "recordings"
+        recordings.mkdir(parents=True, exist_ok=True)
+        self.recording_path: Path = recordings / f"{context.call_id}.wav"
+        self.recorder = Recorder(self.recording_path)
+        self.pipeline = ConversationPipeline(
+            vad=engines.vad,
+            stt=engines.stt,
+            agent=engines.agent,
+            tts=engines.tts,
+            output=self,
+            clock=runtime.clock,
+            options=options,
+            recorder=self.recorder,
+        )
+        self._started_at = runtime.clock.monotonic()
+        self._last_text_at = self._started_at
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def _set_state(self, state: SessionState) -> None:
+        if state is not self.state:
+            log.info("session %s -> %s", self.state.value, state.value, extra={"call": self.context.call_id})
+            self.state = state
+
+    def end(self, reason: EndReason) -> None:
+        """Ask the session to end (idempotent: the first reason wins)."""
+        if self.end_reason is None:
+            self.end_reason = reason
+        self._ended.set()
+
+    async def _end_from_control(self, reason: EndReason) -> None:
+        self.end(reason)
+
+    async def run(self) -> EndReason:
+        token = call_id_var.set(self.context.call_id)
+        unregister = self.runtime.control.register(self.context.call_id, self._end_from_control)
+        self.runtime.metrics.live_sessions.inc()
+        try:
+            await self._mark_in_progress()
+            await self.pipeline.start()
+            self._set_state(SessionState.ACTIVE)
+            await self._watch()
+        except CallgateError as exc:
+            log.warning("session failed: %s", exc.detail)
+            self.end(EndReason.SERVER_ERROR)
+        except Exception:
+            log.exception("session crashed")
+            self.end(EndReason.SERVER_ERROR)
+        finally:
+            unregister()
+            self.runtime.metrics.live_sessions.dec()
+            await self._finish()
+            call_id_var.reset(token)
+        assert self.end_reason is not None
+        return self.end_reason
+
+    async def _mark_in_progress(self) -> None:
+        now = self.runtime.clock.now()
+
+        async def job(session: Any) -> None:
+            call = await calls.get_call(session, team_id=self.context.team_id, call_id=self.context.call_id,
+                                        for_update=True)
+            await calls.transition(session, call=call, to=CallStatus.IN_PROGRESS, now=now)
+
+        await self.runtime.db.write(job)
+
+    async def _watch(self) -> None:
+        """Wait for an end; meanwhile enforce max duration and the silence timeout."""
+        ctx, clock = self.context, self.runtime.clock
+        while not self._ended.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ended.wait(), WATCHDOG_S)
+            now = clock.monotonic()
+            if now - self._started_at >= ctx.max_duration_s:
+                self.end(EndReason.MAX_DURATION)
+            elif now - max(self.pipeline.last_activity, self._last_text_at) >= ctx.silence_timeout_s:
+                if not self.pipeline.agent_speaking:
+                    self.end(EndReason.SILENCE_TIMEOUT)
+
+    async def _finish(self) -> None:
+        self._set_state(SessionState.ENDING)
+        reason = self.end_reason or EndReason.SERVER_ERROR
+        await self.pipeline.stop()
+        for task in self._turn_writes:
+            with contextlib.suppress(Exception):
+                await task
+        self.recorder.close()
+        await self._persist_end(reason)
+        self.runtime.metrics.calls_ended.labels(reason=reason.value).inc()
+        with contextlib.suppress(Exception):
+            await self.transport.send_message(rtvi.message("server-message", {"type": "call-ended", "reason": reason}))
+        code = 1011 if reason is EndReason.SERVER_ERROR else 1000
+        with contextlib.suppress(Exception):
+            await self.transport.close(code, f"call ended: {reason.value}")
+        self._set_state(SessionState.ENDED)
+
+    async def _persist_end(self, reason: EndReason) -> None:
+        now = self.runtime.clock.now()
+        recording = str(self.recording_path) if self.recorder.frames_written else None
+
+        async def job(session: Any) -> None:
+            call = await calls.get_call(session, team_id=self.context.team_id, call_id=self.context.call_id,
+                                        for_update=True)
+            call.data = self._data
+            call.recording_path = recording
+            if not CallStatus(call.status).is_terminal:
+                await calls.transition(session, call=call, to=terminal_status(reason), reason=reason, now=now)
+
+        try:
+            await self.runtime.db.write(job)
+        except IllegalTransition:
+            log.warning("call already ended elsewhere")
+        except CallgateError:
+            log.exception("could not persist the end of the call")
+
+    # ---------------------------------------------------------------- input from the transport
+
+    def push_audio(self, pcm16: bytes) -> None:
+        if self.state is SessionState.ACTIVE:
+            self.pipeline.push_audio(pcm16)
+
+    async def handle_message(self, msg: rtvi.ClientMessage) -> None:
+        """A client message after the handshake. Raises :class:`rtvi.ProtocolError` on bad input."""
+        if msg.type == "send-text":
+            content = msg.data.get("content")
+            if not isinstance(content, str) or not content.strip():
+                raise rtvi.ProtocolError("send-text needs a non-empty `content` string")
+            self._last_text_at = self.runtime.clock.monotonic()
+            if self.state is SessionState.ACTIVE:
+                self.pipeline.push_text(content.strip())
+        elif msg.type == "disconnect-bot":
+            self.end(EndReason.CALLER_HANGUP)
+        elif msg.type == "client-message":
+            await self._client_message(msg)
+        elif msg.type == "client-ready":
+            raise rtvi.ProtocolError("client-ready was already received")
+        else:
+            await self.send_error(f"unknown message type {msg.type!r}", fatal=False)
+
+    async def _client_message(self, msg: rtvi.ClientMessage) -> None:
+        kind, body = msg.data.get("t"), msg.data.get("d") or {}
+        if kind == "set-mode" and isinstance(body, dict) and body.get("mode") in MODES:
+            mode: Mode = body["mode"]
+            self.pipeline.set_mode(mode)
+            await self.transport.send_message(
+                rtvi.message("server-response", {"t": "set-mode", "d": {"mode": mode}}, id_=msg.id)
+            )
+        else:
+            await self.send_error(f"unsupported client-message {kind!r}", fatal=False)
+
+    async def send_error(self, text: str, *, fatal: bool) -> None:
+        await self.transport.send_message(rtvi.message("error", {"message": text, "fatal": fatal}))
+
+    # ---------------------------------------------------------------- PipelineOutput
+
+    async def send_audio(self, pcm16: bytes) -> None:
+        await self.transport.send_audio(pcm16)
+
+    async def send_event(self, event: f.PipelineEvent) -> None:
+        match event:
+            case f.TurnEnded(record=record):
+                self._turn_writes.append(asyncio.create_task(self._save_turn(record)))
+                self._turn_writes = [t for t in self._turn_writes if not t.done()]
+            case f.AgentDataCollected(data=data):
+                self._data.update(data)
+            case f.CallEndRequested():
+                self.end(EndReason.AGENT_ENDED)
+            case f.TransferRequested(target=target):
+                self._data["transfer_target"] = target
+                self.end(EndReason.TRANSFERRED)
+        for text in rtvi.from_event(event):
+            await self.transport.send_message(text)
+
+    async def _save_turn(self, record: f.TurnRecord) -> None:
+        lat = record.latency
+        fields = {
+            "role": record.role,
+            "text": record.text,
+            "interrupted": record.interrupted,
+            "started_at": record.started_at,
+            "ended_at": record.ended_at,
+            **{
+                name: (round(value) if value is not None else None)
+                for name, value in (lat.as_dict() if lat else {}).items()
+            },
+        }
+        call_id = self.context.call_id
+        try:
+            await self.runtime.db.write(lambda s: calls.add_turn(s, call_id=call_id, fields=fields))
+        except CallgateError:
+            log.exception("could not save a transcript turn")

@@ -1,0 +1,69 @@
+"""Text-mode calls over the WebSocket transport, against a real server with the demo flow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from tests.realtime.conftest import LiveServer
+
+
+def rtvi(type_: str, data: dict[str, Any] | None = None) -> str:
+    return json.dumps({"label": "rtvi-ai", "type": type_, "id": "t1", "data": data or {}})
+
+
+async def next_message(ws: ClientConnection, type_: str, *, timeout: float = 15) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            raw = await ws.recv()
+            if isinstance(raw, bytes):
+                continue
+            msg = json.loads(raw)
+            if msg["type"] == type_:
+                return msg
+
+
+async def agent_text(ws: ClientConnection, *, timeout: float = 15) -> str:
+    """Collect bot-tts-text messages until the agent stops for a moment."""
+    parts = [(await next_message(ws, "bot-tts-text", timeout=timeout))["data"]["text"]]
+    while True:
+        try:
+            msg = await next_message(ws, "bot-tts-text", timeout=1.0)
+        except TimeoutError:
+            return " ".join(parts)
+        parts.append(msg["data"]["text"])
+
+
+async def test_text_call_books_an_appointment(live: LiveServer) -> None:
+    team = await live.world.team("acme")
+    agent_id = await live.flow_agent(team)
+    call = await live.web_call(team, agent_id, mode="text")
+    async with websockets.connect(str(call["websocket_url"])) as ws:
+        await ws.send(rtvi("client-ready", {"version": "1.0.0"}))
+        ready = await next_message(ws, "bot-ready")
+        assert ready["data"]["call_id"] == call["id"] and ready["data"]["mode"] == "text"
+        greeting = await agent_text(ws)
+        assert "Maple Street" in greeting
+        await ws.send(rtvi("send-text", {"content": "I would like to book an appointment for tomorrow at three pm"}))
+        answer = await agent_text(ws)
+        assert "tomorrow" in answer.lower() and "three" in answer.lower()
+        await ws.send(rtvi("disconnect-bot"))
+        ended = await next_message(ws, "server-message")
+        assert ended["data"] == {"type": "call-ended", "reason": "caller_hangup"}
+        with pytest.raises(websockets.ConnectionClosedOK):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1000
+
+    r = await live.world.client.get(f"/v1/calls/{call['id']}", headers=team.auth())
+    body = r.json()
+    assert body["status"] == "ended" and body["end_reason"] == "caller_hangup"
+    roles = [t["role"] for t in body["transcript"]]
+    assert roles[0] == "agent" and "user" in roles
+    user_turn = next(t for t in body["transcript"] if t["role"] == "user")
+    assert "appointment" in user_turn["text"]
+    assert any("tomorrow" in t["text"].lower() for t in body["transcript"] if t["role"] == "agent")
