@@ -94,7 +94,7 @@ class Reply:
         self._opts = options
         self._metrics = metrics
         self._timing = timing
-        self.tracker = SpokenTracker()
+        self.tracker = SpokenTracker(sample_rate=options.output_sample_rate)
         self.player = Player(
             output=output, clock=clock, options=options, tracker=self.tracker, metrics=metrics,
             on_frame=on_frame,

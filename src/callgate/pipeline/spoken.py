@@ -5,6 +5,9 @@ played. On barge-in, :meth:`SpokenTracker.spoken_text` gives the fully played se
 the current sentence in proportion to its played samples, cut back to whole words. It is an estimate
 (speech rate is not uniform within a sentence) but never claims a word the caller did not hear the end of
 in proportion, and is always a prefix of the full reply.
+
+While a sentence is still being synthesised its length is unknown; it is estimated from the speech rate
+of the reply's finished sentences (or :data:`DEFAULT_CHARS_PER_SECOND` before there is one).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import re
 from dataclasses import dataclass
 
 _WORD = re.compile(r"\S+")
+
+DEFAULT_CHARS_PER_SECOND = 14.0
+"""A typical TTS speaking rate (about 160 words a minute)."""
 
 
 def truncate_words(text: str, fraction: float) -> str:
@@ -41,8 +47,9 @@ class _Segment:
 
 
 class SpokenTracker:
-    def __init__(self) -> None:
+    def __init__(self, *, sample_rate: int = 16000) -> None:
         self._segments: list[_Segment] = []
+        self._default_samples_per_char = sample_rate / DEFAULT_CHARS_PER_SECOND
 
     def add(self, text: str, *, audio: bool) -> int:
         self._segments.append(_Segment(text=text, audio=audio))
@@ -81,11 +88,16 @@ class SpokenTracker:
                 parts.append(seg.text)
                 continue
             if seg.played:
-                # Total unknown while synthesis runs: the samples so far are a lower bound, so the
-                # fraction can only over-estimate slightly, and only for the sentence being spoken.
-                total = max(seg.samples, seg.played)
+                total = seg.samples if seg.complete else max(seg.samples, self._estimate(seg.text))
                 partial = truncate_words(seg.text, seg.played / total)
                 if partial:
                     parts.append(partial)
             break
         return " ".join(parts)
+
+    def _estimate(self, text: str) -> float:
+        """Samples ``text`` will probably take, from the speech rate of the finished sentences."""
+        done = [s for s in self._segments if s.audio and s.complete and s.text]
+        chars = sum(len(s.text) for s in done)
+        per_char = sum(s.samples for s in done) / chars if chars else self._default_samples_per_char
+        return per_char * len(text)

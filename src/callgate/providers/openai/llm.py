@@ -8,6 +8,7 @@ Speaks the wire protocol directly over httpx: ``POST {base_url}/chat/completions
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -49,6 +50,11 @@ class _PartialCall:
         if not isinstance(arguments, dict):
             raise ProviderError(f"tool call {self.name!r} arguments are not a JSON object")
         return ToolCall(id=self.id, name=self.name, arguments=arguments)
+
+
+def _caused(error: ProviderError, cause: BaseException) -> ProviderError:
+    error.__cause__ = cause
+    return error
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:
@@ -152,28 +158,61 @@ class OpenAILLM(LLM):
         }
         if tools:
             body["tools"] = [_tool(t) for t in tools]
+        # The HTTP exchange runs in a task this generator owns: abandoning the answer cancels it, and
+        # the cancellation unwinds httpx's stream iterators and closes the connection at once.
+        queue: asyncio.Queue[LLMChunk | Exception | None] = asyncio.Queue()
+        reader = asyncio.create_task(self._read(body, queue), name="openai-chat-stream")
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read(self, body: dict[str, Any], queue: asyncio.Queue[LLMChunk | Exception | None]) -> None:
         calls: dict[int, _PartialCall] = {}
         try:
             async with self._client.stream("POST", "chat/completions", json=body) as response:
                 await _raise_for_status(response)
                 parser = _SSEParser()
-                # aclosing: an abandoned line iterator must not be left for the GC to finalize.
-                async with contextlib.aclosing(response.aiter_lines()) as lines:
-                    async for line in lines:
-                        data = parser.feed(line)
-                        if data is None:
-                            continue
-                        if data.strip() == "[DONE]":
-                            break
-                        chunk = self._parse(data, calls)
+                done = False
+                # Read to the end even after [DONE] (servers close right after it): leaving httpx's
+                # iterators half-way would leave them to the garbage collector.
+                async for line in response.aiter_lines():
+                    data = parser.feed(line)
+                    if data is None or done:
+                        continue
+                    done = data.strip() == "[DONE]"
+                    chunk = None if done else self._parse(data, calls)
+                    if chunk is not None:
+                        queue.put_nowait(chunk)
+                    if done:
+                        self._flush(calls, queue)
+                if not done:  # a server that ends without [DONE]
+                    tail = parser.flush()
+                    if tail is not None and tail.strip() != "[DONE]":
+                        chunk = self._parse(tail, calls)
                         if chunk is not None:
-                            yield chunk
+                            queue.put_nowait(chunk)
+                    self._flush(calls, queue)
         except httpx.TimeoutException as exc:
-            raise ProviderTimeout(f"LLM server timed out: {exc!r}") from exc
+            queue.put_nowait(_caused(ProviderTimeout(f"LLM server timed out: {exc!r}"), exc))
         except httpx.TransportError as exc:
-            raise ProviderUnavailable(f"cannot reach the LLM server: {exc!r}") from exc
+            queue.put_nowait(_caused(ProviderUnavailable(f"cannot reach the LLM server: {exc!r}"), exc))
+        except ProviderError as exc:
+            queue.put_nowait(exc)
+        except Exception as exc:  # a malformed chunk: the consumer must hear of it, not wait forever
+            queue.put_nowait(_caused(ProviderError(f"unexpected answer from the LLM server: {exc!r}"), exc))
+
+    @staticmethod
+    def _flush(calls: dict[int, _PartialCall], queue: asyncio.Queue[LLMChunk | Exception | None]) -> None:
         if calls:  # servers that end without a finish_reason
-            yield LLMChunk(tool_calls=tuple(c.complete() for _, c in sorted(calls.items())))
+            queue.put_nowait(LLMChunk(tool_calls=tuple(c.complete() for _, c in sorted(calls.items()))))
+            calls.clear()
+        queue.put_nowait(None)
 
     @staticmethod
     def _parse(data: str, calls: dict[int, _PartialCall]) -> LLMChunk | None:

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from callgate.pipeline.options import PipelineOptions
+from callgate.pipeline.turns import SpeechEnded, SpeechStarted, SpeechState, TurnDetector, TurnEvent
+
+FRAME = bytes(640)
+
+
+def feed(detector: TurnDetector, pattern: str, start: float = 0.0) -> list[tuple[float, TurnEvent]]:
+    """``pattern``: one character per 20 ms frame, ``S`` speech, ``.`` silence."""
+    events = []
+    for i, c in enumerate(pattern):
+        at = start + i * 0.02
+        event = detector.process(bytes([i % 256]) * 640, 1.0 if c == "S" else 0.0, at)
+        if event is not None:
+            events.append((at, event))
+    return events
+
+
+def test_speech_start_needs_min_speech_and_end_needs_the_silence() -> None:
+    det = TurnDetector(PipelineOptions(min_speech_ms=100, end_of_turn_silence_ms=200), sample_rate=16000)
+    events = feed(det, "...." + "S" * 20 + "." * 12)
+    assert [type(e) for _, e in events] == [SpeechStarted, SpeechEnded]
+    (t_start, started), (t_end, ended) = events
+    assert t_start == 0.02 * (4 + 4)  # fifth speech frame confirms 100 ms
+    assert started.first_speech_at == 0.02 * 4
+    assert isinstance(ended, SpeechEnded)
+    assert ended.last_speech_at == 0.02 * 23
+    assert round(t_end - ended.last_speech_at, 6) == 0.2
+    assert ended.speech_ms == 400
+    # Pre-roll (4 frames) + speech (20) + trailing silence capped at 200 ms (10 frames).
+    assert len(ended.audio) == (4 + 20 + 10) * 640
+    assert det.state is SpeechState.QUIET
+
+
+def test_short_noise_never_starts_a_turn() -> None:
+    det = TurnDetector(PipelineOptions(min_speech_ms=100), sample_rate=16000)
+    assert feed(det, "SSS....SS...." * 5) == []
+    assert det.state is SpeechState.QUIET
+
+
+def test_a_short_pause_does_not_end_the_turn() -> None:
+    det = TurnDetector(PipelineOptions(end_of_turn_silence_ms=300), sample_rate=16000)
+    events = feed(det, "S" * 10 + "." * 14 + "S" * 10 + "." * 15)
+    assert [type(e) for _, e in events] == [SpeechStarted, SpeechEnded]
+    ended = events[1][1]
+    assert isinstance(ended, SpeechEnded)
+    assert ended.speech_ms == 400
+
+
+def test_trailing_silence_is_trimmed_and_preroll_kept() -> None:
+    det = TurnDetector(
+        PipelineOptions(preroll_ms=100, end_of_turn_silence_ms=600, min_speech_ms=20), sample_rate=16000
+    )
+    events = feed(det, "." * 50 + "S" * 5 + "." * 30)
+    ended = events[-1][1]
+    assert isinstance(ended, SpeechEnded)
+    assert len(ended.audio) == (5 + 5 + 10) * 640
+
+
+def test_max_utterance_forces_an_end() -> None:
+    det = TurnDetector(PipelineOptions(max_utterance_ms=1000), sample_rate=16000)
+    events = feed(det, "S" * 80)
+    ends = [e for _, e in events if isinstance(e, SpeechEnded)]
+    assert ends
+    assert ends[0].forced
+    assert ends[0].speech_ms == 1000
