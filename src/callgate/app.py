@@ -49,7 +49,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.state.runtime = runtime
     problems.install(app)
-    for router in (agents.router, calls.router, recordings.router, contacts.router, ops.router, realtime.router):
+    for router in (
+        agents.router,
+        calls.router,
+        recordings.router,
+        contacts.router,
+        ops.router,
+        realtime.router,
+    ):
         app.include_router(router)
     if runtime.settings.env is Environment.DEVELOPMENT:
         app.include_router(demo.router)

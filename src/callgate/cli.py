@@ -89,6 +89,7 @@ def serve(host: str, port: int, workers: int) -> None:
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        ws_max_size=1_048_576,
     )
 
 

@@ -46,6 +46,22 @@ class Metrics:
         self.calls_ended = Counter("callgate_calls_ended", "Calls ended", ["reason"], registry=r)
         self.live_sessions = Gauge("callgate_live_sessions", "Live call sessions on this node", registry=r)
         self.rate_limited = Counter("callgate_rate_limited", "Requests refused by rate limits", registry=r)
+        self.output_frames = Counter("callgate_output_frames", "Agent audio frames sent", registry=r)
+        self.late_output_frames = Counter(
+            "callgate_output_frames_late", "Agent audio frames sent over 40 ms after their slot", registry=r
+        )
+        self.input_dropped_seconds = Counter(
+            "callgate_input_dropped_seconds",
+            "Caller audio dropped because a pipeline fell behind",
+            registry=r,
+        )
+        self.interruptions = Counter("callgate_interruptions", "Barge-ins", registry=r)
+        self.session_max_output_lag = Histogram(
+            "callgate_session_max_output_lag_seconds",
+            "Each session's largest output-frame lag",
+            registry=r,
+            buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28),
+        )
 
 
 class Runtime:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from callgate.pipeline import (
@@ -130,7 +132,7 @@ async def test_a_stall_counts_one_late_frame_and_re_anchors() -> None:
     ) as h:
         await h.wait(5000)
         times = [t for t, _ in h.output.audio]
-        gaps = [round(b - a, 6) for a, b in zip(times, times[1:], strict=False)]
+        gaps = [round(b - a, 6) for a, b in itertools.pairwise(times)]
         assert h.pipeline.metrics.late_frames == 1
         assert h.pipeline.metrics.max_output_lag_ms == pytest.approx(100, abs=1)
         assert max(gaps) == pytest.approx(0.12)
@@ -198,3 +200,14 @@ async def test_last_activity_follows_caller_speech_and_agent_audio() -> None:
         assert h.pipeline.last_activity == pytest.approx(1.28)  # arrival of the last speech chunk
         await h.silence(3000)
         assert h.pipeline.last_activity == pytest.approx(h.output.audio[-1][0])
+
+
+async def test_a_turn_ends_even_if_the_transport_stops_sending_audio() -> None:
+    async with PipelineHarness(transcripts=["hello"], replies=["Hi."]) as h:
+        await h.speak(600)
+        await h.wait(2000)  # no audio at all, e.g. the client muted or uses DTX
+        assert h.output.names()[:3] == ["UserStartedSpeaking", "UserStoppedSpeaking", "UserTranscription"]
+        turn = h.output.of_type(TurnEnded)[-1].record
+        assert turn.role == "agent"
+        assert turn.latency is not None and turn.latency.endpointing_ms is not None
+        assert 550 <= turn.latency.endpointing_ms <= 700

@@ -5,29 +5,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.providers.fake_openai import FakeOpenAI, serve
+from tests.providers.fake_openai import fake_openai, openai_server  # noqa: F401 - fixtures
 
 BOOKING = "I would like to book an appointment for tomorrow at three pm."
-
-
-@pytest.fixture(scope="session")
-def _openai_server() -> Iterator[FakeOpenAI]:
-    yield from serve(FakeOpenAI())
-
-
-@pytest.fixture
-def fake_openai(_openai_server: FakeOpenAI) -> FakeOpenAI:
-    _openai_server.replies.clear()
-    _openai_server.requests.clear()
-    _openai_server.headers.clear()
-    _openai_server.disconnected.clear()
-    return _openai_server
 
 
 def read_pcm16(path: Path) -> tuple[bytes, int]:

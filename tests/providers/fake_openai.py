@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -115,3 +116,18 @@ def serve(fake: FakeOpenAI) -> Iterator[FakeOpenAI]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@pytest.fixture(scope="session")
+def openai_server() -> Iterator[FakeOpenAI]:
+    yield from serve(FakeOpenAI())
+
+
+@pytest.fixture
+def fake_openai(openai_server: FakeOpenAI) -> FakeOpenAI:
+    """The session's fake server, with no queued replies and no recorded requests."""
+    openai_server.replies.clear()
+    openai_server.requests.clear()
+    openai_server.headers.clear()
+    openai_server.disconnected.clear()
+    return openai_server

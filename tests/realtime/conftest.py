@@ -48,7 +48,9 @@ async def serve(settings: Settings) -> AsyncIterator[LiveServer]:
     runtime = Runtime(settings)
     app = create_app(runtime=runtime)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

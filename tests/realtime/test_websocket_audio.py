@@ -20,8 +20,14 @@ BOOKING = "I would like to book an appointment for tomorrow at three pm."
 
 
 def speech_pcm(text: str, tmp: Path, *, engine: str = "piper") -> bytes:
-    wav = make_speech_wav(text, tmp / f"{abs(hash(text))}.wav", rate=16000, engine=engine,  # type: ignore[arg-type]
-                          lead_silence_s=0.2, tail_silence_s=0.0)
+    wav = make_speech_wav(
+        text,
+        tmp / f"{abs(hash(text))}.wav",
+        rate=16000,
+        engine=engine,  # type: ignore[arg-type]
+        lead_silence_s=0.2,
+        tail_silence_s=0.0,
+    )
     samples, _ = read_wav(wav)
     return (np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes()
 
@@ -98,8 +104,11 @@ async def test_barge_in_stops_agent_audio_and_truncates_turn(live: LiveServer, t
         # Frames already in flight may land within a frame or two; nothing after that.
         late = [t for t, _ in client.got.audio if interrupted_at + 0.1 < t < interrupted_at + 0.6]
         assert late == []
-        generated = " ".join(m["data"]["text"] for t, m in client.got.messages
-                             if m["type"] == "bot-llm-text" and t < interrupted_at)
+        generated = " ".join(
+            m["data"]["text"]
+            for t, m in client.got.messages
+            if m["type"] == "bot-llm-text" and t < interrupted_at
+        )
         await client.send("disconnect-bot")
         await client.wait_for("server-message", since=barge_at, timeout=20)
 

@@ -49,7 +49,9 @@ async def test_text_call_books_an_appointment(live: LiveServer) -> None:
         assert ready["data"]["call_id"] == call["id"] and ready["data"]["mode"] == "text"
         greeting = await agent_text(ws)
         assert "Maple Street" in greeting
-        await ws.send(rtvi("send-text", {"content": "I would like to book an appointment for tomorrow at three pm"}))
+        await ws.send(
+            rtvi("send-text", {"content": "I would like to book an appointment for tomorrow at three pm"})
+        )
         answer = await agent_text(ws)
         assert "tomorrow" in answer.lower() and "three" in answer.lower()
         await ws.send(rtvi("disconnect-bot"))

@@ -73,8 +73,12 @@ async def test_expired_token(live: LiveServer) -> None:
     team = await live.world.team("acme")
     call = await live.web_call(team, team.agent_id, mode="text")
     token, _ = tokens.issue(
-        key=live.runtime.signing_key, call_id=str(call["id"]), team_id=team.id, transport="websocket",
-        now=utcnow() - timedelta(minutes=5), ttl_s=60,
+        key=live.runtime.signing_key,
+        call_id=str(call["id"]),
+        team_id=team.id,
+        transport="websocket",
+        now=utcnow() - timedelta(minutes=5),
+        ttl_s=60,
     )
     assert await close_code(ws_url(live, str(call["id"]), token)) == 4410
 
@@ -94,8 +98,12 @@ async def test_token_signed_with_another_key(live: LiveServer) -> None:
     team = await live.world.team("acme")
     call = await live.web_call(team, team.agent_id, mode="text")
     forged, _ = tokens.issue(
-        key="another-key-" + "y" * 40, call_id=str(call["id"]), team_id=team.id, transport="websocket",
-        now=utcnow(), ttl_s=60,
+        key="another-key-" + "y" * 40,
+        call_id=str(call["id"]),
+        team_id=team.id,
+        transport="websocket",
+        now=utcnow(),
+        ttl_s=60,
     )
     assert await close_code(ws_url(live, str(call["id"]), forged)) == 4401
 
@@ -104,7 +112,9 @@ async def test_first_message_must_be_client_ready(live: LiveServer) -> None:
     team = await live.world.team("acme")
     agent_id = await live.flow_agent(team)
     call = await live.web_call(team, agent_id, mode="text")
-    code = await close_code(str(call["websocket_url"]), first='{"label":"rtvi-ai","type":"send-text","data":{}}')
+    code = await close_code(
+        str(call["websocket_url"]), first='{"label":"rtvi-ai","type":"send-text","data":{}}'
+    )
     assert code == 4400
     assert await settled_status(live, team.auth(), str(call["id"])) == "ended"
 

@@ -44,11 +44,20 @@ async def demo_web_call(request: Request, runtime: RuntimeDep, body: DemoCall | 
     if team_id is None or agent_id is None:
         raise NotFound("there is no demo agent (was the database seeded by `callgate serve`?)")
     principal = Principal(
-        key_id="demo", team_id=team_id, type=KeyType.PUBLISHABLE, allowed_origins=(), agent_ids=(agent_id,),
-        rate_limit="30/minute", token_ttl_s=None,
+        key_id="demo",
+        team_id=team_id,
+        type=KeyType.PUBLISHABLE,
+        allowed_origins=(),
+        agent_ids=(agent_id,),
+        rate_limit="30/minute",
+        token_ttl_s=None,
     )
     spec = calls.NewCall(
-        agent_id=agent_id, transport="websocket", mode=body.mode.value, variables=body.variables, metadata={"demo": True}
+        agent_id=agent_id,
+        transport="websocket",
+        mode=body.mode.value,
+        variables=body.variables,
+        metadata={"demo": True},
     )
     _, public = await issue_web_call(runtime, principal, urls=BaseURLs.of(runtime, request), spec=spec)
     return public

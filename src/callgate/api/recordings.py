@@ -23,6 +23,6 @@ router = APIRouter(tags=["calls"])
 async def get_recording(call_id: str, principal: SecretPrincipal, runtime: RuntimeDep) -> FileResponse:
     async with runtime.db.read() as s:
         call = await calls.get_call(s, team_id=principal.team_id, call_id=call_id)
-    if not call.recording_path or not Path(call.recording_path).is_file():
+    if not call.recording_path or not Path(call.recording_path).is_file():  # noqa: ASYNC240 - one stat
         raise NotFound("this call has no recording")
     return FileResponse(call.recording_path, media_type="audio/wav", filename=f"{call.id}.wav")

@@ -45,12 +45,14 @@ from callgate.pipeline.options import (
 )
 from callgate.pipeline.recording import Recorder
 from callgate.pipeline.reply import Reply, UserTurnTiming
-from callgate.pipeline.turns import SpeechEnded, SpeechStarted, TurnDetector
+from callgate.pipeline.turns import SpeechEnded, SpeechStarted, SpeechState, TurnDetector
 from callgate.pipeline.utterance import Utterance
 
 logger = logging.getLogger(__name__)
 
 _MAX_PENDING_TURNS = 16
+_INPUT_GAP_S = 0.1
+"""Mid-turn, this long without caller audio is taken as silence (the transport stopped sending)."""
 
 
 class PipelineState(enum.Enum):
@@ -187,10 +189,20 @@ class ConversationPipeline:
         vad_stream = self._vad.create_stream()
         vad_resampler = StreamResampler(INPUT_SAMPLE_RATE, self._vad.capabilities.sample_rate)
         probability = 0.0
+        silent_frame = bytes(framer.frame_bytes)
+        gap_frames = max(1, round(_INPUT_GAP_S * 1000 / self._opts.frame_ms))
         while True:
             if not self._input:
                 self._input_ready.clear()
-                await self._input_ready.wait()
+                if self._detector.state is SpeechState.QUIET:
+                    await self._input_ready.wait()
+                elif not await self._wait_for_input(_INPUT_GAP_S):
+                    # The transport stopped sending mid-turn (muted, DTX, a stalled client): count the
+                    # gap as silence so the caller's turn still ends.
+                    probability = 0.0
+                    now = self._clock.monotonic()
+                    for _ in range(gap_frames):
+                        await self._on_frame(silent_frame, probability, now)
                 continue
             chunk, received_at = self._input.popleft()
             self._input_bytes -= len(chunk)
@@ -202,6 +214,18 @@ class ConversationPipeline:
                 if result is not None:
                     probability = result
                 await self._on_frame(frame, probability, received_at)
+
+    async def _wait_for_input(self, seconds: float) -> bool:
+        """Wait for caller audio at most ``seconds`` of clock time; True if some arrived."""
+        arrived = asyncio.ensure_future(self._input_ready.wait())
+        expired = asyncio.ensure_future(self._clock.sleep(seconds))
+        try:
+            await asyncio.wait({arrived, expired}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            arrived.cancel()
+            expired.cancel()
+            await asyncio.wait({arrived, expired})
+        return bool(self._input)
 
     async def _on_frame(self, frame: bytes, probability: float, at: float) -> None:
         if probability >= self._opts.vad_threshold:

@@ -62,7 +62,7 @@ class PiperSettings(_Settings):
 
 class EspeakSettings(_Settings):
     engine: Literal["espeak"]
-    voice: str = Field(default="en-us", pattern=r"^[A-Za-z0-9_+-]{1,40}$")
+    voice: str = Field(default="en-us", pattern=r"^[A-Za-z][A-Za-z0-9_+-]{0,39}$")
     rate: int = Field(default=165, ge=80, le=450)
     pitch: int = Field(default=50, ge=0, le=99)
 

@@ -60,18 +60,27 @@ async def _fail(runtime: Runtime, call: Call, reason: EndReason) -> None:
         await runtime.db.write(job)
 
 
-async def _join(runtime: Runtime, transport: WebSocketTransport, call_id: str, token: str) -> tuple[Call, Agent] | None:
+async def _join(
+    runtime: Runtime, transport: WebSocketTransport, call_id: str, token: str
+) -> tuple[Call, Agent] | None:
     """Redeem the token and join the call, or close the socket with the documented code."""
     now = runtime.clock.now()
     try:
         claims = await tokens.redeem(
-            token, key=runtime.signing_key, now=now, call_id=call_id, transport="websocket", ledger=runtime.ledger
+            token,
+            key=runtime.signing_key,
+            now=now,
+            call_id=call_id,
+            transport="websocket",
+            ledger=runtime.ledger,
         )
     except CallgateError as exc:
         await transport.close(_token_close_code(exc), exc.detail)
         return None
     try:
-        call = await runtime.db.write(lambda s: calls.join_call(s, team_id=claims.team_id, call_id=call_id, now=now))
+        call = await runtime.db.write(
+            lambda s: calls.join_call(s, team_id=claims.team_id, call_id=call_id, now=now)
+        )
     except ConcurrencyLimited as exc:
         await transport.close(CloseCode.CONCURRENCY, exc.detail)
         return None

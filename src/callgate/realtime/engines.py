@@ -30,7 +30,10 @@ def _build(runtime: Runtime, agent: Agent, call: Call) -> Engines:
     else:
         assert agent.prompt is not None
         brain = PromptAgent(
-            registry.llm(agent.llm), prompt=agent.prompt, variables=variables, initial_message=agent.initial_message
+            registry.llm(agent.llm),
+            prompt=agent.prompt,
+            variables=variables,
+            initial_message=agent.initial_message,
         )
     stt_settings = {k: v for k, v in agent.stt.items() if k != "vad"}
     return Engines(

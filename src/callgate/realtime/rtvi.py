@@ -70,7 +70,12 @@ def from_event(event: f.PipelineEvent) -> list[str]:
             return [message("bot-interrupted")]
         case f.UserTranscription(text=text, final=final):
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            return [message("user-transcription", {"text": text, "final": final, "timestamp": stamp, "user_id": "caller"})]
+            return [
+                message(
+                    "user-transcription",
+                    {"text": text, "final": final, "timestamp": stamp, "user_id": "caller"},
+                )
+            ]
         case f.BotLLMText(text=text):
             return [message("bot-llm-text", {"text": text})]
         case f.BotTTSText(text=text):
@@ -86,7 +91,8 @@ def from_event(event: f.PipelineEvent) -> list[str]:
                             {"processor": "agent", "value": (lat.agent_first_token_ms or 0) / 1000},
                         ],
                         "ttfb": [{"processor": "tts", "value": (lat.tts_first_audio_ms or 0) / 1000}],
-                        "turn": {k: _ms(v) for k, v in lat.as_dict().items()} | {"interrupted": record.interrupted},
+                        "turn": {k: _ms(v) for k, v in lat.as_dict().items()}
+                        | {"interrupted": record.interrupted},
                     },
                 )
             ]

@@ -103,6 +103,12 @@ class CallSession:
         )
         self._started_at = runtime.clock.monotonic()
         self._last_text_at = self._started_at
+        self._exported = {
+            "frames_sent": 0.0,
+            "late_frames": 0.0,
+            "input_dropped_ms": 0.0,
+            "interruptions": 0.0,
+        }
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -147,8 +153,9 @@ class CallSession:
         now = self.runtime.clock.now()
 
         async def job(session: Any) -> None:
-            call = await calls.get_call(session, team_id=self.context.team_id, call_id=self.context.call_id,
-                                        for_update=True)
+            call = await calls.get_call(
+                session, team_id=self.context.team_id, call_id=self.context.call_id, for_update=True
+            )
             await calls.transition(session, call=call, to=CallStatus.IN_PROGRESS, now=now)
 
         await self.runtime.db.write(job)
@@ -159,17 +166,32 @@ class CallSession:
         while not self._ended.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ended.wait(), WATCHDOG_S)
+            self._export_metrics()
             now = clock.monotonic()
             if now - self._started_at >= ctx.max_duration_s:
                 self.end(EndReason.MAX_DURATION)
-            elif now - max(self.pipeline.last_activity, self._last_text_at) >= ctx.silence_timeout_s:
-                if not self.pipeline.agent_speaking:
-                    self.end(EndReason.SILENCE_TIMEOUT)
+            elif (
+                now - max(self.pipeline.last_activity, self._last_text_at) >= ctx.silence_timeout_s
+                and not self.pipeline.agent_speaking
+            ):
+                self.end(EndReason.SILENCE_TIMEOUT)
+
+    def _export_metrics(self) -> None:
+        """Add this pipeline's counters since the last export to the node's Prometheus metrics."""
+        snap, m = self.pipeline.metrics.snapshot(), self.runtime.metrics
+        deltas = {name: snap[name] - seen for name, seen in self._exported.items()}
+        self._exported = {name: snap[name] for name in self._exported}
+        m.output_frames.inc(deltas["frames_sent"])
+        m.late_output_frames.inc(deltas["late_frames"])
+        m.input_dropped_seconds.inc(deltas["input_dropped_ms"] / 1000)
+        m.interruptions.inc(deltas["interruptions"])
 
     async def _finish(self) -> None:
         self._set_state(SessionState.ENDING)
         reason = self.end_reason or EndReason.SERVER_ERROR
         await self.pipeline.stop()
+        self._export_metrics()
+        self.runtime.metrics.session_max_output_lag.observe(self.pipeline.metrics.max_output_lag_ms / 1000)
         for task in self._turn_writes:
             with contextlib.suppress(Exception):
                 await task
@@ -177,7 +199,9 @@ class CallSession:
         await self._persist_end(reason)
         self.runtime.metrics.calls_ended.labels(reason=reason.value).inc()
         with contextlib.suppress(Exception):
-            await self.transport.send_message(rtvi.message("server-message", {"type": "call-ended", "reason": reason}))
+            await self.transport.send_message(
+                rtvi.message("server-message", {"type": "call-ended", "reason": reason})
+            )
         code = 1011 if reason is EndReason.SERVER_ERROR else 1000
         with contextlib.suppress(Exception):
             await self.transport.close(code, f"call ended: {reason.value}")
@@ -188,8 +212,9 @@ class CallSession:
         recording = str(self.recording_path) if self.recorder.frames_written else None
 
         async def job(session: Any) -> None:
-            call = await calls.get_call(session, team_id=self.context.team_id, call_id=self.context.call_id,
-                                        for_update=True)
+            call = await calls.get_call(
+                session, team_id=self.context.team_id, call_id=self.context.call_id, for_update=True
+            )
             call.data = self._data
             call.recording_path = recording
             if not CallStatus(call.status).is_terminal:

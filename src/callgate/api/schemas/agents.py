@@ -9,6 +9,7 @@ from pydantic import AnyHttpUrl, Field, model_validator
 
 from callgate.api.schemas.common import Name, Public, Strict, Variables
 from callgate.flows.schema import validate_flow
+from callgate.providers.registry import validate_engine_settings
 
 EngineSettings = dict[str, Any]
 
@@ -32,6 +33,18 @@ class AgentFields(Strict):
     webhook_url: AnyHttpUrl | None = None
 
 
+def check_engines(values: dict[str, Any]) -> None:
+    """Engine settings are checked when given; ``{}`` means the embedded default."""
+    for role in ("stt", "llm", "tts"):
+        settings = values.get(role)
+        if settings:
+            engine_settings = {k: v for k, v in settings.items() if not (role == "stt" and k == "vad")}
+            if engine_settings:
+                validate_engine_settings(role, engine_settings)
+            if role == "stt" and settings.get("vad"):
+                validate_engine_settings("vad", settings["vad"])
+
+
 class AgentCreate(AgentFields):
     name: Name
     prompt: str | None = Field(default=None, min_length=1, max_length=100_000)
@@ -46,6 +59,7 @@ class AgentCreate(AgentFields):
         if self.flow is not None:
             # Raises ValidationFailed with errors located under `flow`.
             validate_flow(self.flow, known_variables=self.variables)
+        check_engines({"stt": self.stt, "llm": self.llm, "tts": self.tts})
         return self
 
 
@@ -67,6 +81,7 @@ class AgentUpdate(Strict):
 
     def changes(self) -> dict[str, Any]:
         out = self.model_dump(mode="json", exclude_unset=True)
+        check_engines(out)
         for required in ("name", "variables", "stt", "llm", "tts", "max_duration_s", "silence_timeout_s"):
             if required in out and out[required] is None:
                 raise ValueError(f"`{required}` cannot be null")

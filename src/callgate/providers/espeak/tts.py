@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import struct
 from collections.abc import AsyncIterator
@@ -52,7 +53,7 @@ class EspeakTTS(TTS):
         self._executable = executable or find_espeak()
         if self._executable is None:
             raise ProviderUnavailable("espeak-ng is not installed (e.g. apt-get install espeak-ng)")
-        if not voice.replace("-", "").replace("+", "").replace("_", "").isalnum():
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_+-]{0,39}", voice):  # never an option
             raise ValueError(f"not an espeak-ng voice name: {voice!r}")
         self._args = ["--stdout", "--stdin", "-v", voice, "-s", str(int(rate)), "-p", str(int(pitch))]
         self.capabilities = TTSCapabilities(sample_rate=22050, streaming=True)

@@ -1,0 +1,133 @@
+"""The demo receptionist flow, turn by turn, through the AgentEngine interface."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from callgate.flows import FlowAgent, validate_flow
+from callgate.flows.demo import demo_flow
+from callgate.pipeline.interfaces import AgentData, AgentEndCall, AgentEvent, AgentText, AgentTransfer
+
+SUNDAY = date(2026, 11, 22)
+
+
+def agent(**variables: Any) -> FlowAgent:
+    return FlowAgent(demo_flow(), variables=variables, today=lambda: SUNDAY)
+
+
+async def turn(a: FlowAgent, said: str | None = None) -> list[AgentEvent]:
+    stream = a.greet() if said is None else a.respond(said)
+    return [event async for event in stream]
+
+
+def said(events: list[AgentEvent]) -> str:
+    return " ".join(e.text for e in events if isinstance(e, AgentText))
+
+
+async def test_greeting_uses_variables() -> None:
+    events = await turn(agent(clinic_name="Oak Lane Surgery"))
+    assert len(events) == 1
+    assert said(events).startswith("Hello, and thank you for calling Oak Lane Surgery.")
+
+
+async def test_booking_sentence_understood_in_one_turn() -> None:
+    a = agent()
+    await turn(a)
+    events = await turn(a, "I would like to book an appointment for tomorrow at three pm")
+    assert events[0] == AgentData({"day": "2026-11-23", "time": "15:00"})
+    reply = said(events)
+    assert "tomorrow" in reply and "three p.m." in reply and reply.endswith("Shall I book that for you?")
+    assert a.state == "confirm"
+
+    events = await turn(a, "Yes, please.")
+    assert events[0] == AgentData({"day": "2026-11-23", "time": "15:00", "appointment_booked": True})
+    assert said(events).startswith("You're booked in for tomorrow at three p.m.")
+
+    events = await turn(a, "No, that's all.")
+    assert said(events) == "Thank you for calling Maple Street Clinic. Goodbye!"
+    assert events[-1] == AgentEndCall()
+    assert a.finished and await turn(a, "hello?") == []
+
+
+async def test_whisper_style_transcript() -> None:
+    a = agent()
+    await turn(a)
+    events = await turn(a, "I would like to book an appointment for tomorrow at 3 p.m. Thank you.")
+    assert "tomorrow at three p.m." in said(events)
+
+
+async def test_slots_asked_one_by_one_with_reprompt() -> None:
+    a = agent()
+    await turn(a)
+    assert said(await turn(a, "Can I make an appointment?")) == "What day would you like to come in?"
+    events = await turn(a, "Friday")
+    assert said(events) == "And what time would suit you?"
+    assert events[0] == AgentData({"day": "2026-11-27"})
+    assert said(await turn(a, "erm")).startswith("Sorry, I didn't catch that. What time would you like?")
+    events = await turn(a, "half past two")
+    assert "Friday the twenty-seventh at two thirty p.m." in said(events)
+    # "No" starts over: the slots are cleared and asked again.
+    events = await turn(a, "No")
+    assert events[0] == AgentData({"day": None, "time": None})
+    assert said(events) == "No problem, let's try again. What day would you like to come in?"
+    events = await turn(a, "the 5th at noon")
+    assert "Saturday the fifth of December at noon" in said(events)
+
+
+async def test_hours_then_goodbye() -> None:
+    a = agent()
+    await turn(a)
+    assert "eight in the morning until six in the evening" in said(
+        await turn(a, "What are your opening hours?")
+    )
+    events = await turn(a, "bye")
+    assert isinstance(events[-1], AgentEndCall)
+
+
+async def test_asking_for_a_human_transfers() -> None:
+    a = agent(front_desk="sip:desk@clinic.example")
+    await turn(a)
+    events = await turn(a, "Can I talk to a real person?")
+    assert said(events) == "Of course. Please hold while I put you through to the front desk."
+    assert events[-1] == AgentTransfer(target="sip:desk@clinic.example")
+
+
+async def test_too_many_misses_fall_back() -> None:
+    a = agent()
+    await turn(a)
+    for _ in range(2):
+        assert said(await turn(a, "purple monkey dishwasher")).startswith("Sorry, I didn't catch that.")
+    events = await turn(a, "purple monkey dishwasher")
+    assert "having trouble understanding" in said(events)
+    assert events[-1] == AgentTransfer(target="front-desk")
+
+
+async def test_caller_speaking_first_and_fuzzy_keywords() -> None:
+    a = agent()
+    events = await turn(a, "I need an apointment")  # no greet(); typo from STT
+    assert said(events) == "What day would you like to come in?"
+
+
+async def test_name_and_yes_no_slots_in_a_custom_flow() -> None:
+    flow = validate_flow(
+        {
+            "start": "ask",
+            "slots": {
+                "name": {"type": "name", "prompt": "What's your name?"},
+                "ok": {"type": "yes_no", "prompt": "Shall we text you, {{name}}?"},
+            },
+            "states": {
+                "ask": {"say": "Welcome to {{place}}.", "collect": ["name", "ok"], "next": "done"},
+                "done": {"say": "Thanks {{name}}, noted: {{ok}}.", "end": True},
+            },
+            "variables": {"place": "the clinic"},
+        }
+    )
+    a = FlowAgent(flow)
+    assert said(await turn(a)) == "Welcome to the clinic. What's your name?"
+    assert said(await turn(a, "Maria Lopez")) == "Shall we text you, Maria Lopez?"
+    events = await turn(a, "yes")
+    assert events[0] == AgentData({"name": "Maria Lopez", "ok": True})
+    assert said(events) == "Thanks Maria Lopez, noted: yes."
+    assert isinstance(events[-1], AgentEndCall)
