@@ -29,7 +29,8 @@ async def test_end_call_is_requested_after_the_goodbye_has_played() -> None:
 
 
 async def test_the_goodbye_cannot_be_interrupted_and_later_turns_are_ignored() -> None:
-    async with PipelineHarness(transcripts=["that's all", "wait, one more thing"], replies=[BYE, "Sure."]) as h:
+    transcripts = ["that's all", "wait, one more thing"]
+    async with PipelineHarness(transcripts=transcripts, replies=[BYE, "Sure."]) as h:
         await h.speak(500)
         await h.silence(1000)
         await h.speak(1000)  # talks over the goodbye

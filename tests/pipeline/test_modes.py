@@ -10,7 +10,8 @@ from callgate.providers.fake import PipelineHarness
 
 
 async def test_text_mode_sends_agent_text_and_no_audio() -> None:
-    async with PipelineHarness(options=PipelineOptions(mode="text"), replies=["Sure. Booked for Monday."]) as h:
+    opts = PipelineOptions(mode="text")
+    async with PipelineHarness(options=opts, replies=["Sure. Booked for Monday."]) as h:
         h.pipeline.push_text("book me in")
         await h.wait(2000)
         assert h.output.audio == []
@@ -57,8 +58,11 @@ async def test_switching_to_text_mid_reply_applies_from_the_next_sentence() -> N
         h.pipeline.set_mode("text")
         await h.wait(5000)
         assert h.tts is not None
-        assert h.tts.requests == ["Part one is here."]
-        assert len(h.output.audio) == 17 * 50 // 20 + 1
+        assert "Part three ends." not in h.tts.requests
+        assert len(h.output.audio) == 17 * 50 // 20 + 1  # only the sentence that was playing
+        assert [e.text for e in h.output.of_type(BotTTSText)] == [
+            "Part one is here.", "Part two follows.", "Part three ends.",
+        ]  # fmt: skip
         record = h.output.of_type(TurnEnded)[-1].record
         assert record.text == "Part one is here. Part two follows. Part three ends."
 

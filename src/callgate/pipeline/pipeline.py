@@ -107,7 +107,8 @@ class ConversationPipeline:
         return self._mode
 
     def set_mode(self, mode: Mode) -> None:
-        """Switch output mode mid-call; applies from the next sentence handed to TTS."""
+        """Switch output mode mid-call. Applies from the next sentence to start playing: audio already
+        playing finishes its sentence; later sentences are delivered per the new mode."""
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, not {mode!r}")
         self._mode = mode
@@ -296,6 +297,8 @@ class ConversationPipeline:
                     held.append(result[0])
                     timing = result[1]
             else:
+                if self._opts.allow_interruptions:  # cut the agent off before recording the new turn
+                    await self._interrupt(StartInterruption("user_text"))
                 held.append(item)
                 timing = UserTurnTiming(transcript_at=self._clock.monotonic())
                 await self._record_user_turn(item, self._clock.now(), self._clock.now())

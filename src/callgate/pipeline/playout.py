@@ -47,6 +47,7 @@ class Player:
         options: PipelineOptions,
         tracker: SpokenTracker,
         metrics: PipelineMetrics,
+        speak: Callable[[], bool] = lambda: True,
         on_frame: FrameHook | None = None,
     ) -> None:
         self.queue: asyncio.Queue[DataFrame] = asyncio.Queue()
@@ -55,6 +56,8 @@ class Player:
         self._tracker = tracker
         self._metrics = metrics
         self._on_frame = on_frame
+        self._speak = speak
+        self._skipping = False
         self._frame_s = options.frame_ms / 1000.0
         self._late_s = options.late_frame_ms / 1000.0
         self._segment = -1
@@ -76,10 +79,15 @@ class Player:
             if isinstance(frame, TTSStarted):
                 self._segment += 1
                 self._caption = frame.text
+                self._skipping = not self._speak()
+                if self._skipping:  # switched to text mode since this sentence went to TTS
+                    self._tracker.deliver_as_text(self._segment)
             elif isinstance(frame, TTSAudio):
-                await self._play(frame.pcm16)
+                if not self._skipping:
+                    await self._play(frame.pcm16)
             elif isinstance(frame, TTSStopped):
-                if self._caption is not None:  # a sentence that synthesised to no audio
+                self._skipping = False
+                if self._caption is not None:  # no audio played for this sentence
                     await self._output.send_event(BotTTSText(self._caption))
                     self._caption = None
             elif isinstance(frame, AgentTextFrame):

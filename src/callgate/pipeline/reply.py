@@ -97,7 +97,7 @@ class Reply:
         self.tracker = SpokenTracker(sample_rate=options.output_sample_rate)
         self.player = Player(
             output=output, clock=clock, options=options, tracker=self.tracker, metrics=metrics,
-            on_frame=on_frame,
+            speak=speak, on_frame=on_frame,
         )  # fmt: skip
         self._sentences: asyncio.Queue[str | None] = asyncio.Queue()
         self._started_at = clock.now()

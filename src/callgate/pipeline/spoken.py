@@ -67,6 +67,11 @@ class SpokenTracker:
     def delivered(self, index: int) -> None:
         self._segments[index].delivered = True
 
+    def deliver_as_text(self, index: int) -> None:
+        """A synthesised sentence shown as text instead (the caller switched to text mode)."""
+        seg = self._segments[index]
+        seg.audio, seg.delivered = False, True
+
     @property
     def full_text(self) -> str:
         """Everything the agent produced for this reply, heard or not."""
