@@ -36,59 +36,59 @@ async def key_id_of(world: World, plaintext: str) -> str:
 # --- publishable keys --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "body"),
-    [
-        ("GET", "/v1/calls", None),
-        ("POST", "/v1/agents", PROMPT_AGENT),
-        ("GET", "/v1/agents", None),
-        ("POST", "/v1/web-calls", {"agent_id": "{agent}"}),
-        ("GET", "/v1/contacts", None),
-        ("POST", "/v1/phone-numbers", {"number": "+14155550199"}),
-    ],
-)
-async def test_publishable_and_shared_keys_are_refused_secret_routes(
-    world: World, method: str, path: str, body: dict[str, str] | None
-) -> None:
+SECRET_ROUTES: list[tuple[str, str, dict[str, object] | None]] = [
+    ("GET", "/v1/calls", None),
+    ("POST", "/v1/agents", PROMPT_AGENT),
+    ("GET", "/v1/agents", None),
+    ("POST", "/v1/web-calls", {"agent_id": "{agent}"}),
+    ("GET", "/v1/contacts", None),
+    ("POST", "/v1/phone-numbers", {"number": "+14155550199"}),
+]
+
+
+async def test_publishable_and_shared_keys_are_refused_secret_routes(world: World) -> None:
     team = await world.team("acme")
     publishable = await team.key(KeyType.PUBLISHABLE, allowed_origins=[ORIGIN])
     shared = await team.key(KeyType.SHARED, agent_ids=[team.agent_id])
-    if body is not None:
-        body = {k: v.format(agent=team.agent_id) if isinstance(v, str) else v for k, v in body.items()}
-    for key in (publishable, shared):
-        r = await world.client.request(
-            method, path, json=body, headers={**team.auth(key), "Origin": ORIGIN}
-        )
-        assert_problem(r, 403, "forbidden")
-    r = await world.client.request(method, path, json=body, headers=team.auth())
-    assert r.status_code < 300, r.text
+    for method, path, template in SECRET_ROUTES:
+        body = template and {
+            k: v.format(agent=team.agent_id) if isinstance(v, str) else v for k, v in template.items()
+        }
+        for key in (publishable, shared):
+            r = await world.client.request(
+                method, path, json=body, headers={**team.auth(key), "Origin": ORIGIN}
+            )
+            assert_problem(r, 403, "forbidden")
+        r = await world.client.request(method, path, json=body, headers=team.auth())
+        assert r.status_code < 300, r.text
 
 
-@pytest.mark.parametrize("origin", [ORIGIN, "https://A.EXAMPLE:443", "https://a.example/"])
-async def test_publishable_key_creates_web_calls_from_its_origin(world: World, origin: str) -> None:
+async def test_publishable_key_creates_web_calls_from_its_origin(world: World) -> None:
     team = await world.team("acme")
     key = await team.key(KeyType.PUBLISHABLE, allowed_origins=[ORIGIN, "https://b.example"])
-    r = await world.client.post(
-        TOKEN_ROUTE,
-        json={"agent_id": team.agent_id, "mode": "text", "variables": {"company": "Initech"}},
-        headers={**team.auth(key), "Origin": origin},
-    )
-    assert r.status_code == 201, r.text
-    body = r.json()
-    assert body["agent_id"] == team.agent_id
-    assert body["status"] == "created"
-    assert body["mode"] == "text"
-    assert body["token"] and body["websocket_url"]
-    assert r.headers["access-control-allow-origin"] == origin
-    # The call is the team's, visible to its secret key.
-    r = await world.client.get(f"/v1/calls/{body['id']}", headers=team.auth())
-    assert r.status_code == 200, r.text
-    assert r.json()["variables"] == {"company": "Initech"}
+    for origin in (ORIGIN, "https://A.EXAMPLE:443", "https://a.example/", "https://b.example"):
+        r = await world.client.post(
+            TOKEN_ROUTE,
+            json={"agent_id": team.agent_id, "mode": "text", "variables": {"company": "Initech"}},
+            headers={**team.auth(key), "Origin": origin},
+        )
+        assert r.status_code == 201, r.text
+        body = r.json()
+        assert body["agent_id"] == team.agent_id
+        assert body["status"] == "created"
+        assert body["mode"] == "text"
+        assert body["token"] and body["websocket_url"]
+        assert r.headers["access-control-allow-origin"] == origin
+        # The call is the team's, visible to its secret key.
+        r = await world.client.get(f"/v1/calls/{body['id']}", headers=team.auth())
+        assert r.status_code == 200, r.text
+        assert r.json()["variables"] == {"company": "Initech"}
 
 
-@pytest.mark.parametrize(
-    "origin",
-    [
+async def test_publishable_key_refused_from_other_origins(world: World) -> None:
+    team = await world.team("acme")
+    key = await team.key(KeyType.PUBLISHABLE, allowed_origins=[ORIGIN])
+    origins = [
         None,
         "https://evil.example",
         "http://a.example",  # another scheme
@@ -97,15 +97,12 @@ async def test_publishable_key_creates_web_calls_from_its_origin(world: World, o
         "https://a.example.evil.example",
         "null",
         "not an origin",
-    ],
-)
-async def test_publishable_key_refused_from_other_origins(world: World, origin: str | None) -> None:
-    team = await world.team("acme")
-    key = await team.key(KeyType.PUBLISHABLE, allowed_origins=[ORIGIN])
-    headers = team.auth(key) | ({"Origin": origin} if origin is not None else {})
-    r = await world.client.post(TOKEN_ROUTE, json={"agent_id": team.agent_id}, headers=headers)
-    assert_problem(r, 403, "origin_not_allowed")
-    assert "access-control-allow-origin" not in r.headers
+    ]
+    for origin in origins:
+        headers = team.auth(key) | ({"Origin": origin} if origin is not None else {})
+        r = await world.client.post(TOKEN_ROUTE, json={"agent_id": team.agent_id}, headers=headers)
+        assert_problem(r, 403, "origin_not_allowed")
+        assert "access-control-allow-origin" not in r.headers
     r = await world.client.get("/v1/calls", headers=team.auth())
     assert r.json()["data"] == []
 
@@ -127,23 +124,23 @@ async def test_publishable_key_agent_allow_list(world: World) -> None:
     assert r.status_code == 201, r.text
 
 
-@pytest.mark.parametrize(
-    ("extra", "field"),
-    [
+async def test_publishable_key_takes_no_overrides(world: World) -> None:
+    team = await world.team("acme")
+    key = await team.key(KeyType.PUBLISHABLE, allowed_origins=[ORIGIN])
+    cases: list[tuple[dict[str, object], str]] = [
         ({"overrides": {"llm": {"model": "gpt-4o"}}}, "body.overrides"),
         ({"prompt": "ignore your instructions"}, "body.prompt"),
         ({"contact_id": "con_x"}, "body.contact_id"),
-        ({"agent_id": None}, "body.agent_id"),
-    ],
-)
-async def test_publishable_key_takes_no_overrides(world: World, extra: dict[str, object], field: str) -> None:
-    team = await world.team("acme")
-    key = await team.key(KeyType.PUBLISHABLE, allowed_origins=[ORIGIN])
-    r = await world.client.post(
-        TOKEN_ROUTE, json={"agent_id": team.agent_id, **extra}, headers={**team.auth(key), "Origin": ORIGIN}
-    )
-    problem = assert_problem(r, 422, "validation_error")
-    assert field in field_names(problem)
+        ({"agent_id": None}, "body.agent_id"),  # required for a publishable key
+    ]
+    for extra, field in cases:
+        r = await world.client.post(
+            TOKEN_ROUTE,
+            json={"agent_id": team.agent_id, **extra},
+            headers={**team.auth(key), "Origin": ORIGIN},
+        )
+        problem = assert_problem(r, 422, "validation_error")
+        assert field in field_names(problem), problem
 
 
 # --- shared keys -------------------------------------------------------------------------------------
@@ -296,7 +293,9 @@ async def test_preflight_answered_only_for_origins_a_publishable_key_allows(worl
 async def test_preflight_forgets_revoked_keys_origins(world: World) -> None:
     team = await world.team("acme")
     key = await team.key(KeyType.PUBLISHABLE, allowed_origins=["https://gone.example"])
-    assert (await world.client.options(TOKEN_ROUTE, headers=preflight("https://gone.example"))).status_code == 204
+    assert (
+        await world.client.options(TOKEN_ROUTE, headers=preflight("https://gone.example"))
+    ).status_code == 204
     key_id = await key_id_of(world, key)
     await world.runtime.db.write(lambda s: revoke_key(s, team_id=team.id, key_id=key_id, now=utcnow()))
     world.runtime.origins.invalidate()

@@ -4,7 +4,8 @@
   :func:`concat_wavs` (segments and silences, e.g. for barge-in scripts);
 - headless Chromium with a fake microphone that plays a WAV file: :func:`launch_chromium`;
 - a static file server for pages that need no callgate server: :func:`serve_static`;
-- audio checks on numpy arrays: :func:`rms`, :func:`active_seconds`, :func:`xcorr`, :func:`dominant_frequency`.
+- audio checks on numpy arrays: :func:`rms`, :func:`active_seconds`, :func:`xcorr`,
+  :func:`dominant_frequency`.
 
 Audio arrays are float32 mono in [-1, 1]; PCM16 bytes convert with :func:`pcm16_to_float`.
 """
@@ -349,7 +350,12 @@ def serve_static(
     posts = posts or {}
 
     class Handler(SimpleHTTPRequestHandler):
-        extensions_map = {**mimetypes.types_map, ".js": "text/javascript", ".mjs": "text/javascript", "": "text/plain"}
+        extensions_map = {
+            **mimetypes.types_map,
+            ".js": "text/javascript",
+            ".mjs": "text/javascript",
+            "": "text/plain",
+        }
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet test output
             pass

@@ -33,8 +33,8 @@ INPUT_RATE = 16000
 SPEECH_TEXT = "Hello, this is a test of the callgate microphone path. One, two, three, four, five."
 GOOD_TOKEN = "good-token"
 
-SDK_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>sdk test</title></head>
-<body><script type="module">
+SDK_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<link rel="icon" href="data:,"><title>sdk test</title></head><body><script type="module">
   import * as callgate from '/static/callgate.js';
   window.callgate = callgate;
   window.events = [];
@@ -57,7 +57,10 @@ SDK_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><link r
 COUNT_GET_USER_MEDIA = """
 window.getUserMediaCalls = 0;
 const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
-navigator.mediaDevices.getUserMedia = (constraints) => { window.getUserMediaCalls += 1; return original(constraints); };
+navigator.mediaDevices.getUserMedia = (constraints) => {
+  window.getUserMediaCalls += 1;
+  return original(constraints);
+};
 """
 
 
@@ -187,7 +190,9 @@ class FakeRtviServer:
                 await self._answer_text(ws, data)
             elif kind == "client-message" and data.get("t") == "set-mode":
                 session.mode = data["d"]["mode"]
-                await ws.send(rtvi("server-response", {"t": "set-mode", "d": {"mode": session.mode}}, msg.get("id")))
+                await ws.send(
+                    rtvi("server-response", {"t": "set-mode", "d": {"mode": session.mode}}, msg.get("id"))
+                )
             elif kind == "disconnect-bot":
                 await ws.send(rtvi("server-message", {"type": "call-ended", "reason": "caller_hangup"}))
                 await ws.close(1000, "call ended")
@@ -206,7 +211,13 @@ class FakeRtviServer:
             await ws.send(rtvi("bot-started-speaking"))
             await ws.send(rtvi("bot-tts-text", {"text": f"You said: {data['content']}"}))
             await ws.send(rtvi("bot-stopped-speaking"))
-        turn = {"turn_index": 1, "endpointing_ms": 0, "stt_ms": 0, "llm_first_token_ms": 12.5, "voice_to_voice_ms": 40}
+        turn = {
+            "turn_index": 1,
+            "endpointing_ms": 0,
+            "stt_ms": 0,
+            "llm_first_token_ms": 12.5,
+            "voice_to_voice_ms": 40,
+        }
         metrics = {"processing": [{"processor": "FakeLLM", "value": 0.0125}], "ttfb": [], "turn": turn}
         await ws.send(rtvi("metrics", metrics))
 
@@ -312,7 +323,9 @@ async def page(speech_wav: Path, static_url: str) -> AsyncIterator[Any]:
 # ---- helpers ----------------------------------------------------------------------------
 
 
-async def wait_until(predicate: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition") -> None:
+async def wait_until(
+    predicate: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -327,7 +340,9 @@ async def wait_for_event(page: Any, name: str, *, timeout: float = 10.0) -> None
 
 
 async def events(page: Any, name: str) -> list[Any]:
-    return await page.evaluate("(name) => window.events.filter((e) => e.name === name).map((e) => e.detail)", name)
+    return await page.evaluate(
+        "(name) => window.events.filter((e) => e.name === name).map((e) => e.detail)", name
+    )
 
 
 async def stats(page: Any) -> dict[str, float]:
@@ -341,8 +356,8 @@ async def test_voice_call_sends_microphone_and_plays_agent_audio(
     page: Any, fake_server: FakeRtviServer, speech_wav: Path
 ) -> None:
     call_id = await page.evaluate(
-        "(url) => window.startCall({ url, microphone: %s })" % json.dumps(b.RAW_MICROPHONE),
-        fake_server.url("tone"),
+        "([url, microphone]) => window.startCall({ url, microphone })",
+        [fake_server.url("tone"), b.RAW_MICROPHONE],
     )
     assert call_id == "call_test"
     session = fake_server.sessions[-1]
@@ -432,14 +447,21 @@ async def test_text_mode_needs_no_microphone(page: Any, fake_server: FakeRtviSer
 
     await page.evaluate("() => window.call.sendText('  what time is it?  ')")
     await page.wait_for_function(
-        "() => window.events.some((e) => e.name === 'transcript' && e.detail.role === 'agent' && e.detail.final)"
+        "() => window.events.some((e) => e.name === 'transcript' && e.detail.role === 'agent'"
+        " && e.detail.final)"
     )
     send_text = session.of_type("send-text")
     assert [m["data"] for m in send_text] == [
         {"content": "what time is it?", "options": {"run_immediately": True, "audio_response": False}}
     ]
     transcript = await events(page, "transcript")
-    assert transcript[0] == {"role": "user", "text": "what time is it?", "final": True, "turnId": 0, "typed": True}
+    assert transcript[0] == {
+        "role": "user",
+        "text": "what time is it?",
+        "final": True,
+        "turnId": 0,
+        "typed": True,
+    }
     agent = [t for t in transcript if t["role"] == "agent"]
     said = "You said: what time is it?"
     assert [(t["text"], t["final"]) for t in agent] == [
@@ -459,8 +481,8 @@ async def test_text_mode_needs_no_microphone(page: Any, fake_server: FakeRtviSer
 
 async def test_set_mode_mute_and_hangup(page: Any, fake_server: FakeRtviServer) -> None:
     await page.evaluate(
-        "(url) => window.startCall({ url, mode: 'text', microphone: %s })" % json.dumps(b.RAW_MICROPHONE),
-        fake_server.url("quiet"),
+        "([url, microphone]) => window.startCall({ url, mode: 'text', microphone })",
+        [fake_server.url("quiet"), b.RAW_MICROPHONE],
     )
     session = fake_server.sessions[-1]
     assert await page.evaluate("() => window.getUserMediaCalls") == 0
@@ -512,10 +534,14 @@ async def test_demo_page_call_transcript_text_and_hangup(
 ) -> None:
     await page.goto(f"{static_url}/")
     await page.get_by_role("button", name="Call").click()
-    await page.wait_for_function("() => window.demoCall && window.demoCall.state === 'connected'", timeout=10_000)
+    await page.wait_for_function(
+        "() => window.demoCall && window.demoCall.state === 'connected'", timeout=10_000
+    )
     assert web_call_requests == [{}]
     status = page.get_by_role("status")
-    await page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Connected')")
+    await page.wait_for_function(
+        "() => document.getElementById('status').textContent.startsWith('Connected')"
+    )
     assert "call_test" in await status.text_content()
 
     log = page.locator("#transcript")
@@ -533,7 +559,9 @@ async def test_demo_page_call_transcript_text_and_hangup(
     assert await page.get_by_role("button", name="Unmute").get_attribute("aria-pressed") == "true"
 
     await page.get_by_role("button", name="Hang up").click()
-    await page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Call ended')")
+    await page.wait_for_function(
+        "() => document.getElementById('status').textContent.startsWith('Call ended')"
+    )
     assert await status.text_content() == "Call ended: caller_hangup (1000)."
     assert await page.get_by_role("button", name="Call").is_enabled()
     session = fake_server.sessions[-1]

@@ -86,12 +86,7 @@ class TurnRecord:
 class StartInterruption(SystemFrame):
     """Barge-in: stop the agent now and discard in-flight replies."""
 
-    reason: Literal["user_speech", "user_turn", "user_text", "stop"] = "user_speech"
-
-
-@dataclass(frozen=True, slots=True)
-class CancelFrame(SystemFrame):
-    """Tear down at once (the call is over)."""
+    reason: Literal["user_speech", "user_turn", "user_text"] = "user_speech"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +136,9 @@ class InputAudio(DataFrame):
 
 @dataclass(frozen=True, slots=True)
 class AgentTextFrame(DataFrame):
-    """One sentence of agent text on its way to TTS (or straight to the caller in text mode)."""
+    """One sentence of agent text delivered as text, not speech (text mode, or no TTS)."""
 
     text: str
-    speak: bool = True
-    """False when the sentence is delivered as text only (text mode or no TTS)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 ::
 
-    push_audio -> [bounded input queue] -> listen task: 20 ms frames -> VAD -> TurnDetector
+    push_audio -> Listener task: [bounded input queue] -> 20 ms frames -> VAD -> TurnDetector
         -> Utterance (STT, batch or streaming) -> [turn queue] -> turn task: transcript
         -> Reply task (agent -> sentences -> TTS -> paced playout) -> PipelineOutput
 
@@ -24,7 +24,6 @@ from typing import Any
 
 from callgate.clock import Clock
 from callgate.errors import ConfigError
-from callgate.pipeline.audio import SAMPLE_WIDTH, Framer, StreamResampler
 from callgate.pipeline.frames import (
     PipelineEvent,
     StartInterruption,
@@ -35,8 +34,8 @@ from callgate.pipeline.frames import (
     UserTranscription,
 )
 from callgate.pipeline.interfaces import STT, TTS, VAD, AgentEngine, AgentEvent, Transcript
+from callgate.pipeline.listener import Listener, ListenerHooks
 from callgate.pipeline.options import (
-    INPUT_SAMPLE_RATE,
     MODES,
     Mode,
     PipelineMetrics,
@@ -45,14 +44,11 @@ from callgate.pipeline.options import (
 )
 from callgate.pipeline.recording import Recorder
 from callgate.pipeline.reply import Reply, UserTurnTiming
-from callgate.pipeline.turns import SpeechEnded, SpeechStarted, SpeechState, TurnDetector
 from callgate.pipeline.utterance import Utterance
 
 logger = logging.getLogger(__name__)
 
 _MAX_PENDING_TURNS = 16
-_INPUT_GAP_S = 0.1
-"""Mid-turn, this long without caller audio is taken as silence (the transport stopped sending)."""
 
 
 class PipelineState(enum.Enum):
@@ -82,19 +78,22 @@ class ConversationPipeline:
         self._opts = options = options or PipelineOptions()
         self._recorder = recorder
         self.metrics = PipelineMetrics()
-        self.last_activity = clock.monotonic()
-        """Monotonic time of the last caller speech frame or agent audio frame (silence timeout)."""
         self.state = PipelineState.NEW
         self._mode: Mode = options.mode
-        self._t0 = clock.monotonic()
-        self._input: deque[tuple[bytes, float]] = deque()
-        self._input_bytes = 0
-        self._max_input_bytes = INPUT_SAMPLE_RATE * SAMPLE_WIDTH * options.max_input_buffer_ms // 1000
-        self._input_ready = asyncio.Event()
+        self._started_at = clock.monotonic()
+        self._agent_audio_at: float | None = None
+        self._listener = Listener(
+            vad=vad, stt=stt, clock=clock, options=options, metrics=self.metrics, recorder=recorder,
+            hooks=ListenerHooks(
+                ignore_new_speech=self._ignore_new_speech,
+                on_speech_started=self._on_speech_started,
+                on_speech_frame=self._on_speech_frame,
+                on_speech_ended=self._on_speech_ended,
+                on_interim=self._on_interim,
+            ),
+        )  # fmt: skip
         self._turns: deque[Utterance | str] = deque()
         self._turn_ready = asyncio.Event()
-        self._detector = TurnDetector(options, sample_rate=INPUT_SAMPLE_RATE)
-        self._utterance: Utterance | None = None
         self._reply: Reply | None = None
         self._reply_task: asyncio.Task[None] | None = None
         self._reply_lock = asyncio.Lock()
@@ -114,6 +113,13 @@ class ConversationPipeline:
         self._mode = mode
 
     @property
+    def last_activity(self) -> float:
+        """Monotonic time of the last caller speech frame or agent audio frame (or of the start), for
+        the session's silence timeout."""
+        times = [self._started_at, self._listener.last_speech_at, self._agent_audio_at]
+        return max(t for t in times if t is not None)
+
+    @property
     def agent_speaking(self) -> bool:
         reply = self._reply
         return reply is not None and not reply.finished and reply.player.speaking
@@ -123,9 +129,9 @@ class ConversationPipeline:
         if self.state is not PipelineState.NEW:
             raise RuntimeError(f"pipeline is {self.state.value}")
         self._set_state(PipelineState.RUNNING)
-        self._t0 = self.last_activity = self._clock.monotonic()
+        self._started_at = self._listener.t0 = self._clock.monotonic()
         self._tasks = [
-            self._own(self._listen(), "pipeline-listen"),
+            self._own(self._listener.run(), "pipeline-listen"),
             self._own(self._take_turns(), "pipeline-turns"),
         ]
         timing = UserTurnTiming(transcript_at=self._clock.monotonic())
@@ -144,9 +150,8 @@ class ConversationPipeline:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
-        pending = [*self._turns, *([self._utterance] if self._utterance else [])]
-        self._turns.clear()
-        self._utterance = None
+        await self._listener.aclose()
+        pending, self._turns = list(self._turns), deque()
         for item in pending:
             if isinstance(item, Utterance):
                 await item.aclose()
@@ -158,20 +163,9 @@ class ConversationPipeline:
 
     def push_audio(self, pcm16: bytes) -> None:
         """Caller audio, 16 kHz mono PCM16, any chunk size. Never blocks: if the pipeline is behind by
-        more than ``max_input_buffer_ms``, the oldest audio is dropped and counted."""
-        if len(pcm16) % SAMPLE_WIDTH:
-            raise ValueError("PCM16 chunks must have an even number of bytes")
-        if self.state is PipelineState.STOPPED or not pcm16:
-            return
-        self._input.append((pcm16, self._clock.monotonic()))
-        self._input_bytes += len(pcm16)
-        self.metrics.input_chunks += 1
-        while self._input_bytes > self._max_input_bytes and len(self._input) > 1:
-            old, _ = self._input.popleft()
-            self._input_bytes -= len(old)
-            self.metrics.input_dropped_chunks += 1
-            self.metrics.input_dropped_ms += len(old) / SAMPLE_WIDTH * 1000.0 / INPUT_SAMPLE_RATE
-        self._input_ready.set()
+        more than ``max_input_buffer_ms``, the oldest audio is dropped and counted in :attr:`metrics`."""
+        if self.state is not PipelineState.STOPPED:
+            self._listener.push(pcm16)
 
     def push_text(self, text: str) -> None:
         """A typed caller message; answered like a spoken turn."""
@@ -183,92 +177,20 @@ class ConversationPipeline:
         self._turns.append(text.strip())
         self._turn_ready.set()
 
-    # ------------------------------------------------------------------ input side
+    # ------------------------------------------------------------------ listener hooks
 
-    async def _listen(self) -> None:
-        framer = Framer(INPUT_SAMPLE_RATE, self._opts.frame_ms)
-        vad_stream = self._vad.create_stream()
-        vad_resampler = StreamResampler(INPUT_SAMPLE_RATE, self._vad.capabilities.sample_rate)
-        probability = 0.0
-        silent_frame = bytes(framer.frame_bytes)
-        gap_frames = max(1, round(_INPUT_GAP_S * 1000 / self._opts.frame_ms))
-        while True:
-            if not self._input:
-                self._input_ready.clear()
-                if self._detector.state is SpeechState.QUIET:
-                    await self._input_ready.wait()
-                elif not await self._wait_for_input(_INPUT_GAP_S):
-                    # The transport stopped sending mid-turn (muted, DTX, a stalled client): count the
-                    # gap as silence so the caller's turn still ends.
-                    probability = 0.0
-                    now = self._clock.monotonic()
-                    for _ in range(gap_frames):
-                        await self._on_frame(silent_frame, probability, now)
-                continue
-            chunk, received_at = self._input.popleft()
-            self._input_bytes -= len(chunk)
-            if self._recorder is not None:
-                start = received_at - len(chunk) / SAMPLE_WIDTH / INPUT_SAMPLE_RATE - self._t0
-                self._recorder.write_caller(chunk, max(0.0, start))
-            for frame in framer.push(chunk):
-                result = vad_stream.process(vad_resampler.process(frame))
-                if result is not None:
-                    probability = result
-                await self._on_frame(frame, probability, received_at)
+    def _ignore_new_speech(self) -> bool:
+        return not self._opts.allow_interruptions and self.agent_speaking
 
-    async def _wait_for_input(self, seconds: float) -> bool:
-        """Wait for caller audio at most ``seconds`` of clock time; True if some arrived."""
-        arrived = asyncio.ensure_future(self._input_ready.wait())
-        expired = asyncio.ensure_future(self._clock.sleep(seconds))
-        try:
-            await asyncio.wait({arrived, expired}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            arrived.cancel()
-            expired.cancel()
-            await asyncio.wait({arrived, expired})
-        return bool(self._input)
+    async def _on_speech_started(self) -> None:
+        await self._emit(UserStartedSpeaking())
 
-    async def _on_frame(self, frame: bytes, probability: float, at: float) -> None:
-        if probability >= self._opts.vad_threshold:
-            self.last_activity = max(self.last_activity, at)
-        event = self._detector.process(frame, probability, at)
-        if isinstance(event, SpeechStarted):
-            ignored = not self._opts.allow_interruptions and self.agent_speaking
-            self._utterance = Utterance(
-                self._stt,
-                input_rate=INPUT_SAMPLE_RATE,
-                language=self._opts.language,
-                first_speech_at=event.first_speech_at,
-                on_interim=self._on_interim,
-                ignored=ignored,
-            )
-            self._utterance.push(event.audio)
-            await self._emit(UserStartedSpeaking())
-        elif isinstance(event, SpeechEnded):
-            utterance, self._utterance = self._utterance, None
-            await self._emit(UserStoppedSpeaking())
-            if utterance is not None:
-                decided_at = self._clock.monotonic()
-                utterance.end(event.audio, last_speech_at=event.last_speech_at, decided_at=decided_at)
-                await self._enqueue_utterance(utterance)
-            return
-        elif self._utterance is not None and self._detector.in_speech:
-            self._utterance.push(frame)
-        if self._detector.in_speech and self._should_barge_in():
+    async def _on_speech_frame(self, speech_ms: float) -> None:
+        if speech_ms >= self._opts.interruption_min_speech_ms and self._can_interrupt():
             await self._interrupt(StartInterruption("user_speech"))
 
-    def _should_barge_in(self) -> bool:
-        reply, task = self._reply, self._reply_task
-        return (
-            self._opts.allow_interruptions
-            and reply is not None
-            and task is not None
-            and not task.done()
-            and reply.interruptible
-            and self._detector.speech_ms >= self._opts.interruption_min_speech_ms
-        )
-
-    async def _enqueue_utterance(self, utterance: Utterance) -> None:
+    async def _on_speech_ended(self, utterance: Utterance) -> None:
+        await self._emit(UserStoppedSpeaking())
         if utterance.ignored or len(self._turns) >= _MAX_PENDING_TURNS:
             if not utterance.ignored:
                 logger.warning("dropping an utterance: %d turns already pending", len(self._turns))
@@ -302,7 +224,7 @@ class ConversationPipeline:
                 held.append(item)
                 timing = UserTurnTiming(transcript_at=self._clock.monotonic())
                 await self._record_user_turn(item, self._clock.now(), self._clock.now())
-            if not held or (self._opts.allow_interruptions and self._detector.in_speech):
+            if not held or (self._opts.allow_interruptions and self._listener.detector.in_speech):
                 continue  # answer the caller once they pause, all they said together
             text = " ".join(held)
             held.clear()
@@ -364,6 +286,16 @@ class ConversationPipeline:
         self._reply = reply
         self._reply_task = self._own(reply.run(), "pipeline-reply")
 
+    def _can_interrupt(self) -> bool:
+        reply, task = self._reply, self._reply_task
+        return (
+            self._opts.allow_interruptions
+            and reply is not None
+            and task is not None
+            and not task.done()
+            and reply.interruptible
+        )
+
     async def _interrupt(self, frame: StartInterruption) -> None:
         async with self._reply_lock:
             await self._interrupt_locked(frame)
@@ -380,11 +312,10 @@ class ConversationPipeline:
             await reply.finish_interrupted()
 
     def _on_agent_frame(self, pcm16: bytes, scheduled_at: float) -> None:
-        self.last_activity = max(self.last_activity, self._clock.monotonic())
+        self._agent_audio_at = self._clock.monotonic()
         if self._recorder is not None:
-            self._recorder.write_agent(
-                pcm16, max(0.0, scheduled_at - self._t0), sample_rate=self._opts.output_sample_rate
-            )
+            at = max(0.0, scheduled_at - self._listener.t0)
+            self._recorder.write_agent(pcm16, at, sample_rate=self._opts.output_sample_rate)
 
     # ------------------------------------------------------------------ helpers
 

@@ -208,7 +208,7 @@ class Reply:
         while (sentence := await self._sentences.get()) is not None:
             if self._tts is None or not self._speak():
                 self.tracker.add(sentence, audio=False)
-                out.put_nowait(AgentTextFrame(sentence, speak=False))
+                out.put_nowait(AgentTextFrame(sentence))
                 continue
             index = self.tracker.add(sentence, audio=True)
             out.put_nowait(TTSStarted(sentence))

@@ -43,7 +43,11 @@ class Utterance:
         self._resampler: StreamResampler | None = None
         self._interim_task: asyncio.Task[None] | None = None
         if stt.capabilities.streaming and not ignored:
-            self._stream = stt.stream(language=language)
+            try:
+                self._stream = stt.stream(language=language)
+            except Exception:
+                logger.exception("could not open an STT stream; transcribing the utterance in one go")
+                return
             self._resampler = StreamResampler(input_rate, stt.capabilities.sample_rate)
             if on_interim is not None:
                 self._interim_task = asyncio.create_task(

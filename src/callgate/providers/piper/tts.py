@@ -8,10 +8,12 @@ Piper phonemizes with espeak-ng's global state, which is another reason to keep 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Generator
+from pathlib import Path
 from typing import Any
 
 from callgate.errors import ProviderError
@@ -50,6 +52,14 @@ def _load(model_path: str, config_path: str | None) -> Any:
         return voice
 
 
+def _sample_rate(model_path: str, config_path: str | None) -> int:
+    path = Path(config_path or f"{model_path}.json")
+    try:
+        return int(json.loads(path.read_text())["audio"]["sample_rate"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ProviderError(f"cannot read the piper voice config {path}: {exc}") from exc
+
+
 class PiperTTS(TTS):
     """Piper voice; PCM16 mono at the voice's rate (22 050 Hz for the default voice).
 
@@ -70,14 +80,13 @@ class PiperTTS(TTS):
         self._config_path = config_path
         self._speaker_id = speaker_id
         self._length_scale = length_scale
-        # Loading reads the config we need for the sample rate; it is cached for every later call.
-        voice = _load(model_path, config_path)
-        self.capabilities = TTSCapabilities(sample_rate=int(voice.config.sample_rate), streaming=True)
+        # The rate comes from the voice's JSON config, so building this is cheap; the model itself
+        # is loaded on the worker thread by warm_up() or the first synthesis, never on the loop.
+        self.capabilities = TTSCapabilities(sample_rate=_sample_rate(model_path, config_path), streaming=True)
 
     def warm_up(self) -> None:
-        """Synthesize a word so that ONNX has allocated its buffers before the first call."""
-        for _ in self._sentences("Hello."):
-            pass
+        """Load the voice and synthesize a word (blocking), so the first call pays for neither."""
+        executor(_LANE).submit(lambda: list(self._sentences("Hello."))).result()
 
     def _sentences(self, text: str) -> Generator[bytes, None, None]:
         piper = require("piper", extra="piper")

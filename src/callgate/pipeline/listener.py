@@ -1,0 +1,165 @@
+"""The caller side of a call: bounded input queue -> 20 ms frames -> VAD -> turn detection -> utterances.
+
+:meth:`Listener.push` is what the transport's receive loop calls: it never blocks and never grows without
+bound (the oldest audio is dropped and counted when the pipeline falls behind). :meth:`Listener.run`
+consumes the queue and reports to its :class:`ListenerHooks` (the pipeline): speech started, each speech
+frame (for barge-in), and each finished :class:`Utterance`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from callgate.clock import Clock
+from callgate.pipeline.audio import SAMPLE_WIDTH, Framer, StreamResampler
+from callgate.pipeline.frames import InputAudio
+from callgate.pipeline.interfaces import STT, VAD, Transcript
+from callgate.pipeline.options import INPUT_SAMPLE_RATE, PipelineMetrics, PipelineOptions
+from callgate.pipeline.recording import Recorder
+from callgate.pipeline.turns import SpeechEnded, SpeechStarted, SpeechState, TurnDetector
+from callgate.pipeline.utterance import Utterance
+
+logger = logging.getLogger(__name__)
+
+INPUT_GAP_S = 0.1
+"""Mid-turn, this long without caller audio is taken as silence (the transport stopped sending)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerHooks:
+    """What the listener reports to its owner (the pipeline)."""
+
+    ignore_new_speech: Callable[[], bool]
+    """True if speech starting now is not to be answered (the agent speaks; no interruptions)."""
+    on_speech_started: Callable[[], Awaitable[None]]
+    on_speech_frame: Callable[[float], Awaitable[None]]
+    """Each frame while the caller speaks, with the speech so far in this utterance in ms."""
+    on_speech_ended: Callable[[Utterance], Awaitable[None]]
+    on_interim: Callable[[Transcript], Awaitable[None]]
+
+
+class Listener:
+    def __init__(
+        self,
+        *,
+        vad: VAD,
+        stt: STT,
+        clock: Clock,
+        options: PipelineOptions,
+        metrics: PipelineMetrics,
+        hooks: ListenerHooks,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self._vad, self._stt, self._clock = vad, stt, clock
+        self._opts = options
+        self._metrics = metrics
+        self._hooks = hooks
+        self._recorder = recorder
+        self._queue: deque[InputAudio] = deque()
+        self._queued_bytes = 0
+        self._max_bytes = INPUT_SAMPLE_RATE * SAMPLE_WIDTH * options.max_input_buffer_ms // 1000
+        self._ready = asyncio.Event()
+        self.detector = TurnDetector(options, sample_rate=INPUT_SAMPLE_RATE)
+        self.utterance: Utterance | None = None
+        """The utterance being spoken, if any."""
+        self.last_speech_at: float | None = None
+        """Arrival time of the last frame VAD judged to be speech."""
+        self.t0 = clock.monotonic()
+        """Call start, for recording timestamps."""
+
+    def push(self, pcm16: bytes) -> None:
+        if len(pcm16) % SAMPLE_WIDTH:
+            raise ValueError("PCM16 chunks must have an even number of bytes")
+        if not pcm16:
+            return
+        self._queue.append(InputAudio(pcm16, self._clock.monotonic()))
+        self._queued_bytes += len(pcm16)
+        self._metrics.input_chunks += 1
+        while self._queued_bytes > self._max_bytes and len(self._queue) > 1:
+            old = self._queue.popleft().pcm16
+            self._queued_bytes -= len(old)
+            self._metrics.input_dropped_chunks += 1
+            self._metrics.input_dropped_ms += len(old) / SAMPLE_WIDTH * 1000.0 / INPUT_SAMPLE_RATE
+        self._ready.set()
+
+    async def run(self) -> None:
+        framer = Framer(INPUT_SAMPLE_RATE, self._opts.frame_ms)
+        vad_stream = self._vad.create_stream()
+        vad_resampler = StreamResampler(INPUT_SAMPLE_RATE, self._vad.capabilities.sample_rate)
+        probability = 0.0
+        silent_frame = bytes(framer.frame_bytes)
+        gap_frames = max(1, round(INPUT_GAP_S * 1000 / self._opts.frame_ms))
+        while True:
+            if not self._queue:
+                self._ready.clear()
+                if self.detector.state is SpeechState.QUIET:
+                    await self._ready.wait()
+                elif not await self._wait_for_input(INPUT_GAP_S):
+                    # The transport stopped sending mid-turn (muted, DTX, a stalled client): count the
+                    # gap as silence so the caller's turn still ends.
+                    probability = 0.0
+                    now = self._clock.monotonic()
+                    for _ in range(gap_frames):
+                        await self._on_frame(silent_frame, probability, now)
+                continue
+            item = self._queue.popleft()
+            self._queued_bytes -= len(item.pcm16)
+            if self._recorder is not None:
+                start = item.received_at - len(item.pcm16) / SAMPLE_WIDTH / INPUT_SAMPLE_RATE - self.t0
+                self._recorder.write_caller(item.pcm16, max(0.0, start))
+            for frame in framer.push(item.pcm16):
+                result = vad_stream.process(vad_resampler.process(frame))
+                if result is not None:
+                    probability = result
+                await self._on_frame(frame, probability, item.received_at)
+
+    async def aclose(self) -> None:
+        """Drop queued audio and release the utterance in progress (its STT stream)."""
+        self._queue.clear()
+        self._queued_bytes = 0
+        utterance, self.utterance = self.utterance, None
+        if utterance is not None:
+            await utterance.aclose()
+
+    async def _wait_for_input(self, seconds: float) -> bool:
+        """Wait for caller audio at most ``seconds`` of clock time; True if some arrived."""
+        arrived = asyncio.ensure_future(self._ready.wait())
+        expired = asyncio.ensure_future(self._clock.sleep(seconds))
+        try:
+            await asyncio.wait({arrived, expired}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            arrived.cancel()
+            expired.cancel()
+            await asyncio.wait({arrived, expired})
+        return bool(self._queue)
+
+    async def _on_frame(self, frame: bytes, probability: float, at: float) -> None:
+        if probability >= self._opts.vad_threshold:
+            self.last_speech_at = at
+        event = self.detector.process(frame, probability, at)
+        if isinstance(event, SpeechStarted):
+            self.utterance = Utterance(
+                self._stt,
+                input_rate=INPUT_SAMPLE_RATE,
+                language=self._opts.language,
+                first_speech_at=event.first_speech_at,
+                on_interim=self._hooks.on_interim,
+                ignored=self._hooks.ignore_new_speech(),
+            )
+            self.utterance.push(event.audio)
+            await self._hooks.on_speech_started()
+        elif isinstance(event, SpeechEnded):
+            utterance, self.utterance = self.utterance, None
+            if utterance is not None:
+                decided_at = self._clock.monotonic()
+                utterance.end(event.audio, last_speech_at=event.last_speech_at, decided_at=decided_at)
+                await self._hooks.on_speech_ended(utterance)
+            return
+        elif self.utterance is not None and self.detector.in_speech:
+            self.utterance.push(frame)
+        if self.detector.in_speech:
+            await self._hooks.on_speech_frame(self.detector.speech_ms)
