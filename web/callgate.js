@@ -158,6 +158,7 @@ export class Call extends EventTarget {
     this._requireConnected();
     const content = String(text ?? '').trim();
     if (!content) throw new CallError('sendText() needs some text');
+    this._finishAgentTurn(false); // the caller's new turn closes the agent's
     const id = this._send('send-text', {
       content,
       options: { run_immediately: true, audio_response: audioResponse ?? this.mode !== 'text' },
@@ -294,6 +295,9 @@ export class Call extends EventTarget {
         this._emit('interrupted', {});
         break;
       case 'metrics':
+        // callgate sends the turn's latency once the agent turn is over: close it (text mode
+        // has no bot-stopped-speaking to do so).
+        if (data.turn) this._finishAgentTurn(false);
         this._emit('metrics', data);
         break;
       case 'server-message':
@@ -410,6 +414,7 @@ export class Call extends EventTarget {
   _onUserTranscription(data) {
     if (!data.text) return;
     const final = !!data.final;
+    if (final) this._finishAgentTurn(false); // the caller's new turn closes the agent's
     this._emit('transcript', { role: 'user', text: data.text, final, turnId: this._userTurn, timestamp: data.timestamp });
     if (final) this._userTurn += 1;
   }

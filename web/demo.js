@@ -60,10 +60,11 @@ function showTranscript({ role, text, final, turnId, interrupted }) {
 function showMetrics(data) {
   const turn = data.turn;
   if (!turn) return;
-  const fields = ['endpointing_ms', 'stt_ms', 'llm_first_token_ms', 'tts_first_audio_ms', 'voice_to_voice_ms'];
+  const fields = ['endpointing_ms', 'stt_ms', 'agent_first_token_ms', 'tts_first_audio_ms', 'total_ms'];
   const row = document.createElement('tr');
   const label = document.createElement('td');
-  label.textContent = String(turn.turn_index ?? ++latencyTurns);
+  latencyTurns += 1;
+  label.textContent = `${latencyTurns}${turn.interrupted ? ' (interrupted)' : ''}`;
   row.append(label);
   for (const field of fields) {
     const cell = document.createElement('td');

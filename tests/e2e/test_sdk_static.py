@@ -203,22 +203,26 @@ class FakeRtviServer:
         return {"text": text, "final": final, "timestamp": "2026-11-22T00:00:00Z", "user_id": "caller"}
 
     async def _answer_text(self, ws: ServerConnection, data: dict[str, Any]) -> None:
-        await ws.send(rtvi("bot-llm-started"))
+        # As callgate does: LLM text as generated, each sentence as bot-tts-text when it is
+        # delivered (spoken, or as text in text mode), then the turn's latency closes the turn.
+        sentence = f"You said: {data['content']}"
         for chunk in ["You", " said", ": ", data["content"]]:
             await ws.send(rtvi("bot-llm-text", {"text": chunk}))
-        await ws.send(rtvi("bot-llm-stopped"))
-        if data.get("options", {}).get("audio_response"):
+        spoken = data.get("options", {}).get("audio_response")
+        if spoken:
             await ws.send(rtvi("bot-started-speaking"))
-            await ws.send(rtvi("bot-tts-text", {"text": f"You said: {data['content']}"}))
+        await ws.send(rtvi("bot-tts-text", {"text": sentence}))
+        if spoken:
             await ws.send(rtvi("bot-stopped-speaking"))
         turn = {
-            "turn_index": 1,
-            "endpointing_ms": 0,
-            "stt_ms": 0,
-            "llm_first_token_ms": 12.5,
-            "voice_to_voice_ms": 40,
+            "endpointing_ms": None,
+            "stt_ms": None,
+            "agent_first_token_ms": 12.5,
+            "tts_first_audio_ms": None,
+            "total_ms": None,
+            "interrupted": False,
         }
-        metrics = {"processing": [{"processor": "FakeLLM", "value": 0.0125}], "ttfb": [], "turn": turn}
+        metrics = {"processing": [{"processor": "agent", "value": 0.0125}], "ttfb": [], "turn": turn}
         await ws.send(rtvi("metrics", metrics))
 
     async def _play(self, ws: ServerConnection, session: Session) -> None:
@@ -469,10 +473,10 @@ async def test_text_mode_needs_no_microphone(page: Any, fake_server: FakeRtviSer
         ("You said", False),
         ("You said: ", False),
         (said, False),
-        (said, True),  # bot-llm-stopped closes the turn
+        (said, True),  # the turn's metrics close it
     ]
     [metrics] = await events(page, "metrics")
-    assert metrics["turn"]["llm_first_token_ms"] == 12.5
+    assert metrics["turn"]["agent_first_token_ms"] == 12.5
 
     assert await page.evaluate("() => window.getUserMediaCalls") == 0
     assert await page.evaluate("() => window.call.audioContext") is None

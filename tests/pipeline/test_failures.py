@@ -8,8 +8,8 @@ import pytest
 
 from callgate.errors import ProviderError
 from callgate.pipeline import TurnEnded
-from callgate.pipeline.interfaces import Transcript
-from callgate.providers.fake import FakeSTT, FakeTTS, PipelineHarness, VirtualClock
+from callgate.pipeline.interfaces import AgentEvent, AgentText, Transcript
+from callgate.providers.fake import FakeAgent, FakeSTT, FakeTTS, PipelineHarness, ScriptedReply, VirtualClock
 
 
 class FlakySTT(FakeSTT):
@@ -69,6 +69,30 @@ async def test_a_tts_failure_ends_the_reply_with_what_was_heard() -> None:
         h.pipeline.push_text("again")
         await h.wait(2000)
         assert h.output.of_type(TurnEnded)[-1].record.text == "Ok."
+
+
+class CrashingAgent(FakeAgent):
+    """Says one sentence, starts another, then its LLM connection dies."""
+
+    def greet(self) -> AsyncIterator[AgentEvent]:
+        return super()._play(ScriptedReply())
+
+    async def _play(self, script: ScriptedReply) -> AsyncIterator[AgentEvent]:
+        yield AgentText("All good so far. ")
+        yield AgentText("But then")
+        raise ProviderError("llm connection reset")
+
+
+async def test_an_agent_failure_still_plays_the_finished_sentences() -> None:
+    clock = VirtualClock()
+    async with PipelineHarness(clock=clock, agent=CrashingAgent(clock)) as h:
+        h.pipeline.push_text("hi")
+        await h.wait(3000)
+        assert h.pipeline.metrics.reply_failures == 1
+        assert h.tts is not None and h.tts.requests == ["All good so far."]
+        assert len(h.output.audio) == 16 * 50 // 20
+        record = h.output.of_type(TurnEnded)[-1].record
+        assert (record.role, record.text) == ("agent", "All good so far.")
 
 
 async def test_odd_sized_audio_is_refused_at_the_door() -> None:

@@ -105,6 +105,9 @@ class Reply:
         self._first_tts_request_at: float | None = None
         self._first_tts_audio_at: float | None = None
         self._final_action: AgentEndCall | AgentTransfer | None = None
+        self._producer: asyncio.Task[None] | None = None
+        self.failed = False
+        """A provider failed mid-reply; what was already produced was still played."""
         self.interruptible = True
         """False once the agent decided to end or transfer the call, or once playout has finished."""
         self.finished = False
@@ -115,23 +118,20 @@ class Reply:
         return self._final_action is not None
 
     async def run(self) -> None:
-        failed = False
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._produce(), name="reply-agent")
+                self._producer = group.create_task(self._produce(), name="reply-agent")
                 group.create_task(self._synthesize(), name="reply-tts")
                 group.create_task(self.player.run(), name="reply-playout")
-        except* Exception as errors:
-            failed = True
-            self._metrics.reply_failures += 1
+        except* Exception as errors:  # playout failed (the output is gone): nothing more can be said
             for error in errors.exceptions:
-                logger.error("agent reply failed", exc_info=error)
+                self._fail("playout", error)
         self.interruptible = False
         self.finished = True
         if self.player.speaking:
             await self._output.send_event(BotStoppedSpeaking())
         # After a failure only what was played counts; the rest was never heard.
-        text = self.tracker.spoken_text() if failed else self.tracker.full_text
+        text = self.tracker.spoken_text() if self.failed else self.tracker.full_text
         await self._report(text, interrupted=False)
         action = self._final_action
         if isinstance(action, AgentEndCall):
@@ -196,6 +196,11 @@ class Reply:
                     # The goodbye (or hand-over line) is played out in full: barge-in no longer cuts it.
                     self._final_action = event
                     self.interruptible = False
+        except Exception as error:
+            # Play the sentences already complete; the unfinished one may be cut mid-thought.
+            self._fail("agent", error)
+            self._sentences.put_nowait(None)
+            return
         finally:
             await _aclose(self._source)
         rest = splitter.flush()
@@ -224,6 +229,13 @@ class Reply:
                         self._first_tts_audio_at = self._clock.monotonic()
                     for frame in framer.push(resampler.process(chunk)):
                         samples += self._put_audio(index, frame)
+            except Exception as error:
+                # Play what was synthesised; stop the agent, whose later text can no longer be spoken.
+                self._fail("tts", error)
+                if self._producer is not None:
+                    self._producer.cancel()
+                out.put_nowait(TTSStopped(samples))
+                break
             finally:
                 await _aclose(audio)
             for frame in framer.push(resampler.flush()):
@@ -234,6 +246,12 @@ class Reply:
             self.tracker.complete(index)
             out.put_nowait(TTSStopped(samples))
         out.put_nowait(EndFrame())
+
+    def _fail(self, stage: str, error: BaseException) -> None:
+        if not self.failed:
+            self._metrics.reply_failures += 1
+        self.failed = True
+        logger.error("agent reply failed in %s", stage, exc_info=error)
 
     def _put_audio(self, index: int, frame: bytes) -> int:
         n = len(frame) // 2

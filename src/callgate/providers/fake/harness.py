@@ -39,6 +39,7 @@ class PipelineHarness:
         options: PipelineOptions | None = None,
         clock: VirtualClock | None = None,
         stt: FakeSTT | None = None,
+        agent: FakeAgent | None = None,
         tts: FakeTTS | None = None,
         no_tts: bool = False,
         stt_delay: float = 0.3,
@@ -47,7 +48,7 @@ class PipelineHarness:
         self.clock = clock or VirtualClock()
         self.vad = FakeVAD()
         self.stt = stt or FakeSTT(self.clock, transcripts, delay=stt_delay)
-        self.agent = FakeAgent(self.clock, replies, greeting=greeting)
+        self.agent = agent or FakeAgent(self.clock, replies, greeting=greeting)
         self.tts = None if no_tts else (tts or FakeTTS(self.clock))
         self.output = RecordingOutput(self.clock)
         self.pipeline = ConversationPipeline(
