@@ -278,6 +278,32 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / CLK_TCK
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes of the machine have used (``/proc/stat``; idle and iowait excluded)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def busiest_processes(exclude: set[int], *, seconds: float = 1.0, top: int = 3) -> list[tuple[float, str]]:
+    """Other processes using CPU right now: ``(cores, command)``, sampled over ``seconds``."""
+
+    def sample() -> dict[int, tuple[float, str]]:
+        out = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) not in exclude:
+                with contextlib.suppress(OSError):
+                    cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                    out[int(entry.name)] = (process_cpu_seconds(int(entry.name)), cmd[:80])
+        return out
+
+    before = sample()
+    time.sleep(seconds)
+    after = sample()
+    busy = [((after[p][0] - before[p][0]) / seconds, after[p][1]) for p in after if p in before]
+    return sorted((b for b in busy if b[0] >= 0.05), reverse=True)[:top]
+
+
 def demo_flow_body() -> dict[str, Any]:
     """The demo clinic flow, as the REST API takes it."""
     sys.path.insert(0, str(REPO / "src"))

@@ -76,11 +76,11 @@ function showMetrics(data) {
   ui.latency.hidden = false;
 }
 
-async function createWebCall() {
+async function createWebCall(mode) {
   const response = await fetch('/demo/web-call', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: '{}',
+    body: JSON.stringify({ mode }),
   });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
@@ -157,7 +157,7 @@ async function startCall() {
       microphone = await openMicrophone();
     }
     setStatus('Creating the call…');
-    const webCall = await createWebCall();
+    const webCall = await createWebCall(mode);
     setStatus('Connecting…');
     call = await connect({
       url: webCall.websocket_url,

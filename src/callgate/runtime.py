@@ -70,7 +70,7 @@ class Runtime:
         self.clock: Clock = clock or SystemClock()
         self.db = Database(settings.resolved_database_url)
         self.redis: Redis | None = Redis.from_url(settings.redis_url) if settings.redis_url else None
-        self.limiter = RateLimiter(redis_url=settings.redis_url)
+        self.limiter = RateLimiter(redis=self.redis)
         self.keys = KeyAuthenticator(self.db, cache_ttl_s=settings.key_cache_ttl_s)
         self.ledger: TokenLedger = (
             RedisLedger(self.redis, self.clock)

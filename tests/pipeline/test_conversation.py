@@ -16,7 +16,7 @@ from callgate.pipeline import (
     TurnEnded,
     UserTranscription,
 )
-from callgate.providers.fake import FakeSTT, FakeTTS, PipelineHarness, ScriptedReply, VirtualClock
+from callgate.providers.fake import FakeSTT, FakeTTS, FakeVAD, PipelineHarness, ScriptedReply, VirtualClock
 
 REPLY = "Hello there. How can I help you today?"
 
@@ -211,3 +211,23 @@ async def test_a_turn_ends_even_if_the_transport_stops_sending_audio() -> None:
         assert turn.role == "agent"
         assert turn.latency is not None and turn.latency.endpointing_ms is not None
         assert 550 <= turn.latency.endpointing_ms <= 700
+
+
+async def test_engines_at_other_sample_rates_get_resampled_audio() -> None:
+    clock = VirtualClock()
+    stt = FakeSTT(clock, ["hi"], delay=0.1, sample_rate=8000)
+    tts = FakeTTS(clock, sample_rate=22050)
+    opts = PipelineOptions(output_sample_rate=48000)
+    vad = FakeVAD(sample_rate=8000, frame_samples=256)  # 32 ms frames, like Silero
+    async with PipelineHarness(
+        clock=clock, vad=vad, stt=stt, tts=tts, options=opts, replies=["Hello there."]
+    ) as h:
+        await h.speak(600)
+        await h.silence(3000)
+        (utterance,) = stt.requests
+        # 600 ms of speech + 200 ms of trailing silence (no pre-roll: speech started the call), at 8 kHz,
+        # plus up to ~150 ms by which a 32 ms VAD behind a resampler sees the end of speech late.
+        assert 0.8 * 8000 * 2 <= len(utterance) <= 0.95 * 8000 * 2
+        assert vad.streams[0].frames == pytest.approx(h.clock.monotonic() / 0.032, abs=4)
+        assert all(len(frame) == 48000 * 20 // 1000 * 2 for _, frame in h.output.audio)
+        assert len(h.output.audio) == 600 // 20  # "Hello there." = 12 chars * 50 ms

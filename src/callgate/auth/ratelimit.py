@@ -14,6 +14,7 @@ from functools import lru_cache
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
+from redis.asyncio import Redis
 
 from callgate.errors import RateLimited
 
@@ -45,10 +46,16 @@ def validate_limit(spec: str) -> str:
 
 
 class RateLimiter:
-    def __init__(self, *, redis_url: str | None = None) -> None:
+    def __init__(self, *, redis: Redis | None = None) -> None:
         storage: Storage
-        if redis_url:
-            storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix="callgate:rl")
+        if redis is not None:
+            # Share the node's Redis connection pool (closed with it) rather than opening another.
+            storage = RedisStorage(
+                "async+redis://",
+                implementation="redispy",
+                key_prefix="callgate:rl",
+                connection_pool=redis.connection_pool,
+            )
         else:
             storage = MemoryStorage()
         self.storage = storage

@@ -38,6 +38,7 @@ class PipelineHarness:
         greeting: ScriptedReply | str | None = None,
         options: PipelineOptions | None = None,
         clock: VirtualClock | None = None,
+        vad: FakeVAD | None = None,
         stt: FakeSTT | None = None,
         agent: FakeAgent | None = None,
         tts: FakeTTS | None = None,
@@ -46,7 +47,7 @@ class PipelineHarness:
         recorder: Recorder | None = None,
     ) -> None:
         self.clock = clock or VirtualClock()
-        self.vad = FakeVAD()
+        self.vad = vad or FakeVAD()
         self.stt = stt or FakeSTT(self.clock, transcripts, delay=stt_delay)
         self.agent = agent or FakeAgent(self.clock, replies, greeting=greeting)
         self.tts = None if no_tts else (tts or FakeTTS(self.clock))
