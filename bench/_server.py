@@ -293,7 +293,9 @@ def busiest_processes(exclude: set[int], *, seconds: float = 1.0, top: int = 3) 
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit() and int(entry.name) not in exclude:
                 with contextlib.suppress(OSError):
-                    cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                    cmd = (
+                        (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                    )
                     out[int(entry.name)] = (process_cpu_seconds(int(entry.name)), cmd[:80])
         return out
 

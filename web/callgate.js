@@ -55,7 +55,8 @@ export class CallError extends Error {
  * @param {number} [options.outputSampleRate=16000]  rate the server should send agent audio at
  * @param {boolean|object|MediaStream} [options.microphone=true]  false: never capture; an object:
  *   getUserMedia audio constraints merged over the defaults; a MediaStream: use it (not stopped by the SDK)
- * @param {AudioContext} [options.audioContext]  use this context (e.g. created in a click handler); not closed by the SDK
+ * @param {AudioContext} [options.audioContext]  use this context (e.g. one created in a click handler);
+ *   the SDK does not close it
  * @param {number} [options.prebufferMs=60]  agent audio queued before playback starts
  * @param {number} [options.connectTimeoutMs=10000]
  * @param {(name: string, detail: any) => void} [options.onEvent]  called for every event
@@ -313,7 +314,7 @@ export class Call extends EventTarget {
         this._emit('error', { message: data.message ?? data.error ?? 'server error', fatal: !!data.fatal });
         break;
       default:
-        break; // other RTVI messages (bot-llm-started, bot-tts-started, ...) only reach 'message'
+        break; // other RTVI messages (bot-tts-started, ...) only reach 'message'
     }
   }
 
@@ -342,9 +343,8 @@ export class Call extends EventTarget {
 
   _onWsClose(event) {
     const code = event.code;
-    const reason =
-      this._endReason ||
-      (this._hangupRequested && code === 1000 ? 'caller_hangup' : event.reason || CLOSE_REASONS[code] || `closed_${code}`);
+    const fallback = event.reason || CLOSE_REASONS[code] || `closed_${code}`;
+    const reason = this._endReason || (this._hangupRequested && code === 1000 ? 'caller_hangup' : fallback);
     this.endInfo = { code, reason, wasClean: event.wasClean };
     const wasConnected = this.state === 'connected';
     this.state = 'ended';
@@ -415,7 +415,8 @@ export class Call extends EventTarget {
     if (!data.text) return;
     const final = !!data.final;
     if (final) this._finishAgentTurn(false); // the caller's new turn closes the agent's
-    this._emit('transcript', { role: 'user', text: data.text, final, turnId: this._userTurn, timestamp: data.timestamp });
+    const turnId = this._userTurn;
+    this._emit('transcript', { role: 'user', text: data.text, final, turnId, timestamp: data.timestamp });
     if (final) this._userTurn += 1;
   }
 

@@ -85,7 +85,8 @@ async function createWebCall(mode) {
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const message = body.message || body.detail || body.error || response.statusText;
-    throw new Error(`could not create the call (${response.status}): ${typeof message === 'string' ? message : JSON.stringify(message)}`);
+    const text = typeof message === 'string' ? message : JSON.stringify(message);
+    throw new Error(`could not create the call (${response.status}): ${text}`);
   }
   return body;
 }

@@ -116,3 +116,9 @@ def test_levels() -> None:
 def test_silence_length() -> None:
     assert silence(20, 16000) == bytes(640)
     assert len(silence(1000, 48000)) == 96000
+
+
+def test_low_latency_stream_resampling_releases_every_chunk() -> None:
+    quick = StreamResampler(16000, 8000, quality="QQ")
+    outputs = [len(quick.process(tone(20, 16000))) // 2 for _ in range(5)]
+    assert all(n >= 150 for n in outputs)  # no block buffering: each 20 ms chunk comes straight out

@@ -7,9 +7,17 @@ from collections.abc import AsyncIterator
 import pytest
 
 from callgate.errors import ProviderError
-from callgate.pipeline import TurnEnded
+from callgate.pipeline import PipelineEvent, TurnEnded, UserStartedSpeaking
 from callgate.pipeline.interfaces import AgentEvent, AgentText, Transcript
-from callgate.providers.fake import FakeAgent, FakeSTT, FakeTTS, PipelineHarness, ScriptedReply, VirtualClock
+from callgate.providers.fake import (
+    FakeAgent,
+    FakeSTT,
+    FakeTTS,
+    PipelineHarness,
+    RecordingOutput,
+    ScriptedReply,
+    VirtualClock,
+)
 
 
 class FlakySTT(FakeSTT):
@@ -111,3 +119,18 @@ async def test_start_twice_is_an_error_and_push_after_stop_is_ignored() -> None:
     h.pipeline.push_audio(bytes(640))
     h.pipeline.push_text("hello?")
     assert h.pipeline.metrics.input_chunks == 0
+
+
+class BrokenOutput(RecordingOutput):
+    async def send_event(self, event: PipelineEvent) -> None:
+        if isinstance(event, UserStartedSpeaking):
+            raise ConnectionError("client went away")
+        await super().send_event(event)
+
+
+async def test_a_dead_listener_is_reported_as_the_pipeline_failure() -> None:
+    clock = VirtualClock()
+    async with PipelineHarness(clock=clock, output=BrokenOutput(clock)) as h:
+        assert h.pipeline.failure is None
+        await h.speak(300)
+        assert isinstance(h.pipeline.failure, ConnectionError)

@@ -26,8 +26,10 @@ class CaptureProcessor extends AudioWorkletProcessor {
     };
   }
 
-  process(inputs) {
+  process(inputs, outputs) {
     if (!this.running) return false;
+    // The node is connected to the destination only to keep it rendering: output silence.
+    for (const channel of outputs[0] || []) channel.fill(0);
     const channels = inputs[0];
     // No input connected yet (or the track ended): keep the processor alive, emit nothing.
     if (!channels || channels.length === 0) return true;

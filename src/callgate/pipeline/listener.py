@@ -9,7 +9,6 @@ frame (for barge-in), and each finished :class:`Utterance`.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,8 +21,6 @@ from callgate.pipeline.options import INPUT_SAMPLE_RATE, PipelineMetrics, Pipeli
 from callgate.pipeline.recording import Recorder
 from callgate.pipeline.turns import SpeechEnded, SpeechStarted, SpeechState, TurnDetector
 from callgate.pipeline.utterance import Utterance
-
-logger = logging.getLogger(__name__)
 
 INPUT_GAP_S = 0.1
 """Mid-turn, this long without caller audio is taken as silence (the transport stopped sending)."""
@@ -89,7 +86,8 @@ class Listener:
     async def run(self) -> None:
         framer = Framer(INPUT_SAMPLE_RATE, self._opts.frame_ms)
         vad_stream = self._vad.create_stream()
-        vad_resampler = StreamResampler(INPUT_SAMPLE_RATE, self._vad.capabilities.sample_rate)
+        # Low-latency resampling: VAD must see speech end as it happens (see StreamResampler).
+        vad_resampler = StreamResampler(INPUT_SAMPLE_RATE, self._vad.capabilities.sample_rate, quality="QQ")
         probability = 0.0
         silent_frame = bytes(framer.frame_bytes)
         gap_frames = max(1, round(INPUT_GAP_S * 1000 / self._opts.frame_ms))

@@ -79,6 +79,8 @@ class ConversationPipeline:
         self._recorder = recorder
         self.metrics = PipelineMetrics()
         self.state = PipelineState.NEW
+        self.failure: BaseException | None = None
+        """Set if listening or turn-taking died (e.g. the output raised); the session should end the call."""
         self._mode: Mode = options.mode
         self._started_at = clock.monotonic()
         self._agent_audio_at: float | None = None
@@ -327,14 +329,16 @@ class ConversationPipeline:
 
     def _own(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(_log_failure)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or (error := task.exception()) is None:
+            return
+        logger.error("pipeline task %s failed", task.get_name(), exc_info=error)
+        if task is not self._reply_task and self.failure is None:
+            self.failure = error  # listening or turn-taking is dead: the call cannot go on
 
     def _set_state(self, state: PipelineState) -> None:
         logger.info("pipeline %s -> %s", self.state.value, state.value)
         self.state = state
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("pipeline task %s failed", task.get_name(), exc_info=task.exception())

@@ -13,7 +13,6 @@ a burst of catch-up frames.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 
 from callgate.clock import Clock
@@ -29,8 +28,6 @@ from callgate.pipeline.frames import (
 )
 from callgate.pipeline.options import PipelineMetrics, PipelineOptions, PipelineOutput
 from callgate.pipeline.spoken import SpokenTracker
-
-logger = logging.getLogger(__name__)
 
 FrameHook = Callable[[bytes, float], None]
 """Called with each sent frame and its scheduled monotonic time (recording, activity tracking)."""

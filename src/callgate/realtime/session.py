@@ -171,6 +171,10 @@ class CallSession:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ended.wait(), WATCHDOG_S)
             self._export_metrics()
+            if self.pipeline.failure is not None:
+                log.error("the pipeline failed: %r", self.pipeline.failure)
+                self.end(EndReason.SERVER_ERROR)
+                break
             now = clock.monotonic()
             if now >= next_poll:
                 next_poll = now + STATUS_POLL_S

@@ -41,6 +41,7 @@ class PipelineHarness:
         vad: FakeVAD | None = None,
         stt: FakeSTT | None = None,
         agent: FakeAgent | None = None,
+        output: RecordingOutput | None = None,
         tts: FakeTTS | None = None,
         no_tts: bool = False,
         stt_delay: float = 0.3,
@@ -51,7 +52,7 @@ class PipelineHarness:
         self.stt = stt or FakeSTT(self.clock, transcripts, delay=stt_delay)
         self.agent = agent or FakeAgent(self.clock, replies, greeting=greeting)
         self.tts = None if no_tts else (tts or FakeTTS(self.clock))
-        self.output = RecordingOutput(self.clock)
+        self.output = output or RecordingOutput(self.clock)
         self.pipeline = ConversationPipeline(
             vad=self.vad,
             stt=self.stt,
