@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as redis_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+
 from tests.services import PostgresServer, RedisServer, free_port
 
 

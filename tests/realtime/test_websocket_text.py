@@ -69,3 +69,26 @@ async def test_text_call_books_an_appointment(live: LiveServer) -> None:
     user_turn = next(t for t in body["transcript"] if t["role"] == "user")
     assert "appointment" in user_turn["text"]
     assert any("tomorrow" in t["text"].lower() for t in body["transcript"] if t["role"] == "agent")
+
+
+async def test_mode_switch_and_mute_are_acknowledged(live: LiveServer) -> None:
+    team = await live.world.team("acme")
+    agent_id = await live.flow_agent(team)
+    call = await live.web_call(team, agent_id, mode="text")
+    async with websockets.connect(str(call["websocket_url"])) as ws:
+        await ws.send(rtvi("client-ready", {"version": "1.0.0"}))
+        await next_message(ws, "bot-ready")
+        await ws.send(rtvi("client-message", {"t": "mute", "d": {"muted": True}}))
+        answer = await next_message(ws, "server-response")
+        assert answer["data"] == {"t": "mute", "d": {"muted": True}} and answer["id"] == "t1"
+        await ws.send(rtvi("client-message", {"t": "set-mode", "d": {"mode": "audio"}}))
+        answer = await next_message(ws, "server-response")
+        assert answer["data"] == {"t": "set-mode", "d": {"mode": "audio"}}
+        await ws.send(rtvi("send-text", {"content": "What are your opening hours?"}))
+        # Now in audio mode, the answer is spoken: agent audio frames arrive.
+        async with asyncio.timeout(20):
+            while not isinstance(await ws.recv(), bytes):
+                pass
+        await ws.send(rtvi("client-message", {"t": "dance", "d": {}}))
+        error = await next_message(ws, "error")
+        assert error["data"]["fatal"] is False

@@ -54,7 +54,7 @@ class RateLimiter:
                 "async+redis://",
                 implementation="redispy",
                 key_prefix="callgate:rl",
-                connection_pool=redis.connection_pool,
+                connection_pool=redis.connection_pool,  # type: ignore[arg-type]
             )
         else:
             storage = MemoryStorage()

@@ -276,6 +276,11 @@ class CallSession:
             await self.transport.send_message(
                 rtvi.message("server-response", {"t": "set-mode", "d": {"mode": mode}}, id_=msg.id)
             )
+        elif kind == "mute" and isinstance(body, dict) and isinstance(body.get("muted"), bool):
+            # The client sends silence while muted; the server only acknowledges.
+            await self.transport.send_message(
+                rtvi.message("server-response", {"t": "mute", "d": {"muted": body["muted"]}}, id_=msg.id)
+            )
         else:
             await self.send_error(f"unsupported client-message {kind!r}", fatal=False)
 
