@@ -165,6 +165,27 @@ async def end_call(
     return await transition(session, call=call, to=terminal_status(reason), reason=reason, now=now)
 
 
+async def finish_call(
+    session: AsyncSession,
+    *,
+    team_id: str,
+    call_id: str,
+    reason: EndReason,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+    recording_path: str | None = None,
+) -> Call:
+    """A session is over: store what it gathered and end the call unless it already ended elsewhere."""
+    call = await get_call(session, team_id=team_id, call_id=call_id, for_update=True)
+    if data is not None:
+        call.data = data
+    if recording_path is not None:
+        call.recording_path = recording_path
+    if not CallStatus(call.status).is_terminal:
+        await transition(session, call=call, to=terminal_status(reason), reason=reason, now=now)
+    return call
+
+
 async def join_call(session: AsyncSession, *, team_id: str, call_id: str, now: datetime) -> Call:
     """A caller's transport connected with a valid token: created → connecting (capacity checked)."""
     call = await get_call(session, team_id=team_id, call_id=call_id, for_update=True)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, WebSocket
 
 from callgate.auth import tokens
 from callgate.domain import calls
-from callgate.domain.lifecycle import CallStatus, EndReason, terminal_status
+from callgate.domain.lifecycle import EndReason
 from callgate.errors import (
     CallgateError,
     ConcurrencyLimited,
@@ -49,15 +49,12 @@ def _token_close_code(exc: CallgateError) -> int:
 
 
 async def _fail(runtime: Runtime, call: Call, reason: EndReason) -> None:
+    """The caller joined but no session started: end the call with ``reason``."""
     now = runtime.clock.now()
-
-    async def job(session: object) -> None:
-        row = await calls.get_call(session, team_id=call.team_id, call_id=call.id, for_update=True)  # type: ignore[arg-type]
-        if not CallStatus(row.status).is_terminal:
-            await calls.transition(session, call=row, to=terminal_status(reason), reason=reason, now=now)  # type: ignore[arg-type]
-
     with contextlib.suppress(CallgateError):
-        await runtime.db.write(job)
+        await runtime.db.write(
+            lambda s: calls.finish_call(s, team_id=call.team_id, call_id=call.id, reason=reason, now=now)
+        )
 
 
 async def _join(

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from callgate.domain import calls
-from callgate.domain.lifecycle import CallStatus, EndReason, terminal_status
-from callgate.errors import CallgateError, IllegalTransition
+from callgate.domain.lifecycle import CallStatus, EndReason
+from callgate.errors import CallgateError
 from callgate.log import call_id_var
 from callgate.pipeline import frames as f
 from callgate.pipeline.interfaces import STT, TTS, VAD, AgentEngine
@@ -225,22 +225,20 @@ class CallSession:
         self._set_state(SessionState.ENDED)
 
     async def _persist_end(self, reason: EndReason) -> None:
-        now = self.runtime.clock.now()
+        now, ctx = self.runtime.clock.now(), self.context
         recording = str(self.recording_path) if self.recorder.frames_written else None
-
-        async def job(session: Any) -> None:
-            call = await calls.get_call(
-                session, team_id=self.context.team_id, call_id=self.context.call_id, for_update=True
-            )
-            call.data = self._data
-            call.recording_path = recording
-            if not CallStatus(call.status).is_terminal:
-                await calls.transition(session, call=call, to=terminal_status(reason), reason=reason, now=now)
-
         try:
-            await self.runtime.db.write(job)
-        except IllegalTransition:
-            log.warning("call already ended elsewhere")
+            await self.runtime.db.write(
+                lambda s: calls.finish_call(
+                    s,
+                    team_id=ctx.team_id,
+                    call_id=ctx.call_id,
+                    reason=reason,
+                    now=now,
+                    data=self._data,
+                    recording_path=recording,
+                )
+            )
         except CallgateError:
             log.exception("could not persist the end of the call")
 
