@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callgate.errors import (
@@ -21,6 +22,22 @@ from callgate.errors import (
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
+
+Renderer = Callable[[Request, CallgateError], Response]
+_DIALECT_RENDERERS: dict[str, Renderer] = {}
+
+
+def register_dialect(prefix: str, renderer: Renderer) -> None:
+    """Errors on paths under ``prefix`` (e.g. ``/dialects/voxworks``) are rendered by ``renderer``
+    in that vendor's error shape instead of problem+json. Each dialect registers once, at import."""
+    _DIALECT_RENDERERS[prefix.rstrip("/")] = renderer
+
+
+def _renderer_for(path: str) -> Renderer | None:
+    for prefix, renderer in _DIALECT_RENDERERS.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return renderer
+    return None
 
 
 def field_errors(errors: list[dict[str, Any]] | Any) -> list[dict[str, Any]]:
@@ -52,6 +69,12 @@ def translate_http(exc: StarletteHTTPException) -> CallgateError:
     return error
 
 
+def render(request: Request, error: CallgateError) -> Response:
+    """The error in the shape of the API the request was made to (a dialect's, or problem+json)."""
+    renderer = _renderer_for(request.url.path)
+    return renderer(request, error) if renderer is not None else problem_response(request, error)
+
+
 def problem_response(request: Request, error: CallgateError) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"urn:callgate:error:{error.code}",
@@ -80,23 +103,23 @@ def problem_response(request: Request, error: CallgateError) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    async def on_ours(request: Request, exc: Exception) -> JSONResponse:
+    async def on_ours(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, CallgateError)
         if exc.status >= 500:
             log.error("request failed: %s", exc.detail)
-        return problem_response(request, exc)
+        return render(request, exc)
 
-    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+    async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return problem_response(request, translate_validation(exc))
+        return render(request, translate_validation(exc))
 
-    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return problem_response(request, translate_http(exc))
+        return render(request, translate_http(exc))
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
-        return problem_response(request, CallgateError("an unexpected error occurred"))
+        return render(request, CallgateError("an unexpected error occurred"))
 
     app.add_exception_handler(CallgateError, on_ours)
     app.add_exception_handler(RequestValidationError, on_validation)

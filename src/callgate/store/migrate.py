@@ -26,7 +26,7 @@ def _upgrade(connection: Connection, url: str, revision: str) -> None:
     command.upgrade(cfg, revision)
 
 
-async def upgrade(url: str, revision: str = "head") -> None:
+async def upgrade(url: str, revision: str = "heads") -> None:
     """Migrate the database at ``url`` to ``revision``."""
     if url.startswith("sqlite"):
         from sqlalchemy.engine import make_url
@@ -42,5 +42,5 @@ async def upgrade(url: str, revision: str = "head") -> None:
         await engine.dispose()
 
 
-def upgrade_sync(url: str, revision: str = "head") -> None:
+def upgrade_sync(url: str, revision: str = "heads") -> None:
     asyncio.run(upgrade(url, revision))

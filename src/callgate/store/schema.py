@@ -1,0 +1,11 @@
+"""Every table callgate has, for Alembic and for tests.
+
+Core tables live in :mod:`callgate.store.models`; an area with tables of its own (webhooks, dialects …)
+keeps them in its own ``store/models_<area>.py`` on the same ``Base`` and is imported here.
+"""
+
+from callgate.store import models
+
+metadata = models.Base.metadata
+
+__all__ = ["metadata"]

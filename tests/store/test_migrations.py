@@ -1,0 +1,106 @@
+"""Migrations: upgrade from an empty database on both engines, the models match the migrations (no
+autogenerate diff), and downgrade/upgrade round-trips."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from callgate.store.migrate import alembic_config, upgrade
+from callgate.store.models import Base
+from tests.services import PostgresServer
+
+_names = itertools.count()
+TABLES = {
+    "team",
+    "api_key",
+    "agent",
+    "contact",
+    "phone_number",
+    "call",
+    "call_event",
+    "transcript_turn",
+    "used_token",
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with nothing in it (not a copy of the migrated template)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    pg: PostgresServer = request.getfixturevalue("pg_server")
+    name = f"empty_{next(_names)}"
+    yield pg.create_database(name)
+    pg.drop_database(name)
+
+
+def _diff(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(
+        connection,
+        opts={"compare_type": True, "render_as_batch": connection.dialect.name == "sqlite"},
+    )
+    return list(compare_metadata(context, Base.metadata))
+
+
+def _state(connection: Connection) -> tuple[str | None, set[str]]:
+    revision = MigrationContext.configure(connection).get_current_revision()
+    return revision, set(inspect(connection).get_table_names())
+
+
+async def run_sync(url: str, fn: Any, *args: Any) -> Any:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(fn, *args)
+    finally:
+        await engine.dispose()
+
+
+def head() -> str:
+    revision = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert revision is not None
+    return revision
+
+
+async def test_upgrade_from_empty_matches_the_models(empty_database: str) -> None:
+    assert await run_sync(empty_database, _state) == (None, set())
+    await upgrade(empty_database)
+    revision, tables = await run_sync(empty_database, _state)
+    assert revision == head()
+    assert TABLES <= tables
+    assert await run_sync(empty_database, _diff) == []
+
+
+async def test_upgrade_is_idempotent_and_downgrade_round_trips(empty_database: str) -> None:
+    await upgrade(empty_database)
+    await upgrade(empty_database)  # already at head: nothing to do, no error
+
+    def downgrade(connection: Connection) -> None:
+        cfg = alembic_config(empty_database)
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "base")
+
+    engine = create_async_engine(empty_database)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(downgrade)
+    finally:
+        await engine.dispose()
+    revision, tables = await run_sync(empty_database, _state)
+    assert revision is None and not (tables & TABLES)
+
+    await upgrade(empty_database)
+    assert await run_sync(empty_database, _diff) == []
