@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,18 +31,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _server import (  # noqa: E402
-    FRAME_BYTES,
+from _server import (
     BenchServer,
     Machine,
     WSClient,
     binary_frame,
+    busiest_processes,
     demo_flow_body,
     fmt_ms,
     frames_of,
     last_voiced_frame,
+    machine_busy_seconds,
     noise_pcm,
     percentile,
+    prioritize_session,
+    process_cpu_seconds,
+    set_niceness,
     speech_pcm,
     write_section,
 )
@@ -92,6 +97,7 @@ class Turn:
     server: dict[str, Any] = field(default_factory=dict)
     heard: str = ""
     note: str = ""
+    client_stages: dict[str, float] = field(default_factory=dict)
 
 
 class Call:
@@ -190,9 +196,48 @@ class Call:
         return False
 
 
+async def speak_turn(call: Call, index: int, text: str) -> Turn:
+    """Speak one line and wait until the agent's answer has played out."""
+    pcm = speech_pcm(text)
+    frames = frames_of(pcm)
+    voiced = last_voiced_frame(frames)
+    turn = Turn(call=index, text=text, speech_s=len(pcm) / 2 / 16000)
+    spoke_at = time.monotonic()
+    call.speak(frames, voiced)
+    await call.wait_until(lambda: call.mark_sent_at is not None, timeout=30)
+    end_of_speech = call.mark_sent_at
+    assert end_of_speech is not None
+
+    def answered() -> bool:
+        return bool(call.audio) and call.audio[-1] >= spoke_at
+
+    if not await call.wait_until(answered, 15):
+        turn.note = "no spoken answer within 15 s"
+        return turn
+    first = next(t for t in call.audio if t >= spoke_at)
+    if first < end_of_speech:
+        turn.note = f"agent audio {1000 * (end_of_speech - first):.0f} ms before the end of speech"
+    turn.client_ms = 1000 * (first - end_of_speech)
+    stopped = call.find("user-stopped-speaking", spoke_at)
+    final = next(((t, m) for t, m in call.messages if t >= spoke_at and m.get("type") == "user-transcription"
+                  and m.get("data", {}).get("final")), None)  # fmt: skip
+    if stopped is not None:
+        turn.client_stages["end of turn decided (user-stopped-speaking)"] = 1000 * (
+            stopped[0] - end_of_speech
+        )
+    if final is not None:
+        turn.client_stages["final transcript (user-transcription)"] = 1000 * (final[0] - end_of_speech)
+        turn.heard = str(final[1]["data"].get("text", ""))
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        _, metrics = await call.wait_for("metrics", since=first, timeout=60)
+        turn.server = dict(metrics["data"].get("turn") or {})
+        await call.wait_for("bot-stopped-speaking", since=first, timeout=5)
+    return turn
+
+
 async def run_call(
     server: BenchServer, agent_id: str, index: int, lines: list[str], turns: list[Turn]
-) -> str:
+) -> tuple[str, list[float]]:
     info = server.web_call(agent_id)
     call = Call(str(info["websocket_url"]))
     await call.open()
@@ -201,54 +246,26 @@ async def run_call(
         await call.wait_for("bot-stopped-speaking", since=0.0, timeout=60)
         for text in lines:
             if call.ended():
-                print(f"  call {index}: ended early; skipping {text!r}")
+                print(f"  call {index}: the call ended early; skipping {text!r}")
                 break
             await asyncio.sleep(0.4)  # a natural pause before the caller answers
-            pcm = speech_pcm(text)
-            frames = frames_of(pcm)
-            voiced = last_voiced_frame(frames)
-            turn = Turn(call=index, text=text, speech_s=len(pcm) / 2 / 16000)
+            turn = await speak_turn(call, index, text)
             turns.append(turn)
-            spoke_at = time.monotonic()
-            call.speak(frames, voiced)
-            await call.wait_until(lambda: call.mark_sent_at is not None, timeout=30)
-            end_of_speech = call.mark_sent_at
-            assert end_of_speech is not None
-            got_audio = await call.wait_until(lambda: bool(call.audio) and call.audio[-1] >= spoke_at, 15)
-            if not got_audio:
-                turn.note = "no spoken answer within 15 s"
-                print(f"  call {index}: {text!r}: {turn.note}")
-                continue
-            first = next(t for t in call.audio if t >= spoke_at)
-            if first < end_of_speech:
-                turn.note = f"agent audio {1000 * (end_of_speech - first):.0f} ms before end of speech"
-            turn.client_ms = 1000 * (first - end_of_speech)
-            with contextlib.suppress(TimeoutError, ConnectionError):
-                _, metrics = await call.wait_for("metrics", since=first, timeout=60)
-                turn.server = dict(metrics["data"].get("turn") or {})
-                await call.wait_for("bot-stopped-speaking", since=first, timeout=5)
-            heard = [m["data"].get("text", "") for t, m in call.messages
-                     if t >= spoke_at and m.get("type") == "user-transcription" and m["data"].get("final")]  # fmt: skip
-            turn.heard = " ".join(heard)
+            srv = turn.server
             print(
-                f"  call {index}: {text!r} -> heard {turn.heard!r}: client {turn.client_ms:.0f} ms, "
-                f"server total {fmt_ms(turn.server.get('total_ms'))} ms "
-                f"(endpointing {fmt_ms(turn.server.get('endpointing_ms'))}, stt {fmt_ms(turn.server.get('stt_ms'))}, "
-                f"agent {fmt_ms(turn.server.get('agent_first_token_ms'))}, "
-                f"tts {fmt_ms(turn.server.get('tts_first_audio_ms'))}) {turn.note}"
+                f"  call {index}: {text!r} -> heard {turn.heard!r}: client {fmt_ms(turn.client_ms)} ms; "
+                f"server total {fmt_ms(srv.get('total_ms'))} = endpointing "
+                f"{fmt_ms(srv.get('endpointing_ms'))} "
+                f"+ stt {fmt_ms(srv.get('stt_ms'))} + agent {fmt_ms(srv.get('agent_first_token_ms'))} "
+                f"+ tts {fmt_ms(srv.get('tts_first_audio_ms'))} {turn.note}"
             )
         if not call.ended():
             if call.ws is not None:
                 call.ws.send("disconnect-bot")
             await call.wait_until(call.ended, timeout=10)
-        late = sorted(call.send_lateness)
-        if late and late[int(0.99 * (len(late) - 1))] > 0.01:
-            print(
-                f"  warning: the client's own send lateness p99 is {1000 * late[int(0.99 * (len(late) - 1))]:.1f} ms"
-            )
     finally:
         await call.close()
-    return str(info["id"])
+    return str(info["id"]), call.send_lateness
 
 
 def _row(name: str, values: list[float]) -> str:
@@ -258,21 +275,42 @@ def _row(name: str, values: list[float]) -> str:
     )
 
 
+@dataclass
+class Load:
+    wall_s: float = 0.0
+    server_cores: float = 0.0
+    client_cores: float = 0.0
+    foreign_cores: float = 0.0
+    send_p99_ms: float = math.nan
+    foreign: list[tuple[float, str]] = field(default_factory=list)
+    prioritized: bool = False
+    nice: int = 0
+
+
 def report(
-    turns: list[Turn], stored: list[dict[str, Any]], machine: Machine, command: str, wall_s: float
+    turns: list[Turn], stored: list[dict[str, Any]], machine: Machine, command: str, load: Load
 ) -> str:
     answered = [t for t in turns if t.client_ms is not None]
     client = [t.client_ms for t in answered if t.client_ms is not None]
     stage = {s: [float(t.server[s]) for t in answered if t.server.get(s) is not None] for s in STAGES}
+    client_stage_names = [
+        "end of turn decided (user-stopped-speaking)",
+        "final transcript (user-transcription)",
+    ]
+    client_stage = {
+        n: [t.client_stages[n] for t in answered if n in t.client_stages] for n in client_stage_names
+    }
     vad_tail = [t.client_ms - float(t.server["total_ms"]) for t in answered
                 if t.client_ms is not None and t.server.get("total_ms") is not None]  # fmt: skip
     p50, p95 = percentile(client, 50), percentile(client, 95)
-    ok50, ok95 = p50 <= 500, p95 <= 800
-    stored_p50 = [c["latency"]["p50_ms"] for c in stored if c.get("latency", {}).get("p50_ms") is not None]
-    stored_turns = sum(int(c.get("latency", {}).get("turns") or 0) for c in stored)
+    stored_p50 = [
+        c["latency"]["p50_ms"] for c in stored if (c.get("latency") or {}).get("p50_ms") is not None
+    ]
+    stored_turns = sum(int((c.get("latency") or {}).get("turns") or 0) for c in stored)
     ep, stt = percentile(stage["endpointing_ms"], 50), percentile(stage["stt_ms"], 50)
     tts, agent = percentile(stage["tts_first_audio_ms"], 50), percentile(stage["agent_first_token_ms"], 50)
-    other = p50 - (ep + stt + tts + agent)
+    tail = percentile(vad_tail, 50)
+    calls = len({t.call for t in turns})
     lines = [
         f"Measured {machine.line()}.",
         "",
@@ -280,33 +318,50 @@ def report(
         command,
         "```",
         "",
-        f"{len(answered)} answered turns of {len(turns)} spoken, over {len({t.call for t in turns})} calls with the "
-        "demo clinic flow and the server's default engines (Silero VAD, faster-whisper tiny.en int8, piper "
-        f"joe-medium); {wall_s:.0f} s wall time. The client streams 20 ms PCM16 frames in real time over the "
-        "RTVI WebSocket (a -60 dBFS noise floor between utterances), speaks piper-synthesised lines the flow "
-        "answers (opening hours, a booking with day/time/confirmation, goodbye), and waits for each answer to "
-        "play out. **Latency = first agent audio frame received - send time of the last voiced (> -40 dBFS) "
-        "frame of the utterance.** Stages are the server's own per-turn figures (`metrics` message).",
+        f"{len(answered)} answered turns of {len(turns)} spoken, in {calls} calls to the demo "
+        "clinic flow with "
+        "the server's default engines (Silero VAD, faster-whisper tiny.en int8, piper joe-medium), one "
+        f"`callgate serve` subprocess; {load.wall_s:.0f} s wall time. The client streams 20 ms "
+        "PCM16 frames in "
+        "real time over the RTVI WebSocket (a -60 dBFS noise floor between utterances), speaks "
+        "piper-synthesised lines the flow answers (opening hours, a booking with day, time and confirmation, "
+        "goodbye) and waits for each answer to play out. **Latency = arrival of the first agent audio frame "
+        "- the moment the client sent the last voiced (> -40 dBFS) frame of the utterance.** Server stages "
+        "are the server's own per-turn figures (RTVI `metrics`); `total_ms` starts at the last frame Silero "
+        "still called speech.",
         "",
         "| measure (ms) | p50 | p95 | max |",
         "| --- | --- | --- | --- |",
-        _row("**voice-to-voice at the client**", client),
-        *[_row(f"server: {s}", stage[s]) for s in STAGES],
-        _row("client - server total (VAD hang-over after the acoustic end + transport)", vad_tail),
+        _row("**voice-to-voice, at the client**", client),
+        *[_row(f"client: end of speech -> {n}", client_stage[n]) for n in client_stage_names],
+        *[_row(f"server: `{s}`", stage[s]) for s in STAGES],
+        _row("client latency - server `total_ms` (Silero hang-over + transport)", vad_tail),
         "",
-        f"Targets: p50 <= 500 ms: **{'met' if ok50 else 'not met'}** ({fmt_ms(p50)} ms); "
-        f"p95 <= 800 ms: **{'met' if ok95 else 'not met'}** ({fmt_ms(p95)} ms). "
-        f"`GET /v1/calls/{{id}}` stored {stored_turns} agent turns with latency; per-call p50 "
-        f"{', '.join(fmt_ms(v) for v in stored_p50)} ms (server-side `total_ms`, which starts at the last frame "
-        "the VAD called speech).",
+        f"Targets: p50 <= 500 ms **{'met' if p50 <= 500 else 'not met'}** ({fmt_ms(p50)} ms); "
+        f"p95 <= 800 ms **{'met' if p95 <= 800 else 'not met'}** ({fmt_ms(p95)} ms). "
+        f"`GET /v1/calls/{{id}}` stored {stored_turns} agent turns with their latency (per-call p50 of "
+        f"`total_ms`: {', '.join(fmt_ms(v) for v in stored_p50)} ms).",
         "",
-        "What dominates, at the p50: the end-of-turn silence `PipelineOptions.end_of_turn_silence_ms = "
-        f"{END_OF_TURN_SILENCE_MS}` ms (endpointing {fmt_ms(ep)} ms) plus Silero's hang-over before it calls the "
-        f"silence ({fmt_ms(percentile(vad_tail, 50))} ms, the client-server gap), then Whisper "
-        f"({fmt_ms(stt)} ms: tiny.en always encodes a 30 s window), then piper's first sentence "
-        f"({fmt_ms(tts)} ms); the flow agent itself takes {fmt_ms(agent)} ms. Unattributed "
-        f"(queueing, framing, loop hops): {fmt_ms(other)} ms. Endpointing alone is larger than the whole 500 ms "
-        "budget: the p50 target cannot be met with a fixed 550 ms silence rule, whatever the engines do.",
+        f"What dominates (p50s): the end-of-turn silence, `PipelineOptions.end_of_turn_silence_ms` = "
+        f"{END_OF_TURN_SILENCE_MS} ms (measured endpointing {fmt_ms(ep)} ms), plus Silero's "
+        "hang-over after the "
+        f"acoustic end before it reports silence ({fmt_ms(tail)} ms): about {fmt_ms(ep + tail)} "
+        "ms before the "
+        f"server even decides the caller is done, more than the whole 500 ms budget. Then Whisper "
+        f"({fmt_ms(stt)} ms), piper's first sentence ({fmt_ms(tts)} ms) and the flow ({fmt_ms(agent)} ms).",
+        "",
+        (
+            f"The server ran at niceness {load.nice} in a scheduler autogroup of nice {load.nice}, so other "
+            "processes on this shared machine got only what it left. "
+            if load.prioritized
+            else ""
+        )
+        + f"Load during the run: server {load.server_cores:.2f} cores, this client "
+        f"{load.client_cores:.2f} cores "
+        f"(its own send lateness p99 {fmt_ms(load.send_p99_ms)} ms), other processes on the machine "
+        f"{load.foreign_cores:.2f} cores"
+        + (f" ({'; '.join(f'{c:.2f} cores: {cmd}' for c, cmd in load.foreign)})" if load.foreign else "")
+        + ".",
     ]
     notes = [t for t in turns if t.note]
     if notes:
@@ -316,38 +371,53 @@ def report(
 
 async def main_async(args: argparse.Namespace) -> None:
     machine = Machine()
-    scripts = (
-        SCRIPTS[: args.calls]
-        if args.calls <= len(SCRIPTS)
-        else [SCRIPTS[i % len(SCRIPTS)] for i in range(args.calls)]
-    )
+    scripts = [SCRIPTS[i % len(SCRIPTS)] for i in range(args.calls)]
     print("synthesising caller speech (cached after the first run)...")
     for lines in scripts:
         for text in lines:
             speech_pcm(text)
-    started = time.monotonic()
     turns: list[Turn] = []
     stored: list[dict[str, Any]] = []
-    with BenchServer() as server:
-        print(f"server pid {server.pid} on {server.url} (data dir {server.dir})")
-        agent_id = server.create_agent(
-            {
-                "name": "clinic-bench",
-                "flow": demo_flow_body(),
-                "silence_timeout_s": 120,
-                "max_duration_s": 600,
-            }
-        )
+    load = Load()
+    lateness: list[float] = []
+    env = dict(item.split("=", 1) for item in args.server_env)
+    prioritized = args.server_nice < 0 and prioritize_session(args.server_nice)
+    if args.client_nice:
+        set_niceness(args.client_nice)
+    with BenchServer(env=env, nice=args.server_nice) as server:
+        print(f"server pid {server.pid} on {server.url}")
+        agent = {
+            "name": "clinic-bench",
+            "flow": demo_flow_body(),
+            "silence_timeout_s": 120,
+            "max_duration_s": 600,
+        }
+        agent_id = server.create_agent(agent)
+        started = time.monotonic()
+        cpu0, mine0, busy0 = server.cpu_seconds(), process_cpu_seconds(os.getpid()), machine_busy_seconds()
         call_ids = []
         for i, lines in enumerate(scripts):
-            call_ids.append(await run_call(server, agent_id, i, lines, turns))
+            call_id, late = await run_call(server, agent_id, i, lines, turns)
+            call_ids.append(call_id)
+            lateness += late
+        load.wall_s = time.monotonic() - started
+        load.server_cores = (server.cpu_seconds() - cpu0) / load.wall_s
+        load.client_cores = (process_cpu_seconds(os.getpid()) - mine0) / load.wall_s
+        busy = (machine_busy_seconds() - busy0) / load.wall_s
+        load.foreign_cores = max(0.0, busy - load.server_cores - load.client_cores)
+        load.send_p99_ms = 1000 * percentile(lateness, 99)
+        if load.foreign_cores > 0.15:
+            load.foreign = busiest_processes({os.getpid(), *server.pids()})
         await asyncio.sleep(1.0)  # turn records are written asynchronously
         for call_id in call_ids:
             with contextlib.suppress(Exception):
                 stored.append(server.get_call(call_id))
-    wall = time.monotonic() - started
-    command = "python bench/latency.py" + (" --quick" if args.quick else f" --calls {args.calls}")
-    text = report(turns, stored, machine, command, wall)
+    command = "python bench/latency.py" + (" --quick" if args.quick else "")
+    if args.calls != 3 and not args.quick:
+        command += f" --calls {args.calls}"
+    load.prioritized = prioritized
+    load.nice = args.server_nice
+    text = report(turns, stored, machine, command, load)
     print()
     print(text)
     answered = sum(1 for t in turns if t.client_ms is not None)
@@ -365,6 +435,16 @@ def main() -> None:
     )
     parser.add_argument("--calls", type=int, default=3, help="calls of 7 turns each (default 3 = 21 turns)")
     parser.add_argument("--quick", action="store_true", help="1 call (7 turns); BENCHMARKS.md is not written")
+    parser.add_argument(
+        "--server-env", action="append", default=[], metavar="NAME=VALUE",
+        help="extra environment for the server process (repeatable), e.g. CALLGATE_LOG_LEVEL=WARNING",
+    )  # fmt: skip
+    parser.add_argument(
+        "--server-nice", type=int, default=-10,
+        help="niceness of the server (default -10, so other processes on a shared machine get only what it "
+        "leaves; 0 to compete with them on equal terms)",
+    )  # fmt: skip
+    parser.add_argument("--client-nice", type=int, default=-15, help="niceness of this client process")
     parser.add_argument("--no-write", dest="write", action="store_false", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
     if args.quick:

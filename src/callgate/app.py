@@ -12,12 +12,16 @@ from fastapi.staticfiles import StaticFiles
 
 from callgate import __version__
 from callgate.api import agents, calls, contacts, demo, ops, problems, recordings
+from callgate.api import analysis as analysis_api
+from callgate.api import webhooks as webhooks_api
+from callgate.api.dialects import oneinbox, verbex, vocode, voicehub, voxworks
 from callgate.api.middleware import BodyLimit, BrowserCORS, RequestLog
 from callgate.config import Environment, Settings
 from callgate.realtime import endpoints as realtime
+from callgate.realtime import sip_endpoint, webrtc_endpoint
 from callgate.runtime import Runtime
 
-BROWSER_PATHS = ("/v1/web-calls/token",)
+BROWSER_PATHS = ("/v1/web-calls/token", "/dialects/oneinbox/v1/web-calls/token")
 
 
 def web_dir() -> Path | None:
@@ -49,6 +53,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.state.runtime = runtime
     problems.install(app)
+    webhooks_api.install(runtime)
     for router in (
         agents.router,
         calls.router,
@@ -56,6 +61,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         contacts.router,
         ops.router,
         realtime.router,
+        webhooks_api.router,
+        analysis_api.router,
+        webrtc_endpoint.router,
+        sip_endpoint.router,
+        voxworks.router,
+        voicehub.router,
+        verbex.router,
+        vocode.router,
+        oneinbox.router,
     ):
         app.include_router(router)
     if runtime.settings.env is Environment.DEVELOPMENT:

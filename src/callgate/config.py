@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _INSECURE_SECRETS = {"", "changeme", "secret", "change-me"}
@@ -18,6 +18,33 @@ _INSECURE_SECRETS = {"", "changeme", "secret", "change-me"}
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class IceServer(BaseModel):
+    """One STUN or TURN server, in the browser's ``RTCIceServer`` shape (``urls`` may be one string)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    urls: list[str] = Field(min_length=1)
+    username: str | None = None
+    credential: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_url(cls, value: object) -> object:
+        if isinstance(value, dict) and isinstance(value.get("urls"), str):
+            return {**value, "urls": [value["urls"]]}
+        return value
+
+    @model_validator(mode="after")
+    def _valid_urls(self) -> Self:
+        for url in self.urls:
+            scheme = url.split(":", 1)[0]
+            if scheme not in ("stun", "stuns", "turn", "turns"):
+                raise ValueError(f"ICE server URL {url!r} must start with stun:, stuns:, turn: or turns:")
+            if scheme.startswith("turn") and (self.username is None or self.credential is None):
+                raise ValueError(f"TURN server {url!r} needs a username and a credential")
+        return self
 
 
 class Settings(BaseSettings):
@@ -39,10 +66,26 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=5.0, gt=0)
     key_cache_ttl_s: float = Field(default=5.0, ge=0)
     """How long a verified key stays cached in-process; revocation reaches other nodes within this."""
+    ice_servers: list[IceServer] = Field(default_factory=list)
+    """STUN/TURN servers for WebRTC, as JSON (``CALLGATE_ICE_SERVERS='[{"urls": "stun:stun.example.com"}]'``):
+    handed to clients in the create-web-call answer and used by the server's own ICE agent."""
     log_level: str = "INFO"
     log_json: bool = True
     speech_warmup: bool = True
     """Load the embedded speech models at start rather than on the first call."""
+
+    webhooks_allow_private: bool = False
+    """Let webhooks (and agents' other outbound requests) reach private, loopback and link-local
+    addresses. For development and tests; cloud metadata addresses stay refused."""
+    webhooks_allowed_networks: list[str] = Field(default_factory=list)
+    """CIDR ranges outbound requests may reach even when private (e.g. ``["10.1.2.0/24"]``)."""
+    webhooks_dispatch: bool = True
+    """Run the webhook dispatcher and post-call analysis on this node."""
+    webhooks_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhooks_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhooks_backoff_base_s: float = Field(default=5.0, gt=0)
+    webhooks_backoff_max_s: float = Field(default=3600.0, gt=0)
+    webhooks_poll_interval_s: float = Field(default=0.25, gt=0)
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Self:

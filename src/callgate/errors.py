@@ -65,6 +65,10 @@ class OriginNotAllowed(Forbidden):
     code, title = "origin_not_allowed", "The request's Origin is not allowed for this key"
 
 
+class InsufficientCredits(Forbidden):
+    code, title = "insufficient_credits", "The team has no call credits left"
+
+
 class NotFound(CallgateError):
     status, code, title = 404, "not_found", "Not found"
 

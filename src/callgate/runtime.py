@@ -22,6 +22,7 @@ from callgate.errors import CallgateError
 from callgate.origins import OriginIndex
 from callgate.providers.registry import EngineRegistry
 from callgate.store.db import Database
+from callgate.webhooks.service import WebhookService
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,9 @@ class Runtime:
         self.origins = OriginIndex(self.db, ttl_s=settings.key_cache_ttl_s)
         self.control = CallControl(self.redis)
         self.engines = EngineRegistry()
+        self.webhooks = WebhookService(
+            settings=settings, db=self.db, clock=self.clock, llm_for=lambda agent: self.engines.llm(agent.llm)
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -90,6 +94,7 @@ class Runtime:
     async def start(self) -> None:
         await self.db.start()
         await self.control.start()
+        await self.webhooks.start()
         self._tasks.append(asyncio.create_task(self._sweep_forever(), name="join-deadline-sweeper"))
         if self.settings.speech_warmup:
             self._tasks.append(asyncio.create_task(self._warm_up(), name="speech-warm-up"))
@@ -104,6 +109,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.webhooks.stop()
         await self.control.stop()
         await self.engines.aclose()
         await self.db.close()

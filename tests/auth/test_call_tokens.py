@@ -4,8 +4,8 @@ ledger (the database on both engines, Redis) — also across two nodes sharing t
 from __future__ import annotations
 
 import asyncio
-import itertools
 import base64
+import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta

@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 
 from callgate.auth import keys as keylib
 from callgate.auth.keys import KeyType
-from callgate.store.models import Base
+from callgate.store.schema import metadata
 from tests.conftest import World
 
 
@@ -27,8 +27,8 @@ async def table_dump(world: World) -> str:
     """Every row of every table, as text."""
     out = []
     async with world.runtime.db.read() as s:
-        for table in Base.metadata.sorted_tables:
-            rows = await s.execute(text(f'SELECT * FROM "{table.name}"'))  # noqa: S608 - our own table names
+        for table in metadata.sorted_tables:
+            rows = await s.execute(text(f'SELECT * FROM "{table.name}"'))
             out.extend(" ".join(str(v) for v in row) for row in rows)
     return "\n".join(out)
 

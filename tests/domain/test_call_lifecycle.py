@@ -3,6 +3,7 @@ refused and change nothing; the join-deadline sweep fails calls nobody joined.""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import datetime, timedelta
 
@@ -12,6 +13,7 @@ from sqlalchemy import select
 from callgate.domain import calls
 from callgate.domain.lifecycle import CallStatus, EndReason, check_transition
 from callgate.errors import ConcurrencyLimited, IllegalTransition
+from callgate.store.db import Database
 from callgate.store.models import Call, CallEvent
 from tests.conftest import Team, World
 
@@ -27,7 +29,12 @@ LEGAL = {
     (S.IN_PROGRESS, S.ENDED),
     (S.IN_PROGRESS, S.FAILED),
 }
-FAILURES = {EndReason.JOIN_DEADLINE_MISSED, EndReason.SERVER_ERROR, EndReason.CONCURRENCY_LIMIT}
+FAILURES = {
+    EndReason.JOIN_DEADLINE_MISSED,
+    EndReason.SERVER_ERROR,
+    EndReason.CONCURRENCY_LIMIT,
+    EndReason.TELEPHONY_UNAVAILABLE,
+}
 
 
 def a_fitting_reason(to: CallStatus) -> EndReason | None:
@@ -190,3 +197,32 @@ async def test_sweep_fails_calls_nobody_joined(world: World) -> None:
         assert r.json()["status"] == status
     metrics = (await world.client.get("/metrics")).text
     assert 'callgate_calls_ended_total{reason="join_deadline_missed"} 3.0' in metrics
+
+
+async def join(db: Database, team_id: str, call_id: str, now: datetime) -> Call:
+    result: Call = await db.write(lambda s: calls.join_call(s, team_id=team_id, call_id=call_id, now=now))
+    return result
+
+
+async def test_live_call_cap_holds_across_nodes(world: World) -> None:
+    """Two nodes joining calls of one team at the same moment must not both pass the cap check."""
+    other_node = Database(world.runtime.db.url)
+    await other_node.start()
+    try:
+        overshoots = 0
+        for round_ in range(8):
+            team = await world.team(f"cap-{round_}", max_live_calls=1)
+            now = world.runtime.clock.now()
+            first, second = await new_call(world, team, now=now), await new_call(world, team, now=now)
+            results = await asyncio.gather(
+                join(world.runtime.db, team.id, first, now),
+                join(other_node, team.id, second, now),
+                return_exceptions=True,
+            )
+            refused = [r for r in results if isinstance(r, BaseException)]
+            assert all(isinstance(r, ConcurrencyLimited) for r in refused), refused
+            async with world.runtime.db.read() as s:
+                overshoots += await calls.live_call_count(s, team_id=team.id) > 1
+        assert overshoots == 0, f"the cap of 1 was exceeded in {overshoots} of 8 rounds"
+    finally:
+        await other_node.close()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
+from pydantic import AnyHttpUrl
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.api.deps import BrowserPrincipal, RuntimeDep, SecretPrincipal
@@ -25,7 +26,10 @@ from callgate.auth.keys import KeyType
 from callgate.domain import calls
 from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.errors import ValidationFailed
+from callgate.net_guard import check_url
+from callgate.runtime import Runtime
 from callgate.store.models import Call
+from callgate.webhooks.targets import CallWebhook
 
 router = APIRouter(tags=["calls"])
 Limit = Annotated[int, Query(ge=1, le=200)]
@@ -75,7 +79,16 @@ async def call_view(session: AsyncSession, call: Call, *, base_url: str) -> Call
         transcript=[TurnPublic.model_validate(t) for t in turns],
         latency=latency,
         recording_url=f"{base_url}/v1/calls/{call.id}/recording" if call.recording_path else None,
+        analysis=call.analysis,
     )
+
+
+async def call_webhook(runtime: Runtime, url: AnyHttpUrl | None) -> dict[str, Any] | None:
+    """The stored per-call destination for ``webhook_url`` (checked by the outbound guard)."""
+    if url is None:
+        return None
+    await check_url(str(url), runtime.webhooks.policy, field="body.webhook_url")
+    return CallWebhook(url=str(url)).stored()
 
 
 @router.post(
@@ -91,6 +104,7 @@ async def create_web_call(
         variables=body.variables,
         metadata=body.metadata,
         contact_id=body.contact_id,
+        webhook=await call_webhook(runtime, body.webhook_url),
     )
     _, public = await issue_web_call(runtime, principal, urls=BaseURLs.of(runtime, request), spec=spec)
     return public

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 
-from callgate.api.schemas.calls import SipPublic, Transport, WebCallPublic
+from callgate.api.schemas.calls import IceServerPublic, SipPublic, Transport, WebCallPublic
 from callgate.auth import sip, tokens
 from callgate.domain import calls
 from callgate.domain.ids import new_id
@@ -86,6 +86,9 @@ async def issue_web_call(
             headers=creds.headers,
         )
         if creds
+        else None,
+        ice_servers=[IceServerPublic(**server.model_dump()) for server in runtime.settings.ice_servers]
+        if transport is Transport.WEBRTC
         else None,
     )
     return call, public

@@ -10,13 +10,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callgate.domain import credits
 from callgate.domain.agents import get_agent
-from callgate.domain.contacts import get_contact
+from callgate.domain.contacts import create_contact, get_contact
 from callgate.domain.ids import new_id
 from callgate.domain.lifecycle import CallStatus, EndReason, check_transition, terminal_status
 from callgate.errors import ConcurrencyLimited
 from callgate.store import repo
 from callgate.store.models import Call, CallEvent, Team, TranscriptTurn
+from callgate.webhooks import outbox
 
 LIVE = (CallStatus.CONNECTING.value, CallStatus.IN_PROGRESS.value)
 
@@ -33,6 +35,10 @@ class NewCall:
     dialect: str | None = None
     sip_auth: dict[str, Any] | None = None
     id: str | None = None
+    webhook: dict[str, Any] | None = None
+    """Per-call webhook destination: ``callgate.webhooks.targets.CallWebhook(...).stored()``."""
+    new_contact: dict[str, Any] | None = None
+    """Without ``contact_id``: create this contact (e.g. an anonymous visitor) with the call."""
 
 
 async def live_call_count(session: AsyncSession, *, team_id: str) -> int:
@@ -53,11 +59,15 @@ async def create_call(
     if spec.contact_id is not None:
         await get_contact(session, team_id=team_id, contact_id=spec.contact_id)
     await _check_capacity(session, team_id=team_id)
+    await credits.check(session, team_id=team_id, now=now)
+    contact_id = spec.contact_id
+    if contact_id is None and spec.new_contact is not None:
+        contact_id = (await create_contact(session, team_id=team_id, fields=spec.new_contact, now=now)).id
     call = Call(
         id=spec.id or new_id("call"),
         team_id=team_id,
         agent_id=spec.agent_id,
-        contact_id=spec.contact_id,
+        contact_id=contact_id,
         kind=spec.kind,
         transport=spec.transport,
         mode=spec.mode,
@@ -69,6 +79,7 @@ async def create_call(
         data={},
         recording_path=None,
         sip_auth=spec.sip_auth,
+        webhook=spec.webhook,
         created_at=now,
         join_deadline=join_deadline,
         connected_at=None,
@@ -88,6 +99,7 @@ async def create_call(
         )
     )
     await session.flush()
+    await outbox.call_created(session, call=call, now=now)
     return call
 
 
@@ -155,6 +167,7 @@ async def transition(
         )
     )
     await session.flush()
+    await outbox.call_transitioned(session, call=call, now=now)
     return call
 
 
@@ -183,6 +196,7 @@ async def finish_call(
         call.recording_path = recording_path
     if not CallStatus(call.status).is_terminal:
         await transition(session, call=call, to=terminal_status(reason), reason=reason, now=now)
+    await outbox.call_finished(session, call=call, now=now, recording=recording_path is not None)
     return call
 
 
@@ -220,6 +234,7 @@ async def add_turn(session: AsyncSession, *, call_id: str, fields: dict[str, Any
     turn = TranscriptTurn(call_id=call_id, seq=int(seq) + 1, **fields)
     session.add(turn)
     await session.flush()
+    await outbox.turn_recorded(session, turn=turn)
     return turn
 
 

@@ -39,10 +39,17 @@ class EndReason(StrEnum):
     API_REQUEST = "api_request"
     TRANSFERRED = "transferred"
     CONCURRENCY_LIMIT = "concurrency_limit"
+    TELEPHONY_UNAVAILABLE = "telephony_unavailable"
+    """A phone call could not be placed: no telephony transport (SIP trunk, Twilio) is configured."""
 
 
 FAILURE_REASONS = frozenset(
-    {EndReason.JOIN_DEADLINE_MISSED, EndReason.SERVER_ERROR, EndReason.CONCURRENCY_LIMIT}
+    {
+        EndReason.JOIN_DEADLINE_MISSED,
+        EndReason.SERVER_ERROR,
+        EndReason.CONCURRENCY_LIMIT,
+        EndReason.TELEPHONY_UNAVAILABLE,
+    }
 )
 
 TRANSITIONS: dict[CallStatus, frozenset[CallStatus]] = {

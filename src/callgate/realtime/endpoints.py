@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from fastapi import APIRouter, WebSocket
 
@@ -57,26 +59,21 @@ async def _fail(runtime: Runtime, call: Call, reason: EndReason) -> None:
         )
 
 
-async def _join(
-    runtime: Runtime, transport: WebSocketTransport, call_id: str, token: str
-) -> tuple[Call, Agent] | None:
-    """Redeem the token and join the call, or close the socket with the documented code."""
+Redeem = Callable[[datetime], Awaitable[tokens.CallToken]]
+"""Verifies and consumes the caller's token at a given time; raises an ``InvalidToken`` error."""
+
+
+async def _join(runtime: Runtime, transport: WebSocketTransport, redeem: Redeem) -> tuple[Call, Agent] | None:
+    """Redeem the token and join its call, or close the socket with the documented code."""
     now = runtime.clock.now()
     try:
-        claims = await tokens.redeem(
-            token,
-            key=runtime.signing_key,
-            now=now,
-            call_id=call_id,
-            transport="websocket",
-            ledger=runtime.ledger,
-        )
+        claims = await redeem(now)
     except CallgateError as exc:
         await transport.close(_token_close_code(exc), exc.detail)
         return None
     try:
         call = await runtime.db.write(
-            lambda s: calls.join_call(s, team_id=claims.team_id, call_id=call_id, now=now)
+            lambda s: calls.join_call(s, team_id=claims.team_id, call_id=claims.call_id, now=now)
         )
     except ConcurrencyLimited as exc:
         await transport.close(CloseCode.CONCURRENCY, exc.detail)
@@ -93,9 +90,30 @@ async def _join(
 @router.websocket("/v1/calls/{call_id}/ws")
 async def call_websocket(ws: WebSocket, call_id: str, token: str = "") -> None:
     runtime: Runtime = ws.app.state.runtime
+
+    async def redeem(now: datetime) -> tokens.CallToken:
+        return await tokens.redeem(
+            token,
+            key=runtime.signing_key,
+            now=now,
+            call_id=call_id,
+            transport="websocket",
+            ledger=runtime.ledger,
+        )
+
+    await serve_call(ws, redeem)
+
+
+async def serve_call(ws: WebSocket, redeem: Redeem) -> None:
+    """Run one call over this RTVI WebSocket once ``redeem`` vouches for the caller.
+
+    A dialect whose tokens differ (OneInbox's LiveKit-shaped ``participant_token``) mounts its own
+    WebSocket route and passes its own ``redeem``; everything after the token is the same.
+    """
+    runtime: Runtime = ws.app.state.runtime
     await ws.accept()
     transport = WebSocketTransport(ws)
-    joined = await _join(runtime, transport, call_id, token)
+    joined = await _join(runtime, transport, redeem)
     if joined is None:
         return
     call, agent = joined

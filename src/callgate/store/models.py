@@ -132,6 +132,10 @@ class Call(Base):
     recording_path: Mapped[str | None] = mapped_column(String(1024))
     sip_auth: Mapped[dict[str, Any] | None]
     """Per-call SIP digest credentials (HA1 hashes only, never the password)."""
+    webhook: Mapped[dict[str, Any] | None]
+    """Per-call webhook destination (``callgate.webhooks.targets.CallWebhook``), set at creation."""
+    analysis: Mapped[dict[str, Any] | None]
+    """Post-call analysis (summary, extracted data), written once the call is analysed."""
     created_at: Mapped[datetime]
     join_deadline: Mapped[datetime]
     connected_at: Mapped[datetime | None]

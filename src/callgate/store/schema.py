@@ -4,7 +4,12 @@ Core tables live in :mod:`callgate.store.models`; an area with tables of its own
 keeps them in its own ``store/models_<area>.py`` on the same ``Base`` and is imported here.
 """
 
-from callgate.store import models
+from callgate.store import (  # noqa: F401 - registers the tables
+    models,
+    models_dialects,
+    models_telephony,
+    models_webhooks,
+)
 
 metadata = models.Base.metadata
 

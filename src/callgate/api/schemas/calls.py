@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import AnyHttpUrl, Field, field_validator
 
 from callgate.api.schemas.common import Metadata, Public, Strict, Variables
 
@@ -45,6 +45,9 @@ class WebCallCreate(_WebCallFields):
 
     agent_id: str = Field(min_length=1, max_length=64)
     contact_id: str | None = Field(default=None, max_length=64)
+    webhook_url: AnyHttpUrl | None = Field(
+        default=None, description="Also send this call's events here (signed with the team's secret)."
+    )
 
 
 class WebCallTokenCreate(_WebCallFields):
@@ -66,6 +69,14 @@ class SipPublic(Public):
     headers: dict[str, str]
 
 
+class IceServerPublic(Public):
+    """The browser's ``RTCIceServer``: pass the list as ``new RTCPeerConnection({iceServers})``."""
+
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
 class WebCallPublic(Public):
     id: str
     status: str
@@ -82,6 +93,10 @@ class WebCallPublic(Public):
         description="POST an SDP offer here with the token, for transport=webrtc."
     )
     sip: SipPublic | None = Field(description="Per-call SIP-over-WebSocket credentials, for transport=sip.")
+    ice_servers: list[IceServerPublic] | None = Field(
+        default=None,
+        description="STUN/TURN servers for the RTCPeerConnection (``iceServers``), for transport=webrtc.",
+    )
 
 
 class TurnPublic(Public):
@@ -129,6 +144,10 @@ class CallPublic(CallSummary):
     transcript: list[TurnPublic]
     latency: LatencySummary
     recording_url: str | None
+    analysis: dict[str, Any] | None = Field(
+        default=None,
+        description="Post-call analysis once ready: status, summary, data (extracted), outcome, analyzed_at.",
+    )
 
 
 class CallEnd(Strict):

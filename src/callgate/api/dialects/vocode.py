@@ -1,0 +1,201 @@
+"""The Vocode dialect, mounted at ``/dialects/vocode``: phone calls as Vocode's API shows them.
+
+``POST /v1/calls/create`` (the seed), plus what Vocode's client library uses for the same resource:
+``GET /v1/calls?id=``, ``GET /v1/calls/list``, ``POST /v1/calls/end?id=``, ``GET /v1/calls/recording?id=``.
+Keys are callgate secret keys, sent as ``Authorization: Bearer``. Errors are FastAPI's ``{"detail": …}``.
+Telephony is not built yet: a created call is kept and fails at once with a clear ``error_message``
+(see ``callgate.domain.telephony``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callgate.api import problems
+from callgate.api.deps import RuntimeDep, SecretPrincipal
+from callgate.api.dialects.fastapi_errors import error_headers, public_message, validation_detail
+from callgate.api.dialects.vocode_schemas import AgentParams, CreateCallRequest, parse_agent
+from callgate.api.dialects.vocode_views import call_object, callgate_id
+from callgate.api.schemas.agents import AgentCreate
+from callgate.domain import calls, telephony, vocode_agents
+from callgate.domain.lifecycle import EndReason
+from callgate.errors import CallgateError, NotFound, ValidationFailed
+from callgate.runtime import Runtime
+from callgate.store.models import Agent
+
+PREFIX = "/dialects/vocode"
+router = APIRouter(prefix=PREFIX, tags=["dialect: vocode"])
+CallId = Annotated[uuid.UUID, Query(alias="id")]
+
+
+async def _view(runtime: Runtime, *, team_id: str, call_id: str) -> dict[str, Any]:
+    async with runtime.db.read() as s:
+        try:
+            call, phone = await telephony.get_phone_call(s, team_id=team_id, call_id=call_id)
+        except NotFound:
+            raise NotFound("Call not found") from None
+        agent = await s.get(Agent, call.agent_id)
+        objects = await vocode_agents.vocode_objects(s, agent_ids=[call.agent_id])
+        turns = await calls.list_turns(s, call_id=call.id)
+    return call_object(call, phone, agent=agent, objects=objects.get(call.agent_id), turns=turns)
+
+
+def _inline_agent(params: AgentParams) -> tuple[dict[str, Any], vocode_agents.VocodeObjects]:
+    """The callgate agent fields and the Vocode objects of an inline agent (ids → 404: callgate keeps
+    no separate voice, action or webhook objects)."""
+    if isinstance(params.voice, str):
+        raise NotFound(f"Voice {params.voice} not found: give the voice inline")
+    if isinstance(params.webhook, str):
+        raise NotFound(f"Webhook {params.webhook} not found: give the webhook inline")
+    for action in params.actions:
+        if isinstance(action, str):
+            raise NotFound(f"Action {action} not found: give the action inline")
+    try:
+        fields = AgentCreate(
+            name=params.name or "Vocode agent",
+            prompt=params.prompt_text,
+            initial_message=params.initial_message,
+            voice=params.voice.name[:200],
+        ).model_dump(mode="json")
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "invalid fields: body.agent",
+            errors=[
+                {"loc": ["body", "agent", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                for e in exc.errors()
+            ],
+        ) from exc
+    objects = vocode_agents.VocodeObjects(
+        voice=params.voice.as_object(),
+        actions=[a.as_object() for a in params.actions if not isinstance(a, str)],
+        webhook=params.webhook.as_object() if params.webhook is not None else None,
+    )
+    return fields, objects
+
+
+@router.post("/v1/calls/create", operation_id="vocodeCreateCall")
+async def create_call(
+    body: CreateCallRequest, principal: SecretPrincipal, runtime: RuntimeDep
+) -> dict[str, Any]:
+    agent = parse_agent(body.agent)
+    inline = _inline_agent(agent) if isinstance(agent, AgentParams) else None
+    agent_id = None if inline else callgate_id("agt", str(agent))
+    if inline is None and agent_id is None:
+        raise NotFound(f"Agent {agent} not found")
+    now = runtime.clock.now()
+    deadline = now + timedelta(seconds=runtime.settings.join_deadline_s)
+
+    async def job(s: AsyncSession) -> str:
+        chosen = agent_id
+        if inline is not None:
+            created, _ = await vocode_agents.create_vocode_agent(
+                s, team_id=principal.team_id, fields=inline[0], objects=inline[1], now=now
+            )
+            chosen = created.id
+        assert chosen is not None
+        spec = telephony.NewPhoneCall(
+            agent_id=chosen,
+            from_number=body.from_number,
+            to_number=body.to_number,
+            variables=body.variables(),
+            options=body.options(),
+            dialect="vocode",
+        )
+        call, _ = await telephony.place_phone_call(
+            s, team_id=principal.team_id, spec=spec, now=now, join_deadline=deadline
+        )
+        return call.id
+
+    try:
+        call_id = await runtime.db.write(job)
+    except NotFound:
+        raise NotFound(f"Agent {agent} not found") from None
+    runtime.metrics.calls_created.labels(transport=telephony.PHONE_TRANSPORT).inc()
+    runtime.metrics.calls_ended.labels(reason=EndReason.TELEPHONY_UNAVAILABLE.value).inc()
+    return await _view(runtime, team_id=principal.team_id, call_id=call_id)
+
+
+@router.get("/v1/calls", operation_id="vocodeGetCall")
+@router.get("/v1/calls/", include_in_schema=False)
+async def get_call(id_: CallId, principal: SecretPrincipal, runtime: RuntimeDep) -> dict[str, Any]:
+    return await _view(runtime, team_id=principal.team_id, call_id=f"call_{id_.hex}")
+
+
+@router.get("/v1/calls/list", operation_id="vocodeListCalls")
+async def list_calls(
+    principal: SecretPrincipal,
+    runtime: RuntimeDep,
+    page: Annotated[int, Query(ge=1)] = 1,
+    size: Annotated[int, Query(ge=1, le=100)] = 10,
+    sort_column: Annotated[str | None, Query(max_length=64)] = None,
+    sort_desc: bool = False,
+) -> dict[str, Any]:
+    """Calls by creation time (``sort_column`` is accepted; callgate sorts by creation only)."""
+    async with runtime.db.read() as s:
+        rows, total = await telephony.list_phone_calls(
+            s, team_id=principal.team_id, offset=(page - 1) * size, limit=size, newest_first=sort_desc
+        )
+        turns = await telephony.turns_of(s, call_ids=[call.id for call, _ in rows])
+    items = [
+        call_object(call, phone, agent=None, objects=None, turns=turns.get(call.id, []))
+        for call, phone in rows
+    ]
+    return {
+        "items": items,
+        "page": page,
+        "size": size,
+        "has_more": (page - 1) * size + len(items) < total,
+        "total": total,
+        "total_is_estimated": False,
+    }
+
+
+@router.post("/v1/calls/end", operation_id="vocodeEndCall")
+async def end_call(id_: CallId, principal: SecretPrincipal, runtime: RuntimeDep) -> dict[str, Any]:
+    call_id = f"call_{id_.hex}"
+    await _view(
+        runtime, team_id=principal.team_id, call_id=call_id
+    )  # 404 unless one of the team's phone calls
+    now = runtime.clock.now()
+    await runtime.db.write(
+        lambda s: calls.end_call(
+            s, team_id=principal.team_id, call_id=call_id, reason=EndReason.API_REQUEST, now=now
+        )
+    )
+    runtime.metrics.calls_ended.labels(reason=EndReason.API_REQUEST.value).inc()
+    await runtime.control.publish_end(call_id, EndReason.API_REQUEST)
+    return await _view(runtime, team_id=principal.team_id, call_id=call_id)
+
+
+@router.get("/v1/calls/recording", operation_id="vocodeGetRecording", response_model=None)
+async def get_recording(id_: CallId, principal: SecretPrincipal, runtime: RuntimeDep) -> FileResponse:
+    call_id = f"call_{id_.hex}"
+    async with runtime.db.read() as s:
+        try:
+            call, _ = await telephony.get_phone_call(s, team_id=principal.team_id, call_id=call_id)
+        except NotFound:
+            raise NotFound("Call not found") from None
+    if not call.recording_path or not Path(call.recording_path).is_file():  # noqa: ASYNC240 - one stat
+        raise NotFound("Recording not available")
+    return FileResponse(call.recording_path, media_type="audio/wav", filename=f"{id_}.wav")
+
+
+def render(request: Request, error: CallgateError) -> Response:
+    """callgate errors in Vocode's (FastAPI's) shape: ``{"detail": str}``; a 422 has
+    ``{"detail": [{loc, msg, type}]}``."""
+    if (entries := validation_detail(error)) is not None:
+        return JSONResponse({"detail": entries}, status_code=422)
+    return JSONResponse(
+        {"detail": public_message(error)}, status_code=error.status, headers=error_headers(error)
+    )
+
+
+problems.register_dialect(PREFIX, render)

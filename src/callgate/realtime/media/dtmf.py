@@ -1,0 +1,68 @@
+"""RFC 4733 telephone-events (DTMF digits carried in RTP) received from a peer.
+
+A key press is one *event*: several RTP packets that share the event's start timestamp and carry a
+growing duration, then (usually three copies of) an end packet. :class:`DtmfReceiver` reports each event
+once, when its first end packet arrives, or when a new event starts before an end packet was seen.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+DIGITS = "0123456789*#ABCD"
+"""Event codes 0-15 (RFC 4733 section 3.2); 16 is a hook flash, reported as ``"!"``."""
+FLASH = 16
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfEvent:
+    digit: str
+    """``0``-``9``, ``*``, ``#``, ``A``-``D``, or ``!`` for a hook flash."""
+    duration_ms: int
+    volume_dbm0: int
+    """Power level as -dBm0 (0 is loudest, 63 quietest)."""
+
+
+def parse_event(payload: bytes) -> tuple[int, bool, int, int]:
+    """``(event, end, volume, duration)`` of one telephone-event payload; ValueError if malformed."""
+    if len(payload) < 4:
+        raise ValueError("a telephone-event payload has 4 bytes")
+    event, flags, duration = struct.unpack("!BBH", payload[:4])
+    return event, bool(flags & 0x80), flags & 0x3F, duration
+
+
+class DtmfReceiver:
+    """Feed it every telephone-event packet; it calls ``on_event`` once per key press."""
+
+    def __init__(self, on_event: Callable[[DtmfEvent], None], *, clock_rate: int) -> None:
+        self._on_event = on_event
+        self._clock_rate = clock_rate
+        self._timestamp: int | None = None
+        self._last: tuple[int, int, int] | None = None  # event, volume, duration of the open event
+        self._reported = True
+
+    def feed(self, payload: bytes, timestamp: int) -> None:
+        try:
+            event, end, volume, duration = parse_event(payload)
+        except ValueError:
+            return
+        if event > FLASH:
+            return  # not a DTMF event (e.g. a fax tone): ignored
+        if timestamp != self._timestamp:
+            self._report()  # the previous event's end packets were lost
+            self._timestamp, self._reported = timestamp, False
+        if self._reported:
+            return  # a retransmitted end packet
+        self._last = (event, volume, duration)
+        if end:
+            self._report()
+
+    def _report(self) -> None:
+        if self._reported or self._last is None:
+            return
+        self._reported = True
+        event, volume, duration = self._last
+        digit = "!" if event == FLASH else DIGITS[event]
+        self._on_event(DtmfEvent(digit, round(duration * 1000 / self._clock_rate), volume))

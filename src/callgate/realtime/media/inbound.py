@@ -1,0 +1,160 @@
+"""The caller's voice: RTP audio packets in, 16 kHz mono PCM16 20 ms frames out.
+
+A small reordering jitter buffer that adds no delay to packets arriving in order: each one is decoded
+and passed on at once. A missing packet holds later ones back until ``reorder_packets`` more have
+arrived (about 60 ms); then it is declared lost. Lost or skipped time (a gap in RTP timestamps, up to
+``max_gap_ms``) is filled with silence, so the caller's timeline, and so the recording, stays aligned
+with the wall clock. Packets older than what was already passed on are dropped.
+
+aiortc's own receive path is bypassed on purpose: its audio jitter buffer prefetches four packets
+(80 ms) and, after a single loss, keeps a further 16-packet backlog for the rest of the call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import av
+from aiortc.codecs import get_decoder
+from aiortc.codecs.base import Decoder
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from callgate.pipeline.audio import Framer
+
+log = logging.getLogger(__name__)
+
+OUTPUT_RATE = 16000
+_SEQ_MOD = 1 << 16
+_TS_MOD = 1 << 32
+MAX_JUMP = 1000
+"""A sequence number this far from the expected one restarts the stream (the peer restarted it)."""
+
+
+@dataclass(slots=True)
+class InboundStats:
+    packets: int = 0
+    frames: int = 0
+    lost_packets: int = 0
+    late_packets: int = 0
+    concealed_ms: float = 0.0
+    decode_errors: int = 0
+
+
+def _signed(delta: int, modulo: int) -> int:
+    return (delta + modulo // 2) % modulo - modulo // 2
+
+
+class InboundAudio:
+    """Feed :meth:`push` every audio RTP packet and :meth:`skip` every other packet of the same stream
+    (telephone-events share its sequence numbers); ``on_frame`` gets 640-byte frames in order."""
+
+    def __init__(
+        self,
+        *,
+        codecs: Mapping[int, RTCRtpCodecParameters],
+        on_frame: Callable[[bytes], None],
+        reorder_packets: int = 3,
+        max_gap_ms: int = 1000,
+    ) -> None:
+        self.stats = InboundStats()
+        self._codecs = dict(codecs)
+        self._on_frame = on_frame
+        self._reorder = max(1, reorder_packets)
+        self._max_gap_s = max_gap_ms / 1000
+        self._decoders: dict[int, Decoder] = {}
+        self._resampler: av.AudioResampler | None = None
+        self._resampler_key: tuple[int, str] | None = None
+        self._framer = Framer(OUTPUT_RATE)
+        self._ssrc: int | None = None
+        self._next_seq = 0  # extended (unwrapped) sequence number expected next
+        self._pending: dict[int, RtpPacket | None] = {}
+        self._next_ts: int | None = None  # RTP timestamp where the audio passed on so far ends
+
+    def push(self, packet: RtpPacket) -> None:
+        self._add(packet, packet)
+
+    def skip(self, packet: RtpPacket) -> None:
+        self._add(packet, None)
+
+    def _add(self, header: RtpPacket, audio: RtpPacket | None) -> None:
+        self.stats.packets += 1
+        if header.ssrc != self._ssrc:
+            self._restart(header)
+        delta = _signed(header.sequence_number - self._next_seq % _SEQ_MOD, _SEQ_MOD)
+        if abs(delta) > MAX_JUMP:
+            self._restart(header)
+            delta = 0
+        if delta < 0 or self._next_seq + delta in self._pending:
+            self.stats.late_packets += 1
+            return
+        self._pending[self._next_seq + delta] = audio
+        self._release()
+
+    def _restart(self, packet: RtpPacket) -> None:
+        self._ssrc = packet.ssrc
+        self._next_seq = packet.sequence_number
+        self._pending.clear()
+        self._next_ts = None
+
+    def _release(self) -> None:
+        pending = self._pending
+        while pending:
+            if self._next_seq in pending:
+                packet = pending.pop(self._next_seq)
+                if packet is not None:
+                    self._play(packet)
+            elif len(pending) >= self._reorder:
+                self.stats.lost_packets += 1  # its time is concealed when the next audio plays
+            else:
+                return
+            self._next_seq += 1
+
+    def _play(self, packet: RtpPacket) -> None:
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        clock = codec.clockRate
+        if self._next_ts is not None:
+            gap = _signed(packet.timestamp - self._next_ts, _TS_MOD)
+            if 0 < gap <= self._max_gap_s * clock:
+                self._emit(bytes(round(gap * OUTPUT_RATE / clock) * 2))
+                self.stats.concealed_ms += gap * 1000 / clock
+        decoded = self._decode(packet, codec)
+        if decoded is None:
+            return
+        pcm, samples, rate = decoded
+        self._next_ts = (packet.timestamp + round(samples * clock / rate)) % _TS_MOD
+        self._emit(pcm)
+
+    def _decode(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> tuple[bytes, int, int] | None:
+        decoder = self._decoders.get(packet.payload_type)
+        if decoder is None:
+            decoder = self._decoders[packet.payload_type] = get_decoder(codec)
+        out, samples, rate = [], 0, OUTPUT_RATE
+        try:
+            for frame in decoder.decode(JitterFrame(packet.payload, packet.timestamp)):
+                assert isinstance(frame, av.AudioFrame)
+                samples, rate = samples + frame.samples, frame.sample_rate
+                out.extend(self._to_output(frame))
+        except av.FFmpegError as exc:
+            self.stats.decode_errors += 1
+            log.debug("could not decode an RTP packet: %s", exc)
+            return None
+        return b"".join(out), samples, rate
+
+    def _to_output(self, frame: av.AudioFrame) -> list[bytes]:
+        key = (frame.sample_rate, frame.layout.name)
+        if self._resampler is None or key != self._resampler_key:
+            self._resampler = av.AudioResampler(format="s16", layout="mono", rate=OUTPUT_RATE)
+            self._resampler_key = key
+        frame.pts = None  # the resampler needs no timeline: gaps are handled above
+        return [bytes(f.planes[0])[: f.samples * 2] for f in self._resampler.resample(frame)]
+
+    def _emit(self, pcm16: bytes) -> None:
+        for frame in self._framer.push(pcm16):
+            self.stats.frames += 1
+            self._on_frame(frame)

@@ -1,0 +1,264 @@
+"""One WebRTC peer's audio and data channel, as callgate's transports need them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Callable, Sequence
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcdatachannel import RTCDataChannel
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.rtp import RtpPacket
+
+from callgate.config import IceServer
+from callgate.realtime.media.dtmf import DtmfEvent, DtmfReceiver
+from callgate.realtime.media.inbound import InboundAudio, InboundStats
+from callgate.realtime.media.outbound import OutboundAudioTrack, OutboundStats
+from callgate.realtime.media.sdp import (
+    AUDIO_CODECS,
+    TELEPHONE_EVENT,
+    OfferRejected,
+    audio_codecs,
+    check_offer,
+)
+
+log = logging.getLogger(__name__)
+
+OUTPUT_RATES = {"opus": 48000, "g722": 16000, "pcmu": 8000, "pcma": 8000}
+"""The rate agent audio is best handed over at, per negotiated codec (no resampling before encoding)."""
+
+
+class MediaState(enum.Enum):
+    NEW = "new"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+    """The peer hung up (closed its connection) or :meth:`PeerMedia.close` was called."""
+    FAILED = "failed"
+    """ICE or DTLS failed, or connectivity was lost (consent expired)."""
+
+
+class PeerMedia:
+    """A WebRTC peer's audio as 16 kHz PCM16 frames, and the agent's audio back, over aiortc.
+
+    The contract, for every transport that carries WebRTC media (callgate's SDK, SIP over WebSocket):
+
+    - ``answer(offer_sdp)`` takes the remote SDP offer and returns the local SDP answer with every ICE
+      candidate already gathered (no trickle). Audio codecs: Opus, G.722, PCMU, PCMA, in the offer's
+      order of preference; RFC 4733 ``telephone-event`` is accepted when offered. Video is declined
+      (answered ``inactive``). An offer that cannot be used raises :class:`OfferRejected` (HTTP 400).
+    - Caller audio: ``on_audio(pcm16)`` is called with 640-byte frames (20 ms, 16 kHz, mono), in order,
+      as packets arrive; reordering is absorbed and lost time is filled with silence (see ``inbound``).
+    - Agent audio: ``await send_audio(pcm16)`` at :attr:`output_rate` (chosen for the negotiated codec;
+      ``output_rate=`` overrides it), any chunk size. The track sends one 20 ms frame every 20 ms, silence
+      when idle, after a ``prebuffer_ms`` jitter margin; ``send_audio`` waits while more than two
+      seconds are queued. ``flush()`` drops everything queued at once (barge-in).
+    - Data channel: the first channel the peer opens with label ``channel_label`` carries text messages:
+      ``on_message(text)`` for each one received, ``send_message(text)`` to send (dropped if not open).
+    - DTMF: ``on_dtmf(DtmfEvent)`` once per key press sent as RFC 4733 telephone-events.
+    - ``on_state(MediaState)`` on every state change; CLOSED means the peer closed the connection,
+      FAILED that connectivity was lost. ``await close()`` releases everything (idempotent).
+
+    Callbacks run on the event loop and must not block. Every task this object starts is its own and
+    ends in :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        *,
+        on_audio: Callable[[bytes], None],
+        on_message: Callable[[str], None] | None = None,
+        on_dtmf: Callable[[DtmfEvent], None] | None = None,
+        on_state: Callable[[MediaState], None] | None = None,
+        ice_servers: Sequence[IceServer] = (),
+        channel_label: str = "rtvi",
+        output_rate: int | None = None,
+        prebuffer_ms: int = 40,
+        name: str = "",
+    ) -> None:
+        self.state = MediaState.NEW
+        self.codec = ""
+        """The negotiated audio codec's name (``opus``, ``PCMU``...), once answered."""
+        self.output_rate = output_rate or 0
+        self.offered_channel = False
+        """True if the offer asked for a data channel."""
+        self._on_audio = on_audio
+        self._on_message = on_message
+        self._on_dtmf = on_dtmf
+        self._on_state = on_state
+        self._label = channel_label
+        self._prebuffer_ms = prebuffer_ms
+        self._name = name
+        self._pc = RTCPeerConnection(
+            RTCConfiguration(
+                iceServers=[
+                    RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+                    for s in ice_servers
+                ]
+            )
+        )
+        self._pc.on("connectionstatechange", self._connection_changed)
+        self._pc.on("datachannel", self._channel_opened)
+        self._channel: RTCDataChannel | None = None
+        self._channel_ready = asyncio.Event()
+        self._settled = asyncio.Event()  # connected, closed or failed
+        self._ended = asyncio.Event()  # closed or failed
+        self._track: OutboundAudioTrack | None = None
+        self._inbound: InboundAudio | None = None
+
+    # ---------------------------------------------------------------- negotiation
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Apply the peer's offer; return our answer (ICE candidates gathered)."""
+        offer = check_offer(offer_sdp)
+        self.offered_channel = offer.has_channel
+        self.codec = offer.codec
+        self.output_rate = self.output_rate or OUTPUT_RATES[offer.codec.lower()]
+        self._track = OutboundAudioTrack(sample_rate=self.output_rate, prebuffer_ms=self._prebuffer_ms)
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            (audio,) = [t for t in self._pc.getTransceivers() if t.kind == "audio"]
+            self._pc.addTrack(self._track)
+            for transceiver in self._pc.getTransceivers():
+                if transceiver.kind != "audio":
+                    transceiver.direction = "inactive"
+            await self._pc.setLocalDescription(await self._pc.createAnswer())
+        except Exception as exc:  # aiortc raises several kinds on offers it cannot use
+            raise OfferRejected(f"the SDP offer cannot be answered: {exc}") from exc
+        local = self._pc.localDescription
+        self._receive_with_ours(audio, audio_codecs(local.sdp))
+        self._set_state(MediaState.CONNECTING)
+        return local.sdp
+
+    def _receive_with_ours(self, transceiver: RTCRtpTransceiver, codecs: list[RTCRtpCodecParameters]) -> None:
+        """Route the stream's RTP packets to our jitter buffer and DTMF receiver, not aiortc's decoder."""
+        typed = [(c.payloadType, c) for c in codecs if c.payloadType is not None]
+        inbound = self._inbound = InboundAudio(
+            codecs={pt: c for pt, c in typed if c.name.lower() in AUDIO_CODECS}, on_frame=self._on_audio
+        )
+        dtmf = {
+            pt: DtmfReceiver(self._dtmf, clock_rate=c.clockRate)
+            for pt, c in typed
+            if c.name.lower() == TELEPHONE_EVENT
+        }
+
+        async def on_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+            receiver = dtmf.get(packet.payload_type)
+            if receiver is not None:
+                receiver.feed(packet.payload, packet.timestamp)
+            if receiver is None and packet.payload:
+                inbound.push(packet)
+            else:
+                inbound.skip(packet)  # it still takes its place in the sequence
+
+        transceiver.receiver._handle_rtp_packet = on_rtp  # type: ignore[method-assign]
+
+    def _dtmf(self, event: DtmfEvent) -> None:
+        log.info("dtmf %s (%d ms)", event.digit, event.duration_ms, extra={"call": self._name})
+        if self._on_dtmf is not None:
+            self._on_dtmf(event)
+
+    # ---------------------------------------------------------------- state
+
+    def _set_state(self, state: MediaState) -> None:
+        if state is self.state or self.state in (MediaState.CLOSED, MediaState.FAILED):
+            return
+        log.info("media %s -> %s", self.state.value, state.value, extra={"call": self._name})
+        self.state = state
+        if state is not MediaState.CONNECTING:
+            self._settled.set()
+        if state in (MediaState.CLOSED, MediaState.FAILED):
+            self._ended.set()
+        if self._on_state is not None:
+            self._on_state(state)
+
+    def _connection_changed(self) -> None:
+        state = self._pc.connectionState
+        if state == "connected":
+            self._set_state(MediaState.CONNECTED)
+        elif state == "failed":
+            self._set_state(MediaState.FAILED)
+        elif state == "closed":
+            self._set_state(MediaState.CLOSED)
+
+    def _channel_opened(self, channel: RTCDataChannel) -> None:
+        if channel.label != self._label or self._channel is not None:
+            return  # other channels are not ours to read
+        self._channel = channel
+        channel.on("message", self._channel_message)
+        channel.on("close", lambda: self._set_state(MediaState.CLOSED))
+        self._channel_ready.set()
+
+    def _channel_message(self, message: str | bytes) -> None:
+        if isinstance(message, str) and self._on_message is not None:
+            self._on_message(message)
+
+    async def wait_connected(self, within_s: float | None = None) -> bool:
+        """Wait until media flows (True), or the connection failed or closed, or ``within_s`` passed
+        (False)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                await self._settled.wait()
+        return self.state is MediaState.CONNECTED
+
+    async def wait_channel(self) -> bool:
+        """Wait until the peer's data channel is open (True) or the connection ended (False)."""
+        ready = asyncio.ensure_future(self._channel_ready.wait())
+        ended = asyncio.ensure_future(self._ended.wait())
+        try:
+            await asyncio.wait((ready, ended), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (ready, ended):
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
+        return self._channel_ready.is_set() and not self._ended.is_set()
+
+    # ---------------------------------------------------------------- media and messages
+
+    async def send_audio(self, pcm16: bytes) -> None:
+        if self._track is not None and self.state not in (MediaState.CLOSED, MediaState.FAILED):
+            await self._track.put(pcm16)
+
+    def flush(self) -> int:
+        """Drop all queued agent audio; returns the number of 20 ms frames dropped."""
+        return self._track.flush() if self._track is not None else 0
+
+    def send_message(self, text: str) -> bool:
+        channel = self._channel
+        if channel is None or channel.readyState != "open":
+            return False
+        channel.send(text)
+        return True
+
+    async def drain_messages(self) -> None:
+        """Wait until messages sent so far have left (e.g. before :meth:`close`); bound it with
+        ``asyncio.timeout``."""
+        channel = self._channel
+        if channel is None or channel.readyState != "open" or channel.bufferedAmount == 0:
+            return
+        drained = asyncio.Event()
+        channel.bufferedAmountLowThreshold = 0
+        channel.once("bufferedamountlow", drained.set)
+        channel.once("close", drained.set)
+        await drained.wait()
+
+    @property
+    def inbound_stats(self) -> InboundStats | None:
+        return self._inbound.stats if self._inbound else None
+
+    @property
+    def outbound_stats(self) -> OutboundStats | None:
+        return self._track.stats if self._track else None
+
+    async def close(self) -> None:
+        if self._track is not None:
+            self._track.stop()
+        await self._pc.close()
+        self._set_state(MediaState.CLOSED)
+        self._settled.set()
+        self._ended.set()

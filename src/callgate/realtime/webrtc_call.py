@@ -1,0 +1,187 @@
+"""One WebRTC call after its SDP answer: connect, handshake, run the session, clean up.
+
+The HTTP route (``webrtc_endpoint``) negotiates and hands the call to :class:`WebRTCCall`, which runs in
+a task owned by :class:`LiveCalls`. The session core is the same :class:`CallSession` as over WebSocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from callgate.domain import calls
+from callgate.domain.lifecycle import EndReason
+from callgate.errors import CallgateError
+from callgate.pipeline.options import MODES, Mode, PipelineOptions
+from callgate.realtime import rtvi
+from callgate.realtime.engines import build_engines
+from callgate.realtime.media import PeerMedia
+from callgate.realtime.session import CallContext, CallSession
+from callgate.realtime.transports.webrtc import CONNECT_TIMEOUT_S, Disconnected, WebRTCTransport, handshake
+from callgate.runtime import Runtime
+from callgate.store.models import Agent, Call
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 5.0
+PROTOCOL_ERROR = 4400
+SERVER_ERROR = 1011
+
+
+async def fail_call(runtime: Runtime, call: Call, reason: EndReason) -> None:
+    """The caller joined but no session started: end the call with ``reason``."""
+    now = runtime.clock.now()
+    with contextlib.suppress(CallgateError):
+        await runtime.db.write(
+            lambda s: calls.finish_call(s, team_id=call.team_id, call_id=call.id, reason=reason, now=now)
+        )
+
+
+class WebRTCCall:
+    def __init__(
+        self, runtime: Runtime, *, media: PeerMedia, transport: WebRTCTransport, call: Call, agent: Agent
+    ) -> None:
+        self.runtime = runtime
+        self.media = media
+        self.transport = transport
+        self.call = call
+        self.agent = agent
+        self.session: CallSession | None = None
+        self._ready_id: str | None = None
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            await self.media.close()
+
+    async def _run(self) -> None:
+        call = self.call
+        try:
+            mode = await self._connect()
+        except (Disconnected, TimeoutError):
+            log.info("the WebRTC peer never connected", extra={"call": call.id})
+            await fail_call(self.runtime, call, EndReason.TRANSPORT_LOST)
+            return
+        except rtvi.ProtocolError as exc:
+            await self._fatal(str(exc))
+            await self.transport.close(PROTOCOL_ERROR, str(exc))
+            await fail_call(self.runtime, call, EndReason.TRANSPORT_LOST)
+            return
+        try:
+            engines = await build_engines(self.runtime, agent=self.agent, call=call)
+        except CallgateError as exc:
+            log.error("cannot build the call's engines: %s", exc.detail, extra={"call": call.id})
+            await self._fatal(exc.detail)
+            await self.transport.close(SERVER_ERROR, "agent misconfigured")
+            await fail_call(self.runtime, call, EndReason.SERVER_ERROR)
+            return
+        session = self.session = CallSession(
+            runtime=self.runtime,
+            context=CallContext(
+                call_id=call.id,
+                team_id=call.team_id,
+                mode=mode,
+                max_duration_s=self.agent.max_duration_s,
+                silence_timeout_s=self.agent.silence_timeout_s,
+                data=dict(call.data),
+            ),
+            transport=self.transport,
+            engines=engines,
+            options=PipelineOptions(mode=mode, output_sample_rate=self.media.output_rate),
+        )
+        await self.transport.send_message(
+            rtvi.message(
+                "bot-ready",
+                {
+                    "version": rtvi.PROTOCOL_VERSION,
+                    "about": {"server": "callgate", "transport": "webrtc"},
+                    "call_id": call.id,
+                    "mode": mode,
+                    "audio": {
+                        "input_sample_rate": 16000,
+                        "output_sample_rate": self.media.output_rate,
+                        "codec": self.media.codec,
+                    },
+                },
+                id_=self._ready_id,
+            )
+        )
+        self.transport.on_audio = session.push_audio
+        run = asyncio.create_task(session.run(), name=f"session-{call.id}")
+        pump = asyncio.create_task(self._pump(session), name=f"pump-{call.id}")
+        try:
+            await run
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+
+    async def _connect(self) -> Mode:
+        """ICE + DTLS, then ``client-ready`` on the data channel (if the offer asked for one)."""
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            if not await self.media.wait_connected():
+                raise Disconnected(clean=False)
+            if not self.media.offered_channel:
+                return _mode(self.call.mode)
+            if not await self.media.wait_channel():
+                raise Disconnected(clean=False)
+        ready = await handshake(self.transport)
+        self._ready_id = ready.id
+        return _mode(ready.data.get("mode", self.call.mode))
+
+    async def _fatal(self, text: str) -> None:
+        await self.transport.send_message(rtvi.message("error", {"message": text, "fatal": True}))
+
+    async def _pump(self, session: CallSession) -> None:
+        """Move data-channel messages into the session until the peer leaves or misbehaves."""
+        try:
+            while True:
+                await session.handle_message(rtvi.parse(await self.transport.receive()))
+        except Disconnected as exc:
+            session.end(EndReason.CALLER_HANGUP if exc.clean else EndReason.TRANSPORT_LOST)
+        except rtvi.ProtocolError as exc:
+            await session.send_error(str(exc), fatal=True)
+            await self.transport.close(PROTOCOL_ERROR, str(exc))
+            session.end(EndReason.TRANSPORT_LOST)
+
+
+def _mode(value: object) -> Mode:
+    for mode in MODES:
+        if value == mode:
+            return mode
+    raise rtvi.ProtocolError(f"mode must be one of {MODES}")
+
+
+class LiveCalls:
+    """The WebRTC calls running on this node; :meth:`end_all` ends them at shutdown."""
+
+    def __init__(self) -> None:
+        self._calls: dict[asyncio.Task[None], WebRTCCall] = {}
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def start(self, call: WebRTCCall) -> None:
+        task = asyncio.create_task(call.run(), name=f"webrtc-{call.call.id}")
+        self._calls[task] = call
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._calls.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a WebRTC call crashed", exc_info=task.exception())
+
+    async def end_all(self) -> None:
+        for task, call in list(self._calls.items()):
+            if call.session is not None:
+                call.session.end(EndReason.TRANSPORT_LOST)
+            else:
+                task.cancel()
+        if self._calls:
+            await asyncio.wait(list(self._calls), timeout=SHUTDOWN_GRACE_S)
+        for task in list(self._calls):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,189 @@
+"""The outbox: events and their deliveries, written in the transaction of the change that causes them.
+
+:mod:`callgate.domain.calls` calls :func:`call_created`, :func:`call_transitioned`,
+:func:`call_finished` and :func:`turn_recorded` with its own session, so an event exists if and
+only if its state change committed: nothing is lost when a node dies after the commit, and nothing is
+announced that was rolled back. The dispatcher (:mod:`callgate.webhooks.dispatcher`) sends them later.
+
+A call that ends after it started also gets an ``analysis_job`` here (see :mod:`callgate.domain.analysis`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callgate.errors import ValidationFailed
+from callgate.store import repo
+from callgate.store.models import Call, TranscriptTurn
+from callgate.store.models_webhooks import AnalysisJob, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from callgate.webhooks.events import EventType, envelope, new_id, render_call, turn_data
+from callgate.webhooks.targets import Target, targets_for
+
+__all__ = [
+    "call_created",
+    "call_finished",
+    "call_transitioned",
+    "enqueue",
+    "record",
+    "replay",
+    "turn_recorded",
+]
+
+_BY_STATUS = {
+    "in_progress": EventType.CALL_STARTED,
+    "ended": EventType.CALL_ENDED,
+    "failed": EventType.CALL_FAILED,
+}
+MAX_REPLAY = 10_000
+ANALYSIS_GRACE_S = 30.0
+
+
+def enqueue(session: AsyncSession, *, event: WebhookEvent, targets: list[Target], now: datetime) -> int:
+    """Add one pending delivery of ``event`` per target."""
+    for target in targets:
+        session.add(
+            WebhookDelivery(
+                id=new_id("delivery"),
+                team_id=event.team_id,
+                event_seq=event.seq,
+                event_type=event.type,
+                call_id=event.call_id,
+                endpoint_id=target.endpoint_id,
+                target=target.kind,
+                destination=target.destination,
+                url=target.url,
+                method=target.method,
+                format=target.format,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                last_status_code=None,
+                last_error=None,
+                created_at=now,
+                updated_at=now,
+                delivered_at=None,
+            )
+        )
+    return len(targets)
+
+
+async def record(
+    session: AsyncSession, *, call: Call, type_: EventType, now: datetime, data: dict[str, Any] | None = None
+) -> WebhookEvent:
+    """Record an event of ``call`` (``data`` defaults to the call's view) and its deliveries."""
+    if data is None:
+        data = await render_call(session, call)
+    event = WebhookEvent(
+        id=new_id("event"),
+        team_id=call.team_id,
+        call_id=call.id,
+        agent_id=call.agent_id,
+        type=type_.value,
+        payload=envelope(type_, timestamp=now, data=data),
+        created_at=now,
+    )
+    session.add(event)
+    await session.flush()  # assigns seq, the order of a call's events
+    enqueue(
+        session,
+        event=event,
+        targets=await targets_for(session, team_id=call.team_id, call=call, type_=type_),
+        now=now,
+    )
+    return event
+
+
+async def call_created(session: AsyncSession, *, call: Call, now: datetime) -> None:
+    await record(session, call=call, type_=EventType.CALL_CREATED, now=now)
+
+
+async def call_transitioned(session: AsyncSession, *, call: Call, now: datetime) -> None:
+    """After ``call.status`` changed: its event, and an analysis job when a started call ends."""
+    type_ = _BY_STATUS.get(call.status)
+    if type_ is None:
+        return
+    await record(session, call=call, type_=type_, now=now)
+    started = type_ is not EventType.CALL_STARTED and call.started_at is not None
+    if started and await session.get(AnalysisJob, call.id) is None:
+        session.add(
+            AnalysisJob(
+                call_id=call.id,
+                team_id=call.team_id,
+                status="pending",
+                attempts=0,
+                # A call ended elsewhere (API, another node) may still get its session's data;
+                # the session's call_finished() makes the job due at once.
+                next_attempt_at=now + timedelta(seconds=ANALYSIS_GRACE_S),
+                last_error=None,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+
+async def call_finished(session: AsyncSession, *, call: Call, now: datetime, recording: bool) -> None:
+    """A session stored what it gathered: announce the recording, and analyse the call now."""
+    if recording:
+        await record(session, call=call, type_=EventType.CALL_RECORDING_AVAILABLE, now=now)
+    job = await session.get(AnalysisJob, call.id)
+    if job is not None and job.status == "pending" and job.attempts == 0:
+        job.next_attempt_at = now
+
+
+async def turn_recorded(session: AsyncSession, *, turn: TranscriptTurn) -> None:
+    call = await session.get(Call, turn.call_id)
+    if call is not None:
+        await record(
+            session, call=call, type_=EventType.TRANSCRIPT_FINAL, now=turn.ended_at, data=turn_data(turn)
+        )
+
+
+async def replay(
+    session: AsyncSession,
+    *,
+    team_id: str,
+    now: datetime,
+    call_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    endpoint_id: str | None = None,
+    types: list[str] | None = None,
+) -> int:
+    """Deliver recorded events again, to the destinations they have *now* (or to one endpoint).
+
+    The same event keeps its ``webhook-id``, so receivers that deduplicate see a replay as a repeat.
+    Returns the number of deliveries created.
+    """
+    if call_id is None and (created_after is None or created_before is None):
+        raise ValidationFailed("give a call_id, or both created_after and created_before")
+    if endpoint_id is not None:
+        await repo.get_scoped(session, WebhookEndpoint, team_id=team_id, id=endpoint_id, deleted_at=None)
+    stmt = select(WebhookEvent).where(WebhookEvent.team_id == team_id)
+    if call_id is not None:
+        await repo.get_scoped(session, Call, team_id=team_id, id=call_id)
+        stmt = stmt.where(WebhookEvent.call_id == call_id)
+    if created_after is not None:
+        stmt = stmt.where(WebhookEvent.created_at >= created_after)
+    if created_before is not None:
+        stmt = stmt.where(WebhookEvent.created_at < created_before)
+    if types:
+        stmt = stmt.where(WebhookEvent.type.in_(types))
+    events = list((await session.execute(stmt.order_by(WebhookEvent.seq).limit(MAX_REPLAY + 1))).scalars())
+    if len(events) > MAX_REPLAY:
+        raise ValidationFailed(f"a replay covers at most {MAX_REPLAY} events; narrow the time range")
+    calls: dict[str, Call | None] = {}
+    created = 0
+    for event in events:
+        if event.call_id is not None and event.call_id not in calls:
+            calls[event.call_id] = await session.get(Call, event.call_id)
+        call = calls.get(event.call_id) if event.call_id else None
+        targets = await targets_for(
+            session, team_id=team_id, call=call, type_=EventType(event.type), endpoint_id=endpoint_id
+        )
+        created += enqueue(session, event=event, targets=targets, now=now)
+    await session.flush()
+    return created

@@ -1,0 +1,81 @@
+"""What one node runs for events: the webhook dispatcher and the post-call analysis worker.
+
+:class:`callgate.runtime.Runtime` builds one :class:`WebhookService` from its settings, starts it after
+the database and stops it before. Every node may run it (``CALLGATE_WEBHOOKS_DISPATCH``, on by default):
+the outbox is drained safely by any number of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from callgate.clock import Clock
+from callgate.config import Settings
+from callgate.domain.analysis import AnalysisWorker
+from callgate.errors import CallgateError
+from callgate.net_guard import OutboundPolicy
+from callgate.pipeline.interfaces import LLM
+from callgate.store.db import Database
+from callgate.store.models import Agent
+from callgate.webhooks.dispatcher import Dispatcher, RetryPolicy
+
+__all__ = ["WebhookService", "outbound_policy"]
+
+log = logging.getLogger(__name__)
+
+
+def outbound_policy(settings: Settings) -> OutboundPolicy:
+    """The guard for every outbound request agents make, from the settings."""
+    return OutboundPolicy.of(
+        allow_private=settings.webhooks_allow_private, allowed_networks=settings.webhooks_allowed_networks
+    )
+
+
+class WebhookService:
+    def __init__(
+        self, *, settings: Settings, db: Database, clock: Clock, llm_for: Callable[[Agent], LLM]
+    ) -> None:
+        self.enabled = settings.webhooks_dispatch
+        self.policy = outbound_policy(settings)
+        self.dispatcher = Dispatcher(
+            db=db,
+            clock=clock,
+            policy=self.policy,
+            retry=RetryPolicy(
+                timeout_s=settings.webhooks_timeout_s,
+                max_attempts=settings.webhooks_max_attempts,
+                base_s=settings.webhooks_backoff_base_s,
+                max_s=settings.webhooks_backoff_max_s,
+            ),
+            poll_interval_s=settings.webhooks_poll_interval_s,
+        )
+        self.analysis = AnalysisWorker(db=db, clock=clock, llm_for=llm_for)
+        self._poll_s = settings.webhooks_poll_interval_s
+        self._analysis_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if not self.enabled:
+            return
+        await self.dispatcher.start()
+        self._analysis_task = asyncio.create_task(self._analyse_forever(), name="post-call-analysis")
+
+    async def stop(self) -> None:
+        if self._analysis_task is not None:
+            self._analysis_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._analysis_task
+            self._analysis_task = None
+        await self.dispatcher.stop()
+
+    async def _analyse_forever(self) -> None:
+        while True:
+            try:
+                done = await self.analysis.run_once()
+            except CallgateError:
+                log.warning("post-call analysis round failed; will retry", exc_info=True)
+                done = 0
+            if not done:
+                await asyncio.sleep(self._poll_s)

@@ -1,0 +1,229 @@
+"""The aiortc media bridge on its own: a PeerMedia answering a real aiortc peer on loopback, and its
+inbound jitter buffer, outbound track and DTMF receiver fed directly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.codecs import PCMU_CODEC
+from aiortc.rtp import RtpPacket
+
+from callgate.pipeline.audio import tone
+from callgate.realtime.media import DtmfEvent, MediaState, OfferRejected, PeerMedia
+from callgate.realtime.media.dtmf import DtmfReceiver
+from callgate.realtime.media.inbound import InboundAudio
+from callgate.realtime.media.outbound import OutboundAudioTrack
+from callgate.realtime.media.sdp import check_offer
+from tests.e2e.browser import dominant_frequency
+from tests.realtime.webrtc_client import CallerTrack, loopback_ice
+
+
+@pytest.fixture(autouse=True)
+def _loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    loopback_ice(monkeypatch)
+
+
+@dataclass
+class Pair:
+    media: PeerMedia
+    peer: RTCPeerConnection
+    caller: CallerTrack
+    heard: list[bytes] = field(default_factory=list)  # what the server got, 16 kHz
+    received: list[np.ndarray] = field(default_factory=list)  # what the peer got, at 48 kHz
+    messages: list[str] = field(default_factory=list)
+    digits: list[DtmfEvent] = field(default_factory=list)
+
+
+async def connect(codec: str | None = None) -> Pair:
+    peer, caller = RTCPeerConnection(), CallerTrack()
+    transceiver = peer.addTransceiver(caller, direction="sendrecv")
+    if codec is not None:
+        caps = RTCRtpSender.getCapabilities("audio").codecs
+        transceiver.setCodecPreferences([c for c in caps if c.name == codec])
+    channel = peer.createDataChannel("rtvi")
+    heard: list[bytes] = []
+    messages: list[str] = []
+    digits: list[DtmfEvent] = []
+    media = PeerMedia(on_audio=heard.append, on_message=messages.append, on_dtmf=digits.append)
+    pair = Pair(media, peer, caller, heard, messages=messages, digits=digits)
+
+    @peer.on("track")
+    def _(track: object) -> None:
+        async def read() -> None:
+            while True:
+                try:
+                    frame = await track.recv()  # type: ignore[attr-defined]
+                except Exception:
+                    return
+                pair.received.append(frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0])
+
+        reader = asyncio.create_task(read())
+        peer.on(
+            "connectionstatechange", lambda: reader.cancel() if peer.connectionState == "closed" else None
+        )
+
+    await peer.setLocalDescription(await peer.createOffer())
+    answer = await media.answer(peer.localDescription.sdp)
+    await peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    async with asyncio.timeout(5):
+        assert await media.wait_connected()
+        assert await media.wait_channel()
+    channel.send("hello")
+    return pair
+
+
+@pytest.fixture
+async def opus() -> AsyncIterator[Pair]:
+    pair = await connect()
+    yield pair
+    await pair.peer.close()
+    await pair.media.close()
+
+
+async def test_opus_both_ways(opus: Pair) -> None:
+    assert (opus.media.codec, opus.media.output_rate) == ("opus", 48000)
+    opus.caller.put(tone(1000, 16000, freq=440))
+    await opus.media.send_audio(tone(1000, 48000, freq=1000))
+    await asyncio.sleep(1.6)
+    assert {len(f) for f in opus.heard} == {640}
+    heard = np.frombuffer(b"".join(opus.heard), dtype=np.int16).astype(np.float32)
+    assert abs(dominant_frequency(heard, 16000) - 440) < 10
+    received = np.concatenate(opus.received).astype(np.float32)
+    assert abs(dominant_frequency(received, 48000) - 1000) < 10
+    assert opus.messages == ["hello"]
+    stats = opus.media.inbound_stats
+    assert stats is not None and stats.lost_packets == 0 and stats.decode_errors == 0
+
+
+async def test_pcmu_both_ways() -> None:
+    pair = await connect("PCMU")
+    try:
+        assert (pair.media.codec, pair.media.output_rate) == ("PCMU", 8000)
+        pair.caller.put(tone(600, 16000, freq=700))
+        await pair.media.send_audio(tone(600, 8000, freq=1200))
+        await asyncio.sleep(1.2)
+        heard = np.frombuffer(b"".join(pair.heard), dtype=np.int16).astype(np.float32)
+        assert abs(dominant_frequency(heard, 16000) - 700) < 15
+        received = np.concatenate(pair.received).astype(np.float32)
+        assert abs(dominant_frequency(received, 8000) - 1200) < 15
+    finally:
+        await pair.peer.close()
+        await pair.media.close()
+
+
+async def test_peer_hangup_is_a_clean_close(opus: Pair) -> None:
+    states: list[MediaState] = []
+    opus.media._on_state = states.append  # observe from now on
+    await opus.peer.close()
+    async with asyncio.timeout(5):
+        while opus.media.state is MediaState.CONNECTED:
+            await asyncio.sleep(0.02)
+    assert opus.media.state is MediaState.CLOSED and states == [MediaState.CLOSED]
+    assert opus.media.send_message("too late") is False
+
+
+async def test_flush_silences_the_agent_within_a_frame() -> None:
+    track = OutboundAudioTrack(sample_rate=16000, prebuffer_ms=40)
+    await track.put(tone(2000, 16000, freq=500))
+    first = [bytes((await track.recv()).planes[0])[:640] for _ in range(5)]
+    assert all(np.abs(np.frombuffer(f, np.int16)).max() > 1000 for f in first)
+    assert track.flush() >= 90
+    after = bytes((await track.recv()).planes[0])[:640]
+    assert after == bytes(640)
+    assert track.stats.flushed_frames >= 90 and track.queued_ms == 0
+    track.stop()
+
+
+async def test_outbound_prebuffers_and_paces() -> None:
+    loop = asyncio.get_running_loop()
+    track = OutboundAudioTrack(sample_rate=8000, prebuffer_ms=40, max_queue_ms=200)
+    start = loop.time()
+    first = await track.recv()  # idle: silence, at once
+    assert bytes(first.planes[0])[:320] == bytes(320)
+    producer = asyncio.create_task(track.put(tone(1000, 8000)))  # 1 s: more than the queue holds
+    await asyncio.sleep(0.05)
+    assert not producer.done() and track.queued_ms == 200  # the producer waits for room
+    frames = [await track.recv() for _ in range(10)]
+    assert [f.pts for f in frames] == [160 * n for n in range(1, 11)]
+    assert loop.time() - start == pytest.approx(0.2, abs=0.06)  # one frame per 20 ms slot
+    track.flush()
+    await producer
+    track.stop()
+
+
+def pcmu(seq: int, level: int, *, ssrc: int = 7) -> RtpPacket:
+    return RtpPacket(
+        payload_type=0,
+        sequence_number=seq % 65536,
+        timestamp=seq * 160,
+        ssrc=ssrc,
+        payload=bytes([level]) * 160,
+    )
+
+
+LEVELS = {0xF0: 120, 0xE0: 372, 0xD0: 876, 0xC0: 1884, 0xB0: 3900, 0xA0: 7932}
+
+
+def frame_levels(frames: list[bytes]) -> list[int]:
+    return [int(np.median(np.frombuffer(f, np.int16))) for f in frames]
+
+
+def test_inbound_reorders_without_delay_and_conceals_losses() -> None:
+    out: list[bytes] = []
+    inbound = InboundAudio(codecs={0: PCMU_CODEC}, on_frame=out.append, reorder_packets=3)
+    codes = list(LEVELS)
+    inbound.push(pcmu(65534, codes[0]))
+    assert len(out) == 1  # in-order packets pass at once
+    inbound.push(pcmu(65536, codes[2]))  # arrives before 65535 (and wraps the sequence number)
+    assert len(out) == 1
+    inbound.push(pcmu(65535, codes[1]))
+    assert len(out) == 3
+    inbound.push(pcmu(65535, codes[1]))  # a duplicate
+    for seq in (65538, 65539, 65540):  # 65537 is lost
+        inbound.push(pcmu(seq, codes[3]))
+    assert inbound.stats.lost_packets == 1 and inbound.stats.late_packets == 1
+    assert inbound.stats.concealed_ms == pytest.approx(20)
+    levels = frame_levels(out)
+    assert len(levels) == 7
+    assert levels[2:4] == [LEVELS[codes[2]], 0] or levels[3] == 0  # the lost 20 ms are silence
+    assert levels[0] == LEVELS[codes[0]] or levels[1] == LEVELS[codes[1]]
+
+
+def test_dtmf_packets_are_reported_once_and_keep_the_audio_flowing() -> None:
+    digits: list[DtmfEvent] = []
+    receiver = DtmfReceiver(digits.append, clock_rate=8000)
+    for duration, end in ((400, False), (800, False), (1200, True), (1200, True), (1200, True)):
+        receiver.feed(bytes([5, (0x80 if end else 0) | 10]) + duration.to_bytes(2, "big"), 16000)
+    receiver.feed(bytes([11, 10, 0, 160]), 32000)  # '#' whose end packets are lost...
+    receiver.feed(bytes([1, 10, 0, 160]), 48000)  # ...is reported when the next key starts
+    receiver.feed(bytes([99, 0x80, 0, 160]), 56000)  # not a DTMF event: ignored
+    assert [(d.digit, d.duration_ms) for d in digits] == [("5", 150), ("#", 20)]
+
+
+async def test_dtmf_through_the_media_receive_path(opus: Pair) -> None:
+    transceiver = opus.media._pc.getTransceivers()[0]
+    pt = next(
+        c.payloadType for c in transceiver._codecs if c.name == "telephone-event" and c.clockRate == 48000
+    )
+    for seq, end in ((1, False), (2, True), (3, True)):
+        packet = RtpPacket(
+            payload_type=pt,
+            sequence_number=seq,
+            timestamp=960,
+            ssrc=1,
+            payload=bytes([9, 0x80 if end else 0, 0x0F, 0]),
+        )
+        await transceiver.receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+    assert [d.digit for d in opus.digits] == ["9"]
+
+
+def test_offers_we_cannot_answer() -> None:
+    with pytest.raises(OfferRejected):
+        check_offer("v=0\r\nm=audio 9 RTP/AVP 0\r\n")  # plain RTP: no ICE, no DTLS
+    with pytest.raises(OfferRejected):
+        check_offer("not sdp at all")
