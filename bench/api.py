@@ -33,7 +33,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -41,12 +43,13 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _server import BenchServer, Machine, fmt_ms, percentile, write_section
+from _server import BenchServer, Machine, fmt_ms, machine_busy_seconds, percentile, write_section
 
 SECTION = "API: create web call"
 CONNECTIONS = 32
@@ -85,6 +88,14 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     p50_ms: float | None = None
     p99_ms: float | None = None
+    server_cpu_s: float = 0.0
+    """CPU the server process used during the step."""
+    other_cores: float = 0.0
+    """CPU used meanwhile by everything but the server and this load generator, in cores."""
+
+    @property
+    def server_ms_per_request(self) -> float:
+        return self.server_cpu_s * 1000 / self.completed if self.completed else math.nan
 
     @property
     def throughput(self) -> float:
@@ -226,11 +237,11 @@ async def open_loop(host: str, port: int, ep: Endpoint, *, seconds: float, rate:
 # ------------------------------------------------------------------------------------ wrk
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def _wrk_ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
     if not match:
         raise ValueError(f"unreadable wrk latency {text!r}")
     return float(match.group(1)) * _UNITS[match.group(2)]
@@ -255,7 +266,9 @@ def wrk(url: str, ep: Endpoint, *, seconds: float, connections: int) -> tuple[Re
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     Path(script.name).unlink()
-    percentiles = {m.group(1): _wrk_ms(m.group(2)) for m in re.finditer(r"^\s+(\d+)%\s+(\S+)$", out, re.M)}
+    percentiles = {m.group(1): _wrk_ms(m.group(2)) for m in re.finditer(r"^\s+(\d+)%\s+(\S+)\s*$", out, re.M)}
+    if "99" not in percentiles:
+        print(f"could not read wrk's percentiles:\n{out}", file=sys.stderr)
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     seconds_run = _wrk_ms(re.search(r"requests in ([\d.]+\w+),", out).group(1)) / 1000  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -279,92 +292,84 @@ def wrk(url: str, ep: Endpoint, *, seconds: float, connections: int) -> tuple[Re
 
 
 def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
-    """py-spy on the server (main thread and the database threads), raw collapsed stacks."""
+    """py-spy on the server, every thread, raw collapsed stacks; non-blocking so the server keeps pace."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(exe).exists():
         print("py-spy is not installed (pip install py-spy): no profile", file=sys.stderr)
         return None
-    cmd = [
-        exe,
-        "record",
-        "-p",
-        str(pid),
-        "-d",
-        f"{seconds:.0f}",
-        "-r",
-        "250",
-        "-f",
-        "raw",
-        "-t",
-        "-o",
-        str(out),
-    ]
+    cmd = [exe, "record", "-p", str(pid), "-d", f"{seconds:.0f}", "-r", "100", "--nonblocking"]
+    cmd += ["-f", "raw", "-t", "-o", str(out)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+_PACKAGES = ("callgate", "sqlalchemy", "starlette", "fastapi", "uvicorn", "pydantic", "aiosqlite", "anyio")
+# Frames worth listing by inclusive time (the rest are interpreter, thread and CLI scaffolding).
+_INCLUSIVE = tuple(f"{p}/" for p in ("callgate", "sqlalchemy", "aiosqlite", "fastapi", "starlette"))
+# Leaf frames of a thread that is waiting, not working (the event loop in epoll, idle worker threads).
+_IDLE = {"Runner.run", "run_until_complete", "Condition.wait", "Queue.get", "SimpleQueue.get", "Event.wait"}
+
+
 def _frame_name(frame: str) -> str:
-    """``fn (path/to/module.py:123)`` → ``module.py:fn``, keeping the package for callgate/sqlalchemy."""
+    """``fn (path/to/module.py:123)`` → ``package/module.py:fn``."""
     match = re.match(r"(.*) \((.*?):\d+\)$", frame.strip())
     if not match:
         return frame.strip()
     fn, path = match.groups()
     parts = Path(path).parts
-    for root in (
-        "callgate",
-        "sqlalchemy",
-        "starlette",
-        "fastapi",
-        "uvicorn",
-        "pydantic",
-        "aiosqlite",
-        "jwt",
-        "limits",
-    ):
+    for root in _PACKAGES:
         if root in parts:
             return "/".join(parts[parts.index(root) :]) + ":" + fn
     return f"{Path(path).name}:{fn}"
 
 
-def summarize_profile(path: Path, *, top: int = 18) -> str:
-    """Where the server's time goes: per thread, then inclusive and self time of the busiest functions."""
+def summarize_profile(path: Path, *, top: int = 15) -> str:
+    """Busy samples per thread, then the inclusive and self share of the busiest functions."""
     threads: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
-    total = 0
+    busy = idle = 0
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
+        frames = stack.split(";")
+        if not count_text.isdigit() or len(frames) < 2:
             continue
         count = int(count_text)
-        frames = stack.split(";")
-        thread = frames[0]
         names = [_frame_name(f) for f in frames[1:]]
-        if not names:
+        if names[-1].rpartition(":")[2] in _IDLE:
+            idle += count
             continue
-        total += count
+        busy += count
         threads[
-            "main (event loop)"
-            if "MainThread" in thread or names[0].endswith(":<module>")
-            else "other threads (aiosqlite)"
+            "event loop" if "MainThread" in frames[0] else re.sub(r"^thread \(\d+\): ", "", frames[0])
         ] += count
         for name in set(names):
-            inclusive[name] += count
+            if name.startswith(_INCLUSIVE) and not name.startswith("callgate/cli.py"):
+                inclusive[name] += count
         own[names[-1]] += count
-    if not total:
-        return "(no samples)"
-    out = [f"{total} samples; " + ", ".join(f"{k}: {v / total:.0%}" for k, v in threads.most_common())]
-    out.append("")
-    out.append("| inclusive | function |")
-    out.append("| ---: | --- |")
-    out += [f"| {v / total:.1%} | `{k}` |" for k, v in inclusive.most_common(top)]
-    out.append("")
-    out.append("| self | function |")
-    out.append("| ---: | --- |")
-    out += [f"| {v / total:.1%} | `{k}` |" for k, v in own.most_common(top)]
+    if not busy:
+        return "(no busy samples)"
+    out = [f"{busy} busy samples ({idle} idle left out); by thread: "]
+    out[0] += ", ".join(f"{name} {n / busy:.0%}" for name, n in threads.most_common(4))
+    out += ["", "| inclusive | function |", "| ---: | --- |"]
+    out += [f"| {n / busy:.1%} | `{name}` |" for name, n in inclusive.most_common(top)]
+    out += ["", "| self | function |", "| ---: | --- |"]
+    out += [f"| {n / busy:.1%} | `{name}` |" for name, n in own.most_common(top)]
     return "\n".join(out)
 
 
 # ------------------------------------------------------------------------------------ run
+
+
+def _own_cpu() -> float:
+    """CPU of this process and its finished children (wrk)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _wrk_step(url: str, ep: Endpoint, args: argparse.Namespace, commands: list[str]) -> Result:
+    result, cmd = wrk(url, ep, seconds=args.seconds, connections=CONNECTIONS)
+    commands.append(cmd)
+    return result
 
 
 def run(args: argparse.Namespace) -> tuple[list[Result], list[str], Machine, dict[str, float], list[str]]:
@@ -394,22 +399,38 @@ def run(args: argparse.Namespace) -> tuple[list[Result], list[str], Machine, dic
         ]
         cpu_before = server.cpu_seconds()
         wall_before = time.monotonic()
+
+        def measured(step: Callable[[], Result]) -> Result:
+            server_before, machine_before, own_before = (
+                server.cpu_seconds(),
+                machine_busy_seconds(),
+                _own_cpu(),
+            )
+            began = time.monotonic()
+            result = step()
+            elapsed = time.monotonic() - began
+            result.server_cpu_s = server.cpu_seconds() - server_before
+            others = machine_busy_seconds() - machine_before - result.server_cpu_s - (_own_cpu() - own_before)
+            result.other_cores = max(0.0, others / elapsed)
+            results.append(result)
+            print(_row(result), flush=True)
+            return result
+
         for ep in endpoints:
-            # Warm-up: key cache, SQLite page cache, JIT-less but lazily imported paths.
+            # Warm-up (not counted): key cache, SQLite page cache, lazily imported paths.
             asyncio.run(closed_loop(host, port, ep, seconds=1.0, connections=CONNECTIONS))
             if use_wrk:
-                result, cmd = wrk(server.url, ep, seconds=args.seconds, connections=CONNECTIONS)
-                commands.append(cmd)
+                measured(lambda ep=ep: _wrk_step(server.url, ep, args, commands))  # type: ignore[misc]
             else:
-                result = asyncio.run(
-                    closed_loop(host, port, ep, seconds=args.seconds, connections=CONNECTIONS)
+                measured(
+                    lambda ep=ep: asyncio.run(  # type: ignore[misc]
+                        closed_loop(host, port, ep, seconds=args.seconds, connections=CONNECTIONS)
+                    )
                 )
-            results.append(result)
-            print(_row(result), flush=True)
         for ep in endpoints:
-            result = asyncio.run(open_loop(host, port, ep, seconds=args.seconds, rate=args.rate))
-            results.append(result)
-            print(_row(result), flush=True)
+            measured(
+                lambda ep=ep: asyncio.run(open_loop(host, port, ep, seconds=args.seconds, rate=args.rate))
+            )  # type: ignore[misc]
         busy = {"server_cpu_s": server.cpu_seconds() - cpu_before, "wall_s": time.monotonic() - wall_before}
         if args.profile:
             out = server.dir / "profile.txt"
@@ -430,10 +451,17 @@ def run(args: argparse.Namespace) -> tuple[list[Result], list[str], Machine, dic
     return results, commands, machine, busy, busy_profile
 
 
+HEADER = (
+    "| endpoint | load | throughput (req/s) | p50 ms | p99 ms | errors | server CPU ms/req "
+    "| other load (cores) |\n"
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+)
+
+
 def _row(r: Result) -> str:
     return (
         f"| {r.endpoint} | {r.load} | {r.throughput:,.0f} | {fmt_ms(r.p50_ms)} | {_ms1(r.p99_ms)} "
-        f"| {r.errors} |"
+        f"| {r.errors} | {r.server_ms_per_request:.2f} | {r.other_cores:.1f} |"
     )
 
 
@@ -468,8 +496,7 @@ def report(
         "in a fresh data dir, log level WARNING, speech warm-up off; load generated from a separate "
         "process on the same machine.",
         "",
-        "| endpoint | load | throughput (req/s) | p50 ms | p99 ms | errors |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        HEADER,
         *(_row(r) for r in results),
         "",
         verdict,
@@ -481,7 +508,10 @@ def report(
         f"({busy['calls_created']:,.0f} calls created).",
         "",
         "Saturation latency is queueing (32 connections / throughput); the fixed-rate rows are the ones to "
-        "read for p50/p99. Fixed-rate latency counts from each request's scheduled send time.",
+        "read for p50/p99. Fixed-rate latency counts from each request's scheduled send time. *Server CPU "
+        "ms/req* is the server process's CPU time per completed request; *other load* is what the rest of "
+        "the machine (not the server, not the load generator) used meanwhile, in cores of the 2 — "
+        "figures taken while other work ran are not comparable with figures from an idle machine.",
     ]
     return "\n".join(lines)
 
@@ -509,13 +539,14 @@ def main() -> None:
         import uvloop
 
         uvloop.install()
-    print("| endpoint | load | throughput (req/s) | p50 ms | p99 ms | errors |", flush=True)
+    print(HEADER, flush=True)
     results, commands, machine, busy, profile = run(args)
     text = report(args, results, commands, machine, busy)
     if profile:
         text += (
             "\n\nWhere the server's time goes creating calls at saturation (`python bench/api.py --profile`, "
-            "py-spy, 250 samples/s; a separate step, not the one measured above):\n\n" + profile[0]
+            "py-spy, 100 samples/s, non-blocking; a separate step, not the one measured above):\n\n"
+            + profile[0]
         )
     print()
     print(text)

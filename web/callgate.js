@@ -1,14 +1,18 @@
 // callgate browser SDK: one web call over the callgate real-time WebSocket (RTVI messages
-// plus raw PCM16 audio). No build step, no dependencies: import it as an ES module.
+// plus raw PCM16 audio) or over WebRTC (Opus on a peer connection, RTVI on a data channel).
+// No build step, no dependencies: import it as an ES module.
 //
 //   import { connect } from '/static/callgate.js';
 //   const call = await connect({ url: webCall.websocket_url });
+//   // or: connect({ transport: 'webrtc', url: webCall.webrtc_offer_url, token: webCall.token,
+//   //               iceServers: webCall.ice_servers })
 //   call.on('transcript', ({ role, text, final }) => ...);
 //   call.hangup();
 //
 // The wire protocol is specified in docs/realtime-protocol.md.
 
 import { AudioIO, DEFAULT_MICROPHONE, openMicrophone } from './audio.js';
+import { RemoteAudio, WebRTCLink, measure } from './webrtc.js';
 
 export { DEFAULT_MICROPHONE, openMicrophone };
 
@@ -17,6 +21,7 @@ export const VERSION = '0.1.0';
 export const PROTOCOL_VERSION = '1.0.0';
 export const MODES = Object.freeze(['audio', 'text', 'audio_text']);
 export const INPUT_SAMPLE_RATE = 16000;
+export const TRANSPORTS = Object.freeze(['websocket', 'webrtc']);
 
 /** Close codes the server uses, with the `reason` reported in `ended` when it sends none. */
 export const CLOSE_REASONS = Object.freeze({
@@ -49,8 +54,11 @@ export class CallError extends Error {
 /**
  * Join a web call. Resolves once the server has answered `bot-ready`.
  * @param {object} options
- * @param {string} options.url  `websocket_url` from the create-web-call response (ws:, wss:, http(s): or relative)
- * @param {string} [options.token]  call token, added as `?token=` if the URL does not carry it
+ * @param {string} options.url  `websocket_url` from the create-web-call response (ws:, wss:, http(s): or relative);
+ *   with transport 'webrtc', its `webrtc_offer_url`
+ * @param {string} [options.token]  call token, added as `?token=` if the URL does not carry it (required for webrtc)
+ * @param {'websocket'|'webrtc'} [options.transport='websocket']  as the call was created with
+ * @param {RTCIceServer[]} [options.iceServers]  webrtc: `ice_servers` from the create-web-call response
  * @param {'audio'|'text'|'audio_text'} [options.mode='audio']
  * @param {number} [options.outputSampleRate=16000]  rate the server should send agent audio at
  * @param {boolean|object|MediaStream} [options.microphone=true]  false: never capture; an object:
@@ -72,6 +80,8 @@ export class Call extends EventTarget {
   constructor({
     url,
     token,
+    transport = 'websocket',
+    iceServers = [],
     mode = 'audio',
     outputSampleRate = 16000,
     microphone = true,
@@ -83,7 +93,14 @@ export class Call extends EventTarget {
     super();
     if (!url) throw new CallError('connect() needs the websocket_url of a web call');
     if (!MODES.includes(mode)) throw new CallError(`unknown mode ${JSON.stringify(mode)}`);
-    this.url = resolveUrl(url, token);
+    if (!TRANSPORTS.includes(transport)) throw new CallError(`unknown transport ${JSON.stringify(transport)}`);
+    if (transport === 'webrtc' && !token) throw new CallError('a webrtc call needs its token');
+    this.transport = transport;
+    this._token = token;
+    this._iceServers = iceServers || [];
+    this._remoteAudio = null;
+    this._lastLoudAt = 0;
+    this.url = transport === 'webrtc' ? new URL(url, globalThis.location?.href).toString() : resolveUrl(url, token);
     this.id = null;
     this.mode = mode;
     this.state = 'connecting';
@@ -139,6 +156,16 @@ export class Call extends EventTarget {
     return this._audio.context;
   }
 
+  /** WebRTC: the agent's audio as a MediaStream (null before it arrives, and over WebSocket). */
+  get remoteStream() {
+    return this.transport === 'webrtc' ? (this._ws?.remoteStream ?? null) : null;
+  }
+
+  /** WebRTC: the peer connection's statistics (`RTCStatsReport`); null over WebSocket. */
+  async getStats() {
+    return this.transport === 'webrtc' && this._ws ? this._ws.pc.getStats() : null;
+  }
+
   /** Subscribe to an event; `fn` receives the event's detail. Returns an unsubscribe function. */
   on(name, fn) {
     const handler = (event) => fn(event.detail);
@@ -150,6 +177,7 @@ export class Call extends EventTarget {
   mute(muted = true) {
     this.muted = !!muted;
     this._audio.setMuted(this.muted);
+    if (this.transport === 'webrtc') this._ws?.setMuted(this.muted);
     if (this.state === 'connected') this._send('client-message', { t: 'mute', d: { muted: this.muted } });
     this._emit('mute', { muted: this.muted });
   }
@@ -203,7 +231,16 @@ export class Call extends EventTarget {
       }
     }
     if (this.mode !== 'text') await this._audio.ensureContext();
-    const ws = new WebSocket(this.url);
+    const ws =
+      this.transport === 'webrtc'
+        ? new WebRTCLink({
+            url: this.url,
+            token: this._token,
+            iceServers: this._iceServers,
+            stream: this._wantsMicrophone() ? this._audio.stream : null,
+            timeoutMs: this._connectTimeoutMs,
+          })
+        : new WebSocket(this.url);
     ws.binaryType = 'arraybuffer';
     this._ws = ws;
     let settle;
@@ -448,8 +485,33 @@ export class Call extends EventTarget {
   }
 
   async _startAudio() {
-    await this._audio.startPlayback(this.outputSampleRate);
+    if (this.transport === 'webrtc') await this._startRemoteAudio();
+    else await this._audio.startPlayback(this.outputSampleRate);
+    // Over WebRTC the microphone goes out on the track; capture only feeds `stats`.
     if (this._wantsMicrophone()) await this._audio.startCapture(this.inputSampleRate);
+  }
+
+  async _startRemoteAudio() {
+    if (this._remoteAudio) return;
+    const [context, stream] = await Promise.all([this._audio.ensureContext(), this._ws.remoteAudio()]);
+    if (this._remoteAudio || this.state !== 'connected') return;
+    this._remoteAudio = new RemoteAudio({ context, stream, onChunk: (pcm) => this._onRemoteChunk(pcm) });
+  }
+
+  /** WebRTC: 20 ms of what the agent's track is playing (16 kHz PCM16), for `stats` and `playback`. */
+  _onRemoteChunk(buffer) {
+    const { samples, loud, level } = measure(buffer);
+    this.stats.bytesReceived += buffer.byteLength;
+    this.stats.framesReceived += 1;
+    this.stats.samplesReceived += samples;
+    this.stats.nonSilentSamplesReceived += loud;
+    this.stats.samplesPlayed += samples;
+    this.stats.playbackLevel = level;
+    const now = performance.now();
+    if (loud) this._lastLoudAt = now;
+    const playing = now - this._lastLoudAt < 200;
+    if (playing !== this._playing) this._emit('playback', { playing });
+    this._playing = playing;
   }
 
   _onPlaybackStats(s) {
@@ -483,6 +545,14 @@ export class Call extends EventTarget {
   _onCaptureChunk(buffer) {
     const ws = this._ws;
     if (this.state !== 'connected' || !ws || ws.readyState !== WebSocket.OPEN) return;
+    if (this.transport === 'webrtc') {
+      const { samples, loud, level } = measure(buffer);
+      this.stats.framesSent += 1;
+      this.stats.samplesSent += samples;
+      this.stats.nonSilentSamplesSent += loud;
+      this.stats.inputLevel = level;
+      return;
+    }
     if (ws.bufferedAmount > MAX_SEND_BACKLOG_BYTES) {
       this.stats.framesDropped += 1;
       return;
@@ -513,6 +583,8 @@ export class Call extends EventTarget {
   }
 
   _releaseAudio() {
+    this._remoteAudio?.release();
+    this._remoteAudio = null;
     // Let the last words (a goodbye just before call-ended) finish playing.
     const queuedMs = (this.stats.samplesQueued / this.outputSampleRate) * 1000;
     this._audio.release(this._playing ? Math.min(3000, queuedMs + 200) : 0);

@@ -163,6 +163,55 @@ def keys_create(
     click.echo(plaintext)
 
 
+@main.group("credits")
+def credits_group() -> None:
+    """Call credits: a team's optional balance of call-seconds that live calls draw down."""
+
+
+@credits_group.command("set")
+@click.option("--team", default="default", show_default=True, help="Team name; created if missing.")
+@click.option("--seconds", type=click.FloatRange(0, 1e9), default=None, help="The new balance.")
+@click.option("--unlimited", is_flag=True, help="Stop metering the team (the default for new teams).")
+def credits_set(team: str, seconds: float | None, unlimited: bool) -> None:
+    """Set the team's balance; once it is spent, new calls are refused (VoiceHub: 403)."""
+    from callgate.domain import credits
+    from callgate.domain.keys import get_or_create_team
+
+    if unlimited == (seconds is not None):
+        raise click.UsageError("give exactly one of --seconds or --unlimited")
+    settings = _settings()
+
+    async def job(session: AsyncSession) -> None:
+        now = utcnow()
+        row = await get_or_create_team(
+            session, name=team, now=now, max_live_calls=settings.default_team_max_live_calls
+        )
+        await credits.set_balance(session, team_id=row.id, seconds=seconds, now=now)
+
+    _run(settings, job)
+    click.echo(f"team {team!r}: " + ("not metered" if unlimited else f"{seconds:g} call-seconds"))
+
+
+@credits_group.command("show")
+@click.option("--team", default="default", show_default=True)
+def credits_show(team: str) -> None:
+    """Print the call-seconds the team has left ("unlimited" when it is not metered)."""
+    from callgate.domain import credits
+    from callgate.domain.keys import get_or_create_team
+
+    settings = _settings()
+
+    async def job(session: AsyncSession) -> float | None:
+        now = utcnow()
+        row = await get_or_create_team(
+            session, name=team, now=now, max_live_calls=settings.default_team_max_live_calls
+        )
+        return await credits.remaining_seconds(session, team_id=row.id, now=now)
+
+    left = _run(settings, job)
+    click.echo("unlimited" if left is None else f"{left:.0f}")
+
+
 @main.group()
 def agents() -> None:
     """Agents."""

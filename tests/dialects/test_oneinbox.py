@@ -142,6 +142,9 @@ async def test_bad_requests_in_oneinbox_shape(world: World) -> None:
             TOKEN, json={"agent_id": team.agent_id, "variables": {"bad name": 1}}, headers=headers
         )
     )
+    for nul in ({"agent_id": "agt_\x00"}, {"agent_id": team.agent_id, "metadata": {"k": ["v\x00"]}}):
+        assert locs(await world.client.post(TOKEN, json=nul, headers=headers)) == {("body",)}
+    error(await world.client.get(f"{BASE}/calls/call_%00", headers=team.auth()), 404, "NOT_FOUND")
     raw = {**headers, "content-type": "application/json"}
     assert locs(await world.client.post(TOKEN, content=b"{oops", headers=raw)) == {("body",)}
     big = b'{"agent_id": "' + b"a" * (world.runtime.settings.max_body_bytes + 1) + b'"}'

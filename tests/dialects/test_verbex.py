@@ -77,6 +77,8 @@ async def test_bad_keys_are_401(world: World) -> None:
         (acme.agent_id, other_shared),  # another team's link
         (other.agent_id, shared),  # another team's agent with our link
         ("agt_missing", shared),
+        ("agt_\x00", shared),
+        (acme.agent_id, "cg_sh_\x00"),
     ]
     for agent_id, key in cases:
         body = seed_body(await create(world.client, ai_agent_id=agent_id, shared_key=key), 401)

@@ -380,6 +380,10 @@ BAD_WEBHOOK = {"url": "ftp://x", "subscriptions": ["nope"]}
             {("body", "agent", "webhook", "url"), ("body", "agent", "webhook", "subscriptions", 0)},
         ),
         (with_agent("x", context={"bad name": "v"}), {("body", "context", "bad name", "[key]")}),
+        # U+0000 cannot be stored by PostgreSQL: refused on every engine, never a failed write.
+        (with_agent({**INLINE, "prompt": "hi\x00"}), {("body",)}),
+        (with_agent("x", context={"name": "\x00"}), {("body",)}),
+        ({"from_number": "+1415\x00", "to_number": TO, "agent": "x"}, {("body",)}),
     ],
 )
 async def test_invalid_bodies_are_422_with_fastapi_detail(

@@ -10,10 +10,13 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callgate.auth.keys import KeyType
+from callgate.cli import main
+from callgate.config import Settings
 from callgate.domain import calls, credits
 from callgate.domain.lifecycle import CallStatus, EndReason
 from tests.conftest import World
@@ -138,6 +141,26 @@ async def test_no_credits_left_is_403_and_live_calls_draw_credits_down(world: Wo
     r = await world.client.post("/v1/web-calls", json={"agent_id": agent_id}, headers=team.auth())
     assert r.status_code == 403 and r.json()["code"] == "insufficient_credits"
     await world.runtime.db.write(lambda s: credits.set_balance(s, team_id=team.id, seconds=None, now=base))
+    assert (await create(world.client, team.secret, agent_id)).status_code == 201
+
+
+async def test_operators_set_credits_with_the_cli(world: World, settings: Settings) -> None:
+    team = await world.team("acme")
+    agent_id = await flow_agent(world, team)
+    env = {"CALLGATE_DATA_DIR": str(settings.data_dir), "CALLGATE_DATABASE_URL": str(settings.database_url)}
+
+    def cli(*args: str) -> str:
+        result = CliRunner().invoke(
+            main, ["credits", *args, "--team", "acme"], env=env, catch_exceptions=False
+        )
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    await asyncio.to_thread(cli, "set", "--seconds", "0")
+    assert await asyncio.to_thread(cli, "show") == "0\n"
+    assert_error(await create(world.client, team.secret, agent_id), 403, "Insufficient credits")
+    await asyncio.to_thread(cli, "set", "--unlimited")
+    assert await asyncio.to_thread(cli, "show") == "unlimited\n"
     assert (await create(world.client, team.secret, agent_id)).status_code == 201
 
 

@@ -20,6 +20,8 @@ from callgate.store.models import Call
 from tests.conftest import Team, World
 from tests.dialects.fixtures import flow_agent
 from tests.dialects.seed_openapi import assert_component, assert_seed_response
+from tests.realtime.conftest import LiveServer, live, live_settings  # noqa: F401 - fixtures
+from tests.realtime.sip.sip_client import Creds, SipClient
 
 CREATE = "/dialects/voxworks/api/v1/create-web-call"
 CREATE_SEED = "/api/v1/create-web-call"
@@ -100,6 +102,9 @@ async def test_contact_did_identity_and_objects_are_kept(world: World) -> None:
         {"script_id": "x", "objects": {"bad type!": {}}},
         {"script_id": "x", "objects": {"big": {"blob": "x" * 20_000}}},
         {"script_id": "x", "contact_id": ["c"]},
+        {"script_id": "agt_\x00"},
+        {"script_id": "x", "participant_identity": "A\x00"},
+        {"script_id": "x", "objects": {"order": {"note": "\x00"}}},
         ["script_id"],
     ],
 )
@@ -196,7 +201,7 @@ async def test_call_result_reads_what_happened(world: World) -> None:
 async def test_call_result_of_another_team_is_404(world: World) -> None:
     acme, other = await world.team("acme"), await world.team("other")
     call_id = (await create(world, other, {"script_id": other.agent_id})).json()["call_id"]
-    for path in (RESULT.format(call_id), RESULT.format("call_missing")):
+    for path in (RESULT.format(call_id), RESULT.format("call_missing"), RESULT.format("call%00")):
         r = await world.client.get(path, headers=acme.auth())
         assert r.status_code == 404 and r.json() == {"success": False, "message": "Call not found"}
     r = await world.client.get(RESULT.format(call_id), headers={"Authorization": "Bearer nope"})
@@ -237,3 +242,19 @@ async def test_no_body_gets_a_5xx(world: World, body: Any) -> None:
         r = await create(world, team, body)
     assert r.status_code in (201, 400, 404), r.text
     assert_seed_response("voxworks", CREATE_SEED, "post", r)
+
+
+async def test_softphone_registers_with_the_returned_credentials(live: LiveServer) -> None:  # noqa: F811
+    """The credentials work on callgate's SIP-over-WebSocket endpoint, as a browser softphone uses them."""
+    team = await live.world.team("acme")
+    agent_id = await flow_agent(live.world, team)
+    r = await live.world.client.post(CREATE, json={"script_id": agent_id}, headers=team.auth())
+    body = assert_seed_response("voxworks", CREATE_SEED, "post", r)
+    creds = Creds(body["sip_username"], body["sip_password"], body["sip_domain"])
+    async with SipClient(body["ws_url"], creds) as client:
+        assert (await client.register(expires=60)).code == 200
+    wrong = Creds(body["sip_username"], "not-the-password", body["sip_domain"])
+    async with SipClient(body["ws_url"], wrong) as client:
+        assert (await client.register(expires=60)).code in (401, 403)
+    result = (await live.world.client.get(RESULT.format(body["call_id"]), headers=team.auth())).json()
+    assert result["call"]["status"] == "scheduled"  # registering alone does not join the call

@@ -66,6 +66,8 @@ class Receiver:
         self.script: deque[Reply] = deque()
         self.default = Reply()
         self.hits: list[Hit] = []
+        self.arrivals = 0
+        """Requests that came in (answered or not yet)."""
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -88,15 +90,31 @@ class Receiver:
                 pass
         with self._lock:
             reply = self.script.popleft() if self.script else self.default
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+        with self._lock:
+            self.arrivals += 1
+        status = reply.status
+        if reply.delay and not await self._wait(request, reply.delay):
+            status = 499  # the sender went away (timed out, or died) before the answer
         with self._lock:
             self.hits.append(
-                Hit(request.url.path, request.method, headers, body, reply.status, verified, time.monotonic())
+                Hit(request.url.path, request.method, headers, body, status, verified, time.monotonic())
             )
         if reply.location is not None:
             return RedirectResponse(reply.location, status_code=reply.status)
         return Response(reply.body, status_code=reply.status, headers=reply.headers)
+
+    @staticmethod
+    async def _wait(request: Request, delay: float) -> bool:
+        """Sleep ``delay`` seconds; False as soon as the client disconnects."""
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:
+            try:
+                message = await asyncio.wait_for(request.receive(), timeout=0.05)
+            except TimeoutError:
+                continue
+            if message["type"] == "http.disconnect":
+                return False
+        return True
 
     def start(self) -> None:
         """Listen (again) on the receiver's port."""

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import av
 import numpy as np
@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.realtime.webrtc_client import CallerTrack
 
-_HASH = {"MD5": lambda s: hashlib.md5(s.encode()).hexdigest(), "SHA-256": lambda s: hashlib.sha256(s.encode()).hexdigest()}
+_HASH: dict[str, Callable[[bytes], Any]] = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
 
 @dataclass
@@ -62,7 +62,10 @@ def branch() -> str:
 def digest_answer(challenge: str, *, creds: Creds, method: str, uri: str, nc: int = 1) -> str:
     params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge.split(" ", 1)[1]))
     algorithm = params.get("algorithm", "MD5")
-    h = _HASH[algorithm]
+
+    def h(text: str) -> str:
+        return str(_HASH[algorithm](text.encode()).hexdigest())
+
     cnonce = secrets.token_hex(8)
     ha1 = h(f"{creds.username}:{params['realm']}:{creds.password}")
     ha2 = h(f"{method}:{uri}")
@@ -164,7 +167,9 @@ class SipClient:
         ]
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body, lines[1].split("branch=")[1], cseq
 
-    async def send(self, data: bytes, *, cseq: int, method: str, timeout: float = 15.0) -> sipmessage.Response:
+    async def send(
+        self, data: bytes, *, cseq: int, method: str, timeout: float = 15.0
+    ) -> sipmessage.Response:
         """Send a request and wait for its final response."""
         seen = len(self.inbox.responses)
         await self.ws.send(data.decode())
@@ -203,15 +208,15 @@ class SipClient:
         return await self.send(data, cseq=cseq, method=method)
 
     def challenge(self, response: sipmessage.Response) -> str:
-        return next(c for c in response.headers.getlist("WWW-Authenticate") if f"algorithm={self.algorithm}" in c)
+        return next(
+            c for c in response.headers.getlist("WWW-Authenticate") if f"algorithm={self.algorithm}" in c
+        )
 
     async def register_unauthenticated(self) -> sipmessage.Response:
         return await self.request("REGISTER", f"sip:{self.creds.domain}", authenticate=False)
 
     async def register(self, *, expires: int = 600) -> sipmessage.Response:
-        return await self.request(
-            "REGISTER", f"sip:{self.creds.domain}", headers=[("Expires", str(expires))]
-        )
+        return await self.request("REGISTER", f"sip:{self.creds.domain}", headers=[("Expires", str(expires))])
 
 
 def _reply_ok(request: sipmessage.Request) -> str:
@@ -278,7 +283,9 @@ class Caller:
             to_tag = response.to_address.parameters["tag"]
             assert to_tag
             contact = response.contact[0].uri
-            self.dialog = Dialog(call_id, self.sip.from_tag, to_tag, target, str(contact), response.cseq.sequence)
+            self.dialog = Dialog(
+                call_id, self.sip.from_tag, to_tag, target, str(contact), response.cseq.sequence
+            )
             await self.pc.setRemoteDescription(RTCSessionDescription(response.body.decode(), "answer"))
             await self.ack()
         return response
@@ -298,9 +305,15 @@ class Caller:
         assert d is not None
         d.cseq += 1
         data, _, cseq = self.sip.build(
-            method, d.remote_contact, to=d.target, to_tag=d.to_tag, call_id=d.call_id, cseq=d.cseq,
-            headers=headers, body=body,
-        )  # fmt: skip
+            method,
+            d.remote_contact,
+            to=d.target,
+            to_tag=d.to_tag,
+            call_id=d.call_id,
+            cseq=d.cseq,
+            headers=headers,
+            body=body,
+        )
         return await self.sip.send(data, cseq=cseq, method=method)
 
     async def close(self) -> None:

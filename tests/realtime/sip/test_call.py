@@ -1,4 +1,4 @@
-"""Whole calls over SIP: a Python softphone (signalling here, media by aiortc) and the embedded speech stack."""
+"""Whole calls over SIP: a Python softphone (signalling here, media by aiortc), embedded speech stack."""
 
 from __future__ import annotations
 
@@ -93,11 +93,17 @@ async def test_call_answered_talks_holds_takes_dtmf_and_caller_hangs_up(
 
         relay = [("Content-Type", "application/dtmf-relay")]
         for key in "12":
-            assert (await caller.in_dialog("INFO", headers=relay, body=f"Signal={key}\r\nDuration=160\r\n".encode())).code == 200
+            assert (
+                await caller.in_dialog(
+                    "INFO", headers=relay, body=f"Signal={key}\r\nDuration=160\r\n".encode()
+                )
+            ).code == 200
         dtmf = [("Content-Type", "application/dtmf")]
         assert (await caller.in_dialog("INFO", headers=dtmf, body=b"#")).code == 200
         assert (await caller.in_dialog("INFO", headers=dtmf, body=b"x")).code == 400
-        assert (await caller.in_dialog("INFO", headers=[("Content-Type", "text/plain")], body=b"1")).code == 415
+        assert (
+            await caller.in_dialog("INFO", headers=[("Content-Type", "text/plain")], body=b"1")
+        ).code == 415
         keys = await wait_turn(live, sip_call, r"^DTMF 12#$")
         assert keys["role"] == "user"
 
@@ -144,7 +150,8 @@ async def test_agent_end_call_sends_bye(live: LiveServer, sip_call: SipCall, tmp
         await caller.close()
     body = await wait_settled(live, sip_call.team.auth(), sip_call.id)
     assert body["end_reason"] == "agent_ended"
-    assert any("goodbye" in t["text"].lower() for t in body["transcript"] if t["role"] == "agent")
+    said = [t["text"].lower() for t in body["transcript"] if t["role"] == "agent"]  # type: ignore[attr-defined]
+    assert any("goodbye" in text for text in said)
 
 
 async def test_socket_lost_mid_call(live: LiveServer, sip_call: SipCall) -> None:

@@ -35,7 +35,7 @@ HOSTILE = [
     b"INVITE sip:x@y SIP/2.0\r\n\r\n",
     b"SIP/2.0 200 OK\r\n\r\n",
     b"REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/WS a.invalid;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n"
-    b"To: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nAuthorization: Digest username=\"u0\", nc=zz\r\n\r\n",
+    b'To: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nAuthorization: Digest username="u0", nc=zz\r\n\r\n',
     b"BYE sip:x@y SIP/2.0\r\nVia: SIP/2.0/WS a.invalid;branch=z9hG4bK2\r\nFrom: <sip:a@b>;tag=1\r\n"
     b"To: <sip:a@b>;tag=nope\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\r\n",
     b"A" * 70_000,
@@ -49,7 +49,9 @@ async def healthy(live: LiveServer, client: SipClient, domain: str) -> None:
     assert (await live.world.client.get("/healthz")).status_code == 200
 
 
-async def test_hostile_frames_get_answers_and_the_connection_survives(live: LiveServer, sip_call: SipCall) -> None:
+async def test_hostile_frames_get_answers_and_the_connection_survives(
+    live: LiveServer, sip_call: SipCall
+) -> None:
     async with SipClient(sip_call.ws_url, sip_call.creds) as client:
         assert (await client.register()).code == 200
         seen = len(client.inbox.raw)

@@ -20,14 +20,22 @@ class LaterClock(SystemClock):
         return super().now() + timedelta(seconds=self.ahead_s)
 
 
-async def invite(call: SipCall, *, register: bool = True, creds: Creds | None = None,
-                 headers: dict[str, str] | None = None, target: str | None = None) -> tuple[int, str]:  # fmt: skip
+async def invite(
+    call: SipCall,
+    *,
+    register: bool = True,
+    creds: Creds | None = None,
+    headers: dict[str, str] | None = None,
+    target: str | None = None,
+) -> tuple[int, str]:
     async with SipClient(call.ws_url, creds or call.creds) as client:
         if register:
             assert (await client.register()).code == 200
         caller = Caller(client)
         try:
-            response = await caller.invite(target or call.target, call.headers if headers is None else headers)
+            response = await caller.invite(
+                target or call.target, call.headers if headers is None else headers
+            )
             return response.code, response.phrase
         finally:
             await caller.close()
@@ -77,11 +85,14 @@ async def test_invite_with_expired_credentials_is_forbidden(live: LiveServer, si
 async def test_invite_without_sdp_is_not_acceptable(sip_call: SipCall) -> None:
     async with SipClient(sip_call.ws_url, sip_call.creds) as client:
         assert (await client.register()).code == 200
-        response = await client.request("INVITE", sip_call.target, to=sip_call.target,
-                                        headers=list(sip_call.headers.items()))  # fmt: skip
+        response = await client.request(
+            "INVITE", sip_call.target, to=sip_call.target, headers=list(sip_call.headers.items())
+        )
         assert response.code == 488
         plain = [*sip_call.headers.items(), ("Content-Type", "text/plain")]
-        response = await client.request("INVITE", sip_call.target, to=sip_call.target, headers=plain, body=b"hi")
+        response = await client.request(
+            "INVITE", sip_call.target, to=sip_call.target, headers=plain, body=b"hi"
+        )
         assert response.code == 415 and response.headers.get("Accept") == "application/sdp"
 
 
@@ -93,8 +104,9 @@ async def test_invite_with_a_non_webrtc_offer_is_not_acceptable(live: LiveServer
     async with SipClient(sip_call.ws_url, sip_call.creds) as client:
         assert (await client.register()).code == 200
         headers = [*sip_call.headers.items(), ("Content-Type", "application/sdp")]
-        response = await client.request("INVITE", sip_call.target, to=sip_call.target, headers=headers,
-                                        body=sdp.encode())  # fmt: skip
+        response = await client.request(
+            "INVITE", sip_call.target, to=sip_call.target, headers=headers, body=sdp.encode()
+        )
     assert response.code == 488 and "DTLS" in (response.headers.get("Warning") or "")
     assert (await call_status(live, sip_call))["status"] == "created"
 
@@ -107,15 +119,23 @@ async def test_cancel_before_the_answer(live: LiveServer, sip_call: SipCall) -> 
         challenge = await client.request("INVITE", sip_call.target, to=sip_call.target, authenticate=False)
         from tests.realtime.sip.sip_client import digest_answer
 
-        auth = digest_answer(client.challenge(challenge), creds=sip_call.creds, method="INVITE",
-                             uri=sip_call.target)  # fmt: skip
+        auth = digest_answer(
+            client.challenge(challenge), creds=sip_call.creds, method="INVITE", uri=sip_call.target
+        )
         headers = [*sip_call.headers.items(), ("Content-Type", "application/sdp"), ("Authorization", auth)]
-        data, branch, cseq = client.build("INVITE", sip_call.target, to=sip_call.target, call_id="cancel-me",
-                                          headers=headers, body=sdp.encode())  # fmt: skip
+        data, branch, cseq = client.build(
+            "INVITE",
+            sip_call.target,
+            to=sip_call.target,
+            call_id="cancel-me",
+            headers=headers,
+            body=sdp.encode(),
+        )
         await client.send_raw(data.decode())
         await client.wait(lambda: any(r.code == 180 for r in client.inbox.responses))
-        cancel, _, _ = client.build("CANCEL", sip_call.target, to=sip_call.target, call_id="cancel-me",
-                                    cseq=cseq, via_branch=branch)  # fmt: skip
+        cancel, _, _ = client.build(
+            "CANCEL", sip_call.target, to=sip_call.target, call_id="cancel-me", cseq=cseq, via_branch=branch
+        )
         cancelled = await client.send(cancel, cseq=cseq, method="CANCEL")
         assert cancelled.code == 200
         await client.wait(lambda: any(r.code == 487 for r in client.inbox.responses))

@@ -11,44 +11,49 @@ from callgate.realtime.sip import message
 from callgate.realtime.sip.message import Request, SipParseError
 
 REGISTER = (
-    "REGISTER sip:example.com SIP/2.0\r\n"
-    "Via: SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bKnashds7\r\n"
-    "Max-Forwards: 70\r\n"
-    "To: <sip:u0011223344556677@example.com>\r\n"
-    'From: "Bob" <sip:u0011223344556677@example.com>;tag=a73kszlfl\r\n'
-    "Call-ID: 1j9FpLxk3uxtm8tn@example.com\r\n"
-    "CSeq: 1 REGISTER\r\n"
-    'Contact: <sip:kj3ea@df7jal23ls0d.invalid;transport=ws>;+sip.instance="<urn:uuid:1-2>";expires=600\r\n'
-    "Content-Length: 0\r\n\r\n"
-).encode()
+    b"REGISTER sip:example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bKnashds7\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"To: <sip:u0011223344556677@example.com>\r\n"
+    b'From: "Bob" <sip:u0011223344556677@example.com>;tag=a73kszlfl\r\n'
+    b"Call-ID: 1j9FpLxk3uxtm8tn@example.com\r\n"
+    b"CSeq: 1 REGISTER\r\n"
+    b'Contact: <sip:kj3ea@df7jal23ls0d.invalid;transport=ws>;+sip.instance="<urn:uuid:1-2>";expires=600\r\n'
+    b"Content-Length: 0\r\n\r\n"
+)
 
 INVITE = (
-    "INVITE sip:agent-0011223344556677@example.com SIP/2.0\r\n"
-    "v: SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK56sdasks\r\n"
-    "Max-Forwards: 70\r\n"
-    "t: <sip:agent-0011223344556677@example.com>\r\n"
-    "f: <sip:u0011223344556677@example.com>;tag=a73kszlfl\r\n"
-    "i: 3848276298220188511@df7jal23ls0d.invalid\r\n"
-    "CSeq: 2 INVITE\r\n"
-    "X-Callgate-Call-Id: call_00112233445566778899aabbccddeeff\r\n"
-    "m: <sip:kj3ea@df7jal23ls0d.invalid;transport=ws>\r\n"
-    "c: application/sdp\r\n"
-    "l: 14\r\n\r\n"
-    "v=0\r\no=- 1 1\r\n"
-).encode()
+    b"INVITE sip:agent-0011223344556677@example.com SIP/2.0\r\n"
+    b"v: SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK56sdasks\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"t: <sip:agent-0011223344556677@example.com>\r\n"
+    b"f: <sip:u0011223344556677@example.com>;tag=a73kszlfl\r\n"
+    b"i: 3848276298220188511@df7jal23ls0d.invalid\r\n"
+    b"CSeq: 2 INVITE\r\n"
+    b"X-Callgate-Call-Id: call_00112233445566778899aabbccddeeff\r\n"
+    b"m: <sip:kj3ea@df7jal23ls0d.invalid;transport=ws>\r\n"
+    b"c: application/sdp\r\n"
+    b"l: 14\r\n\r\n"
+    b"v=0\r\no=- 1 1\r\n"
+)
 
 RESPONSE = (
-    "SIP/2.0 200 OK\r\n"
-    "Via: SIP/2.0/WSS callgate.invalid;branch=z9hG4bK1\r\n"
-    "To: <sip:u1@example.com>;tag=1\r\nFrom: <sip:agent@example.com>;tag=2\r\n"
-    "Call-ID: x\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n"
-).encode()
+    b"SIP/2.0 200 OK\r\n"
+    b"Via: SIP/2.0/WSS callgate.invalid;branch=z9hG4bK1\r\n"
+    b"To: <sip:u1@example.com>;tag=1\r\nFrom: <sip:agent@example.com>;tag=2\r\n"
+    b"Call-ID: x\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n"
+)
 
 
 def test_parses_a_register() -> None:
     req = message.parse(REGISTER)
     assert isinstance(req, Request)
-    assert (req.method, req.raw_uri, req.cseq, req.branch) == ("REGISTER", "sip:example.com", 1, "z9hG4bKnashds7")
+    assert (req.method, req.raw_uri, req.cseq, req.branch) == (
+        "REGISTER",
+        "sip:example.com",
+        1,
+        "z9hG4bKnashds7",
+    )
     assert req.from_tag == "a73kszlfl" and req.to_tag is None
     assert req.to_uri.user == "u0011223344556677"
 
@@ -146,9 +151,32 @@ def test_fuzz_random_bytes(data: bytes) -> None:
     _check(data)
 
 
-_LINES = st.sampled_from(REGISTER.split(b"\r\n\r\n")[0].split(b"\r\n") + INVITE.split(b"\r\n\r\n")[0].split(b"\r\n"))
-_NOISE = st.binary(max_size=40) | st.text(max_size=40).map(str.encode) | st.sampled_from(
-    [b"", b":", b" ", b";", b",", b"<", b">", b'"', b"\\", b"\x00", b"\xff", b"%", b"tag=", b"sip:", b"\r", b"\n"]
+_LINES = st.sampled_from(
+    REGISTER.split(b"\r\n\r\n")[0].split(b"\r\n") + INVITE.split(b"\r\n\r\n")[0].split(b"\r\n")
+)
+_NOISE = (
+    st.binary(max_size=40)
+    | st.text(max_size=40).map(str.encode)
+    | st.sampled_from(
+        [
+            b"",
+            b":",
+            b" ",
+            b";",
+            b",",
+            b"<",
+            b">",
+            b'"',
+            b"\\",
+            b"\x00",
+            b"\xff",
+            b"%",
+            b"tag=",
+            b"sip:",
+            b"\r",
+            b"\n",
+        ]
+    )
 )
 
 

@@ -26,13 +26,13 @@ class LaterClock(SystemClock):
         return super().monotonic() + self.ahead_s
 
 
-async def test_register_challenges_with_sha256_and_md5(sip_call: SipCall) -> None:
+async def test_register_challenges_with_sha256_then_md5(sip_call: SipCall) -> None:
     async with SipClient(sip_call.ws_url, sip_call.creds) as client:
         assert client.ws.subprotocol == "sip"
         challenged = await client.register_unauthenticated()
         assert challenged.code == 401
         offers = challenged.headers.getlist("WWW-Authenticate")
-        assert [o.split("algorithm=")[1].split(",")[0] for o in offers] == ["MD5", "SHA-256"]
+        assert [o.split("algorithm=")[1].split(",")[0] for o in offers] == ["SHA-256", "MD5"]
         for offer in offers:
             assert f'realm="{sip_call.sip["sip_domain"]}"' in offer and 'qop="auth"' in offer
         assert challenged.to_address.parameters.get("tag")
@@ -52,7 +52,9 @@ async def test_register_with_either_algorithm(live: LiveServer, sip_call: SipCal
 
 async def test_register_echoes_contact_parameters(sip_call: SipCall) -> None:
     async with SipClient(sip_call.ws_url, sip_call.creds) as client:
-        contact = f'<{client.contact}>;+sip.ice;reg-id=1;+sip.instance="<urn:uuid:5f0e2a1c-0000-4000-8000-1234>"'
+        contact = (
+            f'<{client.contact}>;+sip.ice;reg-id=1;+sip.instance="<urn:uuid:5f0e2a1c-0000-4000-8000-1234>"'
+        )
         client.contact_header = contact
         ok = await client.register(expires=9999)
         assert ok.code == 200
@@ -80,7 +82,9 @@ async def test_replayed_authorization_is_refused(sip_call: SipCall) -> None:
         answer = digest_answer(challenge, creds=sip_call.creds, method="REGISTER", uri=uri)
         first = await client.request("REGISTER", uri, headers=[("Authorization", answer)], authenticate=False)
         assert first.code == 200
-        replay = await client.request("REGISTER", uri, headers=[("Authorization", answer)], authenticate=False)
+        replay = await client.request(
+            "REGISTER", uri, headers=[("Authorization", answer)], authenticate=False
+        )
         assert replay.code == 401  # the same nonce count again
 
 
@@ -90,7 +94,9 @@ async def test_nonce_from_another_connection_is_stale(sip_call: SipCall) -> None
         challenge = first.challenge(await first.register_unauthenticated())
     answer = digest_answer(challenge, creds=sip_call.creds, method="REGISTER", uri=uri)
     async with SipClient(sip_call.ws_url, sip_call.creds) as second:
-        refused = await second.request("REGISTER", uri, headers=[("Authorization", answer)], authenticate=False)
+        refused = await second.request(
+            "REGISTER", uri, headers=[("Authorization", answer)], authenticate=False
+        )
         assert refused.code == 401
         assert all("stale=true" in c for c in refused.headers.getlist("WWW-Authenticate"))
         assert (await second.register()).code == 200  # the fresh challenge works
@@ -102,7 +108,9 @@ async def test_old_nonce_is_stale(live: LiveServer, sip_call: SipCall) -> None:
         challenge = client.challenge(await client.register_unauthenticated())
         answer = digest_answer(challenge, creds=sip_call.creds, method="REGISTER", uri=uri)
         live.runtime.clock = LaterClock(301)  # nonces live 300 s (the call's deadline is not reached)
-        refused = await client.request("REGISTER", uri, headers=[("Authorization", answer)], authenticate=False)
+        refused = await client.request(
+            "REGISTER", uri, headers=[("Authorization", answer)], authenticate=False
+        )
         assert refused.code == 401 and "stale=true" in refused.headers.getlist("WWW-Authenticate")[0]
 
 
@@ -134,7 +142,9 @@ async def test_options_keepalive_and_crlf_ping(sip_call: SipCall) -> None:
     async with SipClient(sip_call.ws_url, sip_call.creds) as client:
         ok = await client.request("OPTIONS", f"sip:{sip_call.creds.domain}", authenticate=False)
         assert ok.code == 200
-        assert "INVITE" in (ok.headers.get("Allow") or "") and "application/sdp" in (ok.headers.get("Accept") or "")
+        assert "INVITE" in (ok.headers.get("Allow") or "") and "application/sdp" in (
+            ok.headers.get("Accept") or ""
+        )
         seen = len(client.inbox.raw)
         await client.send_raw("\r\n\r\n")
         await client.wait(lambda: len(client.inbox.raw) > seen)
@@ -142,7 +152,8 @@ async def test_options_keepalive_and_crlf_ping(sip_call: SipCall) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "status"), [("MESSAGE", 405), ("SUBSCRIBE", 405), ("FROBNICATE", 501), ("BYE", 481), ("INFO", 481)]
+    ("method", "status"),
+    [("MESSAGE", 405), ("SUBSCRIBE", 405), ("FROBNICATE", 501), ("BYE", 481), ("INFO", 481)],
 )
 async def test_methods_we_do_not_serve(sip_call: SipCall, method: str, status: int) -> None:
     async with SipClient(sip_call.ws_url, sip_call.creds) as client:

@@ -1,4 +1,4 @@
-"""The SIP package's pure parts: digest (RFC test vectors), nonces, Contact splitting, SDP re-answers, DTMF."""
+"""The SIP package's pure parts: digest (RFC vectors), nonces, Contact splitting, SDP re-answers, DTMF."""
 
 from __future__ import annotations
 
@@ -15,28 +15,50 @@ from callgate.realtime.sip.registrar import split_contacts
 
 
 def _answer(**fields: str) -> str:
-    return "Digest " + ", ".join(f'{k}="{v}"' if k not in ("nc", "qop", "algorithm") else f"{k}={v}" for k, v in fields.items())
+    return "Digest " + ", ".join(
+        f'{k}="{v}"' if k not in ("nc", "qop", "algorithm") else f"{k}={v}" for k, v in fields.items()
+    )
 
 
 @pytest.mark.parametrize(
     ("algorithm", "realm", "nonce", "cnonce", "password", "response"),
     [
         # RFC 2617 §3.5
-        ("MD5", "testrealm@host.com", "dcd98b7102dd2f0e8b11d0f600bfb0c093", "0a4f113b", "Circle Of Life",
-         "6629fae49393a05397450978507c4ef1"),
+        (
+            "MD5",
+            "testrealm@host.com",
+            "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+            "0a4f113b",
+            "Circle Of Life",
+            "6629fae49393a05397450978507c4ef1",
+        ),
         # RFC 7616 §3.9.1
-        ("SHA-256", "http-auth@example.org", "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
-         "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ", "Circle of Life",
-         "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"),
+        (
+            "SHA-256",
+            "http-auth@example.org",
+            "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+            "Circle of Life",
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1",
+        ),
     ],
-)  # fmt: skip
+)
 def test_digest_matches_the_rfc_vectors(
     algorithm: str, realm: str, nonce: str, cnonce: str, password: str, response: str
 ) -> None:
     creds = digest.parse_credentials(
-        _answer(username="Mufasa", realm=realm, nonce=nonce, uri="/dir/index.html", qop="auth",
-                nc="00000001", cnonce=cnonce, response=response, algorithm=algorithm)
-    )  # fmt: skip
+        _answer(
+            username="Mufasa",
+            realm=realm,
+            nonce=nonce,
+            uri="/dir/index.html",
+            qop="auth",
+            nc="00000001",
+            cnonce=cnonce,
+            response=response,
+            algorithm=algorithm,
+        )
+    )
     h = hashlib.md5 if algorithm == "MD5" else hashlib.sha256
     ha1 = h(f"Mufasa:{realm}:{password}".encode()).hexdigest()
     assert digest.expected_response(creds, ha1=ha1, method="GET") == response
@@ -53,7 +75,8 @@ def test_digest_matches_the_rfc_vectors(
         "Basic dXNlcjpwYXNz",
         'Digest username="u", realm="r", nonce="n", uri="sip:x", response="0", nc=00000001, cnonce="c"',
         'Digest username="u", realm="r", nonce="n", uri="sip:x", response="0", qop=auth, nc=1, cnonce="c"',
-        'Digest username="u", realm="r", nonce="n", uri="sip:x", response="0", qop=auth, nc=0000000g, cnonce="c"',
+        'Digest username="u", realm="r", nonce="n", uri="sip:x", response="0", qop=auth, nc=0000000g, '
+        'cnonce="c"',
         'Digest username="u", realm="r", nonce="n", uri="sip:x", qop=auth, nc=00000001, cnonce="c"',
         'Digest username="u", realm="r", nonce="n", uri="sip:x", response="0", qop=auth, nc=00000001, '
         'cnonce="c", algorithm=SHA-512-256',
@@ -65,11 +88,11 @@ def test_unusable_answers_are_refused(header: str) -> None:
         digest.parse_credentials(header)
 
 
-def test_challenges_put_md5_first_then_sha256() -> None:
+def test_challenges_put_sha256_first_and_md5_last() -> None:
     headers = digest.challenges("example.com", "abc", stale=True)
     assert [v for _, v in headers] == [
-        'Digest realm="example.com", nonce="abc", algorithm=MD5, qop="auth", stale=true',
         'Digest realm="example.com", nonce="abc", algorithm=SHA-256, qop="auth", stale=true',
+        'Digest realm="example.com", nonce="abc", algorithm=MD5, qop="auth", stale=true',
     ]
 
 
@@ -90,7 +113,11 @@ def test_nonces_expire_refuse_replays_and_are_bounded() -> None:
 
 def test_contacts_split_outside_quotes_and_brackets() -> None:
     value = '"Doe, J" <sip:a@b.invalid;x=1,2>;expires=5, <sip:c@d.invalid>, sip:e@f'
-    assert split_contacts(value) == ['"Doe, J" <sip:a@b.invalid;x=1,2>;expires=5', "<sip:c@d.invalid>", "sip:e@f"]
+    assert split_contacts(value) == [
+        '"Doe, J" <sip:a@b.invalid;x=1,2>;expires=5',
+        "<sip:c@d.invalid>",
+        "sip:e@f",
+    ]
     assert split_contacts("*") == ["*"]
 
 
@@ -100,7 +127,8 @@ OFFER = (
 )
 ANSWER = (
     "v=0\r\no=- 77 77 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
-    "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:s1\r\na=ice-pwd:q1\r\na=fingerprint:sha-256 BB\r\na=sendrecv\r\n"
+    "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:s1\r\na=ice-pwd:q1\r\n"
+    "a=fingerprint:sha-256 BB\r\na=sendrecv\r\n"
 )
 
 
@@ -140,9 +168,13 @@ def test_info_bodies_carry_a_key(content_type: str, body: bytes, key: str) -> No
 
 @pytest.mark.parametrize(
     ("content_type", "body"),
-    [("application/dtmf-relay", b"Duration=160"), ("application/dtmf", b"55"), ("application/dtmf", b"\xff"),
-     ("text/plain", b"5")],
-)  # fmt: skip
+    [
+        ("application/dtmf-relay", b"Duration=160"),
+        ("application/dtmf", b"55"),
+        ("application/dtmf", b"\xff"),
+        ("text/plain", b"5"),
+    ],
+)
 def test_info_bodies_without_a_key_are_refused(content_type: str, body: bytes) -> None:
     with pytest.raises(DtmfError):
         parse_info(content_type, body)

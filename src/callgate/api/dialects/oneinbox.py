@@ -10,17 +10,18 @@ the LiveKit-shaped token of :mod:`callgate.auth.livekit`. Errors are FastAPI's `
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket, status
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from callgate.api import problems
 from callgate.api.deps import BrowserPrincipal, RuntimeDep, SecretPrincipal
-from callgate.api.dialects.fastapi_errors import error_headers, public_message, validation_detail
+from callgate.api.dialects.fastapi_style import Lenient, error_headers, public_message, validation_detail
 from callgate.api.dialects.oneinbox_views import STATUS, call_response, iso
 from callgate.api.issue import BaseURLs, issue_web_call
 from callgate.api.schemas.calls import MAX_METADATA_BYTES
@@ -29,21 +30,20 @@ from callgate.auth import livekit, tokens
 from callgate.domain import calls
 from callgate.domain.keys import Principal
 from callgate.domain.lifecycle import CallStatus, EndReason
-from callgate.errors import CallgateError, IllegalTransition, ValidationFailed
+from callgate.errors import CallgateError, IllegalTransition, NotFound, ValidationFailed
 from callgate.realtime.endpoints import serve_call
 from callgate.runtime import Runtime
 from callgate.store.models_telephony import PhoneCall
 
 PREFIX = "/dialects/oneinbox"
+CALL_ID = re.compile(r"call_[A-Za-z0-9]{1,60}")
 router = APIRouter(prefix=PREFIX, tags=["dialect: oneinbox"])
 
 
-class WebCallRequest(BaseModel):
+class WebCallRequest(Lenient):
     """``agent_id`` (``agt_…``, or its UUID form), ``variables`` for the prompt's ``{{placeholders}}``,
     ``metadata`` kept on the call. ``overrides`` are refused: callgate has no per-call overrides, and a
     publishable key may never pick providers."""
-
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     agent_id: str = Field(min_length=1, max_length=64)
     variables: Variables = Field(default_factory=dict)
@@ -126,6 +126,8 @@ async def start_web_call(
 
 
 async def _view(runtime: Runtime, request: Request, *, team_id: str, call_id: str) -> dict[str, Any]:
+    if not CALL_ID.fullmatch(call_id):
+        raise NotFound(f"no call with id {call_id!r}")
     async with runtime.db.read() as s:
         call = await calls.get_call(s, team_id=team_id, call_id=call_id)
         phone = await s.get(PhoneCall, call.id)
@@ -147,6 +149,8 @@ async def stop_call(
     call_id: str, request: Request, principal: SecretPrincipal, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """End the call (a live session on any node hangs up). Stopping a call that is over changes nothing."""
+    if not CALL_ID.fullmatch(call_id):
+        raise NotFound(f"no call with id {call_id!r}")
     now = runtime.clock.now()
     try:
         call = await runtime.db.write(

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.api import problems
 from callgate.api.deps import RuntimeDep, SecretPrincipal
-from callgate.api.dialects.fastapi_errors import error_headers, public_message, validation_detail
+from callgate.api.dialects.fastapi_style import error_headers, public_message, validation_detail
 from callgate.api.dialects.vocode_schemas import AgentParams, CreateCallRequest, parse_agent
 from callgate.api.dialects.vocode_views import call_object, callgate_id
 from callgate.api.schemas.agents import AgentCreate

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from callgate.api.dialects.fastapi_style import Lenient
 from callgate.api.schemas.contacts import E164
 from callgate.domain.vocode_agents import EventType
 from callgate.errors import ValidationFailed
@@ -44,10 +45,6 @@ ACTION_TYPES = (
     "action_external",
 )
 NEEDS_PHONE_NUMBER = ("action_transfer_call", "action_add_to_conference")
-
-
-class Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
 
 class VoiceParams(BaseModel):

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from callgate.api.deps import RuntimeDep, bearer, principal_for
 from callgate.api.issue import BaseURLs, issue_web_call
@@ -48,6 +48,16 @@ MAX_OBJECTS_BYTES = 16_384
 ObjectType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class CreateWebCallRequest(BaseModel):
     """The seed's ``CreateWebCallRequest``. Fields Voxworks may add later are ignored, not refused."""
 
@@ -58,6 +68,13 @@ class CreateWebCallRequest(BaseModel):
     did: str | None = Field(default=None, min_length=1, max_length=128)
     participant_identity: str | None = Field(default=None, min_length=1, max_length=200)
     objects: dict[ObjectType, dict[str, Any]] | None = Field(default=None, max_length=50)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if _has_nul(data):  # PostgreSQL cannot store U+0000: refuse it as bad data, not a server error
+            raise ValueError("text may not contain NUL characters")
+        return data
 
     @field_validator("objects")
     @classmethod
@@ -188,6 +205,8 @@ async def create_web_call(
 async def get_call_result(
     call_id: str, request: Request, principal: VoxworksKey, runtime: RuntimeDep
 ) -> dict[str, Any]:
+    if _has_nul(call_id):
+        raise NotFound("Call not found")
     async with runtime.db.read() as s:
         try:
             call = await calls.get_call(s, team_id=principal.team_id, call_id=call_id)

@@ -121,14 +121,25 @@ class InboundAudio:
         if self._next_ts is not None:
             gap = _signed(packet.timestamp - self._next_ts, _TS_MOD)
             if 0 < gap <= self._max_gap_s * clock:
-                self._emit(bytes(round(gap * OUTPUT_RATE / clock) * 2))
-                self.stats.concealed_ms += gap * 1000 / clock
+                self._conceal(gap / clock)
         decoded = self._decode(packet, codec)
         if decoded is None:
             return
         pcm, samples, rate = decoded
         self._next_ts = (packet.timestamp + round(samples * clock / rate)) % _TS_MOD
         self._emit(pcm)
+
+    def _conceal(self, seconds: float) -> None:
+        """Silence for lost time, through the resampler so that it lands in order."""
+        if self._resampler_key is None:
+            return
+        rate, layout = self._resampler_key
+        silence = av.AudioFrame(format="s16", layout=layout, samples=round(seconds * rate))
+        for plane in silence.planes:
+            plane.update(bytes(plane.buffer_size))
+        silence.sample_rate = rate
+        self._emit(b"".join(self._to_output(silence)))
+        self.stats.concealed_ms += seconds * 1000
 
     def _decode(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> tuple[bytes, int, int] | None:
         decoder = self._decoders.get(packet.payload_type)
@@ -148,11 +159,19 @@ class InboundAudio:
 
     def _to_output(self, frame: av.AudioFrame) -> list[bytes]:
         key = (frame.sample_rate, frame.layout.name)
-        if self._resampler is None or key != self._resampler_key:
+        fresh = self._resampler is None or key != self._resampler_key
+        if self._resampler is None or fresh:
             self._resampler = av.AudioResampler(format="s16", layout="mono", rate=OUTPUT_RATE)
             self._resampler_key = key
         frame.pts = None  # the resampler needs no timeline: gaps are handled above
-        return [bytes(f.planes[0])[: f.samples * 2] for f in self._resampler.resample(frame)]
+        out = [bytes(f.planes[0])[: f.samples * 2] for f in self._resampler.resample(frame)]
+        if fresh:
+            # The resampler holds back a few samples; start with that much silence so that each
+            # packet completes a 20 ms frame at once instead of one packet later.
+            expected = frame.samples * OUTPUT_RATE // frame.sample_rate
+            produced = sum(len(chunk) for chunk in out) // 2
+            out.insert(0, bytes(max(0, expected - produced) * 2))
+        return out
 
     def _emit(self, pcm16: bytes) -> None:
         for frame in self._framer.push(pcm16):

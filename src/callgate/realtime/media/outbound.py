@@ -68,6 +68,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._start: float | None = None
         self._slot = 0
         self._playing = False
+        self._flushes = 0
 
     @property
     def queued_ms(self) -> int:
@@ -80,13 +81,15 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     async def put(self, pcm16: bytes) -> None:
         """Queue audio (any length, at ``sample_rate``). Waits while over ``max_queue_ms`` is queued,
-        so a producer faster than real time is paced by the track."""
+        so a producer faster than real time is paced by the track. A :meth:`flush` while it waits drops
+        the rest of ``pcm16`` too."""
+        generation = self._flushes
         for frame in self._framer.push(pcm16):
             while len(self._queue) >= self._max_frames:
-                if self.readyState != "live":
-                    return
                 self._room.clear()
                 await self._room.wait()
+                if self._flushes != generation or self.readyState != "live":
+                    return
             self._queue.append((self._clock(), frame))
 
     def flush(self) -> int:
@@ -95,6 +98,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._queue.clear()
         self._framer.clear()
         self._playing = False
+        self._flushes += 1
         self.stats.flushed_frames += dropped
         self._room.set()
         return dropped

@@ -8,10 +8,11 @@ connection (the count must grow) nor on another (the nonce is unknown there). A 
 old or unknown nonce gets a new challenge with ``stale=true``, so the client retries without asking
 its user again.
 
-Challenge order: RFC 8760 has the server list algorithms most preferred first and the client use the
-topmost it supports. JsSIP 3.13 and SIP.js 0.21 read only the *first* ``WWW-Authenticate`` and give up
-unless it is MD5, so MD5 comes first and SHA-256 second. The passwords are 192 random bits, one call
-each, so MD5's weakness (offline guessing of a captured exchange) buys an attacker nothing here.
+Challenge order: one ``WWW-Authenticate`` per algorithm, most preferred first (RFC 8760 §2.4): SHA-256,
+then MD5. The order matters beyond the RFC: JsSIP 3.13 and SIP.js 0.21 keep only the *last*
+``WWW-Authenticate`` of a response and give up unless it is MD5, so MD5 must come last. The passwords
+are 192 random bits, one call each, so MD5's weakness (offline guessing of a captured exchange) buys an
+attacker nothing here.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import sipmessage
 
 NONCE_TTL_S = 300.0
 NONCE_CAPACITY = 32
-CHALLENGE_ORDER = ("MD5", "SHA-256")
+CHALLENGE_ORDER = ("SHA-256", "MD5")
 
 
 def _md5(data: str) -> str:

@@ -1,11 +1,45 @@
-"""Error pieces shared by dialects whose vendor runs FastAPI (Vocode, OneInbox): a 422 answers
-``{"detail": [{"loc", "msg", "type"}]}``, as FastAPI's request validation does."""
+"""Pieces shared by the dialects whose vendor runs FastAPI (Vocode, OneInbox): request bodies that ignore
+unknown fields, as Pydantic models do by default, and errors as FastAPI answers them — a 422 carries
+``{"detail": [{"loc", "msg", "type"}]}``."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, model_validator
+
 from callgate.errors import CallgateError, MalformedJSON, RateLimited, Unauthenticated, ValidationFailed
+
+
+def _nul_at(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return f"{path}.{key!r}"
+        if (found := _nul_at(item, f"{path}.{key}")) is not None:
+            return found
+    return None
+
+
+class Lenient(BaseModel):
+    """A request body: unknown fields are ignored; text with U+0000 (which PostgreSQL cannot store) is a
+    422 on every engine rather than a failed write."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if (where := _nul_at(data, "body")) is not None:
+            raise ValueError(f"{where} contains a NUL character")
+        return data
 
 
 def _entry(entry: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,231 @@
+"""End to end over WebRTC in real headless Chromium: callgate's SDK (``transport: "webrtc"``) against a
+real callgate server, Opus both ways, RTVI on the data channel.
+
+Each ``test_*`` runs its ``case_*`` in a child pytest inside a fresh network namespace that has only
+loopback (``unshare -n``, as root; without root the child runs on the host network), so ICE sees
+127.0.0.1 alone. In the child, aioice is told to gather 127.0.0.1 (it skips loopback by default) and
+Chromium runs with ``--allow-loopback-in-peer-connection``.
+
+The agent's audio is measured twice in the page: by the SDK's ``stats`` and by an independent
+AnalyserNode on the received stream (an ``<audio>`` element's ``inbound-rtp.audioLevel`` stays 0 while
+muted, so levels are read from the stream itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from playwright.async_api import Page
+
+from tests.e2e.browser import (
+    REPO_ROOT,
+    RAW_MICROPHONE,
+    concat_wavs,
+    launch_chromium,
+    make_speech_wav,
+    new_page,
+)
+from tests.e2e.test_browser_call import settled_call, wait_event
+from tests.realtime.client import nonsilent_seconds
+from tests.realtime.conftest import LiveServer
+from tests.realtime.webrtc_client import loopback_ice
+
+pytestmark = [pytest.mark.e2e, pytest.mark.speech]
+
+NETNS_ENV = "CALLGATE_E2E_NETNS"
+CHILD_TIMEOUT_S = 300
+
+JOIN = """
+async ({url, token, iceServers, microphone}) => {
+  const sdk = await import('/static/callgate.js');
+  window.events = [];
+  const call = await sdk.connect({
+    transport: 'webrtc', url, token, iceServers, mode: 'audio', microphone,
+    onEvent: (name, detail) => window.events.push({name, detail, t: performance.now()}),
+  });
+  window.call = call;
+  // An independent meter on what the agent's track delivers: RMS every 20 ms.
+  while (!call.remoteStream) await new Promise((r) => setTimeout(r, 10));
+  const ctx = new AudioContext();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 1024;
+  ctx.createMediaStreamSource(call.remoteStream).connect(analyser);
+  const buf = new Float32Array(analyser.fftSize);
+  window.levels = [];
+  setInterval(() => {
+    analyser.getFloatTimeDomainData(buf);
+    let energy = 0;
+    for (const s of buf) energy += s * s;
+    window.levels.push([performance.now(), Math.sqrt(energy / buf.length)]);
+  }, 20);
+  return call.id;
+}
+"""
+
+
+# ---- the parent side: re-run each case in a loopback-only network namespace ---------------------
+
+
+def _namespace_prefix() -> list[str]:
+    if os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip"):
+        return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
+    return []  # not root: the child runs on the host network (still loopback-only ICE on the server)
+
+
+def run_case(name: str) -> None:
+    cmd = [
+        *_namespace_prefix(),
+        sys.executable,
+        "-m",
+        "pytest",
+        f"{Path(__file__).relative_to(REPO_ROOT)}::{name}",
+        "-o",
+        "python_functions=case_*",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+    ]
+    child = subprocess.Popen(
+        cmd,
+        cwd=REPO_ROOT,
+        env={**os.environ, NETNS_ENV: "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # one process group: the browser goes with it on a timeout
+    )
+    try:
+        output, _ = child.communicate(timeout=CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        output, _ = child.communicate()
+        pytest.fail(f"{name} timed out after {CHILD_TIMEOUT_S} s:\n{output[-8000:]}")
+    assert child.returncode == 0, f"{name} failed in the network namespace:\n{output[-8000:]}"
+
+
+def test_voice_call_over_webrtc() -> None:
+    run_case("case_voice_call")
+
+
+def test_barge_in_over_webrtc() -> None:
+    run_case("case_barge_in")
+
+
+# ---- the child side: server and browser inside the namespace ------------------------------------
+
+
+@pytest.fixture
+def _loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert os.environ.get(NETNS_ENV) == "1", "case_* functions run through test_* (run_case)"
+    loopback_ice(monkeypatch)
+
+
+async def join(page: Page, live: LiveServer, call: dict[str, Any]) -> str:
+    await page.goto(live.url + "/")
+    args = {
+        "url": call["webrtc_offer_url"],
+        "token": call["token"],
+        "iceServers": call["ice_servers"],
+        "microphone": RAW_MICROPHONE,
+    }
+    call_id: str = await page.evaluate(JOIN, args)
+    return call_id
+
+
+async def loud_seconds(page: Page, start: float = 0, end: float = float("inf")) -> float:
+    """Seconds (page time, ms bounds) in which the AnalyserNode measured agent audio above -40 dBFS."""
+    levels: list[list[float]] = await page.evaluate("() => window.levels")
+    return sum(0.02 for t, level in levels if start <= t < end and level > 0.01)
+
+
+@pytest.mark.usefixtures("_loopback_ice")
+async def case_voice_call(live: LiveServer, tmp_path: Path) -> None:
+    speech = make_speech_wav(
+        "I would like to book an appointment for tomorrow at three pm.", tmp_path / "s.wav", engine="piper"
+    )
+    mic = concat_wavs([11.0, speech, 15.0], tmp_path / "mic.wav")  # after the greeting
+    team = await live.world.team("acme")
+    agent_id = await live.flow_agent(team)
+    call = await live.web_call(team, agent_id, transport="webrtc")
+    log: list[str] = []
+    async with launch_chromium(fake_audio=mic) as browser:
+        page = await new_page(browser, log=log)
+        assert await join(page, live, call) == call["id"]
+        said = await wait_event(page, "transcript", timeout=40, where="d => d.role === 'user' && d.final")
+        assert "appointment" in said["text"].lower()
+        answer = await wait_event(
+            page, "transcript", timeout=30, where="d => d.role === 'agent' && /tomorrow/i.test(d.text)"
+        )
+        await wait_event(page, "agent-speaking", timeout=30, where="d => d === false", after=answer["t"])
+        await asyncio.sleep(0.5)  # the last words leave the jitter buffer
+        stats = await page.evaluate("() => window.call.stats")
+        heard = await loud_seconds(page)
+        rtp = await page.evaluate(
+            """async () => {
+                 const report = await window.call.getStats();
+                 const inbound = [...report.values()].find((s) => s.type === 'inbound-rtp');
+                 const codec = inbound && report.get(inbound.codecId);
+                 return {packets: inbound?.packetsReceived ?? 0, codec: codec?.mimeType ?? ''};
+               }"""
+        )
+        await page.evaluate("() => window.call.hangup()")
+        ended = await wait_event(page, "ended", timeout=10)
+    assert stats["nonSilentSamplesReceived"] / 16000 >= 1.0, log
+    assert heard >= 1.0, log
+    assert rtp["codec"].lower() == "audio/opus" and rtp["packets"] > 100
+    assert stats["nonSilentSamplesSent"] / 16000 >= 1.0  # the fake microphone's speech
+    assert ended["reason"] == "caller_hangup" and ended["code"] == 1000
+
+    body = await settled_call(live, team.auth(), str(call["id"]))
+    assert body["status"] == "ended" and body["end_reason"] == "caller_hangup"
+    assert body["transport"] == "webrtc"
+    user = [t for t in body["transcript"] if t["role"] == "user"]
+    assert user and all(w in user[0]["text"].lower() for w in ("appointment", "tomorrow"))
+    answers = [t for t in body["transcript"] if t["role"] == "agent" and t["seq"] > user[0]["seq"]]
+    assert answers and "tomorrow" in answers[0]["text"].lower()
+
+    r = await live.world.client.get(f"/v1/calls/{call['id']}/recording", headers=team.auth())
+    assert r.status_code == 200
+    (tmp_path / "rec.wav").write_bytes(r.content)
+    with wave.open(str(tmp_path / "rec.wav")) as w:
+        stereo = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)
+    assert nonsilent_seconds(np.ascontiguousarray(stereo[:, 0]), 16000) >= 1.0
+    assert nonsilent_seconds(np.ascontiguousarray(stereo[:, 1]), 16000) >= 1.0
+
+
+@pytest.mark.usefixtures("_loopback_ice")
+async def case_barge_in(live: LiveServer, tmp_path: Path) -> None:
+    speech = make_speech_wav(
+        "Wait, wait. I need to talk to a person please.", tmp_path / "s.wav", engine="piper"
+    )
+    mic = concat_wavs([2.5, speech, 8.0], tmp_path / "mic.wav")  # talks over the greeting
+    team = await live.world.team("acme")
+    agent_id = await live.flow_agent(team)
+    call = await live.web_call(team, agent_id, transport="webrtc")
+    async with launch_chromium(fake_audio=mic) as browser:
+        page = await new_page(browser)
+        await join(page, live, call)
+        cut = await wait_event(page, "interrupted", timeout=20)
+        await asyncio.sleep(1.6)  # the caller is still talking: the agent has nothing new to say yet
+        before = await loud_seconds(page, cut["t"] - 1000, cut["t"])
+        after = await loud_seconds(page, cut["t"] + 250, cut["t"] + 1500)
+        stats = await page.evaluate("() => window.call.stats")
+        await page.evaluate("() => window.call.hangup()")
+        await wait_event(page, "ended", timeout=10)
+    assert before >= 0.3  # the agent was speaking when the caller cut in...
+    assert after == 0.0  # ...and its audio stopped at once (the server flushed its track)
+    assert stats["flushes"] >= 1
+
+    body = await settled_call(live, team.auth(), str(call["id"]))
+    greeting = body["transcript"][0]
+    assert greeting["role"] == "agent" and greeting["interrupted"] is True

@@ -1,0 +1,81 @@
+"""callgate nodes as real processes (uvicorn running the app factory) for restart and kill -9 tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import httpx
+
+from tests.services import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Node:
+    """``callgate.app:create_app`` in its own process, on ``database_url``, with webhook settings."""
+
+    def __init__(self, database_url: str, data_dir: Path, **settings: object) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "CALLGATE_DATABASE_URL": database_url,
+            "CALLGATE_DATA_DIR": str(data_dir),
+            "CALLGATE_SECRET_KEY": "test-secret-key-" + "x" * 32,
+            "CALLGATE_SPEECH_WARMUP": "false",
+            "CALLGATE_LOG_JSON": "false",
+            "CALLGATE_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT / "src"),
+            **{f"CALLGATE_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v) for k, v in settings.items()},
+        }
+        self.log = data_dir / f"node-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: float = 60.0) -> Self:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable, "-m", "uvicorn", "callgate.app:create_app", "--factory",
+            "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+        ]  # fmt: skip
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"node exited ({self.process.returncode}):\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code < 500:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"node did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown, nothing flushed."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
