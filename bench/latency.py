@@ -78,7 +78,7 @@ SCRIPTS: list[list[str]] = [
     ],
     [
         "I'd like to make an appointment for Monday.",
-        "Two in the afternoon.",
+        "At two pm, please.",
         "Yes please.",
         "Yes.",
         "What time do you close?",
@@ -196,17 +196,18 @@ class Call:
         return False
 
 
-async def speak_turn(call: Call, index: int, text: str) -> Turn:
-    """Speak one line and wait until the agent's answer has played out."""
+async def speak_turn(call: Call, index: int, text: str) -> Turn | None:
+    """Speak one line and wait until the agent's answer has played out; None if the call is over."""
     pcm = speech_pcm(text)
     frames = frames_of(pcm)
     voiced = last_voiced_frame(frames)
     turn = Turn(call=index, text=text, speech_s=len(pcm) / 2 / 16000)
     spoke_at = time.monotonic()
     call.speak(frames, voiced)
-    await call.wait_until(lambda: call.mark_sent_at is not None, timeout=30)
+    await call.wait_until(lambda: call.mark_sent_at is not None or call.ended(), timeout=30)
     end_of_speech = call.mark_sent_at
-    assert end_of_speech is not None
+    if end_of_speech is None:
+        return None  # the call ended (the agent hung up or transferred) before the line was spoken
 
     def answered() -> bool:
         return bool(call.audio) and call.audio[-1] >= spoke_at
@@ -237,35 +238,42 @@ async def speak_turn(call: Call, index: int, text: str) -> Turn:
 
 async def run_call(
     server: BenchServer, agent_id: str, index: int, lines: list[str], turns: list[Turn]
-) -> tuple[str, list[float]]:
+) -> tuple[str, list[float], list[str]]:
+    """One call speaking ``lines``; returns the call id, the client's send lateness, and the lines left
+    unspoken because the call ended early (e.g. the flow transferred after misheard answers)."""
     info = server.web_call(agent_id)
     call = Call(str(info["websocket_url"]))
     await call.open()
     try:
         # The greeting plays out first (speaking over it would be a barge-in).
         await call.wait_for("bot-stopped-speaking", since=0.0, timeout=60)
-        for text in lines:
-            if call.ended():
-                print(f"  call {index}: the call ended early; skipping {text!r}")
-                break
+        left = list(lines)
+        while left:
             await asyncio.sleep(0.4)  # a natural pause before the caller answers
-            turn = await speak_turn(call, index, text)
+            if call.ended():
+                break
+            turn = await speak_turn(call, index, left[0])
+            if turn is None:
+                break
+            left.pop(0)
             turns.append(turn)
             srv = turn.server
             print(
-                f"  call {index}: {text!r} -> heard {turn.heard!r}: client {fmt_ms(turn.client_ms)} ms; "
+                f"  call {index}: {turn.text!r} -> heard {turn.heard!r}: client {fmt_ms(turn.client_ms)} ms; "
                 f"server total {fmt_ms(srv.get('total_ms'))} = endpointing "
                 f"{fmt_ms(srv.get('endpointing_ms'))} "
                 f"+ stt {fmt_ms(srv.get('stt_ms'))} + agent {fmt_ms(srv.get('agent_first_token_ms'))} "
                 f"+ tts {fmt_ms(srv.get('tts_first_audio_ms'))} {turn.note}"
             )
+        if left:
+            print(f"  call {index}: the agent ended the call early; {len(left)} lines left for a new call")
         if not call.ended():
             if call.ws is not None:
                 call.ws.send("disconnect-bot")
             await call.wait_until(call.ended, timeout=10)
     finally:
         await call.close()
-    return str(info["id"]), call.send_lateness
+    return str(info["id"]), call.send_lateness, left
 
 
 def _row(name: str, values: list[float]) -> str:
@@ -396,10 +404,15 @@ async def main_async(args: argparse.Namespace) -> None:
         started = time.monotonic()
         cpu0, mine0, busy0 = server.cpu_seconds(), process_cpu_seconds(os.getpid()), machine_busy_seconds()
         call_ids = []
-        for i, lines in enumerate(scripts):
-            call_id, late = await run_call(server, agent_id, i, lines, turns)
-            call_ids.append(call_id)
-            lateness += late
+        index = 0
+        for lines in scripts:
+            for _attempt in range(2):  # lines left by a call that ended early go to one more call
+                call_id, late, lines = await run_call(server, agent_id, index, lines, turns)
+                call_ids.append(call_id)
+                lateness += late
+                index += 1
+                if not lines:
+                    break
         load.wall_s = time.monotonic() - started
         load.server_cores = (server.cpu_seconds() - cpu0) / load.wall_s
         load.client_cores = (process_cpu_seconds(os.getpid()) - mine0) / load.wall_s

@@ -64,7 +64,7 @@ export class WebRTCLink {
       if (state === 'failed') this._finish(1006, 'connection_lost', false);
       else if (state === 'closed') this._finish(1000, 'call_ended', true);
     };
-    this._negotiate(token, timeoutMs).catch((error) => this._finish(error.code ?? 1006, error.message, false));
+    this._negotiate(token, timeoutMs).catch((error) => this._finish(error.closeCode ?? 1006, error.message, false));
   }
 
   get bufferedAmount() {
@@ -93,7 +93,7 @@ export class WebRTCLink {
         // not JSON: keep the status
       }
       const error = new Error(detail);
-      error.code = HTTP_CLOSE_CODES[response.status] ?? 1006;
+      error.closeCode = HTTP_CLOSE_CODES[response.status] ?? 1006;
       throw error;
     }
     const answer = await response.json();

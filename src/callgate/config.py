@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     webhooks_backoff_base_s: float = Field(default=5.0, gt=0)
     webhooks_backoff_max_s: float = Field(default=3600.0, gt=0)
     webhooks_poll_interval_s: float = Field(default=0.25, gt=0)
+    webhooks_lease_s: float = Field(default=60.0, gt=0)
+    """How long a node's claim on a delivery lasts; after a crash, the delivery waits this long."""
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Self:

@@ -369,6 +369,7 @@ BAD_WEBHOOK = {"url": "ftp://x", "subscriptions": ["nope"]}
         ({"from_number": FROM, "to_number": "4155550199", "agent": "x"}, {("body", "to_number")}),
         (with_agent(None), {("body", "agent")}),
         (with_agent(7), {("body", "agent")}),
+        (with_agent("a" * 65), {("body", "agent")}),
         (with_agent({"voice": INLINE["voice"]}), {("body", "agent", "prompt")}),
         (
             with_agent({**INLINE, "actions": [{"type": "action_transfer_call"}]}),

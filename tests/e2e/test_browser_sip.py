@@ -56,7 +56,8 @@ window.RAW = %(raw)s;
 window.heard = {seconds: 0, frames: 0};
 window.ended = null;
 window.measure = (stream) => {
-  const sink = new Audio(); sink.srcObject = stream; sink.muted = true; sink.play().catch(() => {});
+  // Chrome feeds a remote track to Web Audio only while a media element plays it unmuted.
+  const sink = new Audio(); sink.srcObject = stream; sink.play().catch(() => {});
   const ctx = new AudioContext();
   const analyser = ctx.createAnalyser(); analyser.fftSize = 1024;
   ctx.createMediaStreamSource(stream).connect(analyser);
@@ -71,7 +72,7 @@ window.measure = (stream) => {
 window.headerLines = (headers) => Object.entries(headers).map(([k, v]) => `${k}: ${v}`);
 
 window.jssipCall = async ({wsUrl, uri, password, target, headers}) => {
-  JsSIP.debug.enable('JsSIP:*');
+  JsSIP.debug.disable('JsSIP:*');
   const ua = new JsSIP.UA({sockets: [new JsSIP.WebSocketInterface(wsUrl)], uri, password, register: true});
   window.ua = ua;
   const registered = new Promise((resolve, reject) => {
@@ -226,7 +227,12 @@ async def browser_page(
 
 
 async def sip_credentials(live: LiveServer, *, via: str) -> tuple[dict[str, Any], dict[str, str], str]:
-    """A web call for the demo agent: (SIP details, the team's auth header, call id)."""
+    """A web call for the demo agent: (SIP details, the team's auth header, call id).
+
+    The speech models are loaded first, so the greeting starts as soon as the call connects and the
+    fake microphone's speech (scripted to start after the greeting) does not talk over it.
+    """
+    assert all(w.ok for w in await asyncio.to_thread(live.runtime.engines.warm_up))
     team = await live.world.team("acme")
     agent_id = await live.flow_agent(team)
     if via == "native":

@@ -89,6 +89,7 @@ async def test_token_is_single_use_and_call_must_be_live(live: LiveServer) -> No
     first = await post_offer(live, call, str(call["token"]), query=True)  # ?token= works too
     assert first.status_code == 200, first.text
     assert first.json()["type"] == "answer" and "a=candidate:" in first.json()["sdp"]
+    assert first.json()["sdp"].endswith("\r\n")  # browsers refuse an SDP whose last line is cut
     again = await post_offer(live, call, str(call["token"]))
     assert (again.status_code, problem(again)) == (409, "token_reused")
     # Nobody connects to the answer: the call fails once the connect timeout passes.

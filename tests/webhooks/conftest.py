@@ -28,6 +28,7 @@ FAST: dict[str, object] = {
     "webhooks_poll_interval_s": 0.02,
     "webhooks_timeout_s": 1.0,
     "webhooks_max_attempts": 4,
+    "webhooks_lease_s": 3.0,
 }
 
 

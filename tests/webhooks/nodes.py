@@ -32,12 +32,15 @@ class Node:
             "CALLGATE_LOG_JSON": "false",
             "CALLGATE_LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(ROOT / "src"),
-            **{f"CALLGATE_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v) for k, v in settings.items()},
+            **{
+                f"CALLGATE_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)
+                for k, v in settings.items()
+            },
         }
         self.log = data_dir / f"node-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, timeout: float = 60.0) -> Self:
+    def start(self, *, timeout: float = 180.0) -> Self:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable, "-m", "uvicorn", "callgate.app:create_app", "--factory",
@@ -48,7 +51,9 @@ class Node:
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"node exited ({self.process.returncode}):\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"node exited ({self.process.returncode}):\n{self.log.read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code < 500:
                     return self

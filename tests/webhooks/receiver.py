@@ -118,9 +118,7 @@ class Receiver:
 
     def start(self) -> None:
         """Listen (again) on the receiver's port."""
-        app = Starlette(
-            routes=[Route("/{path:path}", self._handle, methods=["GET", "POST", "PUT", "PATCH"])]
-        )
+        app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET", "POST", "PUT", "PATCH"])])
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -160,5 +158,7 @@ class Receiver:
             if len(hits) >= count:
                 return hits
             if time.monotonic() > deadline:
-                raise AssertionError(f"wanted {count} hits, got {len(hits)}: {[h.payload.get('type') for h in hits]}")
+                raise AssertionError(
+                    f"wanted {count} hits, got {len(hits)}: {[h.payload.get('type') for h in hits]}"
+                )
             await asyncio.sleep(0.02)

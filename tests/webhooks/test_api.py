@@ -35,7 +35,9 @@ async def test_endpoint_crud_and_the_secret_shown_once(world: World) -> None:
     r = await world.client.delete(f"/v1/webhook-endpoints/{created['id']}", headers=team.auth())
     assert r.status_code == 204
     assert_problem(
-        await world.client.get(f"/v1/webhook-endpoints/{created['id']}", headers=team.auth()), 404, "not_found"
+        await world.client.get(f"/v1/webhook-endpoints/{created['id']}", headers=team.auth()),
+        404,
+        "not_found",
     )
     assert (await world.client.get("/v1/webhook-endpoints", headers=team.auth())).json()["data"] == []
 
@@ -98,7 +100,9 @@ async def test_bad_input_elsewhere_is_a_problem_never_a_500(world: World) -> Non
     for method, path, body, status in cases:
         r = await world.client.request(method, path, json=body, headers=team.auth())
         assert_problem(r, status)
-    r = await world.client.post(base + "/rotate-secret", content=b"{", headers={**team.auth(), "content-type": "application/json"})
+    r = await world.client.post(
+        base + "/rotate-secret", content=b"{", headers={**team.auth(), "content-type": "application/json"}
+    )
     assert_problem(r, 400, "malformed_json")
 
 
@@ -174,9 +178,13 @@ async def test_deliveries_list_filters_and_pages(world: World) -> None:
     by_endpoint = await get(f"/v1/webhook-deliveries?endpoint_id={endpoint['id']}", headers=team.auth())
     assert len(by_endpoint.json()["data"]) == 3
     page = (await get("/v1/webhook-deliveries?limit=2", headers=team.auth())).json()
-    rest = (await get(f"/v1/webhook-deliveries?limit=2&cursor={page['next_cursor']}", headers=team.auth())).json()
+    rest = (
+        await get(f"/v1/webhook-deliveries?limit=2&cursor={page['next_cursor']}", headers=team.auth())
+    ).json()
     assert len(page["data"]) == 2 and len(rest["data"]) == 1 and rest["next_cursor"] is None
     ids = {d["id"] for d in page["data"] + rest["data"]}
     assert len(ids) == 3
-    future = (await get("/v1/webhook-deliveries?created_after=2999-01-01T00:00:00Z", headers=team.auth())).json()
+    future = (
+        await get("/v1/webhook-deliveries?created_after=2999-01-01T00:00:00Z", headers=team.auth())
+    ).json()
     assert future["data"] == []

@@ -148,7 +148,9 @@ async def test_secret_rotation_signs_with_both_during_the_overlap(
     team = await world.team("acme")
     endpoint = await add_endpoint(world, team, receiver.url, events=["call.created"])
     r = await world.client.post(
-        f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret", json={"overlap_s": overlap_s}, headers=team.auth()
+        f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret",
+        json={"overlap_s": overlap_s},
+        headers=team.auth(),
     )
     assert r.status_code == 200, r.text
     rotated = r.json()
@@ -170,9 +172,13 @@ async def test_agent_and_call_urls_are_destinations_signed_with_the_team_secret(
 ) -> None:
     team = await world.team("acme")
     agent_url, call_url = receiver.url + "/agent", receiver.url + "/call"
-    r = await world.client.patch(f"/v1/agents/{team.agent_id}", json={"webhook_url": agent_url}, headers=team.auth())
+    r = await world.client.patch(
+        f"/v1/agents/{team.agent_id}", json={"webhook_url": agent_url}, headers=team.auth()
+    )
     assert r.status_code == 200, r.text
-    r = await world.client.post("/v1/webhook-signing-secret/rotate", json={"overlap_s": 0}, headers=team.auth())
+    r = await world.client.post(
+        "/v1/webhook-signing-secret/rotate", json={"overlap_s": 0}, headers=team.auth()
+    )
     receiver.secrets = {"team": r.json()["secret"]}
     await new_call(world, team, webhook_url=call_url)
     await new_call(world, team, webhook_url=agent_url)  # the same URL twice: one delivery
@@ -201,3 +207,74 @@ async def test_event_and_agent_filters(world: World, receiver: Receiver) -> None
     await asyncio.sleep(0.3)
     assert len(receiver.all()) == 1
     assert hit.path == "/hooks/a" and hit.payload["data"]["id"] == second
+
+
+async def test_replay_a_call_or_a_time_range_with_the_same_webhook_ids(
+    world: World, receiver: Receiver
+) -> None:
+    team = await world.team("acme")
+    lifecycle = ["call.created", "call.started", "transcript.final", "call.ended"]
+    endpoint = await add_endpoint(world, team, receiver.url, events=lifecycle)
+    receiver.secrets = {"endpoint": endpoint["secret"]}
+    first, second = await new_call(world, team), await new_call(world, team)
+    await run_call(world, team, first)
+    originals = await receiver.wait_for(6)
+    first_ids = [h.id for h in originals if _call_of(h.payload) == first]
+    assert len(first_ids) == 5
+
+    r = await world.client.post("/v1/webhook-replays", json={"call_id": first}, headers=team.auth())
+    assert r.status_code == 202 and r.json() == {"deliveries": 5}
+    hits = await receiver.wait_for(11)
+    assert [h.id for h in hits[6:]] == first_ids  # in order, same ids, signed again
+    assert all(h.verified_by == ["endpoint"] for h in hits)
+
+    r = await world.client.post(
+        "/v1/webhook-replays",
+        json={
+            "created_after": "2000-01-01T00:00:00Z",
+            "created_before": "2999-01-01T00:00:00Z",
+            "event_types": ["call.created"],
+            "endpoint_id": endpoint["id"],
+        },
+        headers=team.auth(),
+    )
+    assert r.json() == {"deliveries": 2}
+    hits = await receiver.wait_for(13)
+    assert sorted(_call_of(h.payload) for h in hits[11:]) == sorted([first, second])
+
+
+async def test_deleting_an_endpoint_cancels_its_pending_deliveries(world: World, receiver: Receiver) -> None:
+    team = await world.team("acme")
+    receiver.default = Reply(status=503)
+    endpoint = await add_endpoint(world, team, receiver.url, events=["call.created"])
+    await new_call(world, team)
+    await receiver.wait_for(1, acked=False)
+    r = await world.client.delete(f"/v1/webhook-endpoints/{endpoint['id']}", headers=team.auth())
+    assert r.status_code == 204
+    delivery = await _wait_status(world, team, "cancelled")
+    assert delivery["last_error"] == "the endpoint was deleted"
+    seen = len(receiver.all())
+    await asyncio.sleep(0.4)
+    assert len(receiver.all()) == seen
+    r = await world.client.post(f"/v1/webhook-deliveries/{delivery['id']}/retry", headers=team.auth())
+    assert r.status_code == 404  # its endpoint is gone
+
+
+async def test_recording_available_follows_the_end(world: World, receiver: Receiver) -> None:
+    team = await world.team("acme")
+    await add_endpoint(world, team, receiver.url, events=["call.ended", "call.recording.available"])
+    call_id = await new_call(world, team)
+    await run_call(world, team, call_id, recording="/tmp/none.wav")
+    hits = await receiver.wait_for(2)
+    assert types_of(hits) == ["call.ended", "call.recording.available"]
+    assert hits[1].payload["data"]["recording_url"] == f"/v1/calls/{call_id}/recording"
+
+
+async def test_retrying_a_pending_delivery_is_a_conflict(world: World, receiver: Receiver) -> None:
+    team = await world.team("acme")
+    receiver.default = Reply(status=500)
+    await add_endpoint(world, team, receiver.url, events=["call.created"])
+    await new_call(world, team)
+    delivery = await _wait_status(world, team, "pending")
+    r = await world.client.post(f"/v1/webhook-deliveries/{delivery['id']}/retry", headers=team.auth())
+    assert r.status_code == 409 and r.headers["content-type"].startswith("application/problem+json")

@@ -119,8 +119,10 @@ async def test_two_processes_draining_one_outbox_deliver_each_event_once(
         await world.client.post(f"/v1/calls/{call_id}/end", headers=team.auth())
     total = sum((await _statuses(world)).values())
     assert total == 40 * 2 * 2  # two events, two destinations
-    receiver.default = Reply(delay=0.01)
-    nodes = [Node(database_url, tmp_path / f"n{i}", **FAST) for i in range(2)]
+    # Generous timeouts and leases: this test is about claims, not about a slow receiver (a request that
+    # times out but was processed is sent again: delivery is at least once).
+    settings = {**FAST, "webhooks_timeout_s": 10, "webhooks_lease_s": 60}
+    nodes = [Node(database_url, tmp_path / f"n{i}", **settings) for i in range(2)]
     await asyncio.gather(*(asyncio.to_thread(n.start) for n in nodes))
     try:
 
@@ -135,16 +137,6 @@ async def test_two_processes_draining_one_outbox_deliver_each_event_once(
     per_destination = Counter((h.path, h.id) for h in hits)
     assert len(per_destination) == total
     doubled = [k for k, n in per_destination.items() if n > 1]
-    if doubled:
-        from callgate.store.models_webhooks import WebhookAttempt
-        async with world.runtime.db.read() as s:
-            for path, mid in doubled[:3]:
-                ev = (await s.execute(select(WebhookEvent).where(WebhookEvent.id == mid))).scalar_one()
-                ds = (await s.execute(select(WebhookDelivery).where(WebhookDelivery.event_seq == ev.seq))).scalars().all()
-                for d in ds:
-                    at = (await s.execute(select(WebhookAttempt).where(WebhookAttempt.delivery_id == d.id))).scalars().all()
-                    print("DBG", path, d.url, d.attempts, [(a.number, a.status_code, a.error, a.started_at.isoformat(), a.duration_ms) for a in at])
-                print("DBG hits", [(h.path, h.status, h.at) for h in receiver.all() if h.id == mid])
     assert all(n == 1 for n in per_destination.values()), doubled
     for path in ("/hooks", "/hooks/agent"):
         order = [h.payload for h in hits if h.path == path]

@@ -45,7 +45,9 @@ def test_allowed_networks_are_exceptions() -> None:
     policy = OutboundPolicy.of(allow_private=False, allowed_networks=["10.1.2.0/24"])
     assert refusal("10.1.2.3", policy) is None
     assert refusal("10.1.3.3", policy) is not None
-    assert refusal("169.254.169.254", OutboundPolicy.of(allow_private=False, allowed_networks=["169.254.0.0/16"]))
+    assert refusal(
+        "169.254.169.254", OutboundPolicy.of(allow_private=False, allowed_networks=["169.254.0.0/16"])
+    )
 
 
 def fake_dns(table: dict[str, list[str]]) -> OutboundPolicy:

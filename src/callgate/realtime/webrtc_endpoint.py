@@ -15,9 +15,8 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, FastAPI, Header, Request
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from callgate.api.schemas.common import Strict
 from callgate.auth import tokens
 from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason
@@ -42,12 +41,17 @@ log = logging.getLogger(__name__)
 TOKEN_STATUS: dict[type[CallgateError], int] = {TokenMismatch: 403, TokenReused: 409, TokenExpired: 410}
 
 
-class SessionDescription(Strict):
+class SessionDescription(BaseModel):
+    """The browser's ``RTCSessionDescription`` (``pc.localDescription`` as JSON). Not stripped:
+    SDP lines end with CRLF, the last one too."""
+
+    model_config = ConfigDict(extra="forbid")
+
     sdp: str = Field(min_length=1, max_length=MAX_SDP_CHARS)
     type: Literal["offer"]
 
 
-class SessionDescriptionAnswer(Strict):
+class SessionDescriptionAnswer(BaseModel):
     sdp: str
     type: Literal["answer"] = "answer"
 

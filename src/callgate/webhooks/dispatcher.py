@@ -47,6 +47,13 @@ class RetryPolicy:
     max_attempts: int = 8
     base_s: float = 5.0
     max_s: float = 3600.0
+    lease_s: float = 60.0
+    """How long a claim holds a delivery: longer than an attempt plus its write can take. A node that
+    dies mid-delivery delays that delivery by up to this much."""
+
+    def __post_init__(self) -> None:
+        if self.lease_s <= self.timeout_s:
+            raise ValueError("the lease must be longer than the attempt timeout")
 
     def delay(
         self, attempt: int, *, retry_after_s: float | None = None, rng: random.Random | None = None
@@ -56,11 +63,6 @@ class RetryPolicy:
             return min(max(retry_after_s, 0.0), self.max_s)
         ceiling = min(self.max_s, self.base_s * 2.0 ** (attempt - 1))
         return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
-
-    @property
-    def lease_s(self) -> float:
-        """How long a claim holds a delivery: the attempt's time bound plus room for the write."""
-        return self.timeout_s * 1.5 + 2
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -140,8 +142,12 @@ class Dispatcher:
         # A read first: an idle outbox costs no write transaction (SQLite's writer lock stays free).
         if not await self._db_read(lambda s: deliveries.any_due(s, now=now)):
             return 0
+        # The time is read when the claim runs, not when it was queued: a lease counted from a
+        # moment spent waiting for the writer could expire before the attempt even starts.
         batch = await self._db.write(
-            lambda s: deliveries.claim(s, now=now, limit=self._batch, lease_s=self.retry.lease_s)
+            lambda s: deliveries.claim(
+                s, now=self._clock.now(), limit=self._batch, lease_s=self.retry.lease_s
+            )
         )
         if batch:
             await asyncio.gather(*(self._deliver(item) for item in batch))
@@ -154,14 +160,13 @@ class Dispatcher:
     async def _deliver(self, item: Claimed) -> None:
         async with self._sem:
             result = await self._attempt(item)
-        now = self._clock.now()
         delay = self.retry.delay(item.number, retry_after_s=result.retry_after_s)
         status = await self._db.write(
             lambda s: deliveries.complete(
                 s,
                 claimed=item,
                 result=result,
-                now=now,
+                now=self._clock.now(),
                 max_attempts=self.retry.max_attempts,
                 next_delay_s=delay,
             )

@@ -49,10 +49,13 @@ class WebhookService:
                 max_attempts=settings.webhooks_max_attempts,
                 base_s=settings.webhooks_backoff_base_s,
                 max_s=settings.webhooks_backoff_max_s,
+                lease_s=settings.webhooks_lease_s,
             ),
             poll_interval_s=settings.webhooks_poll_interval_s,
         )
-        self.analysis = AnalysisWorker(db=db, clock=clock, llm_for=llm_for)
+        self.analysis = AnalysisWorker(
+            db=db, clock=clock, llm_for=llm_for, retry_s=settings.webhooks_backoff_base_s * 6
+        )
         self._poll_s = settings.webhooks_poll_interval_s
         self._analysis_task: asyncio.Task[None] | None = None
 

@@ -29,7 +29,7 @@ from callgate.domain import calls, telephony, vocode_agents
 from callgate.domain.lifecycle import EndReason
 from callgate.errors import CallgateError, NotFound, ValidationFailed
 from callgate.runtime import Runtime
-from callgate.store.models import Agent
+from callgate.store.models import Agent, Call
 
 PREFIX = "/dialects/vocode"
 router = APIRouter(prefix=PREFIX, tags=["dialect: vocode"])
@@ -93,7 +93,7 @@ async def create_call(
     now = runtime.clock.now()
     deadline = now + timedelta(seconds=runtime.settings.join_deadline_s)
 
-    async def job(s: AsyncSession) -> str:
+    async def job(s: AsyncSession) -> Call:
         chosen = agent_id
         if inline is not None:
             created, _ = await vocode_agents.create_vocode_agent(
@@ -112,15 +112,16 @@ async def create_call(
         call, _ = await telephony.place_phone_call(
             s, team_id=principal.team_id, spec=spec, now=now, join_deadline=deadline
         )
-        return call.id
+        return call
 
     try:
-        call_id = await runtime.db.write(job)
+        call = await runtime.db.write(job)
     except NotFound:
         raise NotFound(f"Agent {agent} not found") from None
-    runtime.metrics.calls_created.labels(transport=telephony.PHONE_TRANSPORT).inc()
-    runtime.metrics.calls_ended.labels(reason=EndReason.TELEPHONY_UNAVAILABLE.value).inc()
-    return await _view(runtime, team_id=principal.team_id, call_id=call_id)
+    runtime.metrics.calls_created.labels(transport=call.transport).inc()
+    if call.end_reason is not None:  # not placed (no telephony yet)
+        runtime.metrics.calls_ended.labels(reason=call.end_reason).inc()
+    return await _view(runtime, team_id=principal.team_id, call_id=call.id)
 
 
 @router.get("/v1/calls", operation_id="vocodeGetCall")

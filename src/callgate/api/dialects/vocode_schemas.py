@@ -36,14 +36,6 @@ VOICE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 """Voice types and the field each needs (the voice's name in its engine)."""
 
-ACTION_TYPES = (
-    "action_end_conversation",
-    "action_transfer_call",
-    "action_dtmf",
-    "action_add_to_conference",
-    "action_set_hold",
-    "action_external",
-)
 NEEDS_PHONE_NUMBER = ("action_transfer_call", "action_add_to_conference")
 
 
@@ -164,7 +156,7 @@ def _plain(loc: tuple[int | str, ...]) -> list[int | str]:
 
 def parse_agent(value: Any) -> str | AgentParams:
     """``agent`` as an id (a string) or an inline agent; errors located under ``body.agent``."""
-    if isinstance(value, str) and value.strip():
+    if isinstance(value, str) and 0 < len(value.strip()) <= 64:
         return value.strip()
     if not isinstance(value, dict):
         raise ValidationFailed(
@@ -172,7 +164,7 @@ def parse_agent(value: Any) -> str | AgentParams:
             errors=[
                 {
                     "loc": ["body", "agent"],
-                    "msg": "Input should be an agent id or an agent object",
+                    "msg": "Input should be an agent id (at most 64 characters) or an agent object",
                     "type": "model_type",
                 }
             ],

@@ -10,6 +10,7 @@ See docs/dialects/voicehub.md.
 from __future__ import annotations
 
 import asyncio
+import logging
 from enum import StrEnum
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -42,6 +43,7 @@ from callgate.errors import (
 from callgate.runtime import Runtime
 from callgate.store.models import Agent
 
+log = logging.getLogger(__name__)
 PREFIX = "/dialects/voicehub"
 CREATE_PATH = "/calls/public/create-web-call"
 router = APIRouter(prefix=PREFIX, tags=["dialect: voicehub"])
@@ -150,10 +152,16 @@ async def check_agent(runtime: Runtime, principal: Principal, agent_id: str, mod
             raise NotFound(f"no agent with id {agent_id!r}")
         async with runtime.db.read() as s:
             agent = await get_agent(s, team_id=principal.team_id, agent_id=agent_id)
+    except NotFound as exc:
+        raise BadRequest(f"Misconfigured agent: {exc.detail}") from exc
+    try:
         # Off the event loop: the first call of a process may load speech models.
         await asyncio.to_thread(_engines_ready, runtime, agent, mode)
-    except (NotFound, ConfigError, ProviderError, ValidationFailed) as exc:
+    except (ConfigError, ProviderError, ValidationFailed) as exc:
         raise BadRequest(f"Misconfigured agent: {exc.detail}") from exc
+    except Exception as exc:  # an engine that does not build (a broken install, a missing model)
+        log.warning("agent %s: engines do not build: %r", agent_id, exc)
+        raise BadRequest(f"Misconfigured agent: its engines cannot be built ({type(exc).__name__})") from exc
 
 
 # ------------------------------------------------------------------------------------------ routes
