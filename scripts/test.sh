@@ -8,7 +8,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 
 # shellcheck disable=SC2046  # word splitting intended: zero or one package name
-apt_install_missing postgresql:initdb redis-server chromium espeak-ng sox nodejs:node npm \
+apt_install_missing postgresql:initdb redis-server chromium espeak-ng sox nodejs:node npm iproute2:ip util-linux:unshare \
   $(venv_package_if_missing) \
   || die "install the Debian packages above, then run this again"
 ensure_venv dev speech piper

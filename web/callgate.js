@@ -303,6 +303,7 @@ export class Call extends EventTarget {
       case 'bot-started-speaking':
       case 'bot-stopped-speaking':
         this.agentSpeaking = type === 'bot-started-speaking';
+        if (this.agentSpeaking) this._remoteAudio?.resume();
         // In the audio modes each stretch of agent speech is one transcript turn. LLM text
         // that arrived before the speech started belongs to the turn that starts now.
         if (this.mode !== 'text' && (!this.agentSpeaking || this._agent.tts)) this._finishAgentTurn(false);
@@ -329,6 +330,7 @@ export class Call extends EventTarget {
       case 'bot-interrupted':
         this.stats.flushes += 1;
         this._audio.flush();
+        this._remoteAudio?.hold(); // webrtc: drop what is still in the jitter buffer
         this._finishAgentTurn(true);
         this._emit('interrupted', {});
         break;

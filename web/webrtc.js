@@ -163,7 +163,11 @@ function gathered(pc, timeoutMs) {
 
 /**
  * Plays the agent's stream through an <audio> element (so the browser's echo canceller hears it)
- * and taps it with the capture worklet for levels: `onChunk` gets 20 ms of 16 kHz PCM16.
+ * and taps what is played with the capture worklet: `onChunk` gets 20 ms of 16 kHz PCM16.
+ *
+ * `hold()` silences playback at once (barge-in: the server has stopped sending, but up to the
+ * jitter buffer's worth of the interrupted words is still in flight); `resume()` undoes it when the
+ * agent starts speaking again.
  */
 export class RemoteAudio {
   constructor({ context, stream, onChunk }) {
@@ -171,6 +175,7 @@ export class RemoteAudio {
     this.element.autoplay = true;
     this.element.srcObject = stream;
     this.source = context.createMediaStreamSource(stream);
+    this.gain = context.createGain();
     this.node = new AudioWorkletNode(context, 'callgate-capture', {
       numberOfInputs: 1,
       numberOfOutputs: 1,
@@ -178,22 +183,33 @@ export class RemoteAudio {
       processorOptions: { targetRate: 16000, chunkMs: 20 },
     });
     this.node.port.onmessage = (event) => onChunk(event.data.pcm);
-    this.source.connect(this.node);
+    this.source.connect(this.gain);
+    this.gain.connect(this.node);
     this.node.connect(context.destination); // renders silence; keeps the tap running
-    this.fallback = null;
+    this.fallback = false;
     this.element.play().catch(() => {
       // Autoplay refused (no user gesture yet): play through the AudioContext instead.
-      this.fallback = context.createMediaStreamSource(stream);
-      this.fallback.connect(context.destination);
+      this.fallback = true;
+      this.gain.connect(context.destination);
     });
+  }
+
+  hold() {
+    this.element.muted = true;
+    this.gain.gain.value = 0;
+  }
+
+  resume() {
+    this.element.muted = false;
+    this.gain.gain.value = 1;
   }
 
   release() {
     this.node.port.postMessage({ type: 'stop' });
     this.node.port.onmessage = null;
     this.node.disconnect();
+    this.gain.disconnect();
     this.source.disconnect();
-    this.fallback?.disconnect();
     this.element.srcObject = null;
   }
 }

@@ -83,7 +83,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             return FileResponse(web / "index.html")
 
     app.add_middleware(
-        BrowserCORS, paths=lambda p: p.startswith(BROWSER_PATHS), origin_allowed=runtime.origins.allows
+        BrowserCORS,
+        paths=lambda p: p.startswith(BROWSER_PATHS) or p.endswith("/webrtc/offer"),
+        origin_allowed=runtime.origins.allows,
     )
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(RequestLog, metrics=runtime.metrics)

@@ -51,7 +51,12 @@ async ({url, token, iceServers, microphone}) => {
   window.events = [];
   const call = await sdk.connect({
     transport: 'webrtc', url, token, iceServers, mode: 'audio', microphone,
-    onEvent: (name, detail) => window.events.push({name, detail, t: performance.now()}),
+    onEvent: (name, detail) => {
+      window.events.push({name, detail, t: performance.now()});
+      // What the caller had heard just after a barge-in (the tap lags by one 20 ms chunk).
+      const heard = () => (window.heardAtCut = window.call.stats.nonSilentSamplesReceived);
+      if (name === 'interrupted') setTimeout(heard, 60);
+    },
   });
   window.call = call;
   // An independent meter on what the agent's track delivers: RMS every 20 ms.
@@ -212,7 +217,8 @@ async def case_barge_in(child: LiveServer, tmp_path: Path) -> None:
     speech = make_speech_wav(
         "Wait, wait. I need to talk to a person please.", tmp_path / "s.wav", engine="piper"
     )
-    mic = concat_wavs([2.5, speech, 8.0], tmp_path / "mic.wav")  # talks over the greeting
+    # Talks over the greeting (the microphone opens before the offer is sent: joining takes ~1-3 s).
+    mic = concat_wavs([5.0, speech, 8.0], tmp_path / "mic.wav")
     team = await live.world.team("acme")
     agent_id = await live.flow_agent(team)
     call = await live.web_call(team, agent_id, transport="webrtc")
@@ -222,12 +228,15 @@ async def case_barge_in(child: LiveServer, tmp_path: Path) -> None:
         cut = await wait_event(page, "interrupted", timeout=20)
         await asyncio.sleep(1.6)  # the caller is still talking: the agent has nothing new to say yet
         before = await loud_seconds(page, cut["t"] - 1000, cut["t"])
-        after = await loud_seconds(page, cut["t"] + 250, cut["t"] + 1500)
+        on_the_wire = await loud_seconds(page, cut["t"] + 500, cut["t"] + 1500)
+        heard_at_cut = await page.evaluate("() => window.heardAtCut")
+        timeline = await page.evaluate("() => window.events.map((e) => [Math.round(e.t), e.name])")
         stats = await page.evaluate("() => window.call.stats")
         await page.evaluate("() => window.call.hangup()")
         await wait_event(page, "ended", timeout=10)
-    assert before >= 0.3  # the agent was speaking when the caller cut in...
-    assert after == 0.0  # ...and its audio stopped at once (the server flushed its track)
+    assert before >= 0.3, timeline  # the agent was speaking when the caller cut in...
+    assert on_the_wire == 0.0  # ...the server stopped sending (Chrome's jitter buffer may hold ~0.3 s)...
+    assert stats["nonSilentSamplesReceived"] == heard_at_cut  # ...and the SDK played none of what was left
     assert stats["flushes"] >= 1
 
     body = await settled_call(live, team.auth(), str(call["id"]))

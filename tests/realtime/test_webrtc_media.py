@@ -14,11 +14,13 @@ from aiortc.codecs import PCMU_CODEC
 from aiortc.rtp import RtpPacket
 
 from callgate.pipeline.audio import tone
+from callgate.realtime import rtvi
 from callgate.realtime.media import DtmfEvent, MediaState, OfferRejected, PeerMedia
 from callgate.realtime.media.dtmf import DtmfReceiver
 from callgate.realtime.media.inbound import InboundAudio
 from callgate.realtime.media.outbound import OutboundAudioTrack
 from callgate.realtime.media.sdp import check_offer
+from callgate.realtime.transports.webrtc import WebRTCTransport
 from tests.e2e.browser import dominant_frequency
 from tests.realtime.webrtc_client import CallerTrack, loopback_ice
 
@@ -225,3 +227,24 @@ def test_offers_we_cannot_answer() -> None:
         check_offer("v=0\r\nm=audio 9 RTP/AVP 0\r\n")  # plain RTP: no ICE, no DTLS
     with pytest.raises(OfferRejected):
         check_offer("not sdp at all")
+
+
+async def test_the_transport_flushes_on_barge_in() -> None:
+    """``bot-interrupted`` empties the outgoing track before the message leaves (before the peer
+    even connects, the queue is there to be emptied)."""
+    peer = RTCPeerConnection()
+    peer.addTransceiver("audio", direction="sendrecv")
+    await peer.setLocalDescription(await peer.createOffer())
+    transport = WebRTCTransport()
+    media = PeerMedia(on_audio=transport.audio_received, on_state=transport.state_changed)
+    transport.attach(media)
+    try:
+        await media.answer(peer.localDescription.sdp)
+        await transport.send_audio(tone(1000, media.output_rate))
+        await transport.send_message(rtvi.message("bot-tts-text", {"text": "bot-interrupted"}))
+        assert media.outbound_stats is not None and media.outbound_stats.flushed_frames == 0
+        await transport.send_message(rtvi.message("bot-interrupted"))
+        assert media.outbound_stats.flushed_frames == 50
+    finally:
+        await peer.close()
+        await media.close()

@@ -8,7 +8,13 @@ from typing import Any
 from callgate.domain.lifecycle import EndReason
 from callgate.flows.demo import DEMO_FLOW
 from tests.conftest import Team, World
-from tests.providers.fake_openai import FakeOpenAI, fake_openai, openai_server, text_events, tool_events  # noqa: F401
+from tests.providers.fake_openai import (  # noqa: F401 - fixtures
+    FakeOpenAI,
+    fake_openai,
+    openai_server,
+    text_events,
+    tool_events,
+)
 from tests.providers.fake_openai import Reply as LLMReply
 from tests.webhooks.conftest import add_endpoint, new_call, run_call
 from tests.webhooks.receiver import Receiver
@@ -88,7 +94,9 @@ async def _prompt_agent(world: World, team: Team, fake: FakeOpenAI) -> str:
 
 
 async def test_a_prompt_call_is_analysed_by_the_llm_with_the_agent_s_schema(
-    world: World, receiver: Receiver, fake_openai: FakeOpenAI
+    world: World,
+    receiver: Receiver,
+    fake_openai: FakeOpenAI,  # noqa: F811
 ) -> None:
     team = await world.team("acme")
     agent_id = await _prompt_agent(world, team, fake_openai)
@@ -122,7 +130,9 @@ async def test_a_prompt_call_is_analysed_by_the_llm_with_the_agent_s_schema(
 
 
 async def test_an_llm_answer_outside_the_schema_is_retried_then_stored_as_failed(
-    world: World, receiver: Receiver, fake_openai: FakeOpenAI
+    world: World,
+    receiver: Receiver,
+    fake_openai: FakeOpenAI,  # noqa: F811
 ) -> None:
     team = await world.team("acme")
     agent_id = await _prompt_agent(world, team, fake_openai)
@@ -144,7 +154,9 @@ async def test_an_llm_answer_outside_the_schema_is_retried_then_stored_as_failed
 
 
 async def test_the_next_attempt_succeeds_after_a_bad_answer(
-    world: World, receiver: Receiver, fake_openai: FakeOpenAI
+    world: World,
+    receiver: Receiver,
+    fake_openai: FakeOpenAI,  # noqa: F811
 ) -> None:
     team = await world.team("acme")
     agent_id = await _prompt_agent(world, team, fake_openai)

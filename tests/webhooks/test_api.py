@@ -11,6 +11,7 @@ from tests.conftest import World
 from tests.webhooks.conftest import WorldFactory, add_endpoint, new_call
 
 URL = "http://127.0.0.1:9/hooks"
+EARLY, LATE = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
 
 
 async def test_endpoint_crud_and_the_secret_shown_once(world: World) -> None:
@@ -85,7 +86,7 @@ async def test_bad_input_elsewhere_is_a_problem_never_a_500(world: World) -> Non
         ("POST", base + "/rotate-secret", {"overlap_s": 10**9}, 422),
         ("POST", "/v1/webhook-replays", {}, 422),
         ("POST", "/v1/webhook-replays", {"created_after": "2026-01-01T00:00:00"}, 422),
-        ("POST", "/v1/webhook-replays", {"created_after": "2026-01-02T00:00:00Z", "created_before": "2026-01-01T00:00:00Z"}, 422),
+        ("POST", "/v1/webhook-replays", {"created_after": LATE, "created_before": EARLY}, 422),
         ("POST", "/v1/webhook-replays", {"call_id": "call_nope"}, 404),
         ("GET", "/v1/webhook-deliveries?status=bogus", None, 422),
         ("GET", "/v1/webhook-deliveries?created_after=2026-01-01T00:00:00", None, 422),
@@ -93,7 +94,7 @@ async def test_bad_input_elsewhere_is_a_problem_never_a_500(world: World) -> Non
         ("GET", "/v1/webhook-deliveries?limit=0", None, 422),
         ("POST", "/v1/webhook-deliveries/whd_nope/retry", None, 404),
         ("PUT", f"/v1/agents/{team.agent_id}/analysis-plan", {"data_schema": {"type": "string"}}, 422),
-        ("PUT", f"/v1/agents/{team.agent_id}/analysis-plan", {"data_schema": {"type": "object", "$ref": "#"}}, 422),
+        ("PUT", f"/v1/agents/{team.agent_id}/analysis-plan", {"data_schema": {"$ref": "#"}}, 422),
         ("GET", f"/v1/agents/{team.agent_id}/analysis-plan", None, 404),
         ("POST", "/v1/web-calls", {"agent_id": team.agent_id, "webhook_url": "nope"}, 422),
     ]  # fmt: skip

@@ -15,8 +15,10 @@ LOOSE = OutboundPolicy(allow_private=True)
 REFUSED = [
     "10.0.0.1", "10.255.255.255", "172.16.0.1", "172.31.255.254", "192.168.1.1",  # RFC 1918
     "127.0.0.1", "127.8.9.10", "0.0.0.0",  # loopback, unspecified
-    "169.254.1.1", "100.64.0.1", "198.18.0.1", "224.0.0.1", "240.0.0.1",  # link-local, CGNAT, bench, multicast, reserved
-    "::1", "::", "fe80::1", "fd12:3456::1", "fc00::1", "fec0::1", "ff02::1",  # IPv6 loopback, link-local, ULA …
+    "169.254.1.1", "100.64.0.1", "198.18.0.1",  # link-local, CGNAT, benchmarking
+    "224.0.0.1", "240.0.0.1",  # multicast, reserved
+    "::1", "::", "fe80::1", "fd12:3456::1", "fc00::1",  # IPv6 loopback, unspecified, link-local, ULA
+    "fec0::1", "ff02::1",  # site-local, multicast
     "::ffff:10.0.0.1", "::ffff:127.0.0.1",  # IPv4-mapped
     "64:ff9b::a00:1", "2002:a00:1::1",  # NAT64 and 6to4 carrying 10.0.0.1
     "fe80::1%eth0",  # a zone id

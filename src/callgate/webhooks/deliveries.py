@@ -139,44 +139,46 @@ def _finish(row: WebhookDelivery, status: DeliveryStatus, *, now: datetime, erro
 async def complete(
     session: AsyncSession,
     *,
-    claimed: Claimed,
-    result: AttemptResult,
+    results: list[tuple[Claimed, AttemptResult, float]],
     now: datetime,
     max_attempts: int,
-    next_delay_s: float,
-) -> str:
-    """Record the attempt and move the delivery on: succeeded, retry at ``now + next_delay_s``, or dead.
-
-    Returns the delivery's status. A row changed meanwhile (retried by hand) only gets the attempt.
-    """
-    session.add(
-        WebhookAttempt(
-            delivery_id=claimed.id,
-            number=claimed.number,
-            url=claimed.url,
-            started_at=result.started_at,
-            duration_ms=result.duration_ms,
-            status_code=result.status_code,
-            error=result.error[:500] if result.error else None,
-            response_excerpt=result.excerpt,
+) -> list[str]:
+    """Record attempts ``(claimed, result, next_delay_s)`` and move each delivery on: succeeded, retried
+    at ``now + next_delay_s``, or dead. Returns their statuses. A row changed meanwhile (retried by hand,
+    or re-claimed after its lease ran out) only gets the attempt."""
+    ids = [claimed.id for claimed, _, _ in results]
+    stmt = select(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).with_for_update()
+    rows = {row.id: row for row in (await session.execute(stmt)).scalars()}
+    statuses: list[str] = []
+    for claimed, result, next_delay_s in results:
+        session.add(
+            WebhookAttempt(
+                delivery_id=claimed.id,
+                number=claimed.number,
+                url=claimed.url,
+                started_at=result.started_at,
+                duration_ms=result.duration_ms,
+                status_code=result.status_code,
+                error=result.error[:500] if result.error else None,
+                response_excerpt=result.excerpt,
+            )
         )
-    )
-    stmt = select(WebhookDelivery).where(WebhookDelivery.id == claimed.id).with_for_update()
-    row = (await session.execute(stmt)).scalar_one_or_none()
-    if row is None or row.status != DeliveryStatus.PENDING or row.attempts != claimed.number:
-        await session.flush()
-        return row.status if row is not None else DeliveryStatus.CANCELLED.value
-    row.last_status_code = result.status_code
-    row.last_error = result.error[:500] if result.error else None
-    if result.ok:
-        _finish(row, DeliveryStatus.SUCCEEDED, now=now)
-    elif row.attempts >= max_attempts:
-        _finish(row, DeliveryStatus.DEAD, now=now)
-    else:
-        row.next_attempt_at = now + timedelta(seconds=next_delay_s)
-        row.updated_at = now
+        row = rows.get(claimed.id)
+        if row is None or row.status != DeliveryStatus.PENDING or row.attempts != claimed.number:
+            statuses.append(row.status if row is not None else DeliveryStatus.CANCELLED.value)
+            continue
+        row.last_status_code = result.status_code
+        row.last_error = result.error[:500] if result.error else None
+        if result.ok:
+            _finish(row, DeliveryStatus.SUCCEEDED, now=now)
+        elif row.attempts >= max_attempts:
+            _finish(row, DeliveryStatus.DEAD, now=now)
+        else:
+            row.next_attempt_at = now + timedelta(seconds=next_delay_s)
+            row.updated_at = now
+        statuses.append(row.status)
     await session.flush()
-    return row.status
+    return statuses
 
 
 async def list_deliveries(

@@ -4,20 +4,10 @@ usable (or not) exactly as documented. Media is offered by a real aiortc peer.""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
-from callgate.clock import SystemClock
 from tests.realtime.conftest import LiveServer
-from tests.realtime.sip.conftest import SipCall, call_status, new_sip_call
-from tests.realtime.sip.sip_client import Caller, Creds, SipClient
-
-
-class LaterClock(SystemClock):
-    def __init__(self, ahead_s: float) -> None:
-        self.ahead_s = ahead_s
-
-    def now(self):  # type: ignore[no-untyped-def]
-        return super().now() + timedelta(seconds=self.ahead_s)
+from tests.realtime.sip.conftest import LaterClock, SipCall, call_status, new_sip_call
+from tests.realtime.sip.sip_client import Caller, Creds, SipClient, digest_answer
 
 
 async def invite(
@@ -117,8 +107,6 @@ async def test_cancel_before_the_answer(live: LiveServer, sip_call: SipCall) -> 
         caller = Caller(client)
         sdp = await caller.offer()
         challenge = await client.request("INVITE", sip_call.target, to=sip_call.target, authenticate=False)
-        from tests.realtime.sip.sip_client import digest_answer
-
         auth = digest_answer(
             client.challenge(challenge), creds=sip_call.creds, method="INVITE", uri=sip_call.target
         )

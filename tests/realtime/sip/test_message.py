@@ -137,6 +137,7 @@ def _check(data: bytes) -> None:
         if exc.reply is not None:
             reply = sipmessage.Message.parse(exc.reply)
             assert isinstance(reply, sipmessage.Response) and 400 <= reply.code < 600
+            assert reply.via and reply.cseq and reply.call_id and reply.from_address and reply.to_address
         return
     if isinstance(parsed, Request):
         reply = sipmessage.Message.parse(message.response(parsed, 200, to_tag="t"))

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 import websockets
 
-from callgate.clock import SystemClock
 from tests.realtime.conftest import LiveServer
-from tests.realtime.sip.conftest import SipCall, call_status, new_sip_call
+from tests.realtime.sip.conftest import LaterClock, SipCall, call_status, new_sip_call
 from tests.realtime.sip.sip_client import Creds, SipClient, digest_answer
-
-
-class LaterClock(SystemClock):
-    """The system clock moved forward: credentials and nonces age without waiting."""
-
-    def __init__(self, ahead_s: float) -> None:
-        self.ahead_s = ahead_s
-
-    def now(self):  # type: ignore[no-untyped-def]
-        return super().now() + timedelta(seconds=self.ahead_s)
-
-    def monotonic(self) -> float:
-        return super().monotonic() + self.ahead_s
 
 
 async def test_register_challenges_with_sha256_then_md5(sip_call: SipCall) -> None:

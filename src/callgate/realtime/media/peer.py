@@ -28,6 +28,8 @@ from callgate.realtime.media.sdp import (
 
 log = logging.getLogger(__name__)
 
+CLOSE_GRACE_S = 1.0
+
 OUTPUT_RATES = {"opus": 48000, "g722": 16000, "pcmu": 8000, "pcma": 8000}
 """The rate agent audio is best handed over at, per negotiated codec (no resampling before encoding)."""
 
@@ -247,6 +249,27 @@ class PeerMedia:
         channel.once("close", drained.set)
         await drained.wait()
 
+    async def _end_aiortc_tasks(self) -> None:
+        """aiortc starts its connect task without keeping a handle (``ensure_future``); after a close
+        before ICE completed it lingers for a few tens of milliseconds. Find ours and see them end."""
+        ours = []
+        for task in asyncio.all_tasks():
+            frame = getattr(task.get_coro(), "cr_frame", None)
+            if (
+                task is not asyncio.current_task()
+                and frame is not None
+                and frame.f_locals.get("self") is self._pc
+            ):
+                ours.append(task)
+        if not ours:
+            return
+        _, pending = await asyncio.wait(ours, timeout=CLOSE_GRACE_S)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
     @property
     def inbound_stats(self) -> InboundStats | None:
         return self._inbound.stats if self._inbound else None
@@ -259,6 +282,7 @@ class PeerMedia:
         if self._track is not None:
             self._track.stop()
         await self._pc.close()
+        await self._end_aiortc_tasks()
         self._set_state(MediaState.CLOSED)
         self._settled.set()
         self._ended.set()

@@ -229,6 +229,7 @@ class InviteServer:
             await self._runtime.db.write(
                 lambda s: calls.finish_call(s, team_id=call.team_id, call_id=call.id, reason=reason, now=now)
             )
+            self._runtime.metrics.calls_ended.labels(reason=reason.value).inc()
 
 
 class _Router:

@@ -185,7 +185,17 @@ def _salvage(head: bytes, status: int, reason: str | None = None) -> bytes | Non
         key = _COMPACT.get(name.strip().lower(), name.strip().lower())
         if sep and key in ("via", "from", "to", "call-id", "cseq") and not _CONTROL.search(value):
             found.setdefault(key, []).append(value.strip())
-    if any(not found.get(name.lower()) for name in _ECHOED):
+    if not found.get("via") or any(
+        len(found.get(name, [])) != 1 for name in ("from", "to", "call-id", "cseq")
+    ):
+        return None
+    try:  # echo only what the client can match its response with
+        for value in found["via"]:
+            sipmessage.Via.parse_many(value)
+        sipmessage.CSeq.parse(found["cseq"][0])
+        sipmessage.Address.parse(found["from"][0])
+        sipmessage.Address.parse(found["to"][0])
+    except ValueError:
         return None
     echoed = [(name, value) for name in _ECHOED for value in found[name.lower()]]
     extra = [("Warning", f'399 {SERVER} "{reason}"')] if reason and '"' not in reason else []
