@@ -88,7 +88,7 @@ async def issue_web_call(
         if creds
         else None,
         ice_servers=[IceServerPublic(**server.model_dump()) for server in runtime.settings.ice_servers]
-        if transport is Transport.WEBRTC
+        if transport in (Transport.WEBRTC, Transport.SIP)
         else None,
     )
     return call, public

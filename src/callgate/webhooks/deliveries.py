@@ -95,9 +95,14 @@ async def claim(session: AsyncSession, *, now: datetime, limit: int, lease_s: fl
         .with_for_update(skip_locked=True, of=d)
     )
     claimed: list[Claimed] = []
-    for row in list((await session.execute(stmt)).scalars()):
-        event = await session.get(WebhookEvent, row.event_seq)
-        assert event is not None  # the foreign key cascades
+    rows = list((await session.execute(stmt)).scalars())
+    seqs = {row.event_seq for row in rows}
+    events = {
+        e.seq: e
+        for e in (await session.execute(select(WebhookEvent).where(WebhookEvent.seq.in_(seqs)))).scalars()
+    }
+    for row in rows:
+        event = events[row.event_seq]  # the foreign key cascades: it exists
         url = row.url
         if row.endpoint_id is not None:
             endpoint = await session.get(WebhookEndpoint, row.endpoint_id)
