@@ -46,6 +46,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,6 +56,7 @@ from _server import BenchServer, Machine, fmt_ms, machine_busy_seconds, percenti
 SECTION = "API: create web call"
 CONNECTIONS = 32
 MAX_CONNECTIONS = 256
+GRACE_S = 5.0
 PROMPT_AGENT = {
     "name": "bench",
     "prompt": "You are a helpful assistant for {{company}}.",
@@ -190,23 +192,25 @@ async def open_loop(host: str, port: int, ep: Endpoint, *, seconds: float, rate:
     """Send ``rate`` requests/s on a fixed schedule; latency counts from the scheduled time.
 
     A request finding every connection busy opens another (as browsers would), up to ``MAX_CONNECTIONS``;
-    past that it waits for one, and the wait counts in its latency.
+    past that it waits for one, and the wait counts in its latency. Requests still unanswered
+    ``GRACE_S`` after the schedule ends are given up: they count as errors, and in the percentiles
+    with the time they had waited (so p99 is then a lower bound).
     """
     raw = ep.raw(f"{host}:{port}")
     loop = asyncio.get_running_loop()
     idle: asyncio.Queue[_Conn] = asyncio.Queue()
+    conns: list[_Conn] = []
     for _ in range(CONNECTIONS):
-        idle.put_nowait(await _connect(host, port))
-    opened = CONNECTIONS
+        conns.append(await _connect(host, port))
+        idle.put_nowait(conns[-1])
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     total = int(rate * seconds)
 
     async def one(scheduled: float) -> None:
-        nonlocal opened
-        if idle.empty() and opened < MAX_CONNECTIONS:
-            opened += 1
-            conn = await _connect(host, port)
+        if idle.empty() and len(conns) < MAX_CONNECTIONS:
+            conns.append(await _connect(host, port))
+            conn = conns[-1]
         else:
             conn = await idle.get()
         try:
@@ -217,22 +221,28 @@ async def open_loop(host: str, port: int, ep: Endpoint, *, seconds: float, rate:
         latencies.append((loop.time() - scheduled) * 1000)
         idle.put_nowait(conn)
 
-    tasks = []
+    tasks: dict[asyncio.Task[None], float] = {}
     began = loop.time()
     for i in range(total):
         scheduled = began + i / rate
         if (delay := scheduled - loop.time()) > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(scheduled)))
-    await asyncio.gather(*tasks)
+        tasks[asyncio.create_task(one(scheduled))] = scheduled
+    _, pending = await asyncio.wait(tasks, timeout=max(0.0, began + seconds + GRACE_S - loop.time()))
+    given_up = loop.time()
+    for task in pending:
+        task.cancel()
+        latencies.append((given_up - tasks[task]) * 1000)
+    await asyncio.gather(*pending, return_exceptions=True)
     elapsed = loop.time() - began
-    while not idle.empty():
-        conn = idle.get_nowait()
+    for conn in conns:
         if conn.transport is not None:
             conn.transport.close()
     ok = statuses[ep.expect]
-    load = f"open loop, {rate:,.0f}/s scheduled ({opened} conns used)"
-    return Result(ep.name, load, elapsed, ok, sum(statuses.values()) - ok, latencies)
+    load = f"open loop, {rate:,.0f}/s scheduled ({len(conns)} conns used)"
+    if pending:
+        load += f"; {len(pending)} unanswered after {GRACE_S:.0f} s"
+    return Result(ep.name, load, elapsed, ok, total - ok, latencies)
 
 
 # ------------------------------------------------------------------------------------ wrk
@@ -423,21 +433,23 @@ def run(args: argparse.Namespace) -> tuple[list[Result], list[str], Machine, dic
             print(_row(result), flush=True)
             return result
 
+        def saturate(ep: Endpoint) -> Result:
+            if use_wrk:
+                return _wrk_step(server.url, ep, args, commands)
+            return asyncio.run(closed_loop(host, port, ep, seconds=args.seconds, connections=CONNECTIONS))
+
+        def fixed_rate(ep: Endpoint, rate: float) -> Result:
+            return asyncio.run(open_loop(host, port, ep, seconds=args.seconds, rate=rate))
+
         for ep in endpoints:
             # Warm-up (not counted): key cache, SQLite page cache, lazily imported paths.
             asyncio.run(closed_loop(host, port, ep, seconds=1.0, connections=CONNECTIONS))
-            if use_wrk:
-                measured(lambda ep=ep: _wrk_step(server.url, ep, args, commands))  # type: ignore[misc]
-            else:
-                measured(
-                    lambda ep=ep: asyncio.run(  # type: ignore[misc]
-                        closed_loop(host, port, ep, seconds=args.seconds, connections=CONNECTIONS)
-                    )
-                )
+            measured(partial(saturate, ep))
         for ep in endpoints:
-            measured(
-                lambda ep=ep: asyncio.run(open_loop(host, port, ep, seconds=args.seconds, rate=args.rate))
-            )  # type: ignore[misc]
+            measured(partial(fixed_rate, ep, args.rate))
+        # When the target rate is beyond the server: latency at a rate it sustains (half its maximum).
+        if (saturated := results[1].throughput) < args.rate:
+            measured(partial(fixed_rate, endpoints[1], max(1.0, round(saturated / 2))))
         busy = {"server_cpu_s": server.cpu_seconds() - cpu_before, "wall_s": time.monotonic() - wall_before}
         if args.profile:
             out = server.dir / "profile.txt"
@@ -488,11 +500,19 @@ def report(
     noop = next(r for r in results if r.endpoint.startswith("GET") and "closed" in r.load)
     meets_rate = saturation.throughput >= 1000
     meets_p99 = fixed.p99_ms is not None and fixed.p99_ms <= 50 and fixed.errors == 0
+    bound = "≥ " if "unanswered" in fixed.load else ""
     verdict = ("**Target met**" if meets_rate and meets_p99 else "**Target not met**") + (
         f" (≥ 1,000 calls/s on 2 cores, p99 ≤ 50 ms): {saturation.throughput:,.0f} calls/s at saturation "
         f"({saturation.throughput / 1000:.0%} of the target rate); at {args.rate:,.0f} calls/s scheduled, "
-        f"p99 {_ms1(fixed.p99_ms)} ms."
+        f"p99 {bound}{_ms1(fixed.p99_ms)} ms."
     )
+    sustained = [r for r in results if r.endpoint.startswith("POST") and "open" in r.load][1:]
+    if sustained:
+        r = sustained[0]
+        verdict += (
+            f" At {r.throughput:,.0f} calls/s (half the maximum), p50 {_ms1(r.p50_ms)} ms and "
+            f"p99 {_ms1(r.p99_ms)} ms."
+        )
     lines = [
         f"Command: `python bench/api.py` (`--seconds {args.seconds:.0f} --rate {args.rate:.0f} "
         f"--workers {args.workers}"

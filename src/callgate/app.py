@@ -15,7 +15,7 @@ from callgate.api import agents, calls, contacts, demo, ops, problems, recording
 from callgate.api import analysis as analysis_api
 from callgate.api import webhooks as webhooks_api
 from callgate.api.dialects import oneinbox, verbex, vocode, voicehub, voxworks
-from callgate.api.middleware import BodyLimit, BrowserCORS, RequestLog
+from callgate.api.middleware import BodyLimit, BrowserCORS, RejectNUL, RequestLog
 from callgate.config import Environment, Settings
 from callgate.realtime import endpoints as realtime
 from callgate.realtime import sip_endpoint, webrtc_endpoint
@@ -88,5 +88,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         origin_allowed=runtime.origins.allows,
     )
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(RejectNUL)
     app.add_middleware(RequestLog, metrics=runtime.metrics)
     return app

@@ -32,6 +32,16 @@ TABLES = {
     "call_event",
     "transcript_turn",
     "used_token",
+    "team_credit",
+    "phone_call",
+    "vocode_agent",
+    "webhook_endpoint",
+    "webhook_signing_secret",
+    "webhook_event",
+    "webhook_delivery",
+    "webhook_attempt",
+    "analysis_plan",
+    "analysis_job",
 }
 
 

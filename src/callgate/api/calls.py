@@ -186,10 +186,10 @@ async def end_call(
     call_id: str, principal: SecretPrincipal, runtime: RuntimeDep, body: CallEnd | None = None
 ) -> CallSummary:
     """End a call from your backend. A live session on any node hangs up."""
-    now = runtime.clock.now()
+    now, note = runtime.clock.now(), body.reason if body else None
     call = await runtime.db.write(
         lambda s: calls.end_call(
-            s, team_id=principal.team_id, call_id=call_id, reason=EndReason.API_REQUEST, now=now
+            s, team_id=principal.team_id, call_id=call_id, reason=EndReason.API_REQUEST, now=now, note=note
         )
     )
     runtime.metrics.calls_ended.labels(reason=EndReason.API_REQUEST.value).inc()

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from callgate.errors import PayloadTooLarge
+from callgate.errors import BadRequest, PayloadTooLarge
 from callgate.log import request_id_var
 from callgate.runtime import Metrics
 
@@ -64,6 +64,24 @@ class BodyLimit:
             return replay.pop() if replay else await receive()
 
         await self.app(scope, replayed, send)
+
+
+class RejectNUL:
+    """A NUL (``%00``) in a path or query is never meaningful and PostgreSQL cannot store it: 400."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b"")
+        ):
+            from callgate.api.problems import render
+
+            error = BadRequest("the URL contains a NUL character (%00)")
+            await render(Request(scope), error)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class RequestLog:

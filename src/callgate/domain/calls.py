@@ -47,7 +47,10 @@ async def live_call_count(session: AsyncSession, *, team_id: str) -> int:
 
 
 async def _check_capacity(session: AsyncSession, *, team_id: str) -> None:
-    cap = (await session.execute(select(Team.max_live_calls).where(Team.id == team_id))).scalar_one()
+    # Locking the team row serialises joins of one team across nodes (PostgreSQL); SQLite's single
+    # writer (BEGIN IMMEDIATE) already does.
+    stmt = select(Team.max_live_calls).where(Team.id == team_id).with_for_update()
+    cap = (await session.execute(stmt)).scalar_one()
     if await live_call_count(session, team_id=team_id) >= cap:
         raise ConcurrencyLimited(f"the team already has {cap} live calls (its limit)")
 
@@ -172,10 +175,18 @@ async def transition(
 
 
 async def end_call(
-    session: AsyncSession, *, team_id: str, call_id: str, reason: EndReason, now: datetime
+    session: AsyncSession,
+    *,
+    team_id: str,
+    call_id: str,
+    reason: EndReason,
+    now: datetime,
+    note: str | None = None,
 ) -> Call:
+    """End a call on request; ``note`` (free text, e.g. why) is kept on the event."""
     call = await get_call(session, team_id=team_id, call_id=call_id, for_update=True)
-    return await transition(session, call=call, to=terminal_status(reason), reason=reason, now=now)
+    data = {"note": note} if note else None
+    return await transition(session, call=call, to=terminal_status(reason), reason=reason, now=now, data=data)
 
 
 async def finish_call(

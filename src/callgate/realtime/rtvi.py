@@ -38,6 +38,8 @@ def message(type_: str, data: dict[str, Any] | None = None, *, id_: str | None =
 def parse(raw: str) -> ClientMessage:
     if len(raw) > MAX_TEXT_BYTES:
         raise ProtocolError("message too large")
+    if "\x00" in raw or "\\u0000" in raw:
+        raise ProtocolError("messages may not contain the NUL character")
     try:
         obj = json.loads(raw)
     except ValueError as exc:

@@ -45,9 +45,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, id_ = json.loads(raw)
-        return datetime.fromisoformat(created), str(id_)
+        at = datetime.fromisoformat(created)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise BadRequest("the cursor is not valid") from exc
+    if at.tzinfo is None or "\x00" in str(id_):
+        raise BadRequest("the cursor is not valid")
+    return at, str(id_)
 
 
 async def get_scoped(

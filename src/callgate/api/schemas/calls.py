@@ -95,7 +95,7 @@ class WebCallPublic(Public):
     sip: SipPublic | None = Field(description="Per-call SIP-over-WebSocket credentials, for transport=sip.")
     ice_servers: list[IceServerPublic] | None = Field(
         default=None,
-        description="STUN/TURN servers for the RTCPeerConnection (``iceServers``), for transport=webrtc and sip.",
+        description="STUN/TURN servers for the RTCPeerConnection (``iceServers``), for webrtc and sip.",
     )
 
 
