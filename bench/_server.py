@@ -76,6 +76,17 @@ def set_niceness(value: int) -> None:
         os.setpriority(os.PRIO_PROCESS, 0, value)
 
 
+def realtime_priority(priority: int = 10) -> bool:
+    """Run this process under SCHED_RR (root only): for a light load generator that must keep real time
+    on a busy machine. Returns whether it took effect."""
+    try:
+        # reset-on-fork: subprocesses (the server above all) get the normal policy back
+        os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
 def prioritize_session(value: int) -> bool:
     """Give this process's scheduler autogroup (its session: the benchmark, the server subprocess and the
     load generators) niceness ``value``. With ``kernel.sched_autogroup_enabled`` the CPU is shared fairly

@@ -46,6 +46,7 @@ from _server import (
     percentile,
     prioritize_session,
     process_cpu_seconds,
+    realtime_priority,
     set_niceness,
     speech_pcm,
     write_section,
@@ -392,6 +393,8 @@ async def main_async(args: argparse.Namespace) -> None:
     prioritized = args.server_nice < 0 and prioritize_session(args.server_nice)
     if args.client_nice:
         set_niceness(args.client_nice)
+    if args.client_rt:
+        realtime_priority()
     with BenchServer(env=env, nice=args.server_nice) as server:
         print(f"server pid {server.pid} on {server.url}")
         agent = {
@@ -456,6 +459,10 @@ def main() -> None:
         "--server-nice", type=int, default=-10,
         help="niceness of the server (default -10, so other processes on a shared machine get only what it "
         "leaves; 0 to compete with them on equal terms)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-client-rt", dest="client_rt", action="store_false",
+        help="do not run this client under SCHED_RR (by default it does, so it keeps real time)",
     )  # fmt: skip
     parser.add_argument("--client-nice", type=int, default=-15, help="niceness of this client process")
     parser.add_argument("--no-write", dest="write", action="store_false", help="do not update BENCHMARKS.md")

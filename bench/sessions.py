@@ -1,6 +1,6 @@
 """How many concurrent real-time WebSocket sessions one callgate server process sustains.
 
-    python bench/sessions.py            # ramp 25, 50, 100, 150, 200, 250, 300, 400, 500 (~4 min)
+    python bench/sessions.py            # ramp 10, 20, 30, 40, 50, 75, 100, ... 400 until a step fails (< 5 min)
     python bench/sessions.py --quick    # ramp 25, 100, 200 with short windows; figures are not written
 
 The server is ``callgate serve`` (one uvicorn worker) in a subprocess. The load generator is one or more
@@ -64,11 +64,12 @@ from _server import (
     percentile,
     prioritize_session,
     process_cpu_seconds,
+    realtime_priority,
     set_niceness,
     write_section,
 )
 
-STEPS = [25, 50, 100, 150, 200, 250, 300, 400, 500]
+STEPS = [10, 20, 30, 40, 50, 75, 100, 150, 200, 300, 400]
 QUICK_STEPS = [25, 100, 200]
 LATE_S = 0.040
 PHASES = 10  # sessions are spread over 10 phases of the 20 ms period (one every 2 ms)
@@ -261,9 +262,11 @@ class Worker:
         }
 
 
-def worker_main(conn: Connection, index: int, nice: int) -> None:
+def worker_main(conn: Connection, index: int, nice: int, rt: bool) -> None:
     if nice:
         set_niceness(nice)
+    if rt:
+        realtime_priority()
     worker = Worker(conn, index)
     try:
         import uvloop
@@ -344,7 +347,9 @@ class Orchestrator:
         self.procs: list[Any] = []
         for i in range(args.clients):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(child, i, args.client_nice), daemon=True)
+            proc = ctx.Process(
+                target=worker_main, args=(child, i, args.client_nice, args.client_rt), daemon=True
+            )
             proc.start()
             self.conns.append(parent)
             self.procs.append(proc)
@@ -729,8 +734,9 @@ def report(
         "their frames are the output judged for lateness. The other sessions are "
         f"**{args.listener_mode}-mode** "
         "calls (their greeting is text, so N greetings do not queue on the single TTS thread). The load "
-        f"generator is {args.clients} separate processes (hand-rolled WebSocket client, niceness "
-        f"{args.client_nice}) that check their own send lateness. "
+        f"generator is {args.clients} separate processes (hand-rolled WebSocket client, "
+        + ("SCHED_RR real-time priority" if args.client_rt else f"niceness {args.client_nice}")
+        + ") that check their own send lateness. "
         + (
             f"Server niceness {args.server_nice} and the benchmark's scheduler autogroup at nice "
             f"{args.server_nice}, so other people's processes on this shared machine get only "
@@ -822,12 +828,16 @@ def main() -> None:
         help="niceness of the load-generator processes (default -15: they must keep real time)",
     )  # fmt: skip
     parser.add_argument(
+        "--no-client-rt", dest="client_rt", action="store_false",
+        help="do not run the load generators under SCHED_RR (by default they do, so they keep real time)",
+    )  # fmt: skip
+    parser.add_argument(
         "--server-nice", type=int, default=-10,
         help="niceness of the server (default -10, so other processes on a shared machine get only what it "
         "leaves; 0 to compete with them on equal terms)",
     )  # fmt: skip
     parser.add_argument(
-        "--wait-quiet", type=float, default=20.0,
+        "--wait-quiet", type=float, default=10.0,
         help="before each window wait up to this many seconds for other processes to go quiet (0: never); "
         "a failing step measured under foreign load is re-measured once",
     )  # fmt: skip

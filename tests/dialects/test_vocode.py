@@ -25,6 +25,8 @@ from tests.conftest import Team, World
 
 BASE = "/dialects/vocode/v1/calls"
 FROM, TO = "+14155550100", "+14155550199"
+# A public address: webhook URLs pass the outbound guard when saved, and this needs no DNS.
+HOOK_URL = "https://93.184.215.14/v"
 UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 OWNED = {"id": {"type": "string", "pattern": UUID}, "user_id": {"type": "string", "pattern": UUID}}
 EVENTS = [
@@ -136,7 +138,7 @@ INLINE = {
     "initial_message": "Hi, this is the clinic.",
     "webhook": {
         "subscriptions": ["event_phone_call_ended", "event_transcript"],
-        "url": "https://hooks.example.com/v",
+        "url": HOOK_URL,
     },
 }
 
@@ -185,7 +187,7 @@ async def test_inline_agent_becomes_a_callgate_agent_with_its_vocode_objects(wor
     assert agent["voice"] | {"id": "x"} == {"id": "x", "user_id": body["user_id"], **INLINE["voice"]}
     hook = agent["webhook"]
     assert (hook["url"], hook["method"], hook["subscriptions"]) == (
-        "https://hooks.example.com/v",
+        HOOK_URL,
         "POST",
         ["event_phone_call_ended", "event_transcript"],
     )

@@ -1,6 +1,7 @@
 """A real webhook receiver for tests: Starlette on uvicorn in a thread, on a fixed port it can leave and
 come back to. It verifies every request with the ``standardwebhooks`` library against the secrets it is
-given and answers from a script (status codes, delays, redirects) or 204 by default.
+given and answers from a script (status codes, delays, redirects) or 204 by default. A ``GET`` carries
+its payload as query parameters, and its signature covers the raw query string instead of a body.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import uvicorn
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -43,9 +45,14 @@ class Hit:
     verified_by: list[str]
     """Names of the secrets whose signature matched."""
     at: float
+    query: str = ""
+    """The raw query string."""
 
     @property
     def payload(self) -> dict[str, Any]:
+        """The JSON body, or for a ``GET`` the query parameters (values as sent: text)."""
+        if self.method == "GET":
+            return dict(parse_qsl(self.query, keep_blank_values=True, strict_parsing=True))
         data: dict[str, Any] = json.loads(self.body)
         return data
 
@@ -80,11 +87,14 @@ class Receiver:
 
     async def _handle(self, request: Request) -> Response:
         body = await request.body()
+        query = request.url.query
         headers = {k.lower(): v for k, v in request.headers.items()}
+        get = request.method == "GET"
         verified = []
         for name, secret in self.secrets.items():
             try:
-                Webhook(secret).verify(body, headers)
+                # A query string is not JSON: the library checks it without parsing it.
+                Webhook(secret).verify(query if get else body, headers, json_parse=not get)
                 verified.append(name)
             except WebhookVerificationError:
                 pass
@@ -97,7 +107,9 @@ class Receiver:
             status = 499  # the sender went away (timed out, or died) before the answer
         with self._lock:
             self.hits.append(
-                Hit(request.url.path, request.method, headers, body, status, verified, time.monotonic())
+                Hit(
+                    request.url.path, request.method, headers, body, status, verified, time.monotonic(), query
+                )
             )
         if reply.location is not None:
             return RedirectResponse(reply.location, status_code=reply.status)

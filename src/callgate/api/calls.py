@@ -16,6 +16,7 @@ from callgate.api.schemas.calls import (
     CallPublic,
     CallSummary,
     LatencySummary,
+    PhoneSidePublic,
     TurnPublic,
     WebCallCreate,
     WebCallPublic,
@@ -23,7 +24,7 @@ from callgate.api.schemas.calls import (
 )
 from callgate.api.schemas.common import ListPage
 from callgate.auth.keys import KeyType
-from callgate.domain import calls
+from callgate.domain import calls, telephony
 from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.errors import ValidationFailed
 from callgate.net_guard import check_url
@@ -74,8 +75,12 @@ async def call_view(session: AsyncSession, call: Call, *, base_url: str) -> Call
             for stage in STAGES
         },
     )
+    phone = None
+    if call.kind == "phone":
+        phone = (await telephony.phone_sides(session, call_ids=[call.id])).get(call.id)
     return CallPublic(
         **summary(call).model_dump(),
+        phone=PhoneSidePublic.model_validate(phone) if phone is not None else None,
         transcript=[TurnPublic.model_validate(t) for t in turns],
         latency=latency,
         recording_url=f"{base_url}/v1/calls/{call.id}/recording" if call.recording_path else None,

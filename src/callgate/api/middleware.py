@@ -67,14 +67,18 @@ class BodyLimit:
 
 
 class RejectNUL:
-    """A NUL (``%00``) in a path or query is never meaningful and PostgreSQL cannot store it: 400."""
+    """A NUL (``%00``) in a path or query is never meaningful and PostgreSQL cannot store it: 400.
+
+    Native API only: each dialect answers NUL in its vendor's own terms (404, 401, 422 …)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (
-            b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b"")
+        if (
+            scope["type"] == "http"
+            and not scope["path"].startswith("/dialects/")
+            and (b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""))
         ):
             from callgate.api.problems import render
 

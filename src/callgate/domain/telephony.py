@@ -38,6 +38,8 @@ class NewPhoneCall:
     metadata: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     dialect: str | None = None
+    webhook: dict[str, Any] | None = None
+    """The call's own webhook destination (``calls.NewCall.webhook``), e.g. a Vocode agent's."""
 
 
 async def find_team_number(session: AsyncSession, *, team_id: str, number: str) -> PhoneNumber | None:
@@ -70,6 +72,7 @@ async def place_phone_call(
             metadata=spec.metadata,
             kind="phone",
             dialect=spec.dialect,
+            webhook=spec.webhook,
         ),
         now=now,
         join_deadline=join_deadline,

@@ -123,7 +123,7 @@ async def claim(session: AsyncSession, *, now: datetime, limit: int, lease_s: fl
                 message_id=event.id,
                 url=url,
                 method=row.method,
-                body=fmt.render(fmt.event_type(event.type) or event.type, event.payload),
+                body=fmt.render(fmt.event_type(event.type, event.payload) or event.type, event.payload),
                 content_type=fmt.content_type,
                 secrets=secrets,
             )

@@ -5,7 +5,8 @@ concurrently through the outbound guard, and records each attempt. A failed atte
 time, a refused address, or a non-2xx status) is retried after ``base * 2**(n-1)`` seconds (capped,
 halved at random: "equal jitter"; a ``Retry-After`` answer is honoured up to the cap); after
 ``max_attempts`` the delivery is ``dead``. Nothing is kept in memory between loops, so a node that
-stops (or dies) mid-delivery leaves its claims to the next node once their lease runs out.
+stops (or dies) mid-delivery leaves its claims to the next node once their lease runs out. What a
+request looks like for each HTTP method (``GET`` carries query parameters) is :mod:`callgate.webhooks.wire`.
 
 Owned by :class:`callgate.runtime.Runtime`: :meth:`start` / :meth:`stop`.
 """
@@ -29,7 +30,7 @@ from callgate.clock import Clock
 from callgate.errors import CallgateError
 from callgate.net_guard import OutboundPolicy, OutboundRefused, guarded_client
 from callgate.store.db import Database
-from callgate.webhooks import deliveries
+from callgate.webhooks import deliveries, wire
 from callgate.webhooks.deliveries import AttemptResult, Claimed
 from callgate.webhooks.signing import signed_headers
 
@@ -187,17 +188,21 @@ class Dispatcher:
     async def _attempt(self, item: Claimed) -> AttemptResult:
         assert self._client is not None, "the dispatcher is not started"
         started_at = self._clock.now()
+        request = wire.prepare(
+            method=item.method, url=item.url, body=item.body, content_type=item.content_type
+        )
         headers = signed_headers(
             message_id=item.message_id,
-            body=item.body,
+            body=request.signed,
             secrets_=item.secrets.active(started_at),
             timestamp=started_at,
         )
-        headers["content-type"] = item.content_type
+        if request.content_type is not None:
+            headers["content-type"] = request.content_type
         t0 = time.perf_counter()
         try:
             async with asyncio.timeout(self.retry.timeout_s):
-                status, excerpt, retry_after = await self._send(item, headers)
+                status, excerpt, retry_after = await self._send(request, headers)
         except OutboundRefused as exc:
             return self._failed(started_at, t0, f"refused: {exc.detail}")
         except (TimeoutError, httpx.TimeoutException):
@@ -213,10 +218,14 @@ class Dispatcher:
             retry_after_s=retry_after,
         )
 
-    async def _send(self, item: Claimed, headers: dict[str, str]) -> tuple[int, str | None, float | None]:
+    async def _send(
+        self, request: wire.WireRequest, headers: dict[str, str]
+    ) -> tuple[int, str | None, float | None]:
         """One request; reads at most :data:`EXCERPT_CHARS` bytes of the answer."""
         assert self._client is not None
-        async with self._client.stream(item.method, item.url, content=item.body, headers=headers) as response:
+        async with self._client.stream(
+            request.method, request.url, content=request.content, headers=headers
+        ) as response:
             head = bytearray()
             async for chunk in response.aiter_bytes():
                 head += chunk

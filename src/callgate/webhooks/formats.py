@@ -7,8 +7,12 @@ webhook vocabulary (Vocode's ``event_phone_call_connected`` …) registers a for
 
 and creates its calls with ``NewCall(webhook=CallWebhook(url=…, format="vocode", events=[…]).stored())``.
 ``event_type`` maps a callgate type to the vendor's (None: the vendor has no such event, nothing is
-sent); a destination's ``events`` filter is matched against the mapped names. Every format is signed
-with the same Standard Webhooks headers.
+sent); it also sees the event's envelope, for vendors whose one event is two of ours or the reverse
+(Vocode tells a call that ended from one that never connected). It must give the same answer for the
+same event every time: it is asked when the delivery is queued and again when it is sent. A
+destination's ``events`` filter is matched against the mapped names. Every format is signed with the
+same Standard Webhooks headers; a ``GET`` destination gets the body as query parameters
+(:mod:`callgate.webhooks.wire`).
 """
 
 from __future__ import annotations
@@ -27,16 +31,19 @@ def _compact(payload: dict[str, Any]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class WebhookFormat:
-    """``event_type(callgate_type) -> vendor type | None``; ``render(vendor_type, envelope) -> body``."""
+    """``event_type(callgate_type, envelope) -> vendor type | None``;
+    ``render(vendor_type, envelope) -> body`` (a JSON object, for destinations that use ``GET``)."""
 
     name: str
-    event_type: Callable[[str], str | None]
+    event_type: Callable[[str, dict[str, Any]], str | None]
     render: Callable[[str, dict[str, Any]], bytes]
     content_type: str = "application/json"
 
 
 STANDARD = WebhookFormat(
-    name="standard", event_type=lambda type_: type_, render=lambda _type, envelope: _compact(envelope)
+    name="standard",
+    event_type=lambda type_, _envelope: type_,
+    render=lambda _type, envelope: _compact(envelope),
 )
 
 _FORMATS: dict[str, WebhookFormat] = {STANDARD.name: STANDARD}

@@ -91,7 +91,9 @@ async def record(
     enqueue(
         session,
         event=event,
-        targets=await targets_for(session, team_id=call.team_id, call=call, type_=type_),
+        targets=await targets_for(
+            session, team_id=call.team_id, call=call, type_=type_, envelope=event.payload
+        ),
         now=now,
     )
     return event
@@ -182,7 +184,12 @@ async def replay(
             calls[event.call_id] = await session.get(Call, event.call_id)
         call = calls.get(event.call_id) if event.call_id else None
         targets = await targets_for(
-            session, team_id=team_id, call=call, type_=EventType(event.type), endpoint_id=endpoint_id
+            session,
+            team_id=team_id,
+            call=call,
+            type_=EventType(event.type),
+            envelope=event.payload,
+            endpoint_id=endpoint_id,
         )
         created += enqueue(session, event=event, targets=targets, now=now)
     await session.flush()

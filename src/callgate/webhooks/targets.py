@@ -17,10 +17,9 @@ from callgate.store.models import Agent, Call
 from callgate.store.models_webhooks import WebhookEndpoint
 from callgate.webhooks.events import OPT_IN, EventType
 from callgate.webhooks.formats import get_format
+from callgate.webhooks.wire import METHODS
 
 __all__ = ["CallWebhook", "Target", "targets_for"]
-
-METHODS = ("POST", "PUT", "PATCH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +27,8 @@ class CallWebhook:
     """A per-call destination, stored on ``call.webhook``.
 
     ``events`` filters by the *format's* event names (None: every non-opt-in event the format has);
-    ``format`` names a :class:`~callgate.webhooks.formats.WebhookFormat`.
+    ``format`` names a :class:`~callgate.webhooks.formats.WebhookFormat`; ``method`` is ``POST``,
+    ``PUT``, ``PATCH`` or ``GET`` (the body as query parameters, see :mod:`callgate.webhooks.wire`).
     """
 
     url: str
@@ -96,9 +96,11 @@ async def targets_for(
     team_id: str,
     call: Call | None,
     type_: EventType,
+    envelope: dict[str, Any],
     endpoint_id: str | None = None,
 ) -> list[Target]:
-    """Destinations of one event. ``endpoint_id`` limits them to that endpoint (replays)."""
+    """Destinations of one event (``envelope`` is its payload). ``endpoint_id`` limits them to that
+    endpoint (replays)."""
     agent_id = call.agent_id if call is not None else None
     stmt = select(WebhookEndpoint).where(
         WebhookEndpoint.team_id == team_id, WebhookEndpoint.deleted_at.is_(None)
@@ -120,7 +122,7 @@ async def targets_for(
         adhoc[(agent_url, "standard")] = Target("agent", agent_url, "standard", "POST")
     if call.webhook:
         spec = CallWebhook.from_stored(call.webhook)
-        mapped = get_format(spec.format).event_type(type_)
+        mapped = get_format(spec.format).event_type(type_, envelope)
         wanted = mapped is not None and (
             mapped in spec.events if spec.events is not None else _default_wanted(type_)
         )

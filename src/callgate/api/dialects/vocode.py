@@ -4,7 +4,8 @@
 ``GET /v1/calls?id=``, ``GET /v1/calls/list``, ``POST /v1/calls/end?id=``, ``GET /v1/calls/recording?id=``.
 Keys are callgate secret keys, sent as ``Authorization: Bearer``. Errors are FastAPI's ``{"detail": …}``.
 Telephony is not built yet: a created call is kept and fails at once with a clear ``error_message``
-(see ``callgate.domain.telephony``).
+(see ``callgate.domain.telephony``). An agent's ``webhook`` receives Vocode's events
+(:mod:`callgate.api.dialects.vocode_webhooks`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from callgate.api.deps import RuntimeDep, SecretPrincipal
 from callgate.api.dialects.fastapi_style import error_headers, public_message, validation_detail
 from callgate.api.dialects.vocode_schemas import AgentParams, CreateCallRequest, parse_agent
 from callgate.api.dialects.vocode_views import call_object, callgate_id
+from callgate.api.dialects.vocode_webhooks import call_webhook
 from callgate.api.schemas.agents import AgentCreate
 from callgate.domain import calls, telephony, vocode_agents
 from callgate.domain.lifecycle import EndReason
 from callgate.errors import CallgateError, NotFound, ValidationFailed
+from callgate.net_guard import check_url
 from callgate.runtime import Runtime
 from callgate.store.models import Agent, Call
 
@@ -90,6 +93,9 @@ async def create_call(
     agent_id = None if inline else callgate_id("agt", str(agent))
     if inline is None and agent_id is None:
         raise NotFound(f"Agent {agent} not found")
+    if inline is not None and inline[1].webhook is not None:
+        # As for callgate's own webhook URLs: refused when saved, and checked again at every delivery.
+        await check_url(inline[1].webhook["url"], runtime.webhooks.policy, field="body.agent.webhook.url")
     now = runtime.clock.now()
     deadline = now + timedelta(seconds=runtime.settings.join_deadline_s)
 
@@ -108,6 +114,7 @@ async def create_call(
             variables=body.variables(),
             options=body.options(),
             dialect="vocode",
+            webhook=call_webhook(await vocode_agents.vocode_webhook(s, agent_id=chosen)),
         )
         call, _ = await telephony.place_phone_call(
             s, team_id=principal.team_id, spec=spec, now=now, join_deadline=deadline

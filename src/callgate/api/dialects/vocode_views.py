@@ -8,7 +8,7 @@ its own (its voice, its always-available end-call action) get stable UUIDs deriv
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -72,7 +72,12 @@ def error_message(call: Call) -> str | None:
 
 def transcript(turns: Sequence[TranscriptTurn]) -> str:
     """Vocode's transcript text: one ``BOT: …`` / ``HUMAN: …`` line per turn."""
-    return "\n".join(f"{SPEAKERS.get(t.role, t.role.upper())}: {t.text}" for t in turns)
+    return transcript_text((t.role, t.text) for t in turns)
+
+
+def transcript_text(lines: Iterable[tuple[str, str]]) -> str:
+    """The same text from ``(role, text)`` pairs (e.g. the turns of a webhook's call)."""
+    return "\n".join(f"{SPEAKERS.get(role, role.upper())}: {text}" for role, text in lines)
 
 
 def agent_object(agent: Agent, objects: VocodeAgent | None) -> dict[str, Any]:

@@ -140,7 +140,16 @@ class CallSummary(Public):
     duration_s: float | None
 
 
+class PhoneSidePublic(Public):
+    direction: str = Field(description="`outbound` (placed by callgate) or `inbound`.")
+    from_number: str
+    to_number: str
+
+
 class CallPublic(CallSummary):
+    phone: PhoneSidePublic | None = Field(
+        default=None, description="A phone call's numbers (kind `phone`); null for web calls."
+    )
     transcript: list[TurnPublic]
     latency: LatencySummary
     recording_url: str | None
