@@ -214,8 +214,10 @@ async def case_voice_call(child: LiveServer, tmp_path: Path) -> None:
 
 async def case_barge_in(child: LiveServer, tmp_path: Path) -> None:
     live = child
+    # One breath, no sentence break: a pause inside it could end the caller's turn early and let the
+    # agent answer inside the window the test watches.
     speech = make_speech_wav(
-        "Wait, wait. I need to talk to a person please.", tmp_path / "s.wav", engine="piper"
+        "Hold on I need to talk to a real person at the front desk please", tmp_path / "s.wav", engine="piper"
     )
     # Talks over the greeting (the microphone opens before the offer is sent: joining takes ~1-3 s).
     mic = concat_wavs([5.0, speech, 8.0], tmp_path / "mic.wav")
