@@ -226,3 +226,23 @@ def test_cli_keys_are_not_stored_in_plaintext(fresh_cli: Cli) -> None:
         assert any(parsed.lookup_id.encode() in blob for blob in blobs)  # we look in the right place
         for blob in blobs:
             assert key.encode() not in blob and parsed.secret.encode() not in blob
+
+
+def test_keys_list_and_revoke(tmp_path: Path) -> None:
+    """`keys list` shows ids and state, never the key; a key is revoked once."""
+    env = {
+        "CALLGATE_DATA_DIR": str(tmp_path / "data"),
+        "CALLGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cg.db",
+    }
+    runner = CliRunner()
+    created = runner.invoke(main, ["keys", "create", "--type", "secret", "--name", "ci"], env=env)
+    assert created.exit_code == 0, created.output
+    key = created.output.strip().splitlines()[-1]
+    key_id = created.output.split()[3]
+    listed = runner.invoke(main, ["keys", "list"], env=env)
+    assert key_id in listed.output and "active" in listed.output and key not in listed.output
+    revoked = runner.invoke(main, ["keys", "revoke", key_id], env=env)
+    assert revoked.exit_code == 0, revoked.output
+    assert "revoked" in runner.invoke(main, ["keys", "list"], env=env).output
+    again = runner.invoke(main, ["keys", "revoke", key_id], env=env)
+    assert again.exit_code != 0 and "not_found" in again.output

@@ -212,6 +212,54 @@ def credits_show(team: str) -> None:
     click.echo("unlimited" if left is None else f"{left:.0f}")
 
 
+@keys.command("list")
+@click.option("--team", default="default", show_default=True)
+def keys_list(team: str) -> None:
+    """List a team's keys (ids, types, state; never the keys themselves)."""
+    from sqlalchemy import select
+
+    from callgate.store.models import ApiKey, Team
+
+    settings = _settings()
+
+    async def job(session: AsyncSession) -> list[ApiKey]:
+        stmt = (
+            select(ApiKey)
+            .join(Team, Team.id == ApiKey.team_id)
+            .where(Team.name == team)
+            .order_by(ApiKey.created_at)
+        )
+        return list((await session.execute(stmt)).scalars())
+
+    for key in _run(settings, job):
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        used = f"last used {key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never used"
+        click.echo(f"{key.id}\t{key.type}\t{state}\t{used}\t{key.name or ''}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.option("--team", default="default", show_default=True)
+def keys_revoke(key_id: str, team: str) -> None:
+    """Revoke a key. Running nodes stop accepting it within CALLGATE_KEY_CACHE_TTL_S (5 s)."""
+    from sqlalchemy import select
+
+    from callgate.domain.keys import revoke_key
+    from callgate.errors import NotFound
+    from callgate.store.models import Team
+
+    settings = _settings()
+
+    async def job(session: AsyncSession) -> None:
+        team_id = (await session.execute(select(Team.id).where(Team.name == team))).scalar_one_or_none()
+        if team_id is None:
+            raise NotFound(f"no team named {team!r}")
+        await revoke_key(session, team_id=team_id, key_id=key_id, now=utcnow())
+
+    _run(settings, job)
+    click.echo(f"revoked {key_id}")
+
+
 @main.group()
 def agents() -> None:
     """Agents."""

@@ -13,10 +13,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callgate.errors import (
     CallgateError,
+    InvalidToken,
     MalformedJSON,
     MethodNotAllowed,
     NotFound,
     RateLimited,
+    Unauthenticated,
     ValidationFailed,
 )
 
@@ -92,6 +94,8 @@ def problem_response(request: Request, error: CallgateError) -> JSONResponse:
             for e in error.errors
         ]
     headers: dict[str, str] = {}
+    if isinstance(error, Unauthenticated) and not isinstance(error, InvalidToken):
+        headers["WWW-Authenticate"] = 'Bearer realm="callgate"'
     if isinstance(error, RateLimited):
         headers = {
             "Retry-After": str(error.retry_after),
