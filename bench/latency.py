@@ -13,7 +13,13 @@ answer has played before it speaks again.
 Latency of a turn = first agent audio frame received - the moment the client sent the last voiced frame
 of the utterance (the last 20 ms frame above -40 dBFS, computed from the audio itself; trailing silence
 does not count). The per-stage breakdown is the server's own (``metrics`` RTVI message per agent turn,
-cross-checked with ``GET /v1/calls/{id}``).
+cross-checked with ``GET /v1/calls/{id}``), plus two client-side marks (``user-stopped-speaking`` and the
+final ``user-transcription``). A call the flow ends early (e.g. misheard answers lead to a transfer) is
+continued in a new call, so every line is spoken.
+
+On a shared machine the server runs at niceness -10 in a scheduler autogroup of nice -10 and this client
+under SCHED_RR (``--server-nice 0 --no-client-rt`` to compete on equal terms); the CPU other processes
+used during the run is reported.
 """
 
 from __future__ import annotations
@@ -156,6 +162,7 @@ class Call:
                 self.ws.write(self.pending.pop(0))
                 if self.mark_index == 0:
                     self.mark_sent_at = now
+                    self.changed.set()
                 self.mark_index -= 1
             else:
                 self.ws.write(self._noise[n % len(self._noise)])

@@ -29,6 +29,7 @@ export const CLOSE_REASONS = Object.freeze({
   1006: 'connection_lost',
   1009: 'frame_too_large',
   1011: 'server_error',
+  1013: 'try_again_later',
   4400: 'protocol_error',
   4401: 'invalid_token',
   4403: 'token_not_for_this_call',

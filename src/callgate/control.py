@@ -41,6 +41,14 @@ class CallControl:
 
         return unregister
 
+    async def deliver_end(self, call_id: str, reason: EndReason) -> bool:
+        """Tell this node's session of ``call_id`` to end; False if it is not here."""
+        handler = self._local.get(call_id)
+        if handler is None:
+            return False
+        await handler(reason)
+        return True
+
     async def publish_end(self, call_id: str, reason: EndReason) -> None:
         handler = self._local.get(call_id)
         if handler is not None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.asyncio import Redis
+from sqlalchemy import select
 
 from callgate.auth.ledger import DatabaseLedger, RedisLedger
 from callgate.auth.ratelimit import RateLimiter
@@ -18,13 +19,18 @@ from callgate.config import Settings
 from callgate.control import CallControl
 from callgate.domain import calls
 from callgate.domain.keys import KeyAuthenticator
+from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.errors import CallgateError
 from callgate.origins import OriginIndex
 from callgate.providers.registry import EngineRegistry
 from callgate.store.db import Database
+from callgate.store.models import Call
 from callgate.webhooks.service import WebhookService
 
 log = logging.getLogger(__name__)
+
+LIVE_CALL_CHECK_S = 2.0
+"""An end written where this node could not be signalled reaches its session within this time."""
 
 
 @dataclass
@@ -96,6 +102,7 @@ class Runtime:
         await self.control.start()
         await self.webhooks.start()
         self._tasks.append(asyncio.create_task(self._sweep_forever(), name="join-deadline-sweeper"))
+        self._tasks.append(asyncio.create_task(self._watch_live_calls(), name="live-call-watch"))
         if self.settings.speech_warmup:
             self._tasks.append(asyncio.create_task(self._warm_up(), name="speech-warm-up"))
 
@@ -124,6 +131,32 @@ class Runtime:
         for _ in failed:
             self.metrics.calls_ended.labels(reason="join_deadline_missed").inc()
         return failed
+
+    async def check_live_calls(self) -> int:
+        """End this node's sessions whose call was ended elsewhere (another node without Redis, a
+        direct database change). One query per node, whatever the number of live calls."""
+        live = self.control.live_call_ids
+        if not live:
+            return 0
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    select(Call.id, Call.end_reason).where(
+                        Call.id.in_(live), Call.status.in_((CallStatus.ENDED.value, CallStatus.FAILED.value))
+                    )
+                )
+            ).all()
+        for call_id, reason in rows:
+            await self.control.deliver_end(call_id, EndReason(reason) if reason else EndReason.API_REQUEST)
+        return len(rows)
+
+    async def _watch_live_calls(self) -> None:
+        while True:
+            await asyncio.sleep(LIVE_CALL_CHECK_S)
+            try:
+                await self.check_live_calls()
+            except CallgateError:
+                log.warning("live-call check failed; will retry", exc_info=True)
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -29,7 +29,7 @@ from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.errors import ValidationFailed
 from callgate.net_guard import check_url
 from callgate.runtime import Runtime
-from callgate.store.models import Call
+from callgate.store.models import Call, TranscriptTurn
 from callgate.webhooks.targets import CallWebhook
 
 router = APIRouter(tags=["calls"])
@@ -65,6 +65,21 @@ def summary(call: Call) -> CallSummary:
 async def call_view(session: AsyncSession, call: Call, *, base_url: str) -> CallPublic:
     """The full call as ``GET /v1/calls/{id}`` returns it (also the webhook payload)."""
     turns = await calls.list_turns(session, call_id=call.id)
+    phone = None
+    if call.kind == "phone":
+        phone = (await telephony.phone_sides(session, call_ids=[call.id])).get(call.id)
+    return _view(call, turns, phone, base_url=base_url)
+
+
+def new_call_view(call: Call, *, base_url: str) -> CallPublic | None:
+    """:func:`call_view` of a call just created, without reading it back: no turns yet (None for phone
+    calls, whose sides are rows of their own)."""
+    if call.kind == "phone":
+        return None
+    return _view(call, [], None, base_url=base_url)
+
+
+def _view(call: Call, turns: list[TranscriptTurn], phone: Any, *, base_url: str) -> CallPublic:
     agent_turns = [t for t in turns if t.role == "agent" and t.total_ms is not None]
     latency = LatencySummary(
         turns=len(agent_turns),
@@ -75,9 +90,6 @@ async def call_view(session: AsyncSession, call: Call, *, base_url: str) -> Call
             for stage in STAGES
         },
     )
-    phone = None
-    if call.kind == "phone":
-        phone = (await telephony.phone_sides(session, call_ids=[call.id])).get(call.id)
     return CallPublic(
         **summary(call).model_dump(),
         phone=PhoneSidePublic.model_validate(phone) if phone is not None else None,

@@ -12,7 +12,8 @@ from callgate.errors import Forbidden, OriginNotAllowed, RateLimited, Unauthenti
 from callgate.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI would run a sync dependency in its thread pool, on every request.
     runtime: Runtime = request.app.state.runtime
     return runtime
 

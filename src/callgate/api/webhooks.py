@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callgate.api.calls import call_view
+from callgate.api.calls import call_view, new_call_view
 from callgate.api.deps import RuntimeDep, SecretPrincipal
 from callgate.api.schemas.common import ListPage
 from callgate.api.schemas.webhooks import (
@@ -47,7 +47,11 @@ def install(runtime: Runtime) -> None:
     async def render(session: AsyncSession, call: Call) -> dict[str, Any]:
         return (await call_view(session, call, base_url=base)).model_dump(mode="json")
 
-    events.set_call_renderer(render)
+    def render_new(call: Call) -> dict[str, Any] | None:
+        view = new_call_view(call, base_url=base)
+        return view.model_dump(mode="json") if view is not None else None
+
+    events.set_call_renderer(render, new_call=render_new)
 
 
 async def checked_url(runtime: Runtime, url: str, *, field: str) -> str:

@@ -58,7 +58,7 @@ async def _check_capacity(session: AsyncSession, *, team_id: str) -> None:
 async def create_call(
     session: AsyncSession, *, team_id: str, spec: NewCall, now: datetime, join_deadline: datetime
 ) -> Call:
-    await get_agent(session, team_id=team_id, agent_id=spec.agent_id)
+    agent = await get_agent(session, team_id=team_id, agent_id=spec.agent_id)
     if spec.contact_id is not None:
         await get_contact(session, team_id=team_id, contact_id=spec.contact_id)
     await _check_capacity(session, team_id=team_id)
@@ -101,8 +101,8 @@ async def create_call(
             created_at=now,
         )
     )
-    await session.flush()
-    await outbox.call_created(session, call=call, now=now)
+    # No flush here: call_created() flushes the call, its event and the outbox event together.
+    await outbox.call_created(session, call=call, now=now, agent=agent)
     return call
 
 

@@ -17,6 +17,7 @@ from callgate.errors import (
     CallgateError,
     ConcurrencyLimited,
     IllegalTransition,
+    InvalidToken,
     NotFound,
     TokenExpired,
     TokenMismatch,
@@ -68,21 +69,28 @@ async def _join(runtime: Runtime, transport: WebSocketTransport, redeem: Redeem)
     now = runtime.clock.now()
     try:
         claims = await redeem(now)
-    except CallgateError as exc:
+    except InvalidToken as exc:
         await transport.close(_token_close_code(exc), exc.detail)
+        return None
+    except CallgateError as exc:  # the token store is unavailable: not the caller's fault
+        await transport.close(CloseCode.TRY_AGAIN_LATER, exc.detail)
         return None
     try:
         call = await runtime.db.write(
             lambda s: calls.join_call(s, team_id=claims.team_id, call_id=claims.call_id, now=now)
         )
+        async with runtime.db.read() as s:
+            agent = await s.get(Agent, call.agent_id)
     except ConcurrencyLimited as exc:
         await transport.close(CloseCode.CONCURRENCY, exc.detail)
         return None
     except (NotFound, IllegalTransition):
         await transport.close(CloseCode.NOT_FOUND, "the call does not exist or has already ended")
         return None
-    async with runtime.db.read() as s:
-        agent = await s.get(Agent, call.agent_id)
+    except CallgateError as exc:
+        log.warning("joining a call failed: %s", exc.detail)
+        await transport.close(CloseCode.TRY_AGAIN_LATER, "the server is busy; try again")
+        return None
     assert agent is not None
     return call, agent
 

@@ -30,9 +30,6 @@ from callgate.runtime import Runtime
 log = logging.getLogger(__name__)
 
 WATCHDOG_S = 0.25
-STATUS_POLL_S = 2.0
-"""How often a session re-reads its call: an end made on a node that could not signal this one
-(no Redis configured) still reaches the session within this time."""
 
 
 class SessionState(enum.Enum):
@@ -166,7 +163,6 @@ class CallSession:
     async def _watch(self) -> None:
         """Wait for an end; meanwhile enforce max duration and the silence timeout."""
         ctx, clock = self.context, self.runtime.clock
-        next_poll = clock.monotonic() + STATUS_POLL_S
         while not self._ended.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ended.wait(), WATCHDOG_S)
@@ -176,9 +172,6 @@ class CallSession:
                 self.end(EndReason.SERVER_ERROR)
                 break
             now = clock.monotonic()
-            if now >= next_poll:
-                next_poll = now + STATUS_POLL_S
-                await self._poll_status()
             if now - self._started_at >= ctx.max_duration_s:
                 self.end(EndReason.MAX_DURATION)
             elif (
@@ -186,12 +179,6 @@ class CallSession:
                 and not self.pipeline.agent_speaking
             ):
                 self.end(EndReason.SILENCE_TIMEOUT)
-
-    async def _poll_status(self) -> None:
-        async with self.runtime.db.read() as session:
-            call = await calls.get_call(session, team_id=self.context.team_id, call_id=self.context.call_id)
-        if CallStatus(call.status).is_terminal:
-            self.end(EndReason(call.end_reason) if call.end_reason else EndReason.API_REQUEST)
 
     def _export_metrics(self) -> None:
         """Add this pipeline's counters since the last export to the node's Prometheus metrics."""

@@ -4,7 +4,12 @@ Reads use a pooled session (``Database.read``). Writes go through :class:`Databa
 queued to one writer task that runs as many as are waiting in a single transaction, each inside its
 own SAVEPOINT, and commits once. On SQLite this removes write-lock contention (one writer, one fsync
 per batch, ``BEGIN IMMEDIATE``); on PostgreSQL it saves round trips and commits. A job's result is
-returned only after its transaction committed, so callers never see unpersisted state.
+returned only after its transaction committed, so callers never see unpersisted state. A batch of one
+job runs without the SAVEPOINT (its transaction plays that part).
+
+On SQLite the writer's connection runs its statements on the event loop instead of aiosqlite's thread
+(:mod:`callgate.store.inloop_sqlite`; only ``BEGIN``/``COMMIT`` leave the loop); reads stay on aiosqlite.
+PostgreSQL (asyncpg) is unchanged.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from callgate.errors import CallgateError, ServiceUnavailable
+from callgate.store import inloop_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +38,19 @@ Job = Callable[[AsyncSession], Awaitable[T]]
 MAX_BATCH = 256
 
 
-def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, connect_args={"timeout": 30})
+def _sqlite_engine(url: str, *, immediate: bool, pool_size: int, in_loop: bool = False) -> AsyncEngine:
+    parsed = make_url(url)
+    if in_loop and parsed.database and not parsed.query:
+        # The writer: statements run on the event loop (see callgate.store.inloop_sqlite).
+        database = parsed.database
+        engine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=0,
+            async_creator=lambda: inloop_sqlite.connect(database, lock_wait_s=30),
+        )
+    else:
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, connect_args={"timeout": 30})
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -64,7 +81,7 @@ class Database:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             self.read_engine = _sqlite_engine(url, immediate=False, pool_size=4)
-            self.write_engine = _sqlite_engine(url, immediate=True, pool_size=1)
+            self.write_engine = _sqlite_engine(url, immediate=True, pool_size=1, in_loop=True)
         else:
             self.read_engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
             self.write_engine = self.read_engine
@@ -128,6 +145,10 @@ class Database:
             await self._run_batch(batch)
 
     async def _run_batch(self, batch: list[tuple[Job[Any], asyncio.Future[Any]]]) -> None:
+        live = [item for item in batch if not item[1].cancelled()]
+        if len(live) == 1:
+            await self._run_one(*live[0])
+            return
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         try:
             async with self._write_sessions() as session, session.begin():
@@ -165,3 +186,40 @@ class Database:
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
+
+    async def _run_one(self, job: Job[Any], fut: asyncio.Future[Any]) -> None:
+        """A batch of one job: its own transaction is its SAVEPOINT (two statements fewer).
+
+        Same outcomes as in a batch: a job's refusal rolls its writes back and is raised to its caller.
+        """
+
+        def fail(error: BaseException) -> None:
+            if not fut.done():
+                fut.set_exception(error)
+
+        try:
+            async with self._write_sessions() as session:
+                try:
+                    value = await job(session)
+                except (CallgateError, ValueError) as exc:
+                    await session.rollback()
+                    fail(exc)
+                    return
+                except SQLAlchemyError:
+                    log.exception("database write job failed")
+                    await session.rollback()
+                    fail(ServiceUnavailable("the database write failed"))
+                    return
+                await session.commit()
+        except SQLAlchemyError as exc:
+            log.exception("database commit failed")
+            error = ServiceUnavailable("the database is not available")
+            error.__cause__ = exc
+            fail(error)
+            return
+        except Exception as exc:  # a bug in the job: fail it, keep the writer alive
+            log.exception("database writer batch crashed")
+            fail(exc)
+            return
+        if not fut.done():
+            fut.set_result(value)

@@ -88,16 +88,30 @@ async def _summary(_: AsyncSession, call: Call) -> dict[str, Any]:
     }
 
 
+NewCallRenderer = Callable[[Call], "dict[str, Any] | None"]
+
 _renderer: CallRenderer = _summary
+_new_call_renderer: NewCallRenderer | None = None
 
 
-def set_call_renderer(renderer: CallRenderer | None) -> None:
-    """Install the function that renders a call for ``data`` (the app installs the API's view)."""
-    global _renderer
+def set_call_renderer(renderer: CallRenderer | None, *, new_call: NewCallRenderer | None = None) -> None:
+    """Install the function that renders a call for ``data`` (the app installs the API's view).
+
+    ``new_call`` renders a call that was just created (so has nothing else stored yet, e.g. no
+    transcript) from the object alone, without reading the database; it returns None when it cannot,
+    and ``renderer`` is used instead. It must give what ``renderer`` would.
+    """
+    global _renderer, _new_call_renderer
     _renderer = renderer or _summary
+    _new_call_renderer = new_call if renderer is not None else None
 
 
-async def render_call(session: AsyncSession, call: Call) -> dict[str, Any]:
+async def render_call(session: AsyncSession, call: Call, *, new: bool = False) -> dict[str, Any]:
+    """``new``: ``call`` was created in this transaction (see :func:`set_call_renderer`)."""
+    if new and _new_call_renderer is not None:
+        data = _new_call_renderer(call)
+        if data is not None:
+            return data
     return await _renderer(session, call)
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.errors import ValidationFailed
 from callgate.store import repo
-from callgate.store.models import Call, TranscriptTurn
+from callgate.store.models import Agent, Call, TranscriptTurn
 from callgate.store.models_webhooks import AnalysisJob, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from callgate.webhooks.events import EventType, envelope, new_id, render_call, turn_data
 from callgate.webhooks.targets import Target, targets_for
@@ -72,11 +72,20 @@ def enqueue(session: AsyncSession, *, event: WebhookEvent, targets: list[Target]
 
 
 async def record(
-    session: AsyncSession, *, call: Call, type_: EventType, now: datetime, data: dict[str, Any] | None = None
+    session: AsyncSession,
+    *,
+    call: Call,
+    type_: EventType,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+    agent: Agent | None = None,
 ) -> WebhookEvent:
-    """Record an event of ``call`` (``data`` defaults to the call's view) and its deliveries."""
+    """Record an event of ``call`` (``data`` defaults to the call's view) and its deliveries.
+
+    ``agent``: the call's agent when the caller has it loaded (saves reading its ``webhook_url``).
+    """
     if data is None:
-        data = await render_call(session, call)
+        data = await render_call(session, call, new=type_ is EventType.CALL_CREATED)
     event = WebhookEvent(
         id=new_id("event"),
         team_id=call.team_id,
@@ -92,15 +101,18 @@ async def record(
         session,
         event=event,
         targets=await targets_for(
-            session, team_id=call.team_id, call=call, type_=type_, envelope=event.payload
+            session, team_id=call.team_id, call=call, type_=type_, envelope=event.payload, agent=agent
         ),
         now=now,
     )
     return event
 
 
-async def call_created(session: AsyncSession, *, call: Call, now: datetime) -> None:
-    await record(session, call=call, type_=EventType.CALL_CREATED, now=now)
+async def call_created(
+    session: AsyncSession, *, call: Call, now: datetime, agent: Agent | None = None
+) -> None:
+    """``call`` was just created (in this transaction); ``agent`` is its agent, if loaded."""
+    await record(session, call=call, type_=EventType.CALL_CREATED, now=now, agent=agent)
 
 
 async def call_transitioned(session: AsyncSession, *, call: Call, now: datetime) -> None:

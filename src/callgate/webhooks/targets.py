@@ -98,9 +98,10 @@ async def targets_for(
     type_: EventType,
     envelope: dict[str, Any],
     endpoint_id: str | None = None,
+    agent: Agent | None = None,
 ) -> list[Target]:
     """Destinations of one event (``envelope`` is its payload). ``endpoint_id`` limits them to that
-    endpoint (replays)."""
+    endpoint (replays). ``agent``: the call's agent, when already loaded in this transaction."""
     agent_id = call.agent_id if call is not None else None
     stmt = select(WebhookEndpoint).where(
         WebhookEndpoint.team_id == team_id, WebhookEndpoint.deleted_at.is_(None)
@@ -115,9 +116,12 @@ async def targets_for(
     if call is None or endpoint_id is not None:
         return out
     adhoc: dict[tuple[str, str], Target] = {}
-    agent_url = (
-        await session.execute(select(Agent.webhook_url).where(Agent.id == call.agent_id))
-    ).scalar_one_or_none()
+    if agent is not None and agent.id == call.agent_id:
+        agent_url = agent.webhook_url
+    else:
+        agent_url = (
+            await session.execute(select(Agent.webhook_url).where(Agent.id == call.agent_id))
+        ).scalar_one_or_none()
     if agent_url and _default_wanted(type_):
         adhoc[(agent_url, "standard")] = Target("agent", agent_url, "standard", "POST")
     if call.webhook:

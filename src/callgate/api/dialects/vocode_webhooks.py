@@ -57,7 +57,7 @@ _ENDS = (EventType.CALL_ENDED.value, EventType.CALL_FAILED.value)
 def event_type(type_: str, envelope: dict[str, Any]) -> str | None:
     """The Vocode event type of a callgate event (None: Vocode has no such event)."""
     if type_ in _ENDS:
-        connected = envelope.get("data", {}).get("started_at") is not None
+        connected = (envelope.get("data") or {}).get("started_at") is not None
         return "event_phone_call_ended" if connected else "event_phone_call_did_not_connect"
     return _SIMPLE.get(type_)
 
@@ -89,8 +89,8 @@ def _message(turn: dict[str, Any]) -> dict[str, Any]:
 
 
 def _recording(data: dict[str, Any]) -> dict[str, Any]:
-    """The recording as the Vocode dialect serves it (``GET /v1/calls/recording?id=``), beside callgate's
-    own recording URL (same origin: absolute when ``CALLGATE_PUBLIC_URL`` is set)."""
+    """The recording as the Vocode dialect serves it (``GET /v1/calls/recording?id=``), on the origin of
+    callgate's own recording URL (absolute when ``CALLGATE_PUBLIC_URL`` is set; any other URL is kept)."""
     url = str(data.get("recording_url") or "")
     native = f"/v1/calls/{data.get('id')}/recording"
     if url.endswith(native):
