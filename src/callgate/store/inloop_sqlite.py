@@ -23,6 +23,7 @@ pool gives a connection to one session at a time).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -59,10 +60,12 @@ class _Cursor:
         if _waits(sql):
             await self._owner.off_loop(lambda: self._cur.execute(sql, params))
         else:
+            await self._owner.settle()
             self._cur.execute(sql, params)
         return self
 
     async def executemany(self, sql: str, seq_of_parameters: Iterable[Any]) -> _Cursor:
+        await self._owner.settle()
         self._cur.executemany(sql, seq_of_parameters)
         return self
 
@@ -119,16 +122,32 @@ class _Tx:
 
 
 class InLoopConnection:
-    """The subset of ``aiosqlite.Connection`` SQLAlchemy's aiosqlite dialect uses."""
+    """The subset of ``aiosqlite.Connection`` SQLAlchemy's aiosqlite dialect uses.
+
+    A task cancelled while a statement runs on the thread leaves that statement running: every later use
+    of the connection on the loop (a rollback, a close) first waits for it (:meth:`settle`), as two
+    threads must never use one sqlite3 connection at once.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._connection: sqlite3.Connection | None = conn
         self._tx = _Tx()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._inflight: concurrent.futures.Future[Any] | None = None
 
     async def off_loop(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+        await self.settle()
+        work = self._pool.submit(fn)
+        self._inflight = work
+        return await asyncio.wrap_future(work)
+
+    async def settle(self) -> None:
+        """Wait until no statement of this connection runs on its thread."""
+        work = self._inflight
+        if work is not None and not work.done():
+            await asyncio.wait([asyncio.wrap_future(work)])
+        self._inflight = None
 
     @property
     def isolation_level(self) -> str | None:
@@ -147,19 +166,21 @@ class InLoopConnection:
         await self.off_loop(self._conn.commit)
 
     async def rollback(self) -> None:
+        await self.settle()
         self._conn.rollback()
 
     async def close(self) -> None:
+        await self.settle()
         if self._connection is not None:
             self._connection = None
             self._conn.close()
             self._pool.shutdown(wait=False)
 
     def stop(self) -> None:
-        """Force close (SQLAlchemy's terminate)."""
+        """Force close (SQLAlchemy's terminate): queued behind a statement still running, if any."""
         if self._connection is not None:
             self._connection = None
-            self._conn.close()
+            self._pool.submit(self._conn.close)
             self._pool.shutdown(wait=False)
 
 
