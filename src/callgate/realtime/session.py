@@ -26,6 +26,8 @@ from callgate.pipeline.pipeline import ConversationPipeline
 from callgate.pipeline.recording import Recorder
 from callgate.realtime import rtvi
 from callgate.runtime import Runtime
+from callgate.webhooks import outbox
+from callgate.webhooks.events import EventType
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,11 @@ class CallSession:
         self._ended = asyncio.Event()
         self._data = dict(context.data)
         self._turn_writes: list[asyncio.Task[None]] = []
+        self._partials_wanted = False
+        self._partial_text: str | None = None
+        """The newest interim transcript not yet written (older ones are replaced, not queued)."""
+        self._partial_queued: str | None = None
+        self._partial_writer: asyncio.Task[None] | None = None
         recordings = runtime.settings.data_dir / "recordings"
         recordings.mkdir(parents=True, exist_ok=True)
         self.recording_path: Path = recordings / f"{context.call_id}.wav"
@@ -152,13 +159,15 @@ class CallSession:
     async def _mark_in_progress(self) -> None:
         now = self.runtime.clock.now()
 
-        async def job(session: Any) -> None:
+        async def job(session: Any) -> bool:
             call = await calls.get_call(
                 session, team_id=self.context.team_id, call_id=self.context.call_id, for_update=True
             )
             await calls.transition(session, call=call, to=CallStatus.IN_PROGRESS, now=now)
+            # Decided once per call: destinations added mid-call get partials from the next call on.
+            return await outbox.wanted(session, call=call, type_=EventType.TRANSCRIPT_PARTIAL)
 
-        await self.runtime.db.write(job)
+        self._partials_wanted = await self.runtime.db.write(job)
 
     async def _watch(self) -> None:
         """Wait for an end; meanwhile enforce max duration and the silence timeout."""
@@ -196,9 +205,10 @@ class CallSession:
         await self.pipeline.stop()
         self._export_metrics()
         self.runtime.metrics.session_max_output_lag.observe(self.pipeline.metrics.max_output_lag_ms / 1000)
-        for task in self._turn_writes:
-            with contextlib.suppress(Exception):
-                await task
+        for task in [*self._turn_writes, self._partial_writer]:
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await task
         self.recorder.close()
         await self._persist_end(reason)
         self.runtime.metrics.calls_ended.labels(reason=reason.value).inc()
@@ -282,6 +292,8 @@ class CallSession:
             case f.TurnEnded(record=record):
                 self._turn_writes.append(asyncio.create_task(self._save_turn(record)))
                 self._turn_writes = [t for t in self._turn_writes if not t.done()]
+            case f.UserTranscription(text=interim, final=False) if self._partials_wanted:
+                self._queue_partial(interim.strip())
             case f.AgentDataCollected(data=data):
                 self._data.update(data)
             case f.CallEndRequested():
@@ -291,6 +303,29 @@ class CallSession:
                 self.end(EndReason.TRANSFERRED)
         for text in rtvi.from_event(event):
             await self.transport.send_message(text)
+
+    def _queue_partial(self, text: str) -> None:
+        """Write interim transcripts one at a time; while a write is under way, newer ones replace the
+        one waiting (a slow database gets the newest text, not a backlog)."""
+        if not text or text == self._partial_queued:
+            return
+        self._partial_queued = self._partial_text = text
+        if self._partial_writer is None or self._partial_writer.done():
+            self._partial_writer = asyncio.create_task(self._write_partials(), name="transcript-partial")
+
+    async def _write_partials(self) -> None:
+        ctx = self.context
+        while self._partial_text is not None:
+            text, now = self._partial_text, self.runtime.clock.now()
+            self._partial_text = None
+            try:
+                await self.runtime.db.write(
+                    lambda s, text=text, now=now: outbox.transcript_partial(  # type: ignore[misc]
+                        s, team_id=ctx.team_id, call_id=ctx.call_id, text=text, now=now
+                    )
+                )
+            except CallgateError:
+                log.warning("could not record an interim transcript")
 
     async def _save_turn(self, record: f.TurnRecord) -> None:
         lat = record.latency

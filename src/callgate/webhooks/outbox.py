@@ -30,7 +30,9 @@ __all__ = [
     "enqueue",
     "record",
     "replay",
+    "transcript_partial",
     "turn_recorded",
+    "wanted",
 ]
 
 _BY_STATUS = {
@@ -86,25 +88,29 @@ async def record(
     """
     if data is None:
         data = await render_call(session, call, new=type_ is EventType.CALL_CREATED)
+    payload = envelope(type_, timestamp=now, data=data)
+    event = await _add_event(session, call=call, type_=type_, payload=payload, now=now)
+    targets = await targets_for(
+        session, team_id=call.team_id, call=call, type_=type_, envelope=payload, agent=agent
+    )
+    enqueue(session, event=event, targets=targets, now=now)
+    return event
+
+
+async def _add_event(
+    session: AsyncSession, *, call: Call, type_: EventType, payload: dict[str, Any], now: datetime
+) -> WebhookEvent:
     event = WebhookEvent(
         id=new_id("event"),
         team_id=call.team_id,
         call_id=call.id,
         agent_id=call.agent_id,
         type=type_.value,
-        payload=envelope(type_, timestamp=now, data=data),
+        payload=payload,
         created_at=now,
     )
     session.add(event)
     await session.flush()  # assigns seq, the order of a call's events
-    enqueue(
-        session,
-        event=event,
-        targets=await targets_for(
-            session, team_id=call.team_id, call=call, type_=type_, envelope=event.payload, agent=agent
-        ),
-        now=now,
-    )
     return event
 
 
@@ -154,6 +160,40 @@ async def turn_recorded(session: AsyncSession, *, turn: TranscriptTurn) -> None:
         await record(
             session, call=call, type_=EventType.TRANSCRIPT_FINAL, now=turn.ended_at, data=turn_data(turn)
         )
+
+
+async def wanted(session: AsyncSession, *, call: Call, type_: EventType) -> bool:
+    """True if some destination of ``call`` would receive an event of ``type_`` now.
+
+    Lets a live session skip opt-in events (``transcript.partial``) that nobody asked for: they are
+    frequent, and a call without a subscriber should not write them at all.
+    """
+    probe = envelope(type_, timestamp=call.created_at, data={"call_id": call.id})
+    return bool(await targets_for(session, team_id=call.team_id, call=call, type_=type_, envelope=probe))
+
+
+async def transcript_partial(
+    session: AsyncSession, *, team_id: str, call_id: str, text: str, now: datetime
+) -> bool:
+    """An interim transcript of the caller: one event, only if some destination wants it."""
+    call = await session.get(Call, call_id)
+    if call is None or call.team_id != team_id:
+        return False
+    type_ = EventType.TRANSCRIPT_PARTIAL
+    data = {
+        "call_id": call_id,
+        "role": "user",
+        "text": text,
+        "final": False,
+        "at": now.isoformat().replace("+00:00", "Z"),
+    }
+    payload = envelope(type_, timestamp=now, data=data)
+    targets = await targets_for(session, team_id=team_id, call=call, type_=type_, envelope=payload)
+    if not targets:
+        return False
+    event = await _add_event(session, call=call, type_=type_, payload=payload, now=now)
+    enqueue(session, event=event, targets=targets, now=now)
+    return True
 
 
 async def replay(
