@@ -35,6 +35,46 @@ async def test_whisper_transcribes_piper_speech(whisper, piper_booking_16k: byte
     print(f"whisper: {elapsed * 1000:.0f} ms for {len(piper_booking_16k) / 32000:.1f} s of audio")
 
 
+async def test_whisper_short_window_matches_the_full_window(whisper, piper_booking_16k: bytes) -> None:
+    from callgate.providers.whisper import WhisperSTT
+
+    full = WhisperSTT(short_window=False)
+    before = dict(whisper.stats)
+    started = time.perf_counter()
+    short = await whisper.transcribe(piper_booking_16k)
+    short_s = time.perf_counter() - started
+    started = time.perf_counter()
+    reference = await full.transcribe(piper_booking_16k)
+    full_s = time.perf_counter() - started
+    assert whisper.stats["short"] == before["short"] + 1  # answered in the short window, no fallback
+    assert full.stats == {"short": 0, "fallback": 0, "full": 1}
+    def letters(text: str) -> str:  # "3pm" and "3 p.m." are the same words
+        return "".join(c for c in text.lower() if c.isalnum())
+
+    assert letters(short.text) == letters(reference.text)
+    print(f"whisper short window {short_s * 1000:.0f} ms, 30 s window {full_s * 1000:.0f} ms")
+
+
+@pytest.mark.parametrize(
+    ("text", "looping"),
+    [
+        ("What's on your opening hours? What's on", True),
+        ("Tell it the morning. Tell it the morning", True),
+        ("Yes. Yes. Yes.", True),
+        ("I need to book, I need to book", True),
+        ("ha" * 40, True),
+        ("Wait, wait, I need to talk to a person, please.", False),
+        ("I would like to book an appointment for tomorrow at 3pm.", False),
+        ("My name is John Smith and my date of birth is the 4th of July 1980.", False),
+        ("Yes.", False),
+    ],
+)
+def test_whisper_loop_detector(text: str, looping: bool) -> None:
+    from callgate.providers.whisper.stt import _looping
+
+    assert _looping(text) is looping
+
+
 async def test_whisper_says_nothing_on_silence_and_noise(whisper, noise_16k: bytes) -> None:
     assert (await whisper.transcribe(SILENCE_16K)).text == ""
     assert (await whisper.transcribe(b"")).text == ""
