@@ -15,7 +15,7 @@ from callgate.store.models import Agent
 
 _FIELDS = (
     "name", "prompt", "flow", "initial_message", "variables", "voice", "stt", "llm", "tts",
-    "max_duration_s", "silence_timeout_s", "webhook_url",
+    "turn_detection", "max_duration_s", "silence_timeout_s", "webhook_url",
 )  # fmt: skip
 
 
@@ -25,6 +25,8 @@ async def create_agent(
     agent = Agent(id=new_id("agent"), team_id=team_id, created_at=now, updated_at=now, deleted_at=None)
     for name in _FIELDS:
         setattr(agent, name, fields.get(name))
+    if agent.turn_detection is None:
+        agent.turn_detection = {}
     session.add(agent)
     await session.flush()
     return agent

@@ -23,9 +23,9 @@ from callgate.errors import (
     TokenMismatch,
     TokenReused,
 )
-from callgate.pipeline.options import MODES, PipelineOptions
+from callgate.pipeline.options import MODES
 from callgate.realtime import rtvi
-from callgate.realtime.engines import build_engines
+from callgate.realtime.engines import build_engines, pipeline_options
 from callgate.realtime.session import CallContext, CallSession
 from callgate.realtime.transports.websocket import (
     CloseCode,
@@ -158,7 +158,7 @@ async def serve_call(ws: WebSocket, redeem: Redeem) -> None:
         ),
         transport=transport,
         engines=engines,
-        options=PipelineOptions(mode=requested_mode, output_sample_rate=rate),
+        options=pipeline_options(agent, mode=requested_mode, output_sample_rate=rate),
     )
     await transport.send_message(
         rtvi.message(

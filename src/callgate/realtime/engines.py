@@ -12,9 +12,27 @@ from typing import Any
 
 from callgate.flows import FlowAgent, PromptAgent, validate_flow
 from callgate.pipeline.interfaces import AgentEngine
+from callgate.pipeline.options import Mode, PipelineOptions
 from callgate.realtime.session import Engines
 from callgate.runtime import Runtime
 from callgate.store.models import Agent, Call
+
+_TURN_DETECTION = frozenset(
+    {
+        "end_of_turn_silence_ms",
+        "early_end_silence_ms",
+        "vad_threshold",
+        "min_speech_ms",
+        "allow_interruptions",
+        "interruption_min_speech_ms",
+    }
+)
+
+
+def pipeline_options(agent: Agent, *, mode: Mode, output_sample_rate: int) -> PipelineOptions:
+    """A call's pipeline tuning: the agent's ``turn_detection`` over the defaults."""
+    turn = {k: v for k, v in (agent.turn_detection or {}).items() if k in _TURN_DETECTION}
+    return PipelineOptions(mode=mode, output_sample_rate=output_sample_rate, **turn)
 
 
 def call_variables(agent: Agent, call: Call) -> dict[str, Any]:

@@ -74,6 +74,7 @@ class Agent(Base):
     stt: Mapped[dict[str, Any]]
     llm: Mapped[dict[str, Any]]
     tts: Mapped[dict[str, Any]]
+    turn_detection: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
     max_duration_s: Mapped[int] = mapped_column(Integer)
     silence_timeout_s: Mapped[int] = mapped_column(Integer)
     webhook_url: Mapped[str | None] = mapped_column(String(2048))

@@ -14,6 +14,44 @@ from callgate.providers.registry import validate_engine_settings
 EngineSettings = dict[str, Any]
 
 
+class TurnDetection(Strict):
+    """When the caller's turn starts and ends, and when they may cut the agent off. Every field is
+    optional: a missing one takes the server's default."""
+
+    end_of_turn_silence_ms: int | None = Field(
+        default=None, ge=100, le=5000, description="Silence after speech that ends the caller's turn (550)."
+    )
+    early_end_silence_ms: int | None = Field(
+        default=None,
+        ge=0,
+        le=5000,
+        description=(
+            "After this much silence the turn is transcribed, and it ends at once if the words are a "
+            "finished sentence; 0 turns this off (250)."
+        ),
+    )
+    vad_threshold: float | None = Field(
+        default=None, gt=0.0, le=1.0, description="Speech probability that counts as speech (0.5)."
+    )
+    min_speech_ms: int | None = Field(
+        default=None, ge=20, le=2000, description="Shorter sounds never start a turn (100)."
+    )
+    allow_interruptions: bool | None = Field(default=None, description="The caller may barge in (true).")
+    interruption_min_speech_ms: int | None = Field(
+        default=None, ge=0, le=5000, description="Speech needed to cut the agent off (250)."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        early, end = self.early_end_silence_ms, self.end_of_turn_silence_ms
+        if early and end is not None and early > end:
+            raise ValueError("early_end_silence_ms cannot exceed end_of_turn_silence_ms")
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
 class AgentFields(Strict):
     initial_message: str | None = Field(default=None, max_length=4000)
     variables: Variables = Field(default_factory=dict)
@@ -28,6 +66,7 @@ class AgentFields(Strict):
     tts: EngineSettings = Field(
         default_factory=dict, description='TTS engine settings, e.g. {"engine": "piper"}'
     )
+    turn_detection: TurnDetection = Field(default_factory=TurnDetection)
     max_duration_s: int = Field(default=1800, ge=10, le=14400)
     silence_timeout_s: int = Field(default=60, ge=5, le=3600)
     webhook_url: AnyHttpUrl | None = None
@@ -75,14 +114,20 @@ class AgentUpdate(Strict):
     stt: EngineSettings | None = None
     llm: EngineSettings | None = None
     tts: EngineSettings | None = None
+    turn_detection: TurnDetection | None = None
     max_duration_s: int | None = Field(default=None, ge=10, le=14400)
     silence_timeout_s: int | None = Field(default=None, ge=5, le=3600)
     webhook_url: AnyHttpUrl | None = None
 
     def changes(self) -> dict[str, Any]:
         out = self.model_dump(mode="json", exclude_unset=True)
+        if self.turn_detection is not None:
+            out["turn_detection"] = self.turn_detection.stored()
         check_engines(out)
-        for required in ("name", "variables", "stt", "llm", "tts", "max_duration_s", "silence_timeout_s"):
+        required_fields = (
+            "name", "variables", "stt", "llm", "tts", "turn_detection", "max_duration_s", "silence_timeout_s",
+        )  # fmt: skip
+        for required in required_fields:
             if required in out and out[required] is None:
                 raise ValueError(f"`{required}` cannot be null")
         return out
@@ -99,6 +144,7 @@ class AgentPublic(Public):
     stt: dict[str, Any]
     llm: dict[str, Any]
     tts: dict[str, Any]
+    turn_detection: dict[str, Any]
     max_duration_s: int
     silence_timeout_s: int
     webhook_url: str | None

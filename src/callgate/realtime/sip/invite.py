@@ -25,8 +25,7 @@ from collections.abc import Awaitable, Callable
 from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason
 from callgate.errors import CallgateError, ConcurrencyLimited, IllegalTransition, NotFound
-from callgate.pipeline.options import PipelineOptions
-from callgate.realtime.engines import build_engines
+from callgate.realtime.engines import build_engines, pipeline_options
 from callgate.realtime.media import DtmfEvent, MediaState, OfferRejected, PeerMedia
 from callgate.realtime.session import CallContext, CallSession
 from callgate.realtime.sip import message, sdp
@@ -165,7 +164,7 @@ class InviteServer:
             ),
             transport=SipCallTransport(media, hang_up=sip_call.send_bye),
             engines=engines,
-            options=PipelineOptions(mode="audio", output_sample_rate=media.output_rate),
+            options=pipeline_options(agent, mode="audio", output_sample_rate=media.output_rate),
         )  # fmt: skip
         router.call, router.session = sip_call, session
         self._media, self._joined = None, None  # the call owns them now

@@ -1,0 +1,79 @@
+"""An agent's ``turn_detection``: stored as given, validated, and applied to its calls' pipelines."""
+
+from __future__ import annotations
+
+import pytest
+
+from callgate.pipeline.options import PipelineOptions
+from callgate.realtime.engines import pipeline_options
+from callgate.store.models import Agent
+from tests.api.helpers import field_names
+from tests.conftest import World
+
+PROMPT_AGENT = {"name": "support", "prompt": "Be brief."}
+
+
+async def test_turn_detection_is_stored_returned_and_patched(world: World) -> None:
+    team = await world.team("acme")
+    r = await world.client.post("/v1/agents", json=PROMPT_AGENT, headers=team.auth())
+    assert r.status_code == 201, r.text
+    assert r.json()["turn_detection"] == {}  # every field takes the server's default
+    agent_id = r.json()["id"]
+
+    settings = {"end_of_turn_silence_ms": 800, "early_end_silence_ms": 300, "allow_interruptions": False}
+    r = await world.client.patch(
+        f"/v1/agents/{agent_id}", json={"turn_detection": settings}, headers=team.auth()
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["turn_detection"] == settings
+    r = await world.client.get(f"/v1/agents/{agent_id}", headers=team.auth())
+    assert r.json()["turn_detection"] == settings
+
+    r = await world.client.post(
+        "/v1/agents",
+        json={**PROMPT_AGENT, "turn_detection": {"vad_threshold": 0.6, "min_speech_ms": 150}},
+        headers=team.auth(),
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["turn_detection"] == {"vad_threshold": 0.6, "min_speech_ms": 150}
+
+
+@pytest.mark.parametrize(
+    ("turn_detection", "field"),
+    [
+        ({"end_of_turn_silence_ms": 50}, "body.turn_detection.end_of_turn_silence_ms"),
+        ({"vad_threshold": 0}, "body.turn_detection.vad_threshold"),
+        ({"allow_interruptions": "sometimes"}, "body.turn_detection.allow_interruptions"),
+        ({"endpointing": 300}, "body.turn_detection.endpointing"),
+        ({"end_of_turn_silence_ms": 300, "early_end_silence_ms": 400}, "body.turn_detection"),
+        ([], "body.turn_detection"),
+    ],
+)
+async def test_bad_turn_detection_is_refused(world: World, turn_detection: object, field: str) -> None:
+    team = await world.team("acme")
+    r = await world.client.post(
+        "/v1/agents", json={**PROMPT_AGENT, "turn_detection": turn_detection}, headers=team.auth()
+    )
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert field in field_names(r.json()), r.json()
+    r = await world.client.get("/v1/agents", headers=team.auth())
+    assert all(a["name"] != "support" for a in r.json()["data"])  # nothing half-written
+
+
+async def test_null_turn_detection_is_refused_on_patch(world: World) -> None:
+    team = await world.team("acme")
+    r = await world.client.patch(
+        f"/v1/agents/{team.agent_id}", json={"turn_detection": None}, headers=team.auth()
+    )
+    assert r.status_code == 422, r.text
+
+
+def test_pipeline_options_take_the_agents_settings_over_the_defaults() -> None:
+    agent = Agent(turn_detection={"end_of_turn_silence_ms": 900, "allow_interruptions": False})
+    options = pipeline_options(agent, mode="text", output_sample_rate=24000)
+    defaults = PipelineOptions()
+    assert options.end_of_turn_silence_ms == 900 and options.allow_interruptions is False
+    assert options.mode == "text" and options.output_sample_rate == 24000
+    assert options.early_end_silence_ms == defaults.early_end_silence_ms
+    assert options.vad_threshold == defaults.vad_threshold
