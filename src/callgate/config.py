@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     join_deadline_s: int = Field(default=60, ge=5, le=3600)
     default_team_max_live_calls: int = Field(default=20, ge=1)
     sweep_interval_s: float = Field(default=5.0, gt=0)
+    tts_cache_mb: int = Field(default=64, ge=0, le=65536)
+    """Memory for synthesised sentences replayed when said again (0: off); see providers/tts_cache.py."""
     key_cache_ttl_s: float = Field(default=5.0, ge=0)
     """How long a verified key stays cached in-process; revocation reaches other nodes within this."""
     ice_servers: list[IceServer] = Field(default_factory=list)

@@ -87,7 +87,7 @@ class Runtime:
         self.metrics = Metrics()
         self.origins = OriginIndex(self.db, ttl_s=settings.key_cache_ttl_s)
         self.control = CallControl(self.redis)
-        self.engines = EngineRegistry()
+        self.engines = EngineRegistry(tts_cache_bytes=settings.tts_cache_mb * 1024 * 1024)
         self.webhooks = WebhookService(
             settings=settings, db=self.db, clock=self.clock, llm_for=lambda agent: self.engines.llm(agent.llm)
         )

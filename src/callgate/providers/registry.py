@@ -35,6 +35,7 @@ from callgate.providers.settings import (
     default_engine,
     validate_engine_settings,
 )
+from callgate.providers.tts_cache import AudioCache, CachedTTS
 
 __all__ = ["EngineRegistry", "WarmUp", "available_engines", "default_engine", "validate_engine_settings"]
 
@@ -61,8 +62,12 @@ class EngineRegistry:
     settings per role (e.g. a server-wide LLM). ``register()`` adds engines such as test fakes.
     """
 
-    def __init__(self, *, defaults: Mapping[Role, Mapping[str, Any]] | None = None) -> None:
+    def __init__(
+        self, *, defaults: Mapping[Role, Mapping[str, Any]] | None = None, tts_cache_bytes: int = 0
+    ) -> None:
         self._defaults = {role: dict(value) for role, value in (defaults or {}).items()}
+        self.tts_cache = AudioCache(tts_cache_bytes) if tts_cache_bytes > 0 else None
+        """Finished sentences of every voice (see :mod:`callgate.providers.tts_cache`); None: off."""
         self._factories: dict[tuple[str, str], Factory] = {
             ("vad", "silero"): _silero,
             ("stt", "whisper"): _whisper,
@@ -93,6 +98,8 @@ class EngineRegistry:
         if factory is None:
             raise ConfigError(f"no {role} engine named {engine!r} is registered")
         built = factory(model)
+        if role == "tts" and self.tts_cache is not None:
+            built = CachedTTS(built, cache=self.tts_cache, voice=key[1])
         with self._lock:
             return self._cache.setdefault(key, built)
 
