@@ -26,7 +26,7 @@ def frames_of(text: str, tts: FakeTTS, frame_ms: int = 20) -> int:
 
 
 async def test_full_turn_events_in_order_with_latency_matching_the_script() -> None:
-    opts = PipelineOptions(end_of_turn_silence_ms=550)
+    opts = PipelineOptions(end_of_turn_silence_ms=550, early_end_silence_ms=0)
     async with PipelineHarness(
         transcripts=["I need an appointment"],
         replies=[ScriptedReply(REPLY, first_token_delay=0.2, token_delay=0.02)],

@@ -1,7 +1,17 @@
 from __future__ import annotations
 
+import pytest
+
 from callgate.pipeline.options import PipelineOptions
-from callgate.pipeline.turns import SpeechEnded, SpeechStarted, SpeechState, TurnDetector, TurnEvent
+from callgate.pipeline.turns import (
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechState,
+    TurnDetector,
+    TurnEvent,
+)
 
 FRAME = bytes(640)
 
@@ -42,7 +52,10 @@ def test_short_noise_never_starts_a_turn() -> None:
 def test_a_short_pause_does_not_end_the_turn() -> None:
     det = TurnDetector(PipelineOptions(end_of_turn_silence_ms=300), sample_rate=16000)
     events = feed(det, "S" * 10 + "." * 14 + "S" * 10 + "." * 15)
-    assert [type(e) for _, e in events] == [SpeechStarted, SpeechEnded]
+    assert [type(e) for _, e in events] == [
+        SpeechStarted, SpeechPaused, SpeechResumed, SpeechPaused, SpeechEnded
+    ]  # fmt: skip
+    events = [(t, e) for t, e in events if isinstance(e, SpeechStarted | SpeechEnded)]
     ended = events[1][1]
     assert isinstance(ended, SpeechEnded)
     assert ended.speech_ms == 400
@@ -65,3 +78,41 @@ def test_max_utterance_forces_an_end() -> None:
     assert ends
     assert ends[0].forced
     assert ends[0].speech_ms == 1000
+
+
+def test_a_pause_offers_the_words_so_far_and_speech_after_it_resumes() -> None:
+    options = PipelineOptions(end_of_turn_silence_ms=500, early_end_silence_ms=200, min_speech_ms=20)
+    det = TurnDetector(options, sample_rate=16000)
+    events = feed(det, "S" * 10 + "." * 12 + "S" * 5 + "." * 30)
+    assert [type(e) for _, e in events] == [
+        SpeechStarted, SpeechPaused, SpeechResumed, SpeechPaused, SpeechEnded
+    ]  # fmt: skip
+    (t_pause, pause), (_, resumed) = events[1], events[2]
+    assert isinstance(pause, SpeechPaused) and isinstance(resumed, SpeechResumed)
+    assert round(t_pause - pause.last_speech_at, 6) == 0.2
+    assert len(pause.audio) == (10 + 10) * 640  # speech + 200 ms of silence, as an end would give
+    second = events[3][1]
+    ended = events[4][1]
+    assert isinstance(second, SpeechPaused) and isinstance(ended, SpeechEnded)
+    assert second.audio == ended.audio  # nothing but silence came between the pause and the end
+
+
+def test_end_now_ends_the_turn_at_a_pause() -> None:
+    options = PipelineOptions(end_of_turn_silence_ms=600, early_end_silence_ms=240, min_speech_ms=20)
+    det = TurnDetector(options, sample_rate=16000)
+    events = feed(det, "S" * 10 + "." * 12)
+    assert isinstance(events[-1][1], SpeechPaused)
+    ended = det.end_now()
+    assert ended.audio == events[-1][1].audio and not ended.forced and ended.speech_ms == 200
+    assert det.state is SpeechState.QUIET
+    assert feed(det, "." * 40) == []  # the silence that follows starts nothing and ends nothing
+    with pytest.raises(RuntimeError):
+        det.end_now()
+
+
+@pytest.mark.parametrize("early", [0, 600, 900])
+def test_no_pause_events_when_early_end_is_off(early: int) -> None:
+    options = PipelineOptions(end_of_turn_silence_ms=600, early_end_silence_ms=early)
+    det = TurnDetector(options, sample_rate=16000)
+    events = feed(det, "S" * 10 + "." * 40)
+    assert [type(e) for _, e in events] == [SpeechStarted, SpeechEnded]

@@ -6,6 +6,10 @@ and independent of event-loop jitter::
 
     QUIET --speech--> CANDIDATE --min_speech_ms of speech--> SPEAKING --end_of_turn_silence_ms--> QUIET
                       CANDIDATE --a short gap--> QUIET (noise: a click or a cough)
+
+While SPEAKING, ``early_end_silence_ms`` of silence gives :class:`SpeechPaused` (the words so far can
+be transcribed), speech after it :class:`SpeechResumed`, and the owner may end the turn at once with
+:meth:`TurnDetector.end_now` when those words are a finished sentence.
 """
 
 from __future__ import annotations
@@ -50,7 +54,21 @@ class SpeechEnded:
     """True if ``max_utterance_ms`` ended it rather than a pause."""
 
 
-TurnEvent = SpeechStarted | SpeechEnded
+@dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """``early_end_silence_ms`` of silence after speech: the turn may be over."""
+
+    audio: bytes
+    """The utterance so far, as :class:`SpeechEnded` would give it now."""
+    last_speech_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed:
+    """Speech again after a :class:`SpeechPaused`: the words heard at the pause were not all."""
+
+
+TurnEvent = SpeechStarted | SpeechEnded | SpeechPaused | SpeechResumed
 
 
 class TurnDetector:
@@ -67,6 +85,7 @@ class TurnDetector:
         self._total_ms = 0.0
         self._first_speech_at = 0.0
         self._last_speech_at = 0.0
+        self._paused = False
 
     @property
     def in_speech(self) -> bool:
@@ -104,13 +123,27 @@ class TurnDetector:
         forced = self._total_ms >= self._opts.max_utterance_ms
         if self._silence_ms >= self._opts.end_of_turn_silence_ms or forced:
             return self._end(forced=forced and self._silence_ms < self._opts.end_of_turn_silence_ms)
+        if is_speech and self._paused:
+            self._paused = False
+            return SpeechResumed()
+        early = self._opts.early_end_silence_ms
+        if 0 < early < self._opts.end_of_turn_silence_ms and not self._paused and self._silence_ms >= early:
+            self._paused = True
+            return SpeechPaused(audio=self._trimmed(), last_speech_at=self._last_speech_at)
         return None
+
+    def end_now(self) -> SpeechEnded:
+        """End the turn in progress (SPEAKING) now: its words were judged complete at a pause."""
+        if self.state is not SpeechState.SPEAKING:
+            raise RuntimeError(f"no turn in progress ({self.state.value})")
+        return self._end(forced=False)
 
     def reset(self) -> None:
         """Forget any utterance in progress (e.g. after the pipeline stops listening)."""
         self._preroll.clear()
         self._utterance = bytearray()
         self.speech_ms = self._silence_ms = self._total_ms = 0.0
+        self._paused = False
         self._set_state(SpeechState.QUIET)
 
     def _abort_candidate(self) -> None:
@@ -123,12 +156,15 @@ class TurnDetector:
         self.speech_ms = 0.0
         self._set_state(SpeechState.QUIET)
 
-    def _end(self, *, forced: bool) -> SpeechEnded:
+    def _trimmed(self) -> bytes:
+        """The utterance with at most ``_KEEP_TRAILING_SILENCE_MS`` of its trailing silence."""
         extra_ms = max(0.0, self._silence_ms - _KEEP_TRAILING_SILENCE_MS)
         cut = int(extra_ms / self._frame_ms) * self._frame_bytes
-        audio = bytes(self._utterance[: len(self._utterance) - cut] if cut else self._utterance)
+        return bytes(self._utterance[: len(self._utterance) - cut] if cut else self._utterance)
+
+    def _end(self, *, forced: bool) -> SpeechEnded:
         event = SpeechEnded(
-            audio=audio,
+            audio=self._trimmed(),
             first_speech_at=self._first_speech_at,
             last_speech_at=self._last_speech_at,
             speech_ms=self.speech_ms,
@@ -136,6 +172,7 @@ class TurnDetector:
         )
         self._utterance = bytearray()
         self.speech_ms = self._silence_ms = self._total_ms = 0.0
+        self._paused = False
         self._set_state(SpeechState.QUIET)
         return event
 

@@ -3,6 +3,11 @@
 Created when the turn detector confirms speech. With a streaming STT the audio goes to the engine as it
 arrives and interim results are forwarded; otherwise the utterance is transcribed in one request when the
 turn ends. Either way :meth:`Utterance.transcribe` returns the final transcript.
+
+A batch engine may also transcribe *speculatively* at a pause (:meth:`Utterance.speculate`): if the caller
+goes on, the guess is dropped (:meth:`Utterance.discard_speculation`); if the words are a finished
+sentence (:func:`sounds_finished`) the listener ends the turn at once; and if only silence follows, the
+guess is the final transcript, so the end of the turn does not wait for the engine again.
 """
 
 from __future__ import annotations
@@ -17,6 +22,29 @@ from callgate.pipeline.interfaces import STT, STTStream, Transcript
 logger = logging.getLogger(__name__)
 
 InterimHandler = Callable[[Transcript], Awaitable[None]]
+
+_TRAILING = frozenset(
+    {
+        "and", "but", "or", "so", "because", "um", "uh", "er", "erm", "hmm", "like", "the", "a", "an",
+        "to", "of", "for", "with", "my", "your", "our", "their", "his", "her", "if", "then", "than",
+        "which", "whose", "while", "is", "are", "was", "were", "am", "at", "from", "about", "by", "into",
+    }
+)  # fmt: skip
+"""Words a finished sentence rarely ends with: the caller is probably going on."""
+
+
+def sounds_finished(text: str) -> bool:
+    """True if ``text`` reads as a complete turn: it ends with ``?`` or ``!``, or with ``.`` (not
+    ``...``) after a word that a speaker does not pause on mid-sentence ("and", "the", "um" ...)."""
+    stripped = text.strip().rstrip("\"')")
+    if not stripped or stripped[-1] not in ".?!" or stripped.endswith(".."):
+        return False
+    words = ["".join(c for c in w.lower() if c.isalpha()) for w in stripped.split()]
+    words = [w for w in words if w]
+    if not words:
+        return False
+    # Whisper ends a cut-off phrase with a full stop too; a question or an exclamation is finished.
+    return stripped[-1] != "." or words[-1] not in _TRAILING
 
 
 class Utterance:
@@ -42,6 +70,7 @@ class Utterance:
         self._stream: STTStream | None = None
         self._resampler: StreamResampler | None = None
         self._interim_task: asyncio.Task[None] | None = None
+        self._speculation: asyncio.Task[Transcript] | None = None
         if stt.capabilities.streaming and not ignored:
             try:
                 self._stream = stt.stream(language=language)
@@ -63,6 +92,30 @@ class Utterance:
         if self._stream is not None and self._resampler is not None:
             self._stream.push(self._resampler.process(pcm16))
 
+    def speculate(self, audio: bytes) -> None:
+        """Start transcribing ``audio`` (the utterance so far) in the background; batch engines only."""
+        if self._stream is not None or self.ignored:
+            return
+        self.discard_speculation()
+        pcm = resample(audio, self._input_rate, self._stt.capabilities.sample_rate)
+        task = asyncio.create_task(self._stt.transcribe(pcm, language=self._language), name="stt-guess")
+        task.add_done_callback(_retrieve)
+        self._speculation = task
+
+    def discard_speculation(self) -> None:
+        """The caller went on: the words so far are not the turn."""
+        task, self._speculation = self._speculation, None
+        if task is not None:
+            task.cancel()
+
+    @property
+    def finished_early(self) -> bool:
+        """A speculative transcript is ready and reads as a finished sentence."""
+        task = self._speculation
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return False
+        return sounds_finished(task.result().text)
+
     def end(self, audio: bytes, *, last_speech_at: float, decided_at: float) -> None:
         self.audio = audio
         self.last_speech_at = last_speech_at
@@ -70,6 +123,12 @@ class Utterance:
 
     async def transcribe(self) -> Transcript:
         try:
+            guess, self._speculation = self._speculation, None
+            if guess is not None:  # only silence came after the pause: the guess heard it all
+                try:
+                    return await guess
+                except Exception:
+                    logger.warning("speculative transcription failed; transcribing again", exc_info=True)
             if self._stream is not None and self._resampler is not None:
                 self._stream.push(self._resampler.flush())
                 return await self._stream.finish()
@@ -79,6 +138,7 @@ class Utterance:
             await self.aclose()
 
     async def aclose(self) -> None:
+        self.discard_speculation()
         task, self._interim_task = self._interim_task, None
         if task is not None:
             task.cancel()
@@ -95,3 +155,9 @@ class Utterance:
                     await on_interim(result)
         except Exception:
             logger.exception("interim transcripts failed")
+
+
+def _retrieve(task: asyncio.Task[Transcript]) -> None:
+    """A dropped guess's failure is not an error anyone must see."""
+    if not task.cancelled():
+        task.exception()
