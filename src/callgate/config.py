@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     """SQLAlchemy async URL; default: SQLite file ``callgate.db`` under ``data_dir``."""
     redis_url: str | None = None
     secret_key: SecretStr | None = None
+    previous_secret_keys: list[SecretStr] = Field(default_factory=list)
+    """Former ``secret_key`` values, as a JSON list: webhook secrets sealed under them stay readable
+    and are re-sealed under the current key at start (call tokens signed with them are not accepted)."""
     """Signs call tokens. Generated and persisted under ``data_dir`` in development."""
     public_url: str | None = None
     """Base URL callers reach this server at (``https://calls.example.com``); default: the request's."""

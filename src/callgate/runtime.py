@@ -23,8 +23,10 @@ from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.errors import CallgateError
 from callgate.origins import OriginIndex
 from callgate.providers.registry import EngineRegistry
+from callgate.store import sealing
 from callgate.store.db import Database
 from callgate.store.models import Call
+from callgate.webhooks import endpoints
 from callgate.webhooks.service import WebhookService
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,9 @@ class Runtime:
     def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
+        for previous in settings.previous_secret_keys:  # they still open what they sealed
+            sealing.install(previous.get_secret_value())
+        sealing.install(settings.signing_key)  # webhook signing secrets are sealed with it
         self.db = Database(settings.resolved_database_url)
         self.redis: Redis | None = Redis.from_url(settings.redis_url) if settings.redis_url else None
         self.limiter = RateLimiter(redis=self.redis)
@@ -99,6 +104,9 @@ class Runtime:
 
     async def start(self) -> None:
         await self.db.start()
+        sealed = await self.db.write(endpoints.seal_stored_secrets)
+        if sealed:
+            log.info("sealed %d webhook signing secrets stored in plain text", sealed)
         await self.control.start()
         await self.webhooks.start()
         self._tasks.append(asyncio.create_task(self._sweep_forever(), name="join-deadline-sweeper"))

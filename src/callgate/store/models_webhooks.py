@@ -14,6 +14,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callgate.store.models import Base
+from callgate.store.sealing import SealedString
 
 
 class WebhookEndpoint(Base):
@@ -30,8 +31,8 @@ class WebhookEndpoint(Base):
     agent_ids: Mapped[list[str]]
     """Only calls of these agents; empty means every agent."""
     enabled: Mapped[bool] = mapped_column(Boolean)
-    secret: Mapped[str] = mapped_column(String(100))
-    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    secret: Mapped[str] = mapped_column(SealedString())
+    previous_secret: Mapped[str | None] = mapped_column(SealedString())
     previous_secret_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -46,8 +47,8 @@ class WebhookSigningSecret(Base):
     __tablename__ = "webhook_signing_secret"
 
     team_id: Mapped[str] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"), primary_key=True)
-    secret: Mapped[str] = mapped_column(String(100))
-    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    secret: Mapped[str] = mapped_column(SealedString())
+    previous_secret: Mapped[str | None] = mapped_column(SealedString())
     previous_secret_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     rotated_at: Mapped[datetime]

@@ -10,11 +10,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import String, or_, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import flag_modified
 
 from callgate.store import repo
 from callgate.store.models_webhooks import WebhookDelivery, WebhookEndpoint, WebhookSigningSecret
+from callgate.store.sealing import current_prefix
 from callgate.webhooks.events import new_id
 from callgate.webhooks.signing import SecretSet, new_secret
 
@@ -25,6 +27,7 @@ __all__ = [
     "list_endpoints",
     "rotate_endpoint_secret",
     "rotate_team_secret",
+    "seal_stored_secrets",
     "team_secret",
     "update_endpoint",
 ]
@@ -148,3 +151,24 @@ async def rotate_team_secret(
 
 def secret_set(row: WebhookEndpoint | WebhookSigningSecret) -> SecretSet:
     return SecretSet(row.secret, row.previous_secret, row.previous_secret_expires_at)
+
+
+async def seal_stored_secrets(session: AsyncSession) -> int:
+    """Seal secrets stored in plain text (by an older version) or sealed under a previous secret key;
+    returns how many rows were rewritten. Run at start; cheap when there is nothing to do."""
+    current = current_prefix()
+    count = 0
+    models: tuple[type[WebhookEndpoint] | type[WebhookSigningSecret], ...] = (
+        WebhookEndpoint,
+        WebhookSigningSecret,
+    )
+    for model in models:
+        stored, previous = type_coerce(model.secret, String), type_coerce(model.previous_secret, String)
+        plain = or_(~stored.startswith(current), previous.is_not(None) & ~previous.startswith(current))
+        for row in (await session.execute(select(model).where(plain))).scalars():
+            flag_modified(row, "secret")  # the value read is the same: make the ORM write it again
+            if getattr(row, "previous_secret", None) is not None:
+                flag_modified(row, "previous_secret")
+            count += 1
+    await session.flush()
+    return count
