@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     webhooks_backoff_base_s: float = Field(default=5.0, gt=0)
     webhooks_backoff_max_s: float = Field(default=3600.0, gt=0)
     webhooks_poll_interval_s: float = Field(default=0.25, gt=0)
+    analysis_concurrency: int = Field(default=4, ge=1, le=256)
+    """Post-call analyses one node runs at once (each waits mostly on its LLM)."""
     webhooks_lease_s: float = Field(default=60.0, gt=0)
     """How long a node's claim on a delivery lasts; after a crash, the delivery waits this long."""
 

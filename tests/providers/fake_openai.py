@@ -67,6 +67,9 @@ class FakeOpenAI:
         self.headers: list[dict[str, str]] = []
         self.disconnected = threading.Event()
         self.base_url = ""
+        self.in_flight = 0
+        self.max_in_flight = 0
+        """The most requests answered at the same time."""
 
     async def _chat(self, request: Request) -> Response:
         self.requests.append(await request.json())
@@ -78,6 +81,8 @@ class FakeOpenAI:
 
         async def stream() -> Any:
             finished = False
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
                 for line in reply.raw:
                     yield line
@@ -90,6 +95,7 @@ class FakeOpenAI:
                 yield "data: [DONE]\n\n"
                 finished = True
             finally:
+                self.in_flight -= 1
                 if not finished:
                     self.disconnected.set()
 

@@ -179,3 +179,24 @@ async def test_the_next_attempt_succeeds_after_a_bad_answer(
     (hit,) = await receiver.wait_for(1, timeout=30)
     assert hit.payload["data"]["analysis"]["data"] == good["data"]
     assert len(fake_openai.requests) == 2
+
+
+async def test_slow_analyses_run_side_by_side(
+    world: World,
+    receiver: Receiver,
+    fake_openai: FakeOpenAI,  # noqa: F811
+) -> None:
+    team = await world.team("acme")
+    agent_id = await _prompt_agent(world, team, fake_openai)
+    await add_endpoint(world, team, receiver.url, events=["call.analyzed"])
+    answer = {"summary": "A question.", "data": {"intent": "other", "follow_up": False}}
+    fake_openai.replies.extend(
+        LLMReply(events=tool_events("record_analysis", json.dumps(answer)), delay=0.5) for _ in range(3)
+    )
+    call_ids = [await new_call(world, team, agent_id) for _ in range(3)]
+    for call_id in call_ids:
+        await run_call(world, team, call_id)
+    hits = await receiver.wait_for(3, timeout=30)
+    assert sorted(h.payload["data"]["id"] for h in hits) == sorted(call_ids)
+    assert all(h.payload["data"]["analysis"]["summary"] == "A question." for h in hits)
+    assert fake_openai.max_in_flight >= 2  # one slow LLM answer did not hold up the others

@@ -139,12 +139,14 @@ class AnalysisWorker:
         self._max_attempts, self._retry_s = max_attempts, retry_s
         self.lease_s = 120.0
 
-    async def run_once(self, *, limit: int = 8) -> int:
+    async def claim(self, *, limit: int) -> list[tuple[str, int]]:
+        """Take up to ``limit`` due jobs for this node (a lease: a crashed node's jobs come back)."""
         now = self._clock.now()
-        ids = await self._db.write(lambda s: self._claim(s, now=now, limit=limit))
-        for call_id, attempt in ids:
-            await self._analyse(call_id, attempt)
-        return len(ids)
+        return await self._db.write(lambda s: self._claim(s, now=now, limit=limit))
+
+    async def analyse(self, call_id: str, attempt: int) -> None:
+        """Run one claimed job to its end: stored, postponed, or stored as failed."""
+        await self._analyse(call_id, attempt)
 
     async def _claim(self, session: AsyncSession, *, now: datetime, limit: int) -> list[tuple[str, int]]:
         stmt = (

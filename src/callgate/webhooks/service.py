@@ -57,6 +57,7 @@ class WebhookService:
             db=db, clock=clock, llm_for=llm_for, retry_s=settings.webhooks_backoff_base_s * 6
         )
         self._poll_s = settings.webhooks_poll_interval_s
+        self._concurrency = settings.analysis_concurrency
         self._analysis_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -74,11 +75,33 @@ class WebhookService:
         await self.dispatcher.stop()
 
     async def _analyse_forever(self) -> None:
-        while True:
-            try:
-                done = await self.analysis.run_once()
-            except CallgateError:
-                log.warning("post-call analysis round failed; will retry", exc_info=True)
-                done = 0
-            if not done:
-                await asyncio.sleep(self._poll_s)
+        """Keep up to ``analysis_concurrency`` jobs running: an LLM that takes 20 s to summarise one
+        call does not hold up the others. Jobs cut short by a stop are taken again when their lease
+        ends."""
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                free = self._concurrency - len(running)
+                jobs: list[tuple[str, int]] = []
+                if free > 0:
+                    try:
+                        jobs = await self.analysis.claim(limit=free)
+                    except CallgateError:
+                        log.warning("could not claim analysis jobs; will retry", exc_info=True)
+                for call_id, attempt in jobs:
+                    running.add(asyncio.create_task(self.analysis.analyse(call_id, attempt), name="analysis"))
+                if not running:
+                    await asyncio.sleep(self._poll_s)
+                    continue
+                done, running = await asyncio.wait(
+                    running, timeout=None if len(running) >= self._concurrency else self._poll_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )  # fmt: skip
+                for task in done:
+                    if task.exception() is not None:
+                        log.error("post-call analysis failed", exc_info=task.exception())
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.wait(running)
