@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from tests.conftest import make_settings
 from tests.realtime.client import RTClient
 from tests.realtime.conftest import LiveServer
 from tests.realtime.test_websocket_audio import speech_pcm, wait_settled
+from tests.webhooks.conftest import receiver  # noqa: F401 - fixture
 from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.speech
@@ -31,14 +31,6 @@ def live_settings(tmp_path: Path, sqlite_template: Path) -> Settings:
     return make_settings(
         tmp_path, f"sqlite+aiosqlite:///{path}", public_url=None, webhooks_allow_private=True
     )
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    r.start()
-    yield r
-    r.stop()
 
 
 async def _talk(live: LiveServer, call: dict[str, object], tmp_path: Path) -> None:
@@ -62,7 +54,9 @@ async def _partial_events(live: LiveServer, call_id: str) -> int:
 
 
 async def test_subscribed_endpoint_gets_signed_partials_before_the_final_turn(
-    live: LiveServer, receiver: Receiver, tmp_path: Path
+    live: LiveServer,
+    receiver: Receiver,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     team = await live.world.team("acme")
     agent_id = await live.flow_agent(team, stt={"engine": "pocketsphinx"})
@@ -107,7 +101,9 @@ async def test_subscribed_endpoint_gets_signed_partials_before_the_final_turn(
 
 
 async def test_partials_are_not_recorded_when_nobody_opted_in(
-    live: LiveServer, receiver: Receiver, tmp_path: Path
+    live: LiveServer,
+    receiver: Receiver,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     team = await live.world.team("acme")
     agent_id = await live.flow_agent(team, stt={"engine": "pocketsphinx"})

@@ -24,25 +24,21 @@ _COLUMNS = {
 }
 
 
-def upgrade() -> None:
+def _resize(old: int, new: int) -> None:
     for table, columns in _COLUMNS.items():
         with op.batch_alter_table(table, schema=None) as batch_op:
             for name, nullable in columns:
                 batch_op.alter_column(
                     name,
-                    existing_type=sa.String(length=100),
-                    type_=sa.String(length=255),
+                    existing_type=sa.String(length=old),
+                    type_=sa.String(length=new),
                     existing_nullable=nullable,
                 )
+
+
+def upgrade() -> None:
+    _resize(100, 255)
 
 
 def downgrade() -> None:
-    for table, columns in _COLUMNS.items():
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            for name, nullable in columns:
-                batch_op.alter_column(
-                    name,
-                    existing_type=sa.String(length=255),
-                    type_=sa.String(length=100),
-                    existing_nullable=nullable,
-                )
+    _resize(255, 100)
