@@ -54,3 +54,48 @@ def test_long_text_without_an_end_is_cut_at_a_comma_or_space() -> None:
     assert all(len(p) <= 60 for p in parts)
     assert " ".join(parts).split() == text.split()
     assert parts[0].endswith(",")
+
+
+def _stream(splitter: SentenceSplitter, text: str, step: int) -> list[str]:
+    out: list[str] = []
+    for i in range(0, len(text), step):
+        out += splitter.push(text[i : i + step])
+    rest = splitter.flush()
+    return out + ([rest] if rest else [])
+
+
+@pytest.mark.parametrize("step", [1, 3, 200])
+def test_a_reply_s_first_sentence_is_cut_at_its_first_clause(step: int) -> None:
+    text = (
+        "We are open Monday to Friday from eight until six, and on Saturdays from nine until one. "
+        "On Sundays, we are closed."
+    )
+    parts = _stream(SentenceSplitter(first_clause_chars=24), text, step)
+    assert parts == [
+        "We are open Monday to Friday from eight until six,",
+        "and on Saturdays from nine until one.",
+        "On Sundays, we are closed.",  # only the first sentence is cut
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [
+        ("Sure, I can help with that today.", "Sure, I can help with that today."),  # comma too early
+        ("Hello there. How are you, my friend?", "Hello there."),  # a short first sentence stays whole
+        (
+            "It costs 1,250 dollars for the whole year, tax included.",
+            "It costs 1,250 dollars for the whole year,",
+        ),
+        ("Your appointment is booked - see you tomorrow at three.", "Your appointment is booked -"),
+    ],
+)
+def test_first_clause_cut_needs_a_real_boundary_after_the_minimum(text: str, first: str) -> None:
+    assert _stream(SentenceSplitter(first_clause_chars=24), text, 1)[0] == first
+
+
+def test_each_reply_gets_its_own_first_clause_after_a_flush() -> None:
+    splitter = SentenceSplitter(first_clause_chars=10)
+    assert splitter.push("One two three four, five six.") == ["One two three four,"]
+    assert splitter.flush() == "five six."
+    assert splitter.push("Seven eight nine ten, eleven. ") == ["Seven eight nine ten,", "eleven."]

@@ -60,6 +60,9 @@ class PipelineOptions:
     """An output frame sent this long after its scheduled time counts as late."""
     max_sentence_chars: int = 250
     """Text without a sentence end is cut for TTS after this many characters."""
+    first_clause_chars: int = 24
+    """A reply's first sentence is cut for TTS at its first comma (or ``;``, ``:``, dash) after this many
+    characters, so its audio starts after a phrase; 0: whole sentences only."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

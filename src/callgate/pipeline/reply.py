@@ -179,7 +179,9 @@ class Reply:
         )
 
     async def _produce(self) -> None:
-        splitter = SentenceSplitter(max_chars=self._opts.max_sentence_chars)
+        splitter = SentenceSplitter(
+            max_chars=self._opts.max_sentence_chars, first_clause_chars=self._opts.first_clause_chars
+        )
         try:
             async for event in self._source:
                 if isinstance(event, AgentText):

@@ -4,6 +4,10 @@ A sentence ends at ``.``, ``!``, ``?`` or ``…`` (plus closing quotes or bracke
 or at a line break. A period is not an end after a known abbreviation ("Dr.", "e.g."), after a single
 initial ("J."), or inside a number ("3.30", "v2.1" — no whitespace follows the period there). Text that
 runs on without an end is cut at a comma or space once it exceeds ``max_chars``, to bound TTS latency.
+
+The caller waits for the *first* piece only: with ``first_clause_chars`` set, a reply's first sentence is
+cut at its first clause boundary (``, `` ``; `` ``: `` `` - ``) that comes after at least that many
+characters, so that its audio starts after a short phrase instead of a whole long sentence.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ ABBREVIATIONS = frozenset(
 # Terminal punctuation, optional closing quotes/brackets, then whitespace (group 3).
 _END = re.compile(r"([.!?\u2026]+)([\"')\]\u201d\u2019]*)(\s+)")
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
+_CLAUSE = re.compile(r"[,;:]\s|\s[-\u2013\u2014]\s")
 
 
 def _is_boundary(text: str, match: re.Match[str]) -> bool:
@@ -44,12 +49,36 @@ def _is_boundary(text: str, match: re.Match[str]) -> bool:
 class SentenceSplitter:
     """Feed text as it streams; get back complete sentences, stripped, in order."""
 
-    def __init__(self, *, max_chars: int = 250) -> None:
+    def __init__(self, *, max_chars: int = 250, first_clause_chars: int = 0) -> None:
         self.max_chars = max_chars
+        self.first_clause_chars = first_clause_chars
         self._buf = ""
+        self._first = True
 
     def push(self, text: str) -> list[str]:
         self._buf += text
+        out = self._sentences()
+        if self._first and self.first_clause_chars:
+            if out:  # the first sentence is complete: cut it if it has a clause boundary
+                head, tail = self._first_clause(out[0])
+                out[:1] = [head, tail] if tail else [head]
+            else:  # still streaming: a boundary already followed by a word is enough
+                head, tail = self._first_clause(self._buf)
+                if tail:
+                    self._buf = tail
+                    out = [head, *self._sentences()]
+        if out:
+            self._first = False
+        return out
+
+    def _first_clause(self, text: str) -> tuple[str, str]:
+        """``text`` cut after its first clause boundary past ``first_clause_chars`` (else ``text, ""``)."""
+        clause = _CLAUSE.search(text, self.first_clause_chars)
+        if clause is None or not text[clause.end() :].strip():
+            return text, ""
+        return text[: clause.end()].strip(), text[clause.end() :].lstrip()
+
+    def _sentences(self) -> list[str]:
         out: list[str] = []
         start = 0
         for match in _END.finditer(self._buf):
@@ -72,8 +101,8 @@ class SentenceSplitter:
         return out
 
     def flush(self) -> str | None:
-        """The unfinished last sentence, if any; the splitter is empty afterwards."""
-        rest, self._buf = self._buf.strip(), ""
+        """The unfinished last sentence, if any; the splitter is empty and ready for a new reply."""
+        rest, self._buf, self._first = self._buf.strip(), "", True
         return rest or None
 
     def _cut(self, text: str) -> tuple[str, str]:
