@@ -197,6 +197,24 @@ export class Call extends EventTarget {
     return id;
   }
 
+  /**
+   * WebRTC: press keys (0-9, *, #, A-D) as RFC 4733 telephone-events on the audio track, as a phone
+   * does. The agent receives them as one typed caller turn, "DTMF 12#", once '#' is pressed or 1.5 s
+   * after the last key. Over WebSocket there is no media stream to carry them: throws.
+   */
+  sendDtmf(keys, { durationMs = 100, gapMs = 70 } = {}) {
+    this._requireConnected();
+    const tones = String(keys ?? '').toUpperCase();
+    if (!/^[0-9*#A-D]+$/.test(tones)) throw new CallError('sendDtmf() takes the keys 0-9, *, #, A-D');
+    if (this.transport !== 'webrtc') throw new CallError('sendDtmf() needs the webrtc transport');
+    try {
+      this._ws.sendDtmf(tones, durationMs, gapMs);
+    } catch (error) {
+      throw new CallError(error.message, { cause: error });
+    }
+    this._emit('dtmf', { keys: tones });
+  }
+
   /** Switch between 'audio', 'text' and 'audio_text'; resolves when the server confirms. */
   async setMode(mode) {
     this._requireConnected();

@@ -5,6 +5,7 @@ import { CallError, connect, openMicrophone } from './callgate.js';
 const $ = (id) => document.getElementById(id);
 const ui = {
   mode: $('mode'),
+  transport: $('transport'),
   call: $('call'),
   mute: $('mute'),
   hangup: $('hangup'),
@@ -32,6 +33,7 @@ function setStatus(text, { error = false } = {}) {
 
 function setInCall(inCall) {
   ui.call.disabled = inCall;
+  ui.transport.disabled = inCall; // chosen when the call is created
   ui.hangup.disabled = !inCall;
   ui.mute.disabled = !inCall || call?.mode === 'text';
   ui.text.disabled = !inCall;
@@ -76,11 +78,11 @@ function showMetrics(data) {
   ui.latency.hidden = false;
 }
 
-async function createWebCall(mode) {
+async function createWebCall(mode, transport) {
   const response = await fetch('/demo/web-call', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ mode }),
+    body: JSON.stringify({ mode, transport }),
   });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
@@ -94,7 +96,7 @@ async function createWebCall(mode) {
 function onEvent(name, detail) {
   switch (name) {
     case 'connected':
-      setStatus(`Connected (call ${detail.callId ?? '?'}, ${detail.mode}).`);
+      setStatus(`Connected (call ${detail.callId ?? '?'}, ${detail.mode}, ${ui.transport.value}).`);
       break;
     case 'transcript':
       showTranscript(detail);
@@ -139,8 +141,17 @@ function onEnded({ reason, code }) {
   setInCall(false);
 }
 
+/** Where and how to join the call the server created, for the SDK's `connect()`. */
+function joinOptions(webCall, transport) {
+  if (transport === 'webrtc') {
+    return { transport, url: webCall.webrtc_offer_url, token: webCall.token, iceServers: webCall.ice_servers };
+  }
+  return { url: webCall.websocket_url };
+}
+
 async function startCall() {
   const mode = ui.mode.value;
+  const transport = ui.transport.value;
   setInCall(true);
   ui.hangup.disabled = true;
   ui.transcript.replaceChildren();
@@ -158,10 +169,10 @@ async function startCall() {
       microphone = await openMicrophone();
     }
     setStatus('Creating the call…');
-    const webCall = await createWebCall(mode);
-    setStatus('Connecting…');
+    const webCall = await createWebCall(mode, transport);
+    setStatus(transport === 'webrtc' ? 'Connecting over WebRTC…' : 'Connecting…');
     call = await connect({
-      url: webCall.websocket_url,
+      ...joinOptions(webCall, transport),
       mode,
       microphone: microphone ?? true,
       audioContext,

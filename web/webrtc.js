@@ -119,6 +119,15 @@ export class WebRTCLink {
     this.channel.send(text);
   }
 
+  /** Key presses as RFC 4733 telephone-events, queued after any still being sent. */
+  sendDtmf(tones, durationMs, gapMs) {
+    const dtmf = this.sender?.dtmf;
+    if (!dtmf?.canInsertDTMF) {
+      throw new Error('DTMF cannot be sent: no microphone track, or the server did not accept telephone-event');
+    }
+    dtmf.insertDTMF(dtmf.toneBuffer + tones, durationMs, gapMs);
+  }
+
   /** Mute: the track sends silence (the server keeps its frame clock). */
   setMuted(muted) {
     if (this.sender?.track) this.sender.track.enabled = !muted;

@@ -9,6 +9,9 @@ Chromium runs with ``--allow-loopback-in-peer-connection``.
 The agent's audio is measured twice in the page: by the SDK's ``stats`` and by an independent
 AnalyserNode on the received stream (an ``<audio>`` element's ``inbound-rtp.audioLevel`` stays 0 while
 muted, so levels are read from the stream itself).
+
+``case_demo_page`` drives the demo page at ``/`` as a person would (choose WebRTC, press Call, talk,
+press keys, hang up); the keys go out as Chromium's own RFC 4733 telephone-events.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import numpy as np
 import pytest
 from playwright.async_api import Page
 
+from callgate.clock import utcnow
+from callgate.domain.bootstrap import bootstrap
 from tests.e2e.browser import (
     RAW_MICROPHONE,
     REPO_ROOT,
@@ -124,6 +129,10 @@ def test_voice_call_over_webrtc() -> None:
 
 def test_barge_in_over_webrtc() -> None:
     run_case("case_barge_in")
+
+
+def test_demo_page_over_webrtc() -> None:
+    run_case("case_demo_page")
 
 
 # ---- the child side: server and browser inside the namespace ------------------------------------
@@ -244,3 +253,74 @@ async def case_barge_in(child: LiveServer, tmp_path: Path) -> None:
     body = await settled_call(live, team.auth(), str(call["id"]))
     greeting = body["transcript"][0]
     assert greeting["role"] == "agent" and greeting["interrupted"] is True
+
+
+async def case_demo_page(child: LiveServer, tmp_path: Path) -> None:
+    live = child
+    seeded = await live.runtime.db.write(lambda s: bootstrap(s, now=utcnow(), max_live_calls=20))
+    assert seeded.secret_key is not None
+    auth = {"Authorization": f"Bearer {seeded.secret_key}"}
+    speech = make_speech_wav(
+        "I would like to book an appointment for tomorrow at three pm.", tmp_path / "s.wav", engine="piper"
+    )
+    mic = concat_wavs([11.0, speech, 20.0], tmp_path / "mic.wav")  # after the greeting
+    log: list[str] = []
+    async with launch_chromium(fake_audio=mic) as browser:
+        page = await new_page(browser, log=log)
+        await page.goto(live.url + "/")
+        await page.get_by_label("Transport").select_option("webrtc")
+        await page.get_by_role("button", name="Call").click()
+        await page.wait_for_function(
+            "() => window.demoCall && window.demoCall.state === 'connected'", timeout=15_000
+        )
+        assert await page.evaluate("() => window.demoCall.transport") == "webrtc"
+        assert not await page.get_by_label("Transport").is_enabled()  # fixed for the call
+        status = page.get_by_role("status")
+        assert "webrtc" in (await status.text_content() or "")
+        call_id: str = await page.evaluate("() => window.demoCall.id")
+
+        transcript = page.locator("#transcript")
+        said = transcript.locator("li.user:not(.interim)", has_text="appointment")
+        await said.wait_for(timeout=40_000)
+        await transcript.locator("li.agent", has_text="tomorrow").wait_for(timeout=30_000)
+        await page.wait_for_function("() => !window.demoCall.agentSpeaking", timeout=30_000)
+        await asyncio.sleep(0.5)  # the last words leave the jitter buffer
+        stats = await page.evaluate("() => window.demoCall.stats")
+        rtp = await page.evaluate(
+            """async () => {
+                 const report = await window.demoCall.getStats();
+                 const inbound = [...report.values()].find((s) => s.type === 'inbound-rtp');
+                 const codec = inbound && report.get(inbound.codecId);
+                 return {packets: inbound?.packetsReceived ?? 0, codec: codec?.mimeType ?? ''};
+               }"""
+        )
+        await page.evaluate("() => window.demoCall.sendDtmf('12#')")
+        keyed = await _wait_turn(live, auth, call_id, "DTMF 12#")
+
+        await page.get_by_role("button", name="Hang up").click()
+        await page.wait_for_function(
+            "() => document.getElementById('status').textContent.startsWith('Call ended')", timeout=10_000
+        )
+        assert await status.text_content() == "Call ended: caller_hangup (1000)."
+        assert await page.get_by_label("Transport").is_enabled()
+    assert stats["nonSilentSamplesReceived"] / 16000 >= 1.0, log  # the agent was heard...
+    assert rtp["codec"].lower() == "audio/opus" and rtp["packets"] > 100  # ...over Opus
+    assert said is not None and keyed["role"] == "user"
+
+    body = await settled_call(live, auth, call_id)
+    assert body["transport"] == "webrtc" and body["end_reason"] == "caller_hangup"
+    user = [t["text"] for t in body["transcript"] if t["role"] == "user"]
+    assert "appointment" in user[0].lower() and "DTMF 12#" in user
+    errors = [line for line in log if line.startswith("pageerror")]
+    assert not errors, errors
+
+
+async def _wait_turn(live: LiveServer, auth: dict[str, str], call_id: str, text: str) -> dict[str, Any]:
+    for _ in range(200):
+        body = (await live.world.client.get(f"/v1/calls/{call_id}", headers=auth)).json()
+        found = [t for t in body["transcript"] if t["text"] == text]
+        if found:
+            turn: dict[str, Any] = found[0]
+            return turn
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no turn {text!r} in {body['transcript']}")

@@ -541,7 +541,7 @@ async def test_demo_page_call_transcript_text_and_hangup(
     await page.wait_for_function(
         "() => window.demoCall && window.demoCall.state === 'connected'", timeout=10_000
     )
-    assert web_call_requests == [{"mode": "audio"}]
+    assert web_call_requests == [{"mode": "audio", "transport": "websocket"}]
     status = page.get_by_role("status")
     await page.wait_for_function(
         "() => document.getElementById('status').textContent.startsWith('Connected')"

@@ -69,15 +69,25 @@ class Received:
 
 
 class RTCClient:
-    """``async with RTCClient(offer_url, token) as c:`` joins (offer → answer → client-ready → bot-ready)."""
+    """``async with RTCClient(offer_url, token) as c:`` joins (offer → answer → client-ready → bot-ready).
+
+    ``codec`` offers that audio codec alone, plus ``telephone-event`` at its clock rate if
+    ``telephone_event`` (without ``codec`` the offer has every codec, telephone-event included)."""
 
     def __init__(
-        self, offer_url: str, token: str, *, mode: str | None = None, codec: str | None = None
+        self,
+        offer_url: str,
+        token: str,
+        *,
+        mode: str | None = None,
+        codec: str | None = None,
+        telephone_event: bool = False,
     ) -> None:
         self.offer_url = offer_url
         self.token = token
         self.mode = mode
         self.codec = codec
+        self.telephone_event = telephone_event
         self.got = Received()
         self.track = CallerTrack()
         self.pc = RTCPeerConnection()
@@ -91,7 +101,11 @@ class RTCClient:
         transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
         if self.codec is not None:
             caps = RTCRtpSender.getCapabilities("audio").codecs
-            transceiver.setCodecPreferences([c for c in caps if c.name.lower() == self.codec.lower()])
+            chosen = [c for c in caps if c.name.lower() == self.codec.lower()]
+            if self.telephone_event:
+                rates = {c.clockRate for c in chosen}
+                chosen += [c for c in caps if c.name == "telephone-event" and c.clockRate in rates]
+            transceiver.setCodecPreferences(chosen)
         self.channel.on("message", self._on_message)
         opened = asyncio.Event()
         self.channel.on("open", opened.set)

@@ -27,7 +27,7 @@ router = APIRouter(prefix="/demo", tags=["demo"], include_in_schema=False)
 
 class DemoCall(Strict):
     mode: Mode = Mode.AUDIO
-    transport: Literal["websocket"] = "websocket"
+    transport: Literal["websocket", "webrtc"] = "websocket"
     variables: dict[str, str] = Field(default_factory=dict, max_length=20)
 
 
@@ -54,7 +54,7 @@ async def demo_web_call(request: Request, runtime: RuntimeDep, body: DemoCall | 
     )
     spec = calls.NewCall(
         agent_id=agent_id,
-        transport="websocket",
+        transport=body.transport,
         mode=body.mode.value,
         variables=body.variables,
         metadata={"demo": True},

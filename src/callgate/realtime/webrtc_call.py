@@ -2,6 +2,8 @@
 
 The HTTP route (``webrtc_endpoint``) negotiates and hands the call to :class:`WebRTCCall`, which runs in
 a task owned by :class:`LiveCalls`. The session core is the same :class:`CallSession` as over WebSocket.
+Key presses (RFC 4733 telephone-events) reach the agent as over SIP: gathered by a
+:class:`~callgate.realtime.dtmf.DigitCollector` into one typed caller turn, ``"DTMF 12#"``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import logging
 from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason
 from callgate.errors import CallgateError
-from callgate.pipeline.options import MODES, Mode, PipelineOptions
+from callgate.pipeline.options import MODES, Mode
 from callgate.realtime import rtvi
-from callgate.realtime.engines import build_engines
+from callgate.realtime.dtmf import DigitCollector, typed_turn
+from callgate.realtime.engines import build_engines, pipeline_options
 from callgate.realtime.media import PeerMedia
 from callgate.realtime.session import CallContext, CallSession
 from callgate.realtime.transports.webrtc import CONNECT_TIMEOUT_S, Disconnected, WebRTCTransport, handshake
@@ -49,11 +52,14 @@ class WebRTCCall:
         self.agent = agent
         self.session: CallSession | None = None
         self._ready_id: str | None = None
+        self.digits = DigitCollector(typed_turn(lambda: self.session), clock=runtime.clock)
+        transport.on_dtmf = lambda event: self.digits.press(event.digit)
 
     async def run(self) -> None:
         try:
             await self._run()
         finally:
+            await self.digits.aclose()
             await self.media.close()
 
     async def _run(self) -> None:
@@ -89,7 +95,7 @@ class WebRTCCall:
             ),
             transport=self.transport,
             engines=engines,
-            options=PipelineOptions(mode=mode, output_sample_rate=self.media.output_rate),
+            options=pipeline_options(self.agent, mode=mode, output_sample_rate=self.media.output_rate),
         )
         await self.transport.send_message(
             rtvi.message(

@@ -110,6 +110,7 @@ async def webrtc_offer(
     media = PeerMedia(
         on_audio=transport.audio_received,
         on_message=transport.message_received,
+        on_dtmf=transport.dtmf_received,
         on_state=transport.state_changed,
         ice_servers=runtime.settings.ice_servers,
         name=call.id,

@@ -3,13 +3,25 @@
 A key press is one *event*: several RTP packets that share the event's start timestamp and carry a
 growing duration, then (usually three copies of) an end packet. :class:`DtmfReceiver` reports each event
 once, when its first end packet arrives, or when a new event starts before an end packet was seen.
+:class:`TelephoneEvents` picks a stream's telephone-event packets out by their negotiated payload types
+(browsers offer ``telephone-event/48000`` beside Opus, SIP phones ``/8000`` beside G.711) and feeds
+one receiver per payload type. What happens to the digits is the transport's business
+(:mod:`callgate.realtime.dtmf` turns them into a typed caller turn).
 """
 
 from __future__ import annotations
 
+import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from callgate.realtime.media.sdp import TELEPHONE_EVENT
+
+log = logging.getLogger(__name__)
 
 DIGITS = "0123456789*#ABCD"
 """Event codes 0-15 (RFC 4733 section 3.2); 16 is a hook flash, reported as ``"!"``."""
@@ -66,3 +78,35 @@ class DtmfReceiver:
         event, volume, duration = self._last
         digit = "!" if event == FLASH else DIGITS[event]
         self._on_event(DtmfEvent(digit, round(duration * 1000 / self._clock_rate), volume))
+
+
+class TelephoneEvents:
+    """The telephone-event side of one audio stream: :meth:`feed` every RTP packet; it reports key
+    presses to ``on_event`` and says which packets were telephone-events (the audio path skips them)."""
+
+    def __init__(
+        self,
+        codecs: Iterable[RTCRtpCodecParameters],
+        on_event: Callable[[DtmfEvent], None],
+        *,
+        name: str = "",
+    ) -> None:
+        self._on_event = on_event
+        self._name = name
+        self._receivers = {
+            c.payloadType: DtmfReceiver(self._report, clock_rate=c.clockRate)
+            for c in codecs
+            if c.payloadType is not None and c.name.lower() == TELEPHONE_EVENT
+        }
+
+    def feed(self, packet: RtpPacket) -> bool:
+        """True if ``packet`` was a telephone-event (reported here), False if it is the audio's."""
+        receiver = self._receivers.get(packet.payload_type)
+        if receiver is None:
+            return False
+        receiver.feed(packet.payload, packet.timestamp)
+        return True
+
+    def _report(self, event: DtmfEvent) -> None:
+        log.info("dtmf %s (%d ms)", event.digit, event.duration_ms, extra={"call": self._name})
+        self._on_event(event)

@@ -15,16 +15,10 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import RtpPacket
 
 from callgate.config import IceServer
-from callgate.realtime.media.dtmf import DtmfEvent, DtmfReceiver
+from callgate.realtime.media.dtmf import DtmfEvent, TelephoneEvents
 from callgate.realtime.media.inbound import InboundAudio, InboundStats
 from callgate.realtime.media.outbound import OutboundAudioTrack, OutboundStats
-from callgate.realtime.media.sdp import (
-    AUDIO_CODECS,
-    TELEPHONE_EVENT,
-    OfferRejected,
-    audio_codecs,
-    check_offer,
-)
+from callgate.realtime.media.sdp import AUDIO_CODECS, OfferRejected, audio_codecs, check_offer
 
 log = logging.getLogger(__name__)
 
@@ -138,31 +132,19 @@ class PeerMedia:
 
     def _receive_with_ours(self, transceiver: RTCRtpTransceiver, codecs: list[RTCRtpCodecParameters]) -> None:
         """Route the stream's RTP packets to our jitter buffer and DTMF receiver, not aiortc's decoder."""
-        typed = [(c.payloadType, c) for c in codecs if c.payloadType is not None]
-        inbound = self._inbound = InboundAudio(
-            codecs={pt: c for pt, c in typed if c.name.lower() in AUDIO_CODECS}, on_frame=self._on_audio
-        )
-        dtmf = {
-            pt: DtmfReceiver(self._dtmf, clock_rate=c.clockRate)
-            for pt, c in typed
-            if c.name.lower() == TELEPHONE_EVENT
+        audio = {
+            c.payloadType: c for c in codecs if c.name.lower() in AUDIO_CODECS and c.payloadType is not None
         }
+        inbound = self._inbound = InboundAudio(codecs=audio, on_frame=self._on_audio)
+        dtmf = TelephoneEvents(codecs, self._on_dtmf or _ignore, name=self._name)
 
         async def on_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
-            receiver = dtmf.get(packet.payload_type)
-            if receiver is not None:
-                receiver.feed(packet.payload, packet.timestamp)
-            if receiver is None and packet.payload:
+            if not dtmf.feed(packet) and packet.payload:
                 inbound.push(packet)
             else:
                 inbound.skip(packet)  # it still takes its place in the sequence
 
         transceiver.receiver._handle_rtp_packet = on_rtp  # type: ignore[method-assign]
-
-    def _dtmf(self, event: DtmfEvent) -> None:
-        log.info("dtmf %s (%d ms)", event.digit, event.duration_ms, extra={"call": self._name})
-        if self._on_dtmf is not None:
-            self._on_dtmf(event)
 
     # ---------------------------------------------------------------- state
 
@@ -286,3 +268,7 @@ class PeerMedia:
         self._set_state(MediaState.CLOSED)
         self._settled.set()
         self._ended.set()
+
+
+def _ignore(event: DtmfEvent) -> None:
+    """No ``on_dtmf``: key presses are logged (by :class:`TelephoneEvents`) and dropped."""

@@ -21,11 +21,10 @@ from collections.abc import Awaitable, Callable
 from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason
 from callgate.errors import CallgateError
-from callgate.realtime import rtvi
+from callgate.realtime.dtmf import DigitCollector, typed_turn
 from callgate.realtime.media import DtmfEvent, PeerMedia
 from callgate.realtime.session import CallSession
 from callgate.realtime.sip.dialog import Dialog
-from callgate.realtime.sip.dtmf import DigitCollector
 from callgate.realtime.sip.message import Request
 from callgate.runtime import Runtime
 
@@ -81,7 +80,7 @@ class SipCall:
         self._reason: EndReason | None = None
         self._ended = asyncio.Event()
         self._grace: asyncio.Task[None] | None = None
-        self.digits = DigitCollector(self._deliver_keys, clock=runtime.clock)
+        self.digits = DigitCollector(typed_turn(lambda: self.session), clock=runtime.clock)
 
     def _set_state(self, state: SipCallState) -> None:
         if state is not self.state:
@@ -124,10 +123,6 @@ class SipCall:
 
     def on_dtmf(self, event: DtmfEvent) -> None:
         self.digits.press(event.digit)
-
-    async def _deliver_keys(self, text: str) -> None:
-        if self.session is not None:
-            await self.session.handle_message(rtvi.ClientMessage("send-text", None, {"content": text}))
 
     # ---------------------------------------------------------------- the call's task
 

@@ -1,29 +1,18 @@
-"""Caller key presses (DTMF) on their way to the agent.
+"""Key presses carried by SIP INFO.
 
-Two ways in: RFC 4733 telephone-events, decoded by the media bridge, and SIP INFO carrying
-``application/dtmf-relay`` (``Signal=5`` / ``Duration=160``) or ``application/dtmf`` (``5``).
-
-Keys are gathered into one typed caller turn, ``"DTMF 1234#"``, sent when ``#`` is pressed or when no
-key has come for :data:`INTER_DIGIT_S` (the way an IVR reads a PIN). The agent receives it like any typed
-message, so it is answered as a turn and stored in the transcript as the caller's.
+``application/dtmf-relay`` (``Signal=5`` / ``Duration=160``) or ``application/dtmf`` (``5``); the key goes
+to the call's :class:`~callgate.realtime.dtmf.DigitCollector`, which also takes the RFC 4733
+telephone-events of the media and gathers keys into one typed caller turn, ``"DTMF 1234#"``, the same
+way for every transport (see :mod:`callgate.realtime.dtmf`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import Awaitable, Callable
+from callgate.realtime.dtmf import KEYS, DigitCollector
 
-from callgate.clock import Clock
+__all__ = ["CONTENT_TYPES", "DigitCollector", "DtmfError", "parse_info"]  # DigitCollector: its old home
 
-log = logging.getLogger(__name__)
-
-KEYS = frozenset("0123456789*#ABCD")
-INTER_DIGIT_S = 1.5
-MAX_KEYS = 32
 CONTENT_TYPES = ("application/dtmf-relay", "application/dtmf")
-TURN_PREFIX = "DTMF "
 
 
 class DtmfError(ValueError):
@@ -51,65 +40,3 @@ def parse_info(content_type: str | None, body: bytes) -> str:
     if key not in KEYS:
         raise DtmfError(f"not a DTMF key: {key[:8]!r}")
     return key
-
-
-class DigitCollector:
-    """Gathers keys and hands each finished sequence to ``deliver``; owns its timer task."""
-
-    def __init__(
-        self,
-        deliver: Callable[[str], Awaitable[None]],
-        *,
-        clock: Clock,
-        inter_digit_s: float = INTER_DIGIT_S,
-    ) -> None:
-        self._deliver = deliver
-        self._clock = clock
-        self._inter_digit_s = inter_digit_s
-        self._keys: list[str] = []
-        self._timer: asyncio.Task[None] | None = None
-        self._deliveries: set[asyncio.Task[None]] = set()
-        self._closed = False
-
-    def press(self, key: str) -> None:
-        if self._closed or key not in KEYS:
-            return
-        self._keys.append(key)
-        if self._timer is not None:
-            self._timer.cancel()
-        if key == "#" or len(self._keys) >= MAX_KEYS:
-            self._timer = None
-            self._send(self._take())
-        else:
-            self._timer = asyncio.create_task(self._flush_later(), name="dtmf-inter-digit")
-
-    def _take(self) -> str:
-        keys, self._keys = "".join(self._keys), []
-        return keys
-
-    def _send(self, keys: str) -> None:
-        task = asyncio.create_task(self._deliver_safely(keys), name="dtmf-deliver")
-        self._deliveries.add(task)
-        task.add_done_callback(self._deliveries.discard)
-
-    async def _flush_later(self) -> None:
-        await self._clock.sleep(self._inter_digit_s)
-        self._timer = None
-        self._send(self._take())
-
-    async def _deliver_safely(self, keys: str) -> None:
-        try:
-            await self._deliver(f"{TURN_PREFIX}{keys}")
-        except Exception:
-            log.exception("could not pass DTMF to the agent")
-
-    async def aclose(self) -> None:
-        """Drop keys not yet sent (the call is over) and wait for the tasks this collector started."""
-        self._closed = True
-        tasks = [*self._deliveries, *([self._timer] if self._timer else [])]
-        self._timer = None
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

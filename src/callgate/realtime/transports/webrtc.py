@@ -3,8 +3,8 @@
 Flow of one call: the client POSTs its SDP offer with the call token → the token is redeemed and the
 call joined → the answer goes back in the HTTP response → ICE and DTLS connect → the client sends
 ``client-ready`` on the data channel → ``bot-ready`` → the session runs while this module pumps
-messages into it. Caller audio goes straight from :class:`PeerMedia` into the session. See
-``docs/webrtc.md``.
+messages into it. Caller audio goes straight from :class:`PeerMedia` into the session, and key presses
+(RFC 4733 telephone-events) to the call's digit collector. See ``docs/webrtc.md``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 
 from callgate.realtime import rtvi
-from callgate.realtime.media import MediaState, PeerMedia
+from callgate.realtime.media import DtmfEvent, MediaState, PeerMedia
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,14 @@ class WebRTCTransport:
     """A :class:`~callgate.realtime.session.CallTransport` over one :class:`PeerMedia`.
 
     Build it first: it owns the callbacks the media object needs. Caller audio is dropped until
-    :attr:`on_audio` is set (to the session's ``push_audio``). ``bot-interrupted`` flushes the
-    outbound track before the message leaves, so barge-in silences the agent within one frame.
+    :attr:`on_audio` is set (to the session's ``push_audio``), key presses until :attr:`on_dtmf` is.
+    ``bot-interrupted`` flushes the outbound track before the message leaves, so barge-in silences the
+    agent within one frame.
     """
 
     def __init__(self) -> None:
         self.on_audio: Callable[[bytes], None] | None = None
+        self.on_dtmf: Callable[[DtmfEvent], None] | None = None
         self._messages: asyncio.Queue[str | Disconnected] = asyncio.Queue()
         self._closed = False
         self._overflow = False
@@ -58,6 +60,10 @@ class WebRTCTransport:
     def audio_received(self, pcm16: bytes) -> None:
         if self.on_audio is not None:
             self.on_audio(pcm16)
+
+    def dtmf_received(self, event: DtmfEvent) -> None:
+        if self.on_dtmf is not None:
+            self.on_dtmf(event)
 
     def message_received(self, text: str) -> None:
         if self._messages.qsize() >= MAX_PENDING_MESSAGES:
