@@ -198,19 +198,23 @@ export class Call extends EventTarget {
   }
 
   /**
-   * WebRTC: press keys (0-9, *, #, A-D) as RFC 4733 telephone-events on the audio track, as a phone
-   * does. The agent receives them as one typed caller turn, "DTMF 12#", once '#' is pressed or 1.5 s
-   * after the last key. Over WebSocket there is no media stream to carry them: throws.
+   * Press keys (0-9, *, #, A-D). Over WebRTC they are RFC 4733 telephone-events on the audio track, as a
+   * phone sends them; over WebSocket a `dtmf` client-message. Either way the agent receives them as one
+   * typed caller turn, "DTMF 12#", once '#' is pressed or 1.5 s after the last key. Returns a promise
+   * (resolved at once over WebRTC; when the server has the keys over WebSocket).
    */
-  sendDtmf(keys, { durationMs = 100, gapMs = 70 } = {}) {
+  async sendDtmf(keys, { durationMs = 100, gapMs = 70 } = {}) {
     this._requireConnected();
     const tones = String(keys ?? '').toUpperCase();
-    if (!/^[0-9*#A-D]+$/.test(tones)) throw new CallError('sendDtmf() takes the keys 0-9, *, #, A-D');
-    if (this.transport !== 'webrtc') throw new CallError('sendDtmf() needs the webrtc transport');
-    try {
-      this._ws.sendDtmf(tones, durationMs, gapMs);
-    } catch (error) {
-      throw new CallError(error.message, { cause: error });
+    if (!/^[0-9*#A-D]{1,32}$/.test(tones)) throw new CallError('sendDtmf() takes 1-32 of the keys 0-9, *, #, A-D');
+    if (this.transport === 'webrtc') {
+      try {
+        this._ws.sendDtmf(tones, durationMs, gapMs);
+      } catch (error) {
+        throw new CallError(error.message, { cause: error });
+      }
+    } else {
+      await this._request('dtmf', { digits: tones });
     }
     this._emit('dtmf', { keys: tones });
   }

@@ -92,3 +92,32 @@ async def test_mode_switch_and_mute_are_acknowledged(live: LiveServer) -> None:
         await ws.send(rtvi("client-message", {"t": "dance", "d": {}}))
         error = await next_message(ws, "error")
         assert error["data"]["fatal"] is False
+
+
+async def test_keys_pressed_over_rtvi_reach_the_agent_as_one_turn(live: LiveServer) -> None:
+    team = await live.world.team("acme")
+    agent_id = await live.flow_agent(team)
+    call = await live.web_call(team, agent_id, mode="text")
+    async with websockets.connect(str(call["websocket_url"])) as ws:
+        await ws.send(rtvi("client-ready", {"version": "1.0.0"}))
+        await next_message(ws, "bot-ready")
+        await agent_text(ws)
+        for bad in ({"digits": "12x"}, {"digits": ""}, {"digits": 12}, {"digits": "1" * 33}):
+            await ws.send(rtvi("client-message", {"t": "dtmf", "d": bad}))
+            error = await next_message(ws, "error")
+            assert error["data"]["fatal"] is False
+        await ws.send(rtvi("client-message", {"t": "dtmf", "d": {"digits": "4"}}))
+        await ws.send(rtvi("client-message", {"t": "dtmf", "d": {"digits": "2#"}}))
+        ack = await next_message(ws, "server-response")
+        assert ack["data"] == {"t": "dtmf", "d": {"digits": "4"}}
+        await agent_text(ws)  # the agent answers the keys
+        await ws.send(rtvi("disconnect-bot"))
+        await next_message(ws, "server-message")
+
+    for _ in range(100):
+        body = (await live.world.client.get(f"/v1/calls/{call['id']}", headers=team.auth())).json()
+        if body["status"] == "ended":
+            break
+        await asyncio.sleep(0.05)
+    user_turns = [t["text"] for t in body["transcript"] if t["role"] == "user"]
+    assert user_turns == ["DTMF 42#"]

@@ -25,6 +25,7 @@ from callgate.pipeline.options import MODES, Mode, PipelineOptions
 from callgate.pipeline.pipeline import ConversationPipeline
 from callgate.pipeline.recording import Recorder
 from callgate.realtime import rtvi
+from callgate.realtime.dtmf import KEYS, MAX_KEYS, DigitCollector
 from callgate.runtime import Runtime
 from callgate.webhooks import outbox
 from callgate.webhooks.events import EventType
@@ -94,6 +95,8 @@ class CallSession:
         """The newest interim transcript not yet written (older ones are replaced, not queued)."""
         self._partial_queued: str | None = None
         self._partial_writer: asyncio.Task[None] | None = None
+        self.keys = DigitCollector(self._typed, clock=runtime.clock)
+        """Key presses sent as RTVI ``dtmf`` messages, gathered into one typed turn as over SIP."""
         recordings = runtime.settings.data_dir / "recordings"
         recordings.mkdir(parents=True, exist_ok=True)
         self.recording_path: Path = recordings / f"{context.call_id}.wav"
@@ -202,6 +205,7 @@ class CallSession:
     async def _finish(self) -> None:
         self._set_state(SessionState.ENDING)
         reason = self.end_reason or EndReason.SERVER_ERROR
+        await self.keys.aclose()
         await self.pipeline.stop()
         self._export_metrics()
         self.runtime.metrics.session_max_output_lag.observe(self.pipeline.metrics.max_output_lag_ms / 1000)
@@ -271,6 +275,12 @@ class CallSession:
             await self.transport.send_message(
                 rtvi.message("server-response", {"t": "set-mode", "d": {"mode": mode}}, id_=msg.id)
             )
+        elif kind == "dtmf" and isinstance(body, dict) and _valid_keys(body.get("digits")):
+            for key in body["digits"].upper():
+                self.keys.press(key)
+            await self.transport.send_message(
+                rtvi.message("server-response", {"t": "dtmf", "d": {"digits": body["digits"]}}, id_=msg.id)
+            )
         elif kind == "mute" and isinstance(body, dict) and isinstance(body.get("muted"), bool):
             # The client sends silence while muted; the server only acknowledges.
             await self.transport.send_message(
@@ -278,6 +288,9 @@ class CallSession:
             )
         else:
             await self.send_error(f"unsupported client-message {kind!r}", fatal=False)
+
+    async def _typed(self, text: str) -> None:
+        await self.handle_message(rtvi.ClientMessage("send-text", None, {"content": text}))
 
     async def send_error(self, text: str, *, fatal: bool) -> None:
         await self.transport.send_message(rtvi.message("error", {"message": text, "fatal": fatal}))
@@ -345,3 +358,7 @@ class CallSession:
             await self.runtime.db.write(lambda s: calls.add_turn(s, call_id=call_id, fields=fields))
         except CallgateError:
             log.exception("could not save a transcript turn")
+
+
+def _valid_keys(digits: object) -> bool:
+    return isinstance(digits, str) and 0 < len(digits) <= MAX_KEYS and set(digits.upper()) <= KEYS
