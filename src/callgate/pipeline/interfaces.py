@@ -26,15 +26,21 @@ class VADCapabilities:
 
 
 class VADStream(ABC):
-    """Per-call VAD state. Not shared between calls."""
+    """Per-call VAD state. Not shared between calls; one ``process`` at a time."""
 
     @abstractmethod
-    def process(self, pcm16: bytes) -> float | None:
+    async def process(self, pcm16: bytes) -> float | None:
         """Feed audio at ``capabilities.sample_rate``; return the speech probability (0..1) of the
-        latest complete analysis frame, or None if no frame completed. Buffers partial frames."""
+        latest complete analysis frame, or None if no frame completed. Buffers partial frames.
+
+        Asynchronous so that an engine can run the model off the event loop (batched across calls);
+        frames are analysed in order, each after the previous one's result."""
 
     def reset(self) -> None:  # noqa: B027 - optional hook
-        """Forget internal state (e.g. after a long pause)."""
+        """Forget internal state (e.g. after a long pause). Not while ``process`` is running."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release per-call resources; the stream is not used afterwards."""
 
 
 class VAD(ABC):
@@ -42,6 +48,9 @@ class VAD(ABC):
 
     @abstractmethod
     def create_stream(self) -> VADStream: ...
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release process-wide resources (worker threads); streams created later may restart them."""
 
 
 # --------------------------------------------------------------------------- STT

@@ -16,10 +16,17 @@ from dataclasses import dataclass
 from callgate.clock import Clock
 from callgate.pipeline.audio import SAMPLE_WIDTH, Framer, StreamResampler
 from callgate.pipeline.frames import InputAudio
-from callgate.pipeline.interfaces import STT, VAD, Transcript
+from callgate.pipeline.interfaces import STT, VAD, Transcript, VADStream
 from callgate.pipeline.options import INPUT_SAMPLE_RATE, PipelineMetrics, PipelineOptions
 from callgate.pipeline.recording import Recorder
-from callgate.pipeline.turns import SpeechEnded, SpeechStarted, SpeechState, TurnDetector
+from callgate.pipeline.turns import (
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechState,
+    TurnDetector,
+)
 from callgate.pipeline.utterance import Utterance
 
 INPUT_GAP_S = 0.1
@@ -84,8 +91,14 @@ class Listener:
         self._ready.set()
 
     async def run(self) -> None:
-        framer = Framer(INPUT_SAMPLE_RATE, self._opts.frame_ms)
         vad_stream = self._vad.create_stream()
+        try:
+            await self._consume(vad_stream)
+        finally:
+            vad_stream.close()
+
+    async def _consume(self, vad_stream: VADStream) -> None:
+        framer = Framer(INPUT_SAMPLE_RATE, self._opts.frame_ms)
         # Low-latency resampling: VAD must see speech end as it happens (see StreamResampler).
         vad_resampler = StreamResampler(INPUT_SAMPLE_RATE, self._vad.capabilities.sample_rate, quality="QQ")
         probability = 0.0
@@ -110,7 +123,9 @@ class Listener:
                 start = item.received_at - len(item.pcm16) / SAMPLE_WIDTH / INPUT_SAMPLE_RATE - self.t0
                 self._recorder.write_caller(item.pcm16, max(0.0, start))
             for frame in framer.push(item.pcm16):
-                result = vad_stream.process(vad_resampler.process(frame))
+                # The engine may run the model elsewhere (Silero batches all calls on a worker thread):
+                # each frame still waits for its own probability, so frames are judged in order.
+                result = await vad_stream.process(vad_resampler.process(frame))
                 if result is not None:
                     probability = result
                 await self._on_frame(frame, probability, item.received_at)
@@ -139,6 +154,8 @@ class Listener:
         if probability >= self._opts.vad_threshold:
             self.last_speech_at = at
         event = self.detector.process(frame, probability, at)
+        if event is None and self.utterance is not None and self.utterance.finished_early:
+            event = self.detector.end_now()  # the words at the pause are a finished sentence
         if isinstance(event, SpeechStarted):
             self.utterance = Utterance(
                 self._stt,
@@ -157,7 +174,12 @@ class Listener:
                 utterance.end(event.audio, last_speech_at=event.last_speech_at, decided_at=decided_at)
                 await self._hooks.on_speech_ended(utterance)
             return
-        elif self.utterance is not None and self.detector.in_speech:
-            self.utterance.push(frame)
+        elif self.utterance is not None:
+            if isinstance(event, SpeechPaused):
+                self.utterance.speculate(event.audio)
+            elif isinstance(event, SpeechResumed):
+                self.utterance.discard_speculation()
+            if self.detector.in_speech:
+                self.utterance.push(frame)
         if self.detector.in_speech:
             await self._hooks.on_speech_frame(self.detector.speech_ms)

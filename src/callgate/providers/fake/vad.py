@@ -20,7 +20,7 @@ class FakeVADStream(VADStream):
         self._buf = bytearray()
         self.frames = 0
 
-    def process(self, pcm16: bytes) -> float | None:
+    async def process(self, pcm16: bytes) -> float | None:
         self._buf.extend(pcm16)
         result: float | None = None
         while len(self._buf) >= self._frame_bytes:

