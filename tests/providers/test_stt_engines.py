@@ -76,6 +76,23 @@ def test_whisper_loop_detector(text: str, looping: bool) -> None:
     assert _looping(text) is looping
 
 
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [
+        ("Yes? Yes? Yes? Yes? Yes", "Yes?"),
+        ("Tomorrow Tomorrow Tomorrow", "Tomorrow"),
+        ("at 3 p.m. at 3 p.m.", "at 3 p.m."),
+        ("Yes.", None),
+        ("Wait, wait, I need to go", None),
+        ("What are your hours? What are your", None),
+    ],
+)
+def test_whisper_finds_the_phrase_a_loop_repeats(text: str, first: str | None) -> None:
+    from callgate.providers.whisper.stt import _first_of_loop
+
+    assert _first_of_loop(text) == first
+
+
 async def test_whisper_says_nothing_on_silence_and_noise(whisper, noise_16k: bytes) -> None:
     assert (await whisper.transcribe(SILENCE_16K)).text == ""
     assert (await whisper.transcribe(b"")).text == ""
@@ -131,3 +148,17 @@ async def test_pocketsphinx_streams_interim_results(sphinx, piper_booking_16k: b
     stream.push(SILENCE_16K)
     assert (await stream.finish()).text == ""
     await stream.aclose()
+
+
+@pytest.mark.parametrize("word", ["Yes.", "Tomorrow.", "Goodbye."])
+async def test_whisper_one_word_answers_stay_in_the_short_window(whisper, tmp_path, word: str) -> None:
+    pytest.importorskip("piper")
+    from tests.e2e.browser import make_speech_wav, read_wav
+
+    wav = make_speech_wav(word, tmp_path / "w.wav", rate=16000, engine="piper")
+    samples, _ = read_wav(wav)
+    pcm = (samples.clip(-1, 1) * 32767).astype("<i2").tobytes()
+    before = dict(whisper.stats)
+    transcript = await whisper.transcribe(pcm)
+    assert transcript.text.lower().strip(".?! ") == word.lower().strip(".")
+    assert whisper.stats["short"] == before["short"] + 1  # no second pass in the 30 s window

@@ -85,7 +85,7 @@ class WhisperSTT(STT):
         beam_size: int = 1,
         short_window: bool = True,
         pad_s: int = 1,
-        min_window_s: int = 2,
+        min_window_s: int = 8,
     ) -> None:
         self._model_path = model_path
         self._compute_type = compute_type
@@ -179,7 +179,11 @@ class WhisperSTT(STT):
             return None  # "nothing said" is rare after VAD heard speech: let the full window confirm it
         if not _words(text):
             return Transcript(text="", language=language)  # punctuation only (". . ."): nothing said
-        if len(tokens) >= max_new or avg_logprob < _LOGPROB_FLOOR or _looping(text):
+        first = _first_of_loop(text)
+        if first is not None and len(_words(first)) <= 2:
+            # A word or two said once, then looped ("No? No? No?"): the loop is the window, not speech.
+            text = first.rstrip(".?!,\u2026") + "."
+        elif len(tokens) >= max_new or avg_logprob < _LOGPROB_FLOOR or _looping(text):
             log.debug("short window rejected (%d tokens, %.2f): %r", len(tokens), avg_logprob, text)
             return None
         return Transcript(text=text, confidence=math.exp(avg_logprob), language=language)
@@ -207,6 +211,20 @@ def _looping(text: str) -> bool:
     return any(
         later == earlier[: len(later)] for i, earlier in enumerate(sentences) for later in sentences[i + 1 :]
     )
+
+
+def _first_of_loop(text: str) -> str | None:
+    """The phrase that ``text`` only repeats ("Yes? Yes? Yes" -> "Yes?"), or None if it is not one
+    phrase said over and over (at least twice, the last time possibly cut short)."""
+    tokens = text.split()
+    words = _words(text)
+    if len(tokens) != len(words):
+        return None  # a token of punctuation only: keep it simple, not a loop of this kind
+    for size in range(1, len(words) // 2 + 1):
+        phrase = words[:size]
+        if all(words[i] == phrase[i % size] for i in range(len(words))):
+            return " ".join(tokens[:size])
+    return None
 
 
 def _words(text: str) -> list[str]:
