@@ -235,8 +235,9 @@ class BenchServer:
         agent_id: str = r.json()["id"]
         return agent_id
 
-    def web_call(self, agent_id: str, *, mode: str = "audio") -> dict[str, Any]:
-        r = self.api().post("/v1/web-calls", json={"agent_id": agent_id, "mode": mode})
+    def web_call(self, agent_id: str, *, mode: str = "audio", transport: str = "websocket") -> dict[str, Any]:
+        body = {"agent_id": agent_id, "mode": mode, "transport": transport}
+        r = self.api().post("/v1/web-calls", json=body)
         if r.status_code != 201:
             raise RuntimeError(f"POST /v1/web-calls: {r.status_code} {r.text}")
         body: dict[str, Any] = r.json()

@@ -1,21 +1,35 @@
-"""Voice-to-voice latency of a web call, measured at the client.
+"""Voice-to-voice latency of a web call, measured at the client, over WebSocket and over WebRTC.
 
-    python bench/latency.py            # 3 calls x 7 turns = 21 turns (~3 min)
-    python bench/latency.py --quick    # 1 call, 7 turns (~1 min); figures are not written
+    python bench/latency.py                      # both transports, 3 calls x 7 turns each (~6 min)
+    python bench/latency.py --transport webrtc   # one transport (prints only: the section compares both)
+    python bench/latency.py --quick              # 1 call per transport (~1 min each); nothing written
+    python bench/latency.py --quick --turns 1    # the CI smoke configuration (~40 s)
 
 What it does: starts ``callgate serve`` in a subprocess (default engines: Silero VAD, faster-whisper
-tiny.en, piper), creates the demo clinic flow agent through the REST API, and makes voice calls over the
-WebSocket/RTVI transport. The client streams a microphone: 20 ms PCM16 frames in real time, a quiet room
-(-60 dBFS noise) between utterances. It waits for the greeting to play out, then speaks each line of a
-conversation the flow understands (piper speech, the server's own voice) and waits until the agent's
-answer has played before it speaks again.
+tiny.en, piper), creates the demo clinic flow agent through the REST API, and makes voice calls. The
+client streams a microphone: 20 ms frames of 16 kHz PCM16 in real time, a quiet room (-60 dBFS noise)
+between utterances. It waits for the greeting to play out, then speaks each line of a conversation the
+flow understands (piper speech, the server's own voice) and waits until the agent's answer has played
+before it speaks again. Each conversation is held over WebSocket, then over WebRTC, against the same
+server: calls alternate between the transports, so both see the same machine and the same load.
 
-Latency of a turn = first agent audio frame received - the moment the client sent the last voiced frame
-of the utterance (the last 20 ms frame above -40 dBFS, computed from the audio itself; trailing silence
-does not count). The per-stage breakdown is the server's own (``metrics`` RTVI message per agent turn,
-cross-checked with ``GET /v1/calls/{id}``), plus two client-side marks (``user-stopped-speaking`` and the
-final ``user-transcription``). A call the flow ends early (e.g. misheard answers lead to a transfer) is
-continued in a new call, so every line is spoken.
+* WebSocket: RTVI JSON text frames, PCM16 binary frames both ways (``output_sample_rate`` 16000).
+* WebRTC: an aiortc peer (``bench/_webrtc.py``): the SDP offer is POSTed to the call's
+  ``webrtc_offer_url``, RTVI runs on the ``rtvi`` data channel, the microphone is an Opus track (aiortc
+  encodes each 20 ms frame, 48 kHz), the agent's audio comes back as Opus at 48 kHz.
+
+Latency of a turn = arrival of the first audible agent audio frame (peak above -60 dBFS; WebRTC sends
+silence between replies) - the moment the client handed over the last voiced frame of the utterance (the
+last 20 ms frame above -40 dBFS, computed from the audio itself; trailing silence does not count). Over
+WebRTC this also includes Opus encoding (client) and decoding (server) of the caller's audio, the server's
+inbound reorder buffer (no delay for packets in order), Opus encoding of the agent's audio and the
+server's outbound track (a 40 ms prebuffer, then one frame per 20 ms slot), SRTP and UDP instead of TCP.
+It does not include a client-side playout buffer: agent audio is taken at RTP packet arrival and decoded
+there (libopus); what aiortc's own receive path (a jitter buffer that prefetches 4 packets, a decoder
+thread) adds on top is a row of its own. The per-stage breakdown is the server's own (``metrics`` RTVI
+message per agent turn, cross-checked with ``GET /v1/calls/{id}``), plus two client-side marks
+(``user-stopped-speaking`` and the final ``user-transcription``). A call the flow ends early (e.g.
+misheard answers lead to a transfer) is continued in a new call, so every line is spoken.
 
 On a shared machine the server runs at niceness -10 in a scheduler autogroup of nice -10 and this client
 under SCHED_RR (``--server-nice 0 --no-client-rt`` to compete on equal terms); the CPU other processes
@@ -26,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import math
 import os
@@ -37,18 +52,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _calls import Call, RTCCall, WSCall
 from _server import (
     BenchServer,
     Machine,
-    WSClient,
-    binary_frame,
     busiest_processes,
     demo_flow_body,
     fmt_ms,
     frames_of,
     last_voiced_frame,
     machine_busy_seconds,
-    noise_pcm,
     percentile,
     prioritize_session,
     process_cpu_seconds,
@@ -57,23 +70,20 @@ from _server import (
     speech_pcm,
     write_section,
 )
+from _webrtc import use_loopback
 
 STAGES = ("endpointing_ms", "stt_ms", "agent_first_token_ms", "tts_first_audio_ms", "total_ms")
-END_OF_TURN_SILENCE_MS = (
-    550  # PipelineOptions.end_of_turn_silence_ms (server default, not configurable per call)
-)
+END_OF_TURN_SILENCE_MS = 550  # PipelineOptions.end_of_turn_silence_ms (server default)
+EARLY_END_SILENCE_MS = 250  # PipelineOptions.early_end_silence_ms (server default)
+TRANSPORTS = ("websocket", "webrtc")
+LABELS = {"websocket": "WebSocket", "webrtc": "WebRTC"}
+STOPPED = "end of turn decided (user-stopped-speaking)"
+FINAL = "final transcript (user-transcription)"
+AIORTC = "first agent audio after aiortc's receive jitter buffer"
 
-# Conversations the demo flow follows; every line gets a spoken answer.
+# Conversations the demo flow follows; every line gets a spoken answer. The first line of the first one
+# has a short answer, so the smoke configuration (--quick --turns 1) stays short.
 SCRIPTS: list[list[str]] = [
-    [
-        "What are your opening hours?",
-        "Yes please.",
-        "I would like to book an appointment.",
-        "Tomorrow.",
-        "At three pm.",
-        "Yes.",
-        "No, that's all. Goodbye.",
-    ],
     [
         "Hi, I need to book an appointment please.",
         "Next Friday.",
@@ -82,6 +92,15 @@ SCRIPTS: list[list[str]] = [
         "Yes.",
         "When are you open on Saturday?",
         "No thank you, goodbye.",
+    ],
+    [
+        "What are your opening hours?",
+        "Yes please.",
+        "I would like to book an appointment.",
+        "Tomorrow.",
+        "At three pm.",
+        "Yes.",
+        "No, that's all. Goodbye.",
     ],
     [
         "I'd like to make an appointment for Monday.",
@@ -97,6 +116,8 @@ SCRIPTS: list[list[str]] = [
 
 @dataclass
 class Turn:
+    transport: str
+    key: tuple[int, int]  # (script, line): the same line over both transports
     call: int
     text: str
     speech_s: float
@@ -107,109 +128,12 @@ class Turn:
     client_stages: dict[str, float] = field(default_factory=dict)
 
 
-class Call:
-    """One voice call: a microphone that never stops sending, and everything received, timestamped."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.audio: list[float] = []  # arrival times of agent audio frames
-        self.messages: list[tuple[float, dict[str, Any]]] = []
-        self.changed = asyncio.Event()
-        self.ws: WSClient | None = None
-        self.pending: list[bytes] = []
-        self.mark_index = -1
-        self.mark_sent_at: float | None = None
-        self.send_lateness: list[float] = []
-        self._noise = [binary_frame(f) for f in frames_of(noise_pcm(2.0, seed=7))]
-        self._sender: asyncio.Task[None] | None = None
-
-    def _on_audio(self, t: float, payload: bytes) -> None:
-        self.audio.append(t)
-        self.changed.set()
-
-    def _on_message(self, t: float, msg: dict[str, Any]) -> None:
-        self.messages.append((t, msg))
-        self.changed.set()
-
-    async def open(self) -> None:
-        self.ws = await WSClient.connect(self.url, self._on_audio, self._on_message)
-        self.ws.send("client-ready", {"version": "1.0.0", "audio": {"output_sample_rate": 16000}})
-        await self.wait_for("bot-ready", since=0.0, timeout=30)
-        self._sender = asyncio.create_task(self._send_forever())
-
-    async def close(self) -> None:
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
-        if self.ws is not None:
-            self.ws.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.ws.closed.wait(), 5)
-
-    async def _send_forever(self) -> None:
-        assert self.ws is not None
-        start = time.monotonic()
-        n = 0
-        while not self.ws.closed.is_set():
-            due = start + n * 0.02
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.monotonic()
-            self.send_lateness.append(now - due)
-            if self.pending:
-                self.ws.write(self.pending.pop(0))
-                if self.mark_index == 0:
-                    self.mark_sent_at = now
-                    self.changed.set()
-                self.mark_index -= 1
-            else:
-                self.ws.write(self._noise[n % len(self._noise)])
-            n += 1
-
-    def speak(self, frames: list[bytes], voiced_until: int) -> None:
-        """Queue an utterance; ``mark_sent_at`` becomes the send time of frame ``voiced_until``."""
-        self.mark_sent_at = None
-        self.mark_index = voiced_until
-        self.pending = [binary_frame(f) for f in frames]
-
-    def find(self, type_: str, since: float) -> tuple[float, dict[str, Any]] | None:
-        return next(((t, m) for t, m in self.messages if t >= since and m.get("type") == type_), None)
-
-    def ended(self) -> bool:
-        return (self.ws is not None and self.ws.closed.is_set()) or any(
-            m.get("type") == "server-message" and m.get("data", {}).get("type") == "call-ended"
-            for _, m in self.messages
-        )
-
-    async def wait_for(self, type_: str, *, since: float, timeout: float) -> tuple[float, dict[str, Any]]:
-        async with asyncio.timeout(timeout):
-            while True:
-                found = self.find(type_, since)
-                if found is not None:
-                    return found
-                if self.ws is not None and self.ws.closed.is_set():
-                    raise ConnectionError(f"closed ({self.ws.close_code}) while waiting for {type_}")
-                self.changed.clear()
-                await self.changed.wait()
-
-    async def wait_until(self, predicate: Any, timeout: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while not predicate():
-                    self.changed.clear()
-                    await self.changed.wait()
-                return True
-        return False
-
-
-async def speak_turn(call: Call, index: int, text: str) -> Turn | None:
+async def speak_turn(call: Call, index: int, text: str, key: tuple[int, int]) -> Turn | None:
     """Speak one line and wait until the agent's answer has played out; None if the call is over."""
     pcm = speech_pcm(text)
     frames = frames_of(pcm)
     voiced = last_voiced_frame(frames)
-    turn = Turn(call=index, text=text, speech_s=len(pcm) / 2 / 16000)
+    turn = Turn(transport=call.transport, key=key, call=index, text=text, speech_s=len(pcm) / 2 / 16000)
     spoke_at = time.monotonic()
     call.speak(frames, voiced)
     await call.wait_until(lambda: call.mark_sent_at is not None or call.ended(), timeout=30)
@@ -231,28 +155,54 @@ async def speak_turn(call: Call, index: int, text: str) -> Turn | None:
     final = next(((t, m) for t, m in call.messages if t >= spoke_at and m.get("type") == "user-transcription"
                   and m.get("data", {}).get("final")), None)  # fmt: skip
     if stopped is not None:
-        turn.client_stages["end of turn decided (user-stopped-speaking)"] = 1000 * (
-            stopped[0] - end_of_speech
-        )
+        turn.client_stages[STOPPED] = 1000 * (stopped[0] - end_of_speech)
     if final is not None:
-        turn.client_stages["final transcript (user-transcription)"] = 1000 * (final[0] - end_of_speech)
+        turn.client_stages[FINAL] = 1000 * (final[0] - end_of_speech)
         turn.heard = str(final[1]["data"].get("text", ""))
     with contextlib.suppress(TimeoutError, ConnectionError):
         _, metrics = await call.wait_for("metrics", since=first, timeout=60)
         turn.server = dict(metrics["data"].get("turn") or {})
         await call.wait_for("bot-stopped-speaking", since=first, timeout=5)
+    if isinstance(call, RTCCall):
+        buffered = call.aiortc_first_audio(spoke_at)
+        if buffered is not None:
+            turn.client_stages[AIORTC] = 1000 * (buffered - end_of_speech)
     return turn
 
 
+@dataclass
+class Usage:
+    """What the calls of one transport cost: wall time, server and client CPU seconds, send lateness."""
+
+    wall_s: float = 0.0
+    server_s: float = 0.0
+    client_s: float = 0.0
+    lateness: list[float] = field(default_factory=list)
+
+    @property
+    def server_cores(self) -> float:
+        return self.server_s / self.wall_s if self.wall_s else math.nan
+
+    @property
+    def client_cores(self) -> float:
+        return self.client_s / self.wall_s if self.wall_s else math.nan
+
+
 async def run_call(
-    server: BenchServer, agent_id: str, index: int, lines: list[str], turns: list[Turn]
-) -> tuple[str, list[float], list[str]]:
-    """One call speaking ``lines``; returns the call id, the client's send lateness, and the lines left
-    unspoken because the call ended early (e.g. the flow transferred after misheard answers)."""
-    info = server.web_call(agent_id)
-    call = Call(str(info["websocket_url"]))
-    await call.open()
+    server: BenchServer, agent_id: str, transport: str, index: int, lines: list[str], result: Result,
+    *, key: tuple[int, int],
+) -> tuple[str, list[str]]:  # fmt: skip
+    """One call speaking ``lines`` (``key``: the script and the position of its first line); its turns,
+    call id and cost go to ``result``. Returns the call id and the lines left unspoken because the call
+    ended early (e.g. the flow transferred after misheard answers)."""
+    usage = result.usage
+    t0, cpu0, mine0 = time.monotonic(), server.cpu_seconds(), process_cpu_seconds(os.getpid())
+    info = server.web_call(agent_id, transport=transport)
+    result.call_ids.append(str(info["id"]))
+    call: Call = WSCall(info) if transport == "websocket" else RTCCall(info)
+    label = f"{LABELS[transport]} call {index}"
     try:
+        await call.open()
         # The greeting plays out first (speaking over it would be a barge-in).
         await call.wait_for("bot-stopped-speaking", since=0.0, timeout=60)
         left = list(lines)
@@ -260,204 +210,353 @@ async def run_call(
             await asyncio.sleep(0.4)  # a natural pause before the caller answers
             if call.ended():
                 break
-            turn = await speak_turn(call, index, left[0])
+            turn = await speak_turn(call, index, left[0], (key[0], key[1] + len(lines) - len(left)))
             if turn is None:
                 break
             left.pop(0)
-            turns.append(turn)
+            result.turns.append(turn)
             srv = turn.server
             print(
-                f"  call {index}: {turn.text!r} -> heard {turn.heard!r}: client {fmt_ms(turn.client_ms)} ms; "
+                f"  {label}: {turn.text!r} -> heard {turn.heard!r}: client {fmt_ms(turn.client_ms)} ms; "
                 f"server total {fmt_ms(srv.get('total_ms'))} = endpointing "
                 f"{fmt_ms(srv.get('endpointing_ms'))} "
                 f"+ stt {fmt_ms(srv.get('stt_ms'))} + agent {fmt_ms(srv.get('agent_first_token_ms'))} "
                 f"+ tts {fmt_ms(srv.get('tts_first_audio_ms'))} {turn.note}"
             )
         if left:
-            print(f"  call {index}: the agent ended the call early; {len(left)} lines left for a new call")
+            print(f"  {label}: the agent ended the call early; {len(left)} lines left for a new call")
         if not call.ended():
-            if call.ws is not None:
-                call.ws.send("disconnect-bot")
+            call.send("disconnect-bot")
             await call.wait_until(call.ended, timeout=10)
     finally:
         await call.close()
-    return str(info["id"]), call.send_lateness, left
+        usage.wall_s += time.monotonic() - t0
+        usage.server_s += server.cpu_seconds() - cpu0
+        usage.client_s += process_cpu_seconds(os.getpid()) - mine0
+        usage.lateness += call.send_lateness
+    return str(info["id"]), left
 
 
-def _row(name: str, values: list[float]) -> str:
-    return (
-        f"| {name} | {fmt_ms(percentile(values, 50))} | {fmt_ms(percentile(values, 95))} | "
-        f"{fmt_ms(max(values) if values else math.nan)} |"
-    )
+# ---------------------------------------------------------------------------------------------- report
 
 
 @dataclass
-class Load:
+class Result:
+    """One transport's turns, stored calls and cost."""
+
+    transport: str
+    turns: list[Turn] = field(default_factory=list)
+    call_ids: list[str] = field(default_factory=list)
+    stored: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def answered(self) -> list[Turn]:
+        return [t for t in self.turns if t.client_ms is not None]
+
+    @property
+    def client(self) -> list[float]:
+        return [t.client_ms for t in self.answered if t.client_ms is not None]
+
+    def stage(self, name: str) -> list[float]:
+        return [float(t.server[name]) for t in self.answered if t.server.get(name) is not None]
+
+    def client_stage(self, name: str) -> list[float]:
+        return [t.client_stages[name] for t in self.answered if name in t.client_stages]
+
+    @staticmethod
+    def tail_of(turn: Turn) -> float | None:
+        """Client latency - server ``total_ms``: Silero's hang-over plus the transport, both ways."""
+        if turn.client_ms is None or turn.server.get("total_ms") is None:
+            return None
+        return turn.client_ms - float(turn.server["total_ms"])
+
+    def vad_tail(self) -> list[float]:
+        return [t.client_ms - float(t.server["total_ms"]) for t in self.answered
+                if t.client_ms is not None and t.server.get("total_ms") is not None]  # fmt: skip
+
+
+def paired(a: Result, b: Result, value: Any = lambda t: t.client_ms) -> list[tuple[float, float]]:
+    """``value`` of the turns both results have for the same line of the same script."""
+    mine = {t.key: value(t) for t in a.answered}
+    out = []
+    for t in b.answered:
+        theirs, ours = value(t), mine.get(t.key)
+        if theirs is not None and ours is not None:
+            out.append((ours, theirs))
+    return out
+
+
+@dataclass
+class Run:
+    machine: Machine
+    command: str
     wall_s: float = 0.0
-    server_cores: float = 0.0
-    client_cores: float = 0.0
     foreign_cores: float = 0.0
-    send_p99_ms: float = math.nan
     foreign: list[tuple[float, str]] = field(default_factory=list)
     prioritized: bool = False
     nice: int = 0
 
 
-def report(
-    turns: list[Turn], stored: list[dict[str, Any]], machine: Machine, command: str, load: Load
-) -> str:
-    answered = [t for t in turns if t.client_ms is not None]
-    client = [t.client_ms for t in answered if t.client_ms is not None]
-    stage = {s: [float(t.server[s]) for t in answered if t.server.get(s) is not None] for s in STAGES}
-    client_stage_names = [
-        "end of turn decided (user-stopped-speaking)",
-        "final transcript (user-transcription)",
-    ]
-    client_stage = {
-        n: [t.client_stages[n] for t in answered if n in t.client_stages] for n in client_stage_names
-    }
-    vad_tail = [t.client_ms - float(t.server["total_ms"]) for t in answered
-                if t.client_ms is not None and t.server.get("total_ms") is not None]  # fmt: skip
-    p50, p95 = percentile(client, 50), percentile(client, 95)
-    stored_p50 = [
-        c["latency"]["p50_ms"] for c in stored if (c.get("latency") or {}).get("p50_ms") is not None
-    ]
-    stored_turns = sum(int((c.get("latency") or {}).get("turns") or 0) for c in stored)
-    ep, stt = percentile(stage["endpointing_ms"], 50), percentile(stage["stt_ms"], 50)
-    tts, agent = percentile(stage["tts_first_audio_ms"], 50), percentile(stage["agent_first_token_ms"], 50)
-    tail = percentile(vad_tail, 50)
-    calls = len({t.call for t in turns})
+def _cells(values: list[float]) -> str:
+    if not values:
+        return "- | - | -"
+    return f"{fmt_ms(percentile(values, 50))} | {fmt_ms(percentile(values, 95))} | {fmt_ms(max(values))}"
+
+
+def table(results: list[Result]) -> list[str]:
+    head = "| measure (ms) | " + " | ".join(f"{LABELS[r.transport]} p50 | p95 | max" for r in results)
+    rows = [head + " |", "| --- |" + " --- | --- | --- |" * len(results)]
+
+    def row(name: str, get: Any) -> None:
+        rows.append(f"| {name} | " + " | ".join(_cells(get(r)) for r in results) + " |")
+
+    row("**voice-to-voice, at the client**", lambda r: r.client)
+    for name in (STOPPED, FINAL):
+        row(f"client: end of speech -> {name}", lambda r, n=name: r.client_stage(n))
+    for s in STAGES:
+        row(f"server: `{s}`", lambda r, s=s: r.stage(s))
+    row("client latency - server `total_ms` (Silero hang-over + transport)", Result.vad_tail)
+    if any(r.transport == "webrtc" for r in results):
+        row(f"client: end of speech -> {AIORTC}", lambda r: r.client_stage(AIORTC))
+    return rows
+
+
+def report(results: list[Result], run: Run) -> str:
+    by = {r.transport: r for r in results}
+    calls = {r.transport: len({t.call for t in r.turns}) for r in results}
     lines = [
-        f"Measured {machine.line()}.",
+        f"Measured {run.machine.line()}.",
         "",
         "```",
-        command,
+        run.command,
         "```",
         "",
-        f"{len(answered)} answered turns of {len(turns)} spoken, in {calls} calls to the demo "
-        "clinic flow with "
-        "the server's default engines (Silero VAD, faster-whisper tiny.en int8, piper joe-medium), one "
-        f"`callgate serve` subprocess; {load.wall_s:.0f} s wall time. The client streams 20 ms "
-        "PCM16 frames in "
-        "real time over the RTVI WebSocket (a -60 dBFS noise floor between utterances), speaks "
-        "piper-synthesised lines the flow answers (opening hours, a booking with day, time and confirmation, "
-        "goodbye) and waits for each answer to play out. **Latency = arrival of the first agent audio frame "
-        "- the moment the client sent the last voiced (> -40 dBFS) frame of the utterance.** Server stages "
-        "are the server's own per-turn figures (RTVI `metrics`); `total_ms` starts at the last frame Silero "
-        "still called speech.",
+        "; ".join(
+            f"{LABELS[r.transport]}: {len(r.answered)} answered turns of {len(r.turns)} spoken in "
+            f"{calls[r.transport]} calls"
+            for r in results
+        )
+        + f" ({run.wall_s:.0f} s wall time). The demo clinic flow with the server's default engines (Silero "
+        "VAD, faster-whisper tiny.en int8, piper joe-medium). One `callgate serve` subprocess per "
+        "transport, both up for the whole run, so that each one's state (warm models, the TTS cache of "
+        "sentences already said) follows the same history; the same conversations over each transport, "
+        "calls alternating between them (who goes first alternates too). The client streams a "
+        "microphone in real time (20 ms frames, a -60 dBFS noise floor between utterances), speaks "
+        "piper-synthesised lines the flow answers (opening hours, a booking with day, time and "
+        "confirmation, goodbye) and waits for each answer to play out. **Latency = arrival of the first "
+        "audible (> -60 dBFS) agent audio frame - the moment the client handed over the last voiced "
+        "(> -40 dBFS) frame of the utterance.** WebSocket: RTVI JSON + PCM16 16 kHz binary frames over "
+        "TCP. WebRTC: an aiortc peer (SDP offer to `webrtc_offer_url`, RTVI on the `rtvi` data channel), "
+        "Opus 48 kHz both ways over SRTP/UDP; its figure also includes Opus encoding (client) and "
+        "decoding (server) of the caller's audio, the server's inbound reorder buffer (no delay for "
+        "packets in order), Opus encoding of the agent's audio and the server's outbound track (40 ms "
+        "prebuffer, one frame per 20 ms slot). Agent audio is taken at RTP arrival and decoded there: no "
+        "client playout buffer is included (for either transport); the last row shows what aiortc's own "
+        "receive jitter buffer adds. Server stages are the server's own per-turn figures (RTVI "
+        "`metrics`); `total_ms` starts at the last frame Silero still called speech.",
         "",
-        "| measure (ms) | p50 | p95 | max |",
-        "| --- | --- | --- | --- |",
-        _row("**voice-to-voice, at the client**", client),
-        *[_row(f"client: end of speech -> {n}", client_stage[n]) for n in client_stage_names],
-        *[_row(f"server: `{s}`", stage[s]) for s in STAGES],
-        _row("client latency - server `total_ms` (Silero hang-over + transport)", vad_tail),
+        *table(results),
         "",
-        f"Targets: p50 <= 500 ms **{'met' if p50 <= 500 else 'not met'}** ({fmt_ms(p50)} ms); "
-        f"p95 <= 800 ms **{'met' if p95 <= 800 else 'not met'}** ({fmt_ms(p95)} ms). "
-        f"`GET /v1/calls/{{id}}` stored {stored_turns} agent turns with their latency (per-call p50 of "
-        f"`total_ms`: {', '.join(fmt_ms(v) for v in stored_p50)} ms).",
-        "",
-        f"What dominates (p50s): the end-of-turn silence, `PipelineOptions.end_of_turn_silence_ms` = "
-        f"{END_OF_TURN_SILENCE_MS} ms (measured endpointing {fmt_ms(ep)} ms), plus Silero's "
-        "hang-over after the "
-        f"acoustic end before it reports silence ({fmt_ms(tail)} ms): about {fmt_ms(ep + tail)} "
-        "ms before the "
-        f"server even decides the caller is done, more than the whole 500 ms budget. Then Whisper "
-        f"({fmt_ms(stt)} ms), piper's first sentence ({fmt_ms(tts)} ms) and the flow ({fmt_ms(agent)} ms).",
+    ]
+    for r in results:
+        p50, p95 = percentile(r.client, 50), percentile(r.client, 95)
+        stored_p50 = [c["latency"]["p50_ms"] for c in r.stored
+                      if (c.get("latency") or {}).get("p50_ms") is not None]  # fmt: skip
+        stored_turns = sum(int((c.get("latency") or {}).get("turns") or 0) for c in r.stored)
+        lines.append(
+            f"{LABELS[r.transport]}: targets p50 <= 500 ms **{'met' if p50 <= 500 else 'not met'}** "
+            f"({fmt_ms(p50)} ms), p95 <= 800 ms **{'met' if p95 <= 800 else 'not met'}** "
+            f"({fmt_ms(p95)} ms); `GET /v1/calls/{{id}}` stored {stored_turns} agent turns with their "
+            f"latency (per-call p50 of `total_ms`: {', '.join(fmt_ms(v) for v in stored_p50)} ms)."
+        )
+    ws, rtc = by.get("websocket"), by.get("webrtc")
+    if ws is not None and rtc is not None and ws.client and rtc.client:
+        w50, r50 = percentile(ws.client, 50), percentile(rtc.client, 50)
+        w95, r95 = percentile(ws.client, 95), percentile(rtc.client, 95)
+        wt, rt = percentile(ws.vad_tail(), 50), percentile(rtc.vad_tail(), 50)
+        wtot, rtot = percentile(ws.stage("total_ms"), 50), percentile(rtc.stage("total_ms"), 50)
+        pairs = paired(ws, rtc)
+        diff = percentile([r - w for w, r in pairs], 50)
+        tails = paired(ws, rtc, Result.tail_of)
+        tail_diff = percentile([r - w for w, r in tails], 50)
+        lines += [
+            "",
+            f"**WebRTC vs WebSocket in this run: p50 {fmt_ms(r50)} vs {fmt_ms(w50)} ms (x{r50 / w50:.2f}), "
+            f"p95 {fmt_ms(r95)} vs {fmt_ms(w95)} ms (x{r95 / w95:.2f}); line by line, WebRTC took "
+            f"{diff:+.0f} ms (median of {len(pairs)} paired turns).** Turns fall in two groups, those that "
+            "end early (finished sentence) and those that wait for the full end-of-turn silence and then "
+            "for Whisper, so the p50s also depend on how many turns of each group a transport got; the "
+            "paired difference does not. The transport's own share is the part outside the server's "
+            f"pipeline (client latency - `total_ms`: Silero's hang-over plus both directions of "
+            f"transport): {fmt_ms(rt)} ms over WebRTC against {fmt_ms(wt)} ms over WebSocket "
+            f"({tail_diff:+.0f} ms paired); the server's own `total_ms` p50 is {fmt_ms(rtot)} vs "
+            f"{fmt_ms(wtot)} ms.",
+        ]
+    base = ws or rtc
+    if base is not None and base.client:
+
+        def p(stage: str, q: float) -> str:
+            return fmt_ms(percentile(base.stage(stage), q))
+
+        ep, tail = percentile(base.stage("endpointing_ms"), 50), percentile(base.vad_tail(), 50)
+        lines += [
+            "",
+            f"What dominates ({LABELS[base.transport]}): deciding that the caller is done. Endpointing p50 "
+            f"{fmt_ms(ep)} ms, p95 {p('endpointing_ms', 95)} ms (server defaults: the turn ends after "
+            f"`early_end_silence_ms` = {EARLY_END_SILENCE_MS} ms of silence if the transcript is a finished "
+            f"sentence, else after `end_of_turn_silence_ms` = {END_OF_TURN_SILENCE_MS} ms; an agent's "
+            "`turn_detection` changes both), plus Silero's hang-over after the acoustic end and the "
+            f"transport ({fmt_ms(tail)} ms): about {fmt_ms(ep + tail)} ms at the p50. Whisper: p50 "
+            f"{p('stt_ms', 50)} ms, p95 {p('stt_ms', 95)} ms (it transcribes during the early-end "
+            "silence, so it costs nothing after the turns that end early and its full time after the "
+            f"others). piper's first sentence: p50 {p('tts_first_audio_ms', 50)} ms, p95 "
+            f"{p('tts_first_audio_ms', 95)} ms (sentences said before come from the TTS cache). The flow: "
+            f"{p('agent_first_token_ms', 50)} ms.",
+        ]
+    load = "; ".join(
+        f"{LABELS[r.transport]} calls: server {r.usage.server_cores:.2f} cores, this client "
+        f"{r.usage.client_cores:.2f} cores (send lateness p99 "
+        f"{fmt_ms(1000 * percentile(r.usage.lateness, 99))} ms)"
+        for r in results
+    )
+    lines += [
         "",
         (
-            f"The server ran at niceness {load.nice} in a scheduler autogroup of nice {load.nice}, so other "
+            f"The server ran at niceness {run.nice} in a scheduler autogroup of nice {run.nice}, so other "
             "processes on this shared machine got only what it left. "
-            if load.prioritized
+            if run.prioritized
             else ""
         )
-        + f"Load during the run: server {load.server_cores:.2f} cores, this client "
-        f"{load.client_cores:.2f} cores "
-        f"(its own send lateness p99 {fmt_ms(load.send_p99_ms)} ms), other processes on the machine "
-        f"{load.foreign_cores:.2f} cores"
-        + (f" ({'; '.join(f'{c:.2f} cores: {cmd}' for c, cmd in load.foreign)})" if load.foreign else "")
+        + f"Load during the run: {load}; other processes on the machine {run.foreign_cores:.2f} cores"
+        + (f" ({'; '.join(f'{c:.2f} cores: {cmd}' for c, cmd in run.foreign)})" if run.foreign else "")
         + ".",
     ]
-    notes = [t for t in turns if t.note]
+    notes = [t for r in results for t in r.turns if t.note]
     if notes:
-        lines += ["", "Anomalies: " + "; ".join(f"call {t.call} {t.text!r}: {t.note}" for t in notes) + "."]
+        lines += [
+            "",
+            "Anomalies: "
+            + "; ".join(f"{LABELS[t.transport]} call {t.call} {t.text!r}: {t.note}" for t in notes)
+            + ".",
+        ]
     return "\n".join(lines)
 
 
-async def main_async(args: argparse.Namespace) -> None:
+# ---------------------------------------------------------------------------------------------- main
+
+
+async def main_async(args: argparse.Namespace) -> int:
     machine = Machine()
-    scripts = [SCRIPTS[i % len(SCRIPTS)] for i in range(args.calls)]
+    transports = TRANSPORTS if args.transport == "both" else (args.transport,)
+    scripts = [SCRIPTS[i % len(SCRIPTS)][: args.turns] for i in range(args.calls)]
     print("synthesising caller speech (cached after the first run)...")
     for lines in scripts:
         for text in lines:
             speech_pcm(text)
-    turns: list[Turn] = []
-    stored: list[dict[str, Any]] = []
-    load = Load()
-    lateness: list[float] = []
+    if "webrtc" in transports:
+        use_loopback()
+    results = {t: Result(t) for t in transports}
+    run = Run(machine=machine, command=command_line(args))
     env = dict(item.split("=", 1) for item in args.server_env)
-    prioritized = args.server_nice < 0 and prioritize_session(args.server_nice)
+    run.prioritized = args.server_nice < 0 and prioritize_session(args.server_nice)
+    run.nice = args.server_nice
     if args.client_nice:
         set_niceness(args.client_nice)
     if args.client_rt:
         realtime_priority()
-    with BenchServer(env=env, nice=args.server_nice) as server:
-        print(f"server pid {server.pid} on {server.url}")
-        agent = {
-            "name": "clinic-bench",
-            "flow": demo_flow_body(),
-            "silence_timeout_s": 120,
-            "max_duration_s": 600,
-        }
-        agent_id = server.create_agent(agent)
+    with contextlib.ExitStack() as stack:
+        # One server per transport, started together and both up for the whole run: each one's state
+        # (warm models, the TTS cache of sentences already said) follows the same conversations.
+        with concurrent.futures.ThreadPoolExecutor() as pool:
+            futures = {t: pool.submit(BenchServer(env=env, nice=args.server_nice).__enter__)
+                       for t in transports}  # fmt: skip
+        for future in futures.values():
+            if future.exception() is None:
+                stack.push(future.result())  # stopped on the way out; a failed start stopped itself
+        servers = {t: f.result() for t, f in futures.items()}
+        agents = {}
+        for transport, server in servers.items():
+            print(f"{LABELS[transport]}: server pid {server.pid} on {server.url}")
+            agents[transport] = server.create_agent(
+                {"name": "clinic-bench", "flow": demo_flow_body(), "silence_timeout_s": 120,
+                 "max_duration_s": 600}
+            )  # fmt: skip
+        pids = {os.getpid(), *(p for server in servers.values() for p in server.pids())}
         started = time.monotonic()
-        cpu0, mine0, busy0 = server.cpu_seconds(), process_cpu_seconds(os.getpid()), machine_busy_seconds()
-        call_ids = []
+        ours0, busy0 = sum(process_cpu_seconds(p) for p in pids), machine_busy_seconds()
         index = 0
-        for lines in scripts:
-            for _attempt in range(2):  # lines left by a call that ended early go to one more call
-                call_id, late, lines = await run_call(server, agent_id, index, lines, turns)
-                call_ids.append(call_id)
-                lateness += late
-                index += 1
-                if not lines:
-                    break
-        load.wall_s = time.monotonic() - started
-        load.server_cores = (server.cpu_seconds() - cpu0) / load.wall_s
-        load.client_cores = (process_cpu_seconds(os.getpid()) - mine0) / load.wall_s
-        busy = (machine_busy_seconds() - busy0) / load.wall_s
-        load.foreign_cores = max(0.0, busy - load.server_cores - load.client_cores)
-        load.send_p99_ms = 1000 * percentile(lateness, 99)
-        if load.foreign_cores > 0.15:
-            load.foreign = busiest_processes({os.getpid(), *server.pids()})
+        for n, script in enumerate(scripts):
+            for transport in transports if n % 2 == 0 else transports[::-1]:  # who goes first alternates
+                result = results[transport]
+                lines = script
+                for _attempt in range(2):  # lines left by a call that ended early go to one more call
+                    call_id, lines = await run_call(
+                        servers[transport], agents[transport], transport, index, lines, result,
+                        key=(n, len(script) - len(lines)),
+                    )  # fmt: skip
+                    index += 1
+                    if not lines:
+                        break
+        run.wall_s = time.monotonic() - started
+        ours = (sum(process_cpu_seconds(p) for p in pids) - ours0) / run.wall_s
+        run.foreign_cores = max(0.0, (machine_busy_seconds() - busy0) / run.wall_s - ours)
+        if run.foreign_cores > 0.15:
+            run.foreign = busiest_processes(pids)
         await asyncio.sleep(1.0)  # turn records are written asynchronously
-        for call_id in call_ids:
-            with contextlib.suppress(Exception):
-                stored.append(server.get_call(call_id))
-    command = "python bench/latency.py" + (" --quick" if args.quick else "")
-    if args.calls != 3 and not args.quick:
-        command += f" --calls {args.calls}"
-    load.prioritized = prioritized
-    load.nice = args.server_nice
-    text = report(turns, stored, machine, command, load)
+        for transport, result in results.items():
+            for call_id in result.call_ids:
+                with contextlib.suppress(Exception):
+                    result.stored.append(servers[transport].get_call(call_id))
+    text = report(list(results.values()), run)
     print()
     print(text)
-    answered = sum(1 for t in turns if t.client_ms is not None)
-    if args.write and not args.quick:
-        if answered < 20:
-            print(f"\nonly {answered} answered turns (< 20): BENCHMARKS.md not updated")
+    print()
+    for r in results.values():
+        print(
+            f"RESULT latency transport={r.transport} answered={len(r.answered)} spoken={len(r.turns)} "
+            f"p50_ms={percentile(r.client, 50):.0f} p95_ms={percentile(r.client, 95):.0f}"
+        )
+    if args.write and not args.quick and args.turns >= 7:
+        short = [r for r in results.values() if len(r.answered) < 20]
+        if len(transports) < len(TRANSPORTS):
+            print("\none transport only: BENCHMARKS.md not updated (its section compares both)")
+        elif short:
+            print(f"\nonly {len(short[0].answered)} answered {short[0].transport} turns (< 20): not written")
         else:
             write_section("Voice-to-voice latency", text)
             print("\nBENCHMARKS.md: section 'Voice-to-voice latency' updated")
+    return 0 if all(r.answered for r in results.values()) else 1
+
+
+def command_line(args: argparse.Namespace) -> str:
+    command = "python bench/latency.py" + (" --quick" if args.quick else "")
+    if args.transport != "both":
+        command += f" --transport {args.transport}"
+    if args.calls != 3 and not args.quick:
+        command += f" --calls {args.calls}"
+    if args.turns < 7:
+        command += f" --turns {args.turns}"
+    return command
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--calls", type=int, default=3, help="calls of 7 turns each (default 3 = 21 turns)")
-    parser.add_argument("--quick", action="store_true", help="1 call (7 turns); BENCHMARKS.md is not written")
+    parser.add_argument(
+        "--transport", choices=["websocket", "webrtc", "both"], default="both",
+        help="transport(s) of the calls (default both, calls alternating; BENCHMARKS.md needs both)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--calls", type=int, default=3, help="calls per transport, 7 turns each (default 3 = 21 turns)"
+    )
+    parser.add_argument(
+        "--turns", type=int, default=7, help="lines spoken per call (default 7, all; fewer: not written)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="1 call per transport; BENCHMARKS.md is not written"
+    )
     parser.add_argument(
         "--server-env", action="append", default=[], metavar="NAME=VALUE",
         help="extra environment for the server process (repeatable), e.g. CALLGATE_LOG_LEVEL=WARNING",
@@ -476,12 +575,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.calls = 1
+    args.turns = max(1, min(args.turns, 7))
     try:
         import uvloop
-
-        uvloop.run(main_async(args))
     except ImportError:
-        asyncio.run(main_async(args))
+        sys.exit(asyncio.run(main_async(args)))
+    sys.exit(uvloop.run(main_async(args)))
 
 
 if __name__ == "__main__":

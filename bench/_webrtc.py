@@ -1,0 +1,238 @@
+"""aiortc callers for the real-time benchmarks (the WebRTC transport).
+
+Built on the test suite's caller, ``tests/realtime/webrtc_client.py`` (:class:`RTCClient`: the SDP offer
+POSTed to the call's ``webrtc_offer_url`` with its token, RTVI on the ``rtvi`` data channel,
+``client-ready`` -> ``bot-ready``). What a benchmark changes:
+
+* **The microphone** is a :class:`PacedTrack`. aiortc's RTP sender calls ``recv()`` in a loop and sends
+  what it returns at once, so ``recv`` waits for the next slot of an absolute 20 ms clock (no drift) and
+  records how late it woke. :class:`PcmTrack` hands over PCM that aiortc encodes to Opus (in its thread
+  pool, as a browser encodes its microphone); :class:`OpusTrack` hands over pre-encoded Opus packets, so a
+  load generator of hundreds of peers runs no encoder.
+* **Agent audio is taken where its RTP packets arrive** (:func:`tap_rtp`), before aiortc's receive
+  jitter buffer, which holds 4 packets (80 ms) before it decodes anything. The WebSocket client has no
+  playout buffer either, so both transports are measured at arrival. :class:`OpusLevel` decodes a packet
+  (libopus) where its level is needed.
+* **ICE**: a host candidate on 127.0.0.1 (aioice leaves loopback out: :func:`use_loopback`), and the
+  ICE servers the create-call answer hands out (none by default) instead of aiortc's default public STUN
+  server, which a benchmark must not depend on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc.codecs import get_decoder
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtp import RtpPacket
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.realtime
+
+from tests.realtime.webrtc_client import RTCClient, loopback_ice
+
+SAMPLE_RATE = 16000
+FRAME_SAMPLES = 320  # 20 ms at 16 kHz
+OPUS_RATE = 48000
+OPUS_FRAME = 960  # 20 ms at 48 kHz
+OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=OPUS_RATE, channels=2)
+
+
+def use_loopback() -> None:
+    """Make this process's peers gather a host candidate on 127.0.0.1. The server subprocess is not
+    patched: it offers its non-loopback addresses, which a 127.0.0.1 socket reaches through ``lo``."""
+    loopback_ice(pytest.MonkeyPatch())
+
+
+# ---------------------------------------------------------------------------------------------- sending
+
+
+class PacedTrack(MediaStreamTrack):
+    """An audio track on an absolute 20 ms clock: ``recv`` returns frame ``n`` at ``start + n * 20 ms``.
+    While :attr:`lateness` is a list, each wake-up's lateness (seconds) is appended to it."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lateness: list[float] | None = []
+        self.sent = 0
+        self._start: float | None = None
+
+    async def _slot(self) -> float:
+        """Wait for the next slot; return its due time."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        due = self._start + self.sent * 0.02
+        if due > now:
+            await asyncio.sleep(due - now)
+        if self.lateness is not None:
+            self.lateness.append(time.monotonic() - due)
+        return due
+
+
+class PcmTrack(PacedTrack):
+    """Each slot's 20 ms of 16 kHz PCM16 comes from ``source(due)``; aiortc encodes it to Opus."""
+
+    def __init__(self, source: Callable[[float], bytes]) -> None:
+        super().__init__()
+        self._source = source
+
+    async def recv(self) -> av.AudioFrame:
+        due = await self._slot()
+        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(self._source(due))
+        frame.pts, frame.sample_rate = self.sent * FRAME_SAMPLES, SAMPLE_RATE
+        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        self.sent += 1
+        return frame
+
+
+class OpusTrack(PacedTrack):
+    """Pre-encoded Opus packets (see :func:`opus_packets`), one per slot, in a loop."""
+
+    def __init__(self, packets: Sequence[bytes], *, offset: int = 0) -> None:
+        super().__init__()
+        self._packets = packets
+        self._offset = offset
+
+    async def recv(self) -> av.Packet:
+        await self._slot()
+        packet = av.Packet(self._packets[(self._offset + self.sent) % len(self._packets)])
+        packet.pts, packet.time_base = self.sent * OPUS_FRAME, fractions.Fraction(1, OPUS_RATE)
+        self.sent += 1
+        return packet
+
+
+def opus_packets(pcm16: bytes) -> list[bytes]:
+    """16 kHz mono PCM16 as 20 ms Opus packets, encoded the way aiortc encodes a track (48 kHz stereo,
+    96 kb/s, ``voip``)."""
+    encoder = OpusEncoder()
+    out: list[bytes] = []
+    step = FRAME_SAMPLES * 2
+    for n, i in enumerate(range(0, len(pcm16) - step + 1, step)):
+        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(pcm16[i : i + step])
+        frame.pts, frame.sample_rate = n * FRAME_SAMPLES, SAMPLE_RATE
+        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        payloads, _ = encoder.encode(frame)
+        out.extend(payloads)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- receiving
+
+RtpTap = Callable[[float, RtpPacket], None]
+
+
+def tap_rtp(receiver: RTCRtpReceiver, on_packet: RtpTap, *, then_aiortc: bool) -> None:
+    """Call ``on_packet(arrival, packet)`` for every RTP packet ``receiver`` gets, before aiortc's jitter
+    buffer; with ``then_aiortc`` the packet goes on to aiortc's own path (jitter buffer, decoder thread,
+    the remote track) too, else it stops here (no decoding: the load generator)."""
+    original = receiver._handle_rtp_packet
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        on_packet(time.monotonic(), packet)
+        if then_aiortc:
+            await original(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
+class OpusLevel:
+    """Decodes the packets of one Opus stream (libopus, as aiortc does) and returns each one's peak."""
+
+    def __init__(self) -> None:
+        self._decoder = get_decoder(OPUS)
+
+    def peak(self, packet: RtpPacket) -> int:
+        peak = 0
+        with contextlib.suppress(av.FFmpegError):
+            for frame in self._decoder.decode(JitterFrame(packet.payload, packet.timestamp)):
+                samples = np.frombuffer(bytes(frame.planes[0]), dtype="<i2")
+                if samples.size:
+                    peak = max(peak, int(np.abs(samples.astype(np.int32)).max()))
+        return peak
+
+
+# ---------------------------------------------------------------------------------------------- the peer
+
+
+class Peer(RTCClient):
+    """:class:`RTCClient` with a benchmark microphone and an RTP tap.
+
+    ``await peer.join()`` does the SDP offer/answer, waits for the data channel, sends ``client-ready``
+    and waits for ``bot-ready`` (:meth:`RTCClient.__aenter__`). Messages also go to ``on_message(t, msg)``,
+    connection-state changes to ``on_state(state)``. With ``aiortc_audio`` the agent's audio also goes
+    through aiortc's receive path (jitter buffer, decoder) into ``self.got.audio``, timestamped when it
+    comes out.
+    """
+
+    def __init__(
+        self,
+        offer_url: str,
+        token: str,
+        *,
+        track: PacedTrack,
+        on_rtp: RtpTap,
+        on_message: Callable[[float, dict[str, Any]], None] | None = None,
+        on_state: Callable[[str], None] | None = None,
+        ice_servers: Sequence[dict[str, Any]] = (),
+        mode: str | None = None,
+        aiortc_audio: bool = False,
+    ) -> None:
+        super().__init__(offer_url, token, mode=mode)
+        # RTCClient's own peer connection (never started) uses aiortc's default public STUN server.
+        servers = [
+            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+            for s in ice_servers
+        ]
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        self.channel = self.pc.createDataChannel("rtvi")
+        self.track = track  # type: ignore[assignment]  # ours replaces RTCClient's CallerTrack
+        self._on_rtp = on_rtp
+        self._forward = on_message
+        self._aiortc_audio = aiortc_audio
+        if on_state is not None:
+            self.pc.on("connectionstatechange", lambda: on_state(self.pc.connectionState))
+
+    async def join(self) -> Peer:
+        try:
+            await self.__aenter__()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    @property
+    def closed(self) -> bool:
+        return self.pc.connectionState in ("closed", "failed")
+
+    def _on_message(self, raw: str | bytes) -> None:
+        super()._on_message(raw)
+        if isinstance(raw, str) and self._forward is not None:
+            t, msg = self.got.messages[-1]
+            self._forward(t, msg)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        receiver = next(r for r in self.pc.getReceivers() if r.track is track)
+        tap_rtp(receiver, self._on_rtp, then_aiortc=self._aiortc_audio)
+        if self._aiortc_audio:
+            super()._on_track(track)

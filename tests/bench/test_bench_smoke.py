@@ -1,0 +1,102 @@
+"""The real-time benchmarks still run: ``bench/latency.py`` and ``bench/sessions.py`` in their tiny
+configurations, over WebSocket and WebRTC, each in a subprocess (its own server subprocess too).
+
+The two scripts run at the same time (they only wait on real time: greetings, speech, measurement
+windows) so that the module stays well under 90 s on two cores. They run without priority changes and
+never write ``BENCHMARKS.md``. The figures are checked for plausibility only: timing is the benchmarks'
+business, not the tests'.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.speech
+
+REPO = Path(__file__).resolve().parents[2]
+TIMEOUT_S = 150
+EQUAL_TERMS = ["--server-nice", "0", "--no-client-rt", "--client-nice", "0", "--no-write"]
+COMMANDS = {
+    "latency": ["bench/latency.py", "--quick", "--turns", "1"],
+    "sessions": [
+        "bench/sessions.py", "--steps", "2", "--probes", "1", "--window", "2", "--settle", "1",
+        "--wait-quiet", "0", "--profile", "0", "--no-vad-cost",
+        "--server-env", "CALLGATE_SPEECH_WARMUP=false",
+    ],
+}  # fmt: skip
+RESULT = re.compile(r"^RESULT (\w+) transport=(\w+) (.*)$", re.M)
+
+
+def _start(name: str, tmp_path: Path) -> subprocess.Popen[str]:
+    # The synthesised caller speech is cached under XDG_CACHE_HOME; keep the user's cache if there is one.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with (tmp_path / f"{name}.log").open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, *COMMANDS[name], "--transport", "both", *EQUAL_TERMS],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[int, str]]]:
+    """Both scripts, started together; ``{name: (exit code, output)}``."""
+    tmp = tmp_path_factory.mktemp("bench")
+    procs = {name: _start(name, tmp) for name in COMMANDS}
+    results: dict[str, tuple[int, str]] = {}
+    try:
+        for name, proc in procs.items():
+            try:
+                code = proc.wait(timeout=TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+            results[name] = (code, (tmp / f"{name}.log").read_text(errors="replace"))
+        yield results
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def figures(output: str, bench: str) -> dict[str, dict[str, float]]:
+    """``RESULT <bench> transport=<t> key=value ...`` lines as ``{transport: {key: value}}``."""
+    out: dict[str, dict[str, float]] = {}
+    for found, transport, rest in RESULT.findall(output):
+        if found == bench:
+            out[transport] = {k: float(v) for k, v in (kv.split("=", 1) for kv in rest.split())}
+    return out
+
+
+def test_latency_over_both_transports(runs: dict[str, tuple[int, str]]) -> None:
+    code, output = runs["latency"]
+    assert code == 0, output[-4000:]
+    found = figures(output, "latency")
+    assert set(found) == {"websocket", "webrtc"}, output[-4000:]
+    for transport, values in found.items():
+        assert values["answered"] == values["spoken"] == 1, (transport, values)
+        # a real answer comes after the caller stops: more than the end-of-turn silence, less than 10 s
+        assert 300 < values["p50_ms"] < 10_000, (transport, values)
+    assert "| **voice-to-voice, at the client** |" in output
+    assert "WebRTC vs WebSocket in this run" in output
+
+
+def test_sessions_over_both_transports(runs: dict[str, tuple[int, str]]) -> None:
+    code, output = runs["sessions"]
+    assert code == 0, output[-4000:]
+    found = figures(output, "sessions")
+    assert set(found) == {"websocket", "webrtc"}, output[-4000:]
+    for transport, values in found.items():
+        # Both sessions joined and lived through the window, agent audio flowed both ways (whether the
+        # step passed, i.e. stayed in real time, depends on the machine's load: not asserted).
+        assert values["steps"] == 1 and values["last_sessions"] == 2, (transport, values)
+        assert values["last_agent_frames"] > 0 and values["last_client_frames"] > 0, (transport, values)
+        assert values["last_cpu_per_session_pct"] > 0, (transport, values)
+    assert "| 2 (1) |" in output  # the step's row of the table
