@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     join_deadline_s: int = Field(default=60, ge=5, le=3600)
     default_team_max_live_calls: int = Field(default=20, ge=1)
     sweep_interval_s: float = Field(default=5.0, gt=0)
+    max_sessions: int | None = Field(default=None, ge=1)
+    """Live calls one node serves at most; further callers are told to try again (see admission.py)."""
+    max_loop_lag_ms: int = Field(default=250, ge=0)
+    """Event-loop lag above which a node refuses new callers (0: never)."""
     tts_cache_mb: int = Field(default=64, ge=0, le=65536)
     """Memory for synthesised sentences replayed when said again (0: off); see providers/tts_cache.py."""
     key_cache_ttl_s: float = Field(default=5.0, ge=0)

@@ -32,6 +32,11 @@ class CallControl:
     def live_call_ids(self) -> list[str]:
         return list(self._local)
 
+    @property
+    def live_count(self) -> int:
+        """Sessions running on this node."""
+        return len(self._local)
+
     def register(self, call_id: str, handler: Handler) -> Callable[[], None]:
         self._local[call_id] = handler
 

@@ -105,6 +105,16 @@ class ServiceUnavailable(CallgateError):
     status, code, title = 503, "unavailable", "The service is not ready"
 
 
+class NodeBusy(ServiceUnavailable):
+    """This node refuses new calls for now (admission control); try again after ``retry_after`` s."""
+
+    code, title = "node_busy", "This node is too busy for another call"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class ConfigError(CallgateError):
     code, title = "config_error", "Invalid configuration"
 

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.asyncio import Redis
 from sqlalchemy import select
 
+from callgate.admission import Admission
 from callgate.auth.ledger import DatabaseLedger, RedisLedger
 from callgate.auth.ratelimit import RateLimiter
 from callgate.auth.tokens import TokenLedger
@@ -92,6 +93,12 @@ class Runtime:
         self.metrics = Metrics()
         self.origins = OriginIndex(self.db, ttl_s=settings.key_cache_ttl_s)
         self.control = CallControl(self.redis)
+        self.admission = Admission(
+            live_sessions=lambda: self.control.live_count,
+            max_sessions=settings.max_sessions,
+            max_loop_lag_ms=settings.max_loop_lag_ms,
+            registry=self.metrics.registry,
+        )
         self.engines = EngineRegistry(tts_cache_bytes=settings.tts_cache_mb * 1024 * 1024)
         self.webhooks = WebhookService(
             settings=settings, db=self.db, clock=self.clock, llm_for=lambda agent: self.engines.llm(agent.llm)
@@ -111,6 +118,7 @@ class Runtime:
         await self.webhooks.start()
         self._tasks.append(asyncio.create_task(self._sweep_forever(), name="join-deadline-sweeper"))
         self._tasks.append(asyncio.create_task(self._watch_live_calls(), name="live-call-watch"))
+        self._tasks.append(asyncio.create_task(self.admission.watch_loop(), name="loop-lag-watch"))
         if self.settings.speech_warmup:
             self._tasks.append(asyncio.create_task(self._warm_up(), name="speech-warm-up"))
 

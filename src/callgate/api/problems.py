@@ -16,6 +16,7 @@ from callgate.errors import (
     InvalidToken,
     MalformedJSON,
     MethodNotAllowed,
+    NodeBusy,
     NotFound,
     RateLimited,
     Unauthenticated,
@@ -96,6 +97,8 @@ def problem_response(request: Request, error: CallgateError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(error, Unauthenticated) and not isinstance(error, InvalidToken):
         headers["WWW-Authenticate"] = 'Bearer realm="callgate"'
+    if isinstance(error, NodeBusy):
+        headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, RateLimited):
         headers = {
             "Retry-After": str(error.retry_after),

@@ -66,6 +66,10 @@ Redeem = Callable[[datetime], Awaitable[tokens.CallToken]]
 
 async def _join(runtime: Runtime, transport: WebSocketTransport, redeem: Redeem) -> tuple[Call, Agent] | None:
     """Redeem the token and join its call, or close the socket with the documented code."""
+    refusal = runtime.admission.refusal()
+    if refusal is not None:  # before the token is spent: the caller may try again
+        await transport.close(CloseCode.TRY_AGAIN_LATER, refusal)
+        return None
     now = runtime.clock.now()
     try:
         claims = await redeem(now)

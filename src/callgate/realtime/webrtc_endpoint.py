@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, FastAPI, Header, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from callgate.admission import RETRY_AFTER_S
 from callgate.auth import tokens
 from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason
@@ -24,6 +25,7 @@ from callgate.errors import (
     CallgateError,
     IllegalTransition,
     InvalidToken,
+    NodeBusy,
     NotFound,
     TokenExpired,
     TokenMismatch,
@@ -105,6 +107,9 @@ async def webrtc_offer(
     runtime: Runtime = request.app.state.runtime
     secret = _bearer(authorization, token)
     check_offer(offer.sdp)  # a malformed offer is refused before the token is spent
+    refusal = runtime.admission.refusal()
+    if refusal is not None:
+        raise NodeBusy(refusal, retry_after=RETRY_AFTER_S)
     call, agent = await _join(runtime, call_id, secret)
     transport = WebRTCTransport()
     media = PeerMedia(

@@ -22,6 +22,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from callgate.admission import RETRY_AFTER_S
 from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason
 from callgate.errors import CallgateError, ConcurrencyLimited, IllegalTransition, NotFound
@@ -114,6 +115,9 @@ class InviteServer:
 
     async def _answer(self) -> None:
         request = self.request
+        refusal = self._runtime.admission.refusal()
+        if refusal is not None:  # before the credentials are spent: the caller may try again
+            raise Refused(503, "Service Unavailable", headers=[("Retry-After", str(RETRY_AFTER_S))])
         account = await self._authenticate(request)
         if isinstance(account, bytes):
             self.final = account
