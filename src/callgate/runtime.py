@@ -113,7 +113,7 @@ class Runtime:
         await self.db.start()
         sealed = await self.db.write(endpoints.seal_stored_secrets)
         if sealed:
-            log.info("sealed %d webhook signing secrets stored in plain text", sealed)
+            log.info("sealed %d webhook signing secrets (stored in plain text or under an old key)", sealed)
         await self.control.start()
         await self.webhooks.start()
         self._tasks.append(asyncio.create_task(self._sweep_forever(), name="join-deadline-sweeper"))
