@@ -23,7 +23,8 @@ silence between replies) - the moment the client handed over the last voiced fra
 last 20 ms frame above -40 dBFS, computed from the audio itself; trailing silence does not count). Over
 WebRTC this also includes Opus encoding (client) and decoding (server) of the caller's audio, the server's
 inbound reorder buffer (no delay for packets in order), Opus encoding of the agent's audio and the
-server's outbound track (a 40 ms prebuffer, then one frame per 20 ms slot), SRTP and UDP instead of TCP.
+server's outbound track (no prebuffer: each frame in the first 20 ms slot after it arrives), SRTP and UDP
+instead of TCP.
 It does not include a client-side playout buffer: agent audio is taken at RTP packet arrival and decoded
 there (libopus); what aiortc's own receive path (a jitter buffer that prefetches 4 packets, a decoder
 thread) adds on top is a row of its own. The per-stage breakdown is the server's own (``metrics`` RTVI
@@ -350,11 +351,12 @@ def report(results: list[Result], run: Run) -> str:
         "TCP. WebRTC: an aiortc peer (SDP offer to `webrtc_offer_url`, RTVI on the `rtvi` data channel), "
         "Opus 48 kHz both ways over SRTP/UDP; its figure also includes Opus encoding (client) and "
         "decoding (server) of the caller's audio, the server's inbound reorder buffer (no delay for "
-        "packets in order), Opus encoding of the agent's audio and the server's outbound track (40 ms "
-        "prebuffer, one frame per 20 ms slot). Agent audio is taken at RTP arrival and decoded there: no "
-        "client playout buffer is included (for either transport); the last row shows what aiortc's own "
-        "receive jitter buffer adds. Server stages are the server's own per-turn figures (RTVI "
-        "`metrics`); `total_ms` starts at the last frame Silero still called speech.",
+        "packets in order), Opus encoding of the agent's audio and the server's outbound track (no "
+        "prebuffer: each frame in the first 20 ms slot after it arrives). Agent audio is taken at RTP "
+        "arrival and decoded there: no client playout buffer is included (for either transport); the "
+        "last row shows what aiortc's own receive jitter buffer adds. Server stages are the server's "
+        "own per-turn figures (RTVI `metrics`); `total_ms` starts at the last frame Silero still called "
+        "speech.",
         "",
         *table(results),
         "",

@@ -23,8 +23,8 @@ but the noise never becomes a turn, so no STT runs: this is the *listening* load
 * WebRTC sessions are aiortc peers (``_webrtc.py``): SDP offer to the call's ``webrtc_offer_url``, RTVI
   on the ``rtvi`` data channel, an Opus microphone track paced by each peer's own RTP sender. The Opus
   packets are encoded once per process, so no peer runs an encoder; agent audio is timestamped at RTP
-  arrival and not decoded. The server does all of it for real: SRTP, Opus decoding, resampling to 16 kHz,
-  and an Opus stream back to every session all the time (silence between replies).
+  arrival and not decoded. The server does all of it for real: SRTP, Opus decoding to 16 kHz, and an
+  Opus stream back to every session all the time (pre-encoded silence between replies).
 * ``listeners`` (all sessions but the probes) are calls in **text mode** (``--listener-mode``): their
   greeting is sent as text, not synthesised, so N sessions do not queue N greetings on the single TTS
   thread. Their audio input path is the same as an audio call's.
@@ -513,8 +513,8 @@ def report(args: argparse.Namespace, machine: Machine, ramps: list[Ramp], vad: l
         "audio only while the agent speaks. **WebRTC** sessions are aiortc peers (SDP offer to the call's "
         "`webrtc_offer_url`, RTVI on the `rtvi` data channel): the microphone is Opus (48 kHz, 20 ms "
         "packets, pre-encoded once per load-generator process so that no peer runs an encoder), and the "
-        "server decodes it, resamples it to 16 kHz and sends an Opus stream back all the time (silence "
-        "between replies), encoded per session, over SRTP. "
+        "server decodes it to 16 kHz and sends an Opus stream back all the time (a pre-encoded silence "
+        "packet between replies, speech encoded per session), over SRTP. "
         f"The load generator is {args.clients} separate processes per transport (WebSocket: a hand-rolled "
         "client; WebRTC: aiortc, which costs far more per session, see the client columns), "
         + ("under SCHED_RR real-time priority" if args.client_rt else f"at niceness {args.client_nice}")

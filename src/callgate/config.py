@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from enum import StrEnum
@@ -9,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _INSECURE_SECRETS = {"", "changeme", "secret", "change-me"}
@@ -78,6 +79,10 @@ class Settings(BaseSettings):
     ice_servers: list[IceServer] = Field(default_factory=list)
     """STUN/TURN servers for WebRTC, as JSON (``CALLGATE_ICE_SERVERS='[{"urls": "stun:stun.example.com"}]'``):
     handed to clients in the create-web-call answer and used by the server's own ICE agent."""
+    webrtc_host_addresses: list[str] = Field(default_factory=list)
+    """The IP addresses the server offers as its WebRTC host candidates, as JSON
+    (``CALLGATE_WEBRTC_HOST_ADDRESSES='["127.0.0.1"]'``); default: every interface's but loopback
+    (aioice's choice). Needed on a host with only loopback; also limits the offer to one interface."""
     log_level: str = "INFO"
     log_json: bool = True
     speech_warmup: bool = True
@@ -99,6 +104,11 @@ class Settings(BaseSettings):
     """Post-call analyses one node runs at once (each waits mostly on its LLM)."""
     webhooks_lease_s: float = Field(default=60.0, gt=0)
     """How long a node's claim on a delivery lasts; after a crash, the delivery waits this long."""
+
+    @field_validator("webrtc_host_addresses")
+    @classmethod
+    def _ip_addresses(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_address(address)) for address in value]
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Self:

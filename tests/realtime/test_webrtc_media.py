@@ -4,19 +4,26 @@ inbound jitter buffer, outbound track and DTMF receiver fed directly."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+import aioice.ice
+import av
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs import PCMU_CODEC
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
+from callgate.config import Settings
 from callgate.pipeline.audio import tone
 from callgate.realtime import rtvi
 from callgate.realtime.media import DtmfEvent, MediaState, OfferRejected, PeerMedia
+from callgate.realtime.media import opus as libopus
+from callgate.realtime.media import peer as peer_module
 from callgate.realtime.media.dtmf import DtmfReceiver
+from callgate.realtime.media.encoder import FrameEncoder
 from callgate.realtime.media.inbound import InboundAudio
 from callgate.realtime.media.outbound import OutboundAudioTrack
 from callgate.realtime.media.sdp import check_offer
@@ -129,33 +136,100 @@ async def test_peer_hangup_is_a_clean_close(opus: Pair) -> None:
     assert opus.media.send_message("too late") is False
 
 
+def decoder() -> Callable[[av.Packet], np.ndarray]:
+    """Decode the track's Opus packets as a peer would (a stereo 48 kHz decoder; first channel)."""
+    context = av.CodecContext.create("libopus", "r")
+    assert isinstance(context, av.AudioCodecContext)
+    context.format, context.layout, context.sample_rate = "s16", "stereo", 48000
+
+    def decode(packet: av.Packet) -> np.ndarray:
+        frames = context.decode(av.Packet(bytes(packet)))
+        return np.concatenate([f.to_ndarray().reshape(-1, 2)[:, 0] for f in frames])
+
+    return decode
+
+
 async def test_flush_silences_the_agent_within_a_frame() -> None:
-    track = OutboundAudioTrack(sample_rate=16000, prebuffer_ms=40)
+    track = OutboundAudioTrack(sample_rate=16000)
+    decode = decoder()
     await track.put(tone(2000, 16000, freq=500))
-    first = [bytes((await track.recv()).planes[0])[:640] for _ in range(5)]
-    assert all(np.abs(np.frombuffer(f, np.int16)).max() > 1000 for f in first)
+    first = [decode(await track.recv()) for _ in range(5)]
+    assert all(np.abs(f[480:]).max() > 1000 for f in first)  # (past Opus's start-up delay)
     assert track.flush() >= 90
-    after = bytes((await track.recv()).planes[0])[:640]
-    assert after == bytes(640)
+    tail = decode(await track.recv())  # the 6.5 ms the encoder still held, then silence
+    assert np.abs(tail[480:]).max() < 500  # (the codec rings down: -30 dB and falling)
+    idle = await track.recv()
+    assert bytes(idle) == track._encoder.silence and np.abs(decode(idle)).max() < 100
     assert track.stats.flushed_frames >= 90 and track.queued_ms == 0
+    assert track.stats.underruns == 0  # barge-in: the slot after the flush did not wait for a frame
     track.stop()
 
 
-async def test_outbound_prebuffers_and_paces() -> None:
+async def test_outbound_paces_one_frame_per_slot() -> None:
     loop = asyncio.get_running_loop()
-    track = OutboundAudioTrack(sample_rate=8000, prebuffer_ms=40, max_queue_ms=200)
+    track = OutboundAudioTrack(sample_rate=8000, codec="PCMU", max_queue_ms=200)
     start = loop.time()
-    first = await track.recv()  # idle: silence, at once
-    assert bytes(first.planes[0])[:320] == bytes(320)
+    first = await track.recv()  # idle: the pre-encoded silence, at once
+    assert bytes(first) == b"\xff" * 160 and track.stats.encoded_silence == 0
     producer = asyncio.create_task(track.put(tone(1000, 8000)))  # 1 s: more than the queue holds
     await asyncio.sleep(0.05)
     assert not producer.done() and track.queued_ms == 200  # the producer waits for room
-    frames = [await track.recv() for _ in range(10)]
-    assert [f.pts for f in frames] == [160 * n for n in range(1, 11)]
+    packets = [await track.recv() for _ in range(10)]
+    assert [p.pts for p in packets] == [160 * n for n in range(1, 11)]
+    assert all(bytes(p) != b"\xff" * 160 for p in packets)
     assert loop.time() - start == pytest.approx(0.2, abs=0.06)  # one frame per 20 ms slot
     track.flush()
     await producer
     track.stop()
+
+
+async def test_agent_audio_goes_out_in_the_next_slot() -> None:
+    """No prebuffer: a frame queued while idle is sent in the very next slot (the session's player
+    already paces), where a 40 ms prebuffer would have sent two more slots of silence first."""
+    track = OutboundAudioTrack(sample_rate=8000, codec="PCMU")
+    for _ in range(3):
+        assert bytes(await track.recv()) == b"\xff" * 160
+    await track.put(tone(20, 8000))
+    assert bytes(await track.recv()) != b"\xff" * 160 and track.stats.frames == 1
+    track.stop()
+
+
+async def test_player_paced_speech_has_no_gaps() -> None:
+    """Frames handed over one per 20 ms on the same beat as the track's slots, each a few ms before or
+    after its slot is due (scheduling jitter), go out back to back: a slot waits a little for a late
+    frame instead of sending silence (which would leave a gap and push the rest of the speech back)."""
+    loop = asyncio.get_running_loop()
+    track = OutboundAudioTrack(sample_rate=8000, codec="PCMU")
+    speech = tone(500, 8000)
+    sent: list[bool] = []
+
+    async def player() -> None:
+        assert track._start is not None
+        for n in range(25):
+            due = track._start + (n + 1) * 0.02 + (0.005 if n % 2 else -0.005)
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            await track.put(speech[n * 320 : (n + 1) * 320])
+
+    await track.recv()
+    producer = asyncio.create_task(player())
+    for _ in range(30):
+        sent.append(bytes(await track.recv()) != b"\xff" * 160)
+    await producer
+    assert sent[:25] == [True] * 25
+    assert track.stats.frames == 25 and track.stats.underruns == 1  # only the end of the speech
+    track.stop()
+
+
+async def test_an_idle_call_sends_opus_silence_without_encoding(opus: Pair) -> None:
+    await asyncio.sleep(0.5)
+    stats = opus.media.outbound_stats
+    assert stats is not None and stats.silent_frames >= 20 and stats.encoded_silence == 0
+    assert len(opus.received) >= 20  # the peer decoded them...
+    assert max(np.abs(f).max() for f in opus.received) < 50  # ...to silence
+    await opus.media.send_audio(tone(200, 48000, freq=1000))
+    await asyncio.sleep(0.4)
+    assert stats.frames == 10 and stats.encoded_silence == 1  # speech, then one encoded silent slot
+    assert abs(dominant_frequency(np.concatenate(opus.received).astype(np.float32), 48000) - 1000) < 10
 
 
 def pcmu(seq: int, level: int, *, ssrc: int = 7) -> RtpPacket:
@@ -168,6 +242,7 @@ def pcmu(seq: int, level: int, *, ssrc: int = 7) -> RtpPacket:
     )
 
 
+OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
 LEVELS = {0xF0: 120, 0xE0: 372, 0xD0: 876, 0xC0: 1884, 0xB0: 3900, 0xA0: 7932}
 
 
@@ -192,6 +267,32 @@ def test_inbound_reorders_without_delay_and_conceals_losses() -> None:
     assert inbound.stats.concealed_ms == pytest.approx(20)
     # One 20 ms frame per packet, in sequence order, the lost packet's 20 ms as silence.
     assert frame_levels(out) == [LEVELS[codes[i]] for i in (0, 1, 2)] + [0] + [LEVELS[codes[3]]] * 3
+
+
+def test_inbound_opus_is_decoded_to_16khz_at_once() -> None:
+    """Opus goes straight to 16 kHz mono (libopus): one 640-byte frame per packet as it arrives, the
+    caller's tone intact, a lost packet's time concealed, a corrupt packet counted and skipped."""
+    assert libopus.load() is not None  # PyAV's wheel ships libopus
+    encoder = FrameEncoder("opus", 48000)
+    speech = tone(400, 48000, freq=440)
+    payloads = [encoder.encode(speech[n * 1920 : (n + 1) * 1920]) for n in range(20)]
+    out: list[bytes] = []
+    inbound = InboundAudio(codecs={111: OPUS}, on_frame=out.append, reorder_packets=3)
+
+    def packet(seq: int, payload: bytes) -> RtpPacket:
+        return RtpPacket(payload_type=111, sequence_number=seq, timestamp=seq * 960, ssrc=3, payload=payload)
+
+    for seq in range(10):
+        inbound.push(packet(seq, payloads[seq]))
+        assert len(out) == seq + 1 and len(out[-1]) == 640
+    inbound.push(packet(10, b"\xff\xff\xff"))  # not Opus
+    for seq in range(12, 20):  # 11 is lost
+        inbound.push(packet(seq, payloads[seq]))
+    assert inbound.stats.decode_errors == 1 and inbound.stats.lost_packets == 1
+    assert inbound.stats.concealed_ms == pytest.approx(40)  # the corrupt packet's time and the lost one's
+    assert len(out) == 20
+    heard = np.frombuffer(b"".join(out[2:10]), np.int16).astype(np.float32)
+    assert abs(dominant_frequency(heard, 16000) - 440) < 10
 
 
 def test_dtmf_packets_are_reported_once_and_keep_the_audio_flowing() -> None:
@@ -248,3 +349,26 @@ async def test_the_transport_flushes_on_barge_in() -> None:
     finally:
         await peer.close()
         await media.close()
+
+
+async def test_host_addresses_choose_the_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aioice leaves loopback out; ``host_addresses`` (CALLGATE_WEBRTC_HOST_ADDRESSES) puts it in."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", peer_module._host_addresses)  # no test patch
+    peer = RTCPeerConnection()
+    peer.addTransceiver("audio", direction="sendrecv")
+    await peer.setLocalDescription(await peer.createOffer())
+    chosen = PeerMedia(on_audio=lambda pcm: None, host_addresses=["127.0.0.1"])
+    default = PeerMedia(on_audio=lambda pcm: None)
+    try:
+        hosts = [
+            {line.split()[4] for line in answer.splitlines() if line.startswith("a=candidate")}
+            for answer in (await chosen.answer(peer.localDescription.sdp),
+                           await default.answer(peer.localDescription.sdp))
+        ]  # fmt: skip
+        assert hosts[0] == {"127.0.0.1"} and "127.0.0.1" not in hosts[1]
+    finally:
+        await peer.close()
+        await chosen.close()
+        await default.close()
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 address"):
+        Settings(webrtc_host_addresses=["localhost"])

@@ -118,6 +118,7 @@ async def webrtc_offer(
         on_dtmf=transport.dtmf_received,
         on_state=transport.state_changed,
         ice_servers=runtime.settings.ice_servers,
+        host_addresses=runtime.settings.webrtc_host_addresses,
         name=call.id,
     )
     transport.attach(media)

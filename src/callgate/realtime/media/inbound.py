@@ -7,7 +7,9 @@ arrived (about 60 ms); then it is declared lost. Lost or skipped time (a gap in 
 with the wall clock. Packets older than what was already passed on are dropped.
 
 aiortc's own receive path is bypassed on purpose: its audio jitter buffer prefetches four packets
-(80 ms) and, after a single loss, keeps a further 16-packet backlog for the rest of the call.
+(80 ms) and, after a single loss, keeps a further 16-packet backlog for the rest of the call. Opus is
+decoded by libopus straight to 16 kHz mono (``opus.py``), with no resampling after it; the other codecs
+(and Opus where libopus cannot be loaded) go through aiortc's decoders and a resampler.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from callgate.pipeline.audio import Framer
+from callgate.pipeline.audio import Framer, bytes_per_frame
+from callgate.realtime.media import opus
 
 log = logging.getLogger(__name__)
 
 OUTPUT_RATE = 16000
+_FRAME_BYTES = bytes_per_frame(OUTPUT_RATE)
 _SEQ_MOD = 1 << 16
 _TS_MOD = 1 << 32
 MAX_JUMP = 1000
@@ -66,6 +70,8 @@ class InboundAudio:
         self._reorder = max(1, reorder_packets)
         self._max_gap_s = max_gap_ms / 1000
         self._decoders: dict[int, Decoder] = {}
+        self._opus: dict[int, opus.OpusDecoder] = {}
+        self._direct = False  # the last packet was decoded straight to OUTPUT_RATE (no resampler)
         self._resampler: av.AudioResampler | None = None
         self._resampler_key: tuple[int, str] | None = None
         self._framer = Framer(OUTPUT_RATE)
@@ -130,7 +136,11 @@ class InboundAudio:
         self._emit(pcm)
 
     def _conceal(self, seconds: float) -> None:
-        """Silence for lost time, through the resampler so that it lands in order."""
+        """Silence for lost time, through the resampler (if one is in use) so that it lands in order."""
+        if self._direct:
+            self._emit(bytes(round(seconds * OUTPUT_RATE) * 2))
+            self.stats.concealed_ms += seconds * 1000
+            return
         if self._resampler_key is None:
             return
         rate, layout = self._resampler_key
@@ -142,6 +152,19 @@ class InboundAudio:
         self.stats.concealed_ms += seconds * 1000
 
     def _decode(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> tuple[bytes, int, int] | None:
+        direct = self._opus.get(packet.payload_type)
+        if direct is None and codec.name.lower() == "opus" and opus.load() is not None:
+            direct = self._opus[packet.payload_type] = opus.OpusDecoder(OUTPUT_RATE)
+        if direct is not None:
+            try:
+                pcm = direct.decode(packet.payload)
+            except opus.OpusError as exc:
+                self.stats.decode_errors += 1
+                log.debug("could not decode an RTP packet: %s", exc)
+                return None
+            self._direct = True
+            return pcm, len(pcm) // 2, OUTPUT_RATE
+        self._direct = False
         decoder = self._decoders.get(packet.payload_type)
         if decoder is None:
             decoder = self._decoders[packet.payload_type] = get_decoder(codec)
@@ -174,6 +197,10 @@ class InboundAudio:
         return out
 
     def _emit(self, pcm16: bytes) -> None:
+        if len(pcm16) == _FRAME_BYTES and not self._framer.pending_bytes:
+            self.stats.frames += 1  # the usual case: one packet, one frame, nothing to re-chunk
+            self._on_frame(pcm16)
+            return
         for frame in self._framer.push(pcm16):
             self.stats.frames += 1
             self._on_frame(frame)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import enum
 import logging
 from collections.abc import Callable, Sequence
 
+import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -28,6 +30,22 @@ OUTPUT_RATES = {"opus": 48000, "g722": 16000, "pcmu": 8000, "pcma": 8000}
 """The rate agent audio is best handed over at, per negotiated codec (no resampling before encoding)."""
 
 
+_HOST_ADDRESSES: contextvars.ContextVar[Sequence[str]] = contextvars.ContextVar(
+    "callgate_ice_host_addresses", default=()
+)
+_aioice_host_addresses = aioice.ice.get_host_addresses
+
+
+def _host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    """aioice asks this (a module function, no option) for the addresses of its host candidates while
+    it gathers; a :class:`PeerMedia` with ``host_addresses`` answers for its own connection."""
+    chosen = _HOST_ADDRESSES.get()
+    return list(chosen) if chosen else _aioice_host_addresses(use_ipv4, use_ipv6)
+
+
+aioice.ice.get_host_addresses = _host_addresses
+
+
 class MediaState(enum.Enum):
     NEW = "new"
     CONNECTING = "connecting"
@@ -44,15 +62,17 @@ class PeerMedia:
     The contract, for every transport that carries WebRTC media (callgate's SDK, SIP over WebSocket):
 
     - ``answer(offer_sdp)`` takes the remote SDP offer and returns the local SDP answer with every ICE
-      candidate already gathered (no trickle). Audio codecs: Opus, G.722, PCMU, PCMA, in the offer's
+      candidate already gathered (no trickle): host candidates on ``host_addresses`` if given, else on
+      every interface but loopback. Audio codecs: Opus, G.722, PCMU, PCMA, in the offer's
       order of preference; RFC 4733 ``telephone-event`` is accepted when offered. Video is declined
       (answered ``inactive``). An offer that cannot be used raises :class:`OfferRejected` (HTTP 400).
     - Caller audio: ``on_audio(pcm16)`` is called with 640-byte frames (20 ms, 16 kHz, mono), in order,
       as packets arrive; reordering is absorbed and lost time is filled with silence (see ``inbound``).
     - Agent audio: ``await send_audio(pcm16)`` at :attr:`output_rate` (chosen for the negotiated codec;
-      ``output_rate=`` overrides it), any chunk size. The track sends one 20 ms frame every 20 ms, silence
-      when idle, after a ``prebuffer_ms`` jitter margin; ``send_audio`` waits while more than two
-      seconds are queued. ``flush()`` drops everything queued at once (barge-in).
+      ``output_rate=`` overrides it), any chunk size, paced by the caller (one 20 ms frame per 20 ms,
+      as the session's player does). The track sends one 20 ms frame every 20 ms, each frame in the
+      first slot after it arrived, pre-encoded silence when idle; ``send_audio`` waits while more than
+      two seconds are queued. ``flush()`` drops everything queued at once (barge-in).
     - Data channel: the first channel the peer opens with label ``channel_label`` carries text messages:
       ``on_message(text)`` for each one received, ``send_message(text)`` to send (dropped if not open).
     - DTMF: ``on_dtmf(DtmfEvent)`` once per key press sent as RFC 4733 telephone-events.
@@ -71,9 +91,9 @@ class PeerMedia:
         on_dtmf: Callable[[DtmfEvent], None] | None = None,
         on_state: Callable[[MediaState], None] | None = None,
         ice_servers: Sequence[IceServer] = (),
+        host_addresses: Sequence[str] = (),
         channel_label: str = "rtvi",
         output_rate: int | None = None,
-        prebuffer_ms: int = 40,
         name: str = "",
     ) -> None:
         self.state = MediaState.NEW
@@ -87,7 +107,7 @@ class PeerMedia:
         self._on_dtmf = on_dtmf
         self._on_state = on_state
         self._label = channel_label
-        self._prebuffer_ms = prebuffer_ms
+        self._host_addresses = tuple(host_addresses)
         self._name = name
         self._pc = RTCPeerConnection(
             RTCConfiguration(
@@ -114,7 +134,7 @@ class PeerMedia:
         self.offered_channel = offer.has_channel
         self.codec = offer.codec
         self.output_rate = self.output_rate or OUTPUT_RATES[offer.codec.lower()]
-        self._track = OutboundAudioTrack(sample_rate=self.output_rate, prebuffer_ms=self._prebuffer_ms)
+        self._track = OutboundAudioTrack(sample_rate=self.output_rate, codec=offer.codec)
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             (audio,) = [t for t in self._pc.getTransceivers() if t.kind == "audio"]
@@ -122,7 +142,11 @@ class PeerMedia:
             for transceiver in self._pc.getTransceivers():
                 if transceiver.kind != "audio":
                     transceiver.direction = "inactive"
-            await self._pc.setLocalDescription(await self._pc.createAnswer())
+            chosen = _HOST_ADDRESSES.set(self._host_addresses)
+            try:
+                await self._pc.setLocalDescription(await self._pc.createAnswer())  # gathers candidates
+            finally:
+                _HOST_ADDRESSES.reset(chosen)
         except Exception as exc:  # aiortc raises several kinds on offers it cannot use
             raise OfferRejected(f"the SDP offer cannot be answered: {exc}") from exc
         local = self._pc.localDescription

@@ -136,6 +136,7 @@ class InviteServer:
             on_dtmf=router.dtmf,
             on_state=router.state,
             ice_servers=self._runtime.settings.ice_servers,
+            host_addresses=self._runtime.settings.webrtc_host_addresses,
             name=account.call_id,
         )
         offer = request.body.decode("utf-8", errors="replace")

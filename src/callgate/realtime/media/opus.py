@@ -1,0 +1,81 @@
+"""The caller's Opus packets decoded by libopus straight to 16 kHz mono PCM16, through ctypes.
+
+An Opus decoder can produce any of 8, 12, 16, 24 or 48 kHz, mono or stereo, from the same stream. The
+pipeline wants 16 kHz mono; aiortc's (PyAV's) decoder always gives 48 kHz stereo, which then has to be
+resampled, through a PyAV frame and a resampler call per 20 ms packet. Asking libopus for 16 kHz mono
+does less work in the codec and none after it.
+
+libopus is the one PyAV ships with (``av.libs``, in its wheels) or the system's (PyAV built from source
+links it). :func:`load` returns None if neither is found; the caller then falls back to PyAV.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+from pathlib import Path
+
+import av
+
+MAX_FRAME_MS = 120
+"""The longest frame one Opus packet can carry."""
+
+
+class OpusError(Exception):
+    """libopus refused a packet (corrupt or not Opus)."""
+
+
+@functools.cache
+def load() -> ctypes.CDLL | None:
+    """libopus with the few functions used here declared, or None if it cannot be found."""
+    bundled = sorted((Path(av.__file__).resolve().parent.parent / "av.libs").glob("libopus*.so*"))
+    system = ctypes.util.find_library("opus")
+    for candidate in [*(str(p) for p in bundled), *([system] if system else [])]:
+        try:
+            lib = ctypes.CDLL(candidate)
+            create = lib.opus_decoder_create
+        except (OSError, AttributeError):
+            continue
+        create.restype = ctypes.c_void_p
+        create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+        lib.opus_decode.restype = ctypes.c_int
+        lib.opus_decode.argtypes = [
+            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+        ]  # fmt: skip
+        lib.opus_decoder_destroy.restype = None
+        lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
+        return lib
+    return None
+
+
+class OpusDecoder:
+    """One stream's decoder: :meth:`decode` takes an Opus packet and returns its PCM16 at
+    ``sample_rate`` (8000, 12000, 16000, 24000 or 48000), mono. Raises :class:`OpusError` on a packet
+    libopus cannot decode. Needs :func:`load` to have found libopus."""
+
+    def __init__(self, sample_rate: int = 16000) -> None:
+        lib = load()
+        if lib is None:
+            raise RuntimeError("libopus not found")
+        self._lib = lib
+        self.sample_rate = sample_rate
+        self._max_samples = sample_rate * MAX_FRAME_MS // 1000
+        self._buffer = ctypes.create_string_buffer(self._max_samples * 2)
+        error = ctypes.c_int(0)
+        self._state = lib.opus_decoder_create(sample_rate, 1, ctypes.byref(error))
+        if error.value != 0 or not self._state:
+            raise RuntimeError(f"opus_decoder_create failed ({error.value})")
+
+    def decode(self, payload: bytes) -> bytes:
+        samples = self._lib.opus_decode(
+            self._state, payload, len(payload), self._buffer, self._max_samples, 0
+        )
+        if samples < 0:
+            raise OpusError(f"opus_decode failed ({samples})")
+        return ctypes.string_at(self._buffer, samples * 2)
+
+    def __del__(self) -> None:
+        state, self._state = getattr(self, "_state", None), None
+        if state:
+            self._lib.opus_decoder_destroy(state)
