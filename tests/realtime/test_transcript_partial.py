@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from callgate.config import Settings
 from callgate.store.models_webhooks import WebhookEvent
-from tests.conftest import make_settings
+from tests.conftest import Team, make_settings
 from tests.realtime.client import RTClient
 from tests.realtime.conftest import LiveServer
 from tests.realtime.test_websocket_audio import speech_pcm, wait_settled
@@ -53,21 +53,26 @@ async def _partial_events(live: LiveServer, call_id: str) -> int:
         return int((await s.execute(stmt)).scalar_one())
 
 
+async def _call_with_endpoint(
+    live: LiveServer, hooks: Receiver, *, events: list[str] | None
+) -> tuple[Team, dict[str, object]]:
+    """A team whose endpoint (``events``; None: the defaults) is the receiver, and a call of a flow
+    agent on the streaming STT."""
+    team = await live.world.team("acme")
+    agent_id = await live.flow_agent(team, stt={"engine": "pocketsphinx"})
+    body = {"url": hooks.url, **({"events": events} if events is not None else {})}
+    r = await live.world.client.post("/v1/webhook-endpoints", json=body, headers=team.auth())
+    assert r.status_code == 201, r.text
+    hooks.secrets = {"endpoint": r.json()["secret"]}
+    return team, await live.web_call(team, agent_id)
+
+
 async def test_subscribed_endpoint_gets_signed_partials_before_the_final_turn(
     live: LiveServer,
     receiver: Receiver,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    team = await live.world.team("acme")
-    agent_id = await live.flow_agent(team, stt={"engine": "pocketsphinx"})
-    r = await live.world.client.post(
-        "/v1/webhook-endpoints",
-        json={"url": receiver.url, "events": ["transcript.partial", "transcript.final"]},
-        headers=team.auth(),
-    )
-    assert r.status_code == 201, r.text
-    receiver.secrets = {"endpoint": r.json()["secret"]}
-    call = await live.web_call(team, agent_id)
+    team, call = await _call_with_endpoint(live, receiver, events=["transcript.partial", "transcript.final"])
     call_id = str(call["id"])
     await _talk(live, call, tmp_path)
     await wait_settled(live, team.auth(), call_id)
@@ -105,13 +110,7 @@ async def test_partials_are_not_recorded_when_nobody_opted_in(
     receiver: Receiver,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    team = await live.world.team("acme")
-    agent_id = await live.flow_agent(team, stt={"engine": "pocketsphinx"})
-    r = await live.world.client.post(
-        "/v1/webhook-endpoints", json={"url": receiver.url}, headers=team.auth()
-    )  # every default event: partials are opt-in
-    assert r.status_code == 201, r.text
-    call = await live.web_call(team, agent_id)
+    team, call = await _call_with_endpoint(live, receiver, events=None)  # defaults: partials are opt-in
     call_id = str(call["id"])
     await _talk(live, call, tmp_path)
     body = await wait_settled(live, team.auth(), call_id)
