@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import text
 
 from callgate.store import sealing
@@ -107,3 +109,37 @@ async def test_a_new_secret_key_reseals_with_the_previous_one_listed(world_with:
         assert sealing.open_(after) == plain
         r = await world.client.get("/v1/webhook-endpoints", headers=team.auth())
         assert r.status_code == 200 and "secret" not in r.json()["data"][0]  # never shown again
+
+
+async def test_a_secret_sealed_under_a_lost_key_fails_deliveries_clearly_until_rotated(
+    world_with: WorldFactory,
+    receiver: Receiver,
+) -> None:
+    async with world_with(webhooks_dispatch=False) as world:
+        team = await world.team("acme")
+        endpoint = await add_endpoint(world, team, receiver.url, events=["call.created"])
+        # As if sealed by a CALLGATE_SECRET_KEY this node does not have (changed, old one not listed).
+        foreign = sealing.PREFIX + "0123456789ab:" + "A" * 104
+
+        async def store_foreign(s):  # type: ignore[no-untyped-def]
+            await s.execute(text("UPDATE webhook_endpoint SET secret = :v"), {"v": foreign})
+
+        await world.runtime.db.write(store_foreign)
+    async with world_with() as world:  # the node still starts, and serves
+        await new_call(world, team)
+        for _ in range(200):
+            r = await world.client.get("/v1/webhook-deliveries", headers=team.auth())
+            rows = r.json()["data"]
+            if rows and rows[0]["last_error"]:
+                break
+            await asyncio.sleep(0.05)
+        assert rows[0]["status"] != "succeeded" and "rotate it" in (rows[0]["last_error"] or ""), rows
+        assert receiver.all() == []
+        assert await _stored(world, "webhook_endpoint") == [(foreign, None)]  # left as it was
+        rotate = f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret"
+        r = await world.client.post(rotate, json={"overlap_s": 0}, headers=team.auth())
+        assert r.status_code == 200, r.text
+        receiver.secrets = {"new": r.json()["secret"]}
+        await new_call(world, team)
+        hits = await receiver.wait_for(1)
+        assert hits[0].verified_by == ["new"]

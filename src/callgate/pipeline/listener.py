@@ -154,7 +154,7 @@ class Listener:
         if probability >= self._opts.vad_threshold:
             self.last_speech_at = at
         event = self.detector.process(frame, probability, at)
-        if event is None and self.utterance is not None and self.utterance.finished_early:
+        if event is None and self.detector.in_speech and self.utterance and self.utterance.finished_early:
             event = self.detector.end_now()  # the words at the pause are a finished sentence
         if isinstance(event, SpeechStarted):
             self.utterance = Utterance(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import threading
 from typing import Any
@@ -30,6 +31,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 __all__ = ["SealedString", "SealingError", "current_prefix", "install", "open_", "seal"]
+
+log = logging.getLogger(__name__)
 
 PREFIX = "sealed:v1:"
 _INFO = b"callgate sealed secrets v1"
@@ -96,4 +99,12 @@ class SealedString(TypeDecorator[str]):
         return seal(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
-        return None if value is None else open_(str(value))
+        if value is None:
+            return None
+        try:
+            return open_(str(value))
+        except SealingError as exc:
+            # Unusable, not fatal: the row still loads (so it can be rotated) and signing with it
+            # fails with a clear error; see callgate.webhooks.signing.
+            log.error("a sealed secret cannot be opened (%s); rotate it", exc)
+            return str(value)

@@ -32,7 +32,7 @@ from callgate.net_guard import OutboundPolicy, OutboundRefused, guarded_client
 from callgate.store.db import Database
 from callgate.webhooks import deliveries, wire
 from callgate.webhooks.deliveries import AttemptResult, Claimed
-from callgate.webhooks.signing import signed_headers
+from callgate.webhooks.signing import UnusableSecret, signed_headers
 
 __all__ = ["Dispatcher", "RetryPolicy"]
 
@@ -191,12 +191,15 @@ class Dispatcher:
         request = wire.prepare(
             method=item.method, url=item.url, body=item.body, content_type=item.content_type
         )
-        headers = signed_headers(
-            message_id=item.message_id,
-            body=request.signed,
-            secrets_=item.secrets.active(started_at),
-            timestamp=started_at,
-        )
+        try:
+            headers = signed_headers(
+                message_id=item.message_id,
+                body=request.signed,
+                secrets_=item.secrets.active(started_at),
+                timestamp=started_at,
+            )
+        except UnusableSecret as exc:
+            return self._failed(started_at, time.perf_counter(), str(exc))
         if request.content_type is not None:
             headers["content-type"] = request.content_type
         t0 = time.perf_counter()

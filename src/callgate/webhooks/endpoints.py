@@ -16,7 +16,7 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from callgate.store import repo
 from callgate.store.models_webhooks import WebhookDelivery, WebhookEndpoint, WebhookSigningSecret
-from callgate.store.sealing import current_prefix
+from callgate.store.sealing import PREFIX, current_prefix
 from callgate.webhooks.events import new_id
 from callgate.webhooks.signing import SecretSet, new_secret
 
@@ -166,8 +166,11 @@ async def seal_stored_secrets(session: AsyncSession) -> int:
         stored, previous = type_coerce(model.secret, String), type_coerce(model.previous_secret, String)
         plain = or_(~stored.startswith(current), previous.is_not(None) & ~previous.startswith(current))
         for row in (await session.execute(select(model).where(plain))).scalars():
+            values: list[str | None] = [getattr(row, "secret", None), getattr(row, "previous_secret", None)]
+            if all(v is None or v.startswith(PREFIX) for v in values):
+                continue  # sealed under a key not installed: it cannot be opened, only rotated
             flag_modified(row, "secret")  # the value read is the same: make the ORM write it again
-            if getattr(row, "previous_secret", None) is not None:
+            if values[1] is not None:
                 flag_modified(row, "previous_secret")
             count += 1
     await session.flush()

@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook
 
-__all__ = ["SecretSet", "new_secret", "signed_headers"]
+from callgate.store.sealing import PREFIX as SEALED
+
+__all__ = ["SecretSet", "UnusableSecret", "new_secret", "signed_headers"]
 
 SECRET_BYTES = 32
 
@@ -41,13 +43,23 @@ class SecretSet:
         return keys
 
 
+class UnusableSecret(ValueError):
+    """Every secret of a destination is still sealed: the key that sealed it is not installed."""
+
+
 def signed_headers(
     *, message_id: str, body: bytes, secrets_: Sequence[str], timestamp: datetime
 ) -> dict[str, str]:
     """Headers for one attempt. ``timestamp`` is the attempt's time (receivers reject old ones)."""
+    usable = [secret for secret in secrets_ if not secret.startswith(SEALED)]
+    if not usable:
+        raise UnusableSecret(
+            "the signing secret cannot be opened (was CALLGATE_SECRET_KEY changed without "
+            "CALLGATE_PREVIOUS_SECRET_KEYS?): rotate it"
+        )
     text = body.decode()
     stamp = timestamp.astimezone(UTC)
-    signatures = [Webhook(secret).sign(message_id, stamp, text) for secret in secrets_]
+    signatures = [Webhook(secret).sign(message_id, stamp, text) for secret in usable]
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(int(stamp.timestamp())),

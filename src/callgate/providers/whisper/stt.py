@@ -180,7 +180,7 @@ class WhisperSTT(STT):
         if not _words(text):
             return Transcript(text="", language=language)  # punctuation only (". . ."): nothing said
         first = _first_of_loop(text)
-        if first is not None and len(_words(first)) <= 2:
+        if first is not None and len(_words(first)) <= 2 and avg_logprob >= _LOGPROB_FLOOR:
             # A word or two said once, then looped ("No? No? No?"): the loop is the window, not speech.
             text = first.rstrip(".?!,\u2026") + "."
         elif len(tokens) >= max_new or avg_logprob < _LOGPROB_FLOOR or _looping(text):
