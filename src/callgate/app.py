@@ -14,11 +14,16 @@ from callgate import __version__
 from callgate.api import agents, calls, contacts, demo, ops, problems, recordings
 from callgate.api import analysis as analysis_api
 from callgate.api import webhooks as webhooks_api
-from callgate.api.dialects import oneinbox, verbex, vocode, voicehub, voxworks
+from callgate.api.dialects.oneinbox import routes as oneinbox
+from callgate.api.dialects.verbex import routes as verbex
+from callgate.api.dialects.vocode import routes as vocode
+from callgate.api.dialects.voicehub import routes as voicehub
+from callgate.api.dialects.voxworks import routes as voxworks
 from callgate.api.middleware import BodyLimit, BrowserCORS, RejectNUL, RequestLog
 from callgate.config import Environment, Settings
-from callgate.realtime import endpoints as realtime
-from callgate.realtime import sip_endpoint, webrtc_endpoint
+from callgate.realtime.sip_ws import endpoint as sip_endpoint
+from callgate.realtime.webrtc import endpoint as webrtc_endpoint
+from callgate.realtime.websocket import endpoint as realtime
 from callgate.runtime import Runtime
 
 BROWSER_PATHS = ("/v1/web-calls/token", "/dialects/oneinbox/v1/web-calls/token")

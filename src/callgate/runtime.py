@@ -11,19 +11,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from callgate.admission import Admission
 from callgate.auth.ledger import DatabaseLedger, RedisLedger
+from callgate.auth.origins import OriginIndex
 from callgate.auth.ratelimit import RateLimiter
 from callgate.auth.tokens import TokenLedger
 from callgate.clock import Clock, SystemClock
 from callgate.config import Settings
-from callgate.control import CallControl
 from callgate.domain import calls
 from callgate.domain.keys import KeyAuthenticator
 from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.errors import CallgateError
-from callgate.origins import OriginIndex
 from callgate.providers.registry import EngineRegistry
+from callgate.realtime.admission import Admission
+from callgate.realtime.control import CallControl
 from callgate.store import sealing
 from callgate.store.db import Database
 from callgate.store.models import Call

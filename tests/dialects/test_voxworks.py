@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
 
-from callgate.api.dialects import voxworks
+from callgate.api.dialects.voxworks import routes as voxworks
 from callgate.auth.keys import KeyType
 from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason

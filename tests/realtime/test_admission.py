@@ -13,8 +13,8 @@ import pytest
 import websockets
 from prometheus_client import CollectorRegistry
 
-from callgate.admission import Admission
 from callgate.config import Settings
+from callgate.realtime.admission import Admission
 from tests.conftest import make_settings
 from tests.realtime.conftest import LiveServer
 from tests.realtime.sip.conftest import call_status, new_sip_call

@@ -22,12 +22,12 @@ from callgate.realtime import rtvi
 from callgate.realtime.media import DtmfEvent, MediaState, OfferRejected, PeerMedia
 from callgate.realtime.media import opus as libopus
 from callgate.realtime.media import peer as peer_module
-from callgate.realtime.media.dtmf import DtmfReceiver
 from callgate.realtime.media.encoder import FrameEncoder
 from callgate.realtime.media.inbound import InboundAudio
+from callgate.realtime.media.offer import check_offer
 from callgate.realtime.media.outbound import OutboundAudioTrack
-from callgate.realtime.media.sdp import check_offer
-from callgate.realtime.transports.webrtc import WebRTCTransport
+from callgate.realtime.media.telephone_events import DtmfReceiver
+from callgate.realtime.webrtc.transport import WebRTCTransport
 from tests.e2e.browser import dominant_frequency
 from tests.realtime.webrtc_client import CallerTrack, loopback_ice
 

@@ -13,7 +13,7 @@ from aiortc import RTCPeerConnection
 from callgate.auth import tokens
 from callgate.clock import utcnow
 from callgate.config import Settings
-from callgate.realtime import webrtc_call
+from callgate.realtime.webrtc import call as webrtc_call
 from tests.conftest import make_settings
 from tests.realtime.conftest import LiveServer, serve
 from tests.realtime.test_websocket_tokens import call_status, settled_status

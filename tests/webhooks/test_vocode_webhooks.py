@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from callgate.api.dialects.vocode_webhooks import call_webhook, event_type, render
+from callgate.api.dialects.vocode.webhooks import call_webhook, event_type, render
 from callgate.clock import utcnow
 from callgate.domain import calls
 from callgate.domain.lifecycle import CallStatus, EndReason, terminal_status

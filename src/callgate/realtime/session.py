@@ -25,7 +25,7 @@ from callgate.pipeline.options import MODES, Mode, PipelineOptions
 from callgate.pipeline.pipeline import ConversationPipeline
 from callgate.pipeline.recording import Recorder
 from callgate.realtime import rtvi
-from callgate.realtime.dtmf import KEYS, MAX_KEYS, DigitCollector
+from callgate.realtime.digits import KEYS, MAX_KEYS, DigitCollector
 from callgate.runtime import Runtime
 from callgate.webhooks import outbox
 from callgate.webhooks.events import EventType
@@ -288,6 +288,10 @@ class CallSession:
             )
         else:
             await self.send_error(f"unsupported client-message {kind!r}", fatal=False)
+
+    def press_key(self, key: str) -> None:
+        """A caller key press from the transport (RFC 4733, SIP INFO): gathered into one typed turn."""
+        self.keys.press(key)
 
     async def _typed(self, text: str) -> None:
         await self.handle_message(rtvi.ClientMessage("send-text", None, {"content": text}))

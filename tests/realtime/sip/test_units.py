@@ -8,10 +8,12 @@ import hashlib
 import pytest
 
 from callgate.clock import SystemClock
-from callgate.realtime.sip import digest, sdp
+from callgate.realtime.digits import DigitCollector
+from callgate.realtime.sip import digest
 from callgate.realtime.sip.digest import NonceBook, NonceState, Verdict
-from callgate.realtime.sip.dtmf import DigitCollector, DtmfError, parse_info
-from callgate.realtime.sip.registrar import split_contacts
+from callgate.realtime.sip.info_keys import DtmfError, parse_info
+from callgate.realtime.sip_ws import hold as sdp
+from callgate.realtime.sip_ws.registrar import split_contacts
 
 
 def _answer(**fields: str) -> str:

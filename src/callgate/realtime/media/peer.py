@@ -17,10 +17,10 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import RtpPacket
 
 from callgate.config import IceServer
-from callgate.realtime.media.dtmf import DtmfEvent, TelephoneEvents
 from callgate.realtime.media.inbound import InboundAudio, InboundStats
+from callgate.realtime.media.offer import AUDIO_CODECS, OfferRejected, audio_codecs, check_offer
 from callgate.realtime.media.outbound import OutboundAudioTrack, OutboundStats
-from callgate.realtime.media.sdp import AUDIO_CODECS, OfferRejected, audio_codecs, check_offer
+from callgate.realtime.media.telephone_events import DtmfEvent, TelephoneEvents
 
 log = logging.getLogger(__name__)
 

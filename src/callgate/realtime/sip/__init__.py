@@ -1,16 +1,5 @@
-"""SIP over WebSocket (RFC 7118) for browser softphones: JsSIP, SIP.js, the Voxworks web SDK.
-
-A web call created with ``transport: "sip"`` hands out per-call digest credentials, a ``target`` and
-required ``headers``; a softphone connects to ``/sip``, REGISTERs, and INVITEs the target with a WebRTC
-offer. The call then runs in the same :class:`~callgate.realtime.session.CallSession` as every other
-transport, with its media carried by :class:`~callgate.realtime.media.PeerMedia`.
-
-Layers, bottom up: :mod:`.message` (parse/serialise), :mod:`.digest` (RFC 8760), :mod:`.directory`
-(credentials → call), :mod:`.guard` (authentication), :mod:`.registrar`, :mod:`.dialog`, :mod:`.sdp`
-(hold), :mod:`.dtmf`, :mod:`.invite` (the INVITE server transaction), :mod:`.call` (an answered call),
-:mod:`.reoffer` (re-INVITE, UPDATE, INFO), :mod:`.uas` (one connection). ``docs/sip.md`` is the guide.
+"""SIP itself, shared by the transports that speak it (browser softphones over WebSocket in
+:mod:`callgate.realtime.sip_ws`, and carriers over UDP/TCP): :mod:`.message` (strict parsing, the responses
+and requests we send), :mod:`.digest` (RFC 8760 digest authentication, server side), :mod:`.dialog` (one
+INVITE dialog, UAS side), :mod:`.info_keys` (key presses in SIP INFO). No I/O happens here.
 """
-
-from callgate.realtime.sip.uas import SipConnection
-
-__all__ = ["SipConnection"]

@@ -6,7 +6,7 @@ once, when its first end packet arrives, or when a new event starts before an en
 :class:`TelephoneEvents` picks a stream's telephone-event packets out by their negotiated payload types
 (browsers offer ``telephone-event/48000`` beside Opus, SIP phones ``/8000`` beside G.711) and feeds
 one receiver per payload type. What happens to the digits is the transport's business
-(:mod:`callgate.realtime.dtmf` turns them into a typed caller turn).
+(:mod:`callgate.realtime.digits` turns them into a typed caller turn).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from callgate.realtime.media.sdp import TELEPHONE_EVENT
+from callgate.realtime.media.offer import TELEPHONE_EVENT
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 ``POST /calls/public/create-web-call`` with ``x-api-access-key`` and ``voicehub-agent-id`` headers and a
 ``{"type": "text" | "WebAudio" | "TextAudio"}`` body answers ``201 {callId, webCallSocketPath}``; the
-socket path speaks VoiceHub's channel messages (:mod:`callgate.api.dialects.voicehub_socket`). The route
+socket path speaks VoiceHub's channel messages (:mod:`callgate.api.dialects.voicehub.socket`). The route
 is open to browsers (CORS ``*`` as the vendor documents); publishable keys stay origin-locked.
 See docs/dialects/voicehub.md.
 """
@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from callgate.api.deps import RuntimeDep, check_origin, principal_for
-from callgate.api.dialects import voicehub_socket
+from callgate.api.dialects.voicehub import socket as voicehub_socket
 from callgate.api.issue import BaseURLs, issue_web_call
 from callgate.api.problems import register_dialect
 from callgate.domain import calls

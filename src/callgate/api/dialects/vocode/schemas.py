@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from callgate.api.dialects.fastapi_style import Lenient
+from callgate.api.dialects.errors import Lenient
 from callgate.api.schemas.contacts import E164
 from callgate.domain.vocode_agents import EventType
 from callgate.errors import ValidationFailed

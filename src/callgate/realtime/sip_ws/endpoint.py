@@ -12,8 +12,8 @@ import logging
 
 from fastapi import APIRouter, WebSocket
 
-from callgate.realtime.sip.uas import SipConnection
-from callgate.realtime.transports.sip_ws import SUBPROTOCOL, SipSocket, SocketClosed
+from callgate.realtime.sip_ws.connection import SipConnection
+from callgate.realtime.sip_ws.socket import SUBPROTOCOL, SipSocket, SocketClosed
 from callgate.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -1,16 +1,16 @@
 """Key presses carried by SIP INFO.
 
 ``application/dtmf-relay`` (``Signal=5`` / ``Duration=160``) or ``application/dtmf`` (``5``); the key goes
-to the call's :class:`~callgate.realtime.dtmf.DigitCollector`, which also takes the RFC 4733
+to the call's session, whose :class:`~callgate.realtime.digits.DigitCollector` also takes the RFC 4733
 telephone-events of the media and gathers keys into one typed caller turn, ``"DTMF 1234#"``, the same
-way for every transport (see :mod:`callgate.realtime.dtmf`).
+way for every transport (see :mod:`callgate.realtime.digits`).
 """
 
 from __future__ import annotations
 
-from callgate.realtime.dtmf import KEYS, DigitCollector
+from callgate.realtime.digits import KEYS
 
-__all__ = ["CONTENT_TYPES", "DigitCollector", "DtmfError", "parse_info"]  # DigitCollector: its old home
+__all__ = ["CONTENT_TYPES", "DtmfError", "parse_info"]
 
 CONTENT_TYPES = ("application/dtmf-relay", "application/dtmf")
 

@@ -32,7 +32,7 @@ from callgate.errors import (
     Unauthenticated,
     ValidationFailed,
 )
-from callgate.realtime import endpoints
+from callgate.realtime.websocket import endpoint as endpoints
 from callgate.runtime import Runtime
 
 PREFIX = "/dialects/verbex"

@@ -2,24 +2,25 @@
 
 - re-INVITE / UPDATE with an SDP offer: hold (``sendonly``/``inactive``), unhold (``sendrecv``) and
   session-timer refreshes are answered 200 with our previous answer re-issued
-  (:func:`callgate.realtime.sip.sdp.reanswer`); an offer that would need new media (ICE restart, new
+  (:func:`callgate.realtime.sip_ws.hold.reanswer`); an offer that would need new media (ICE restart, new
   fingerprint, other media sections) gets 488 and the call continues unchanged.
 - re-INVITE without an offer: 200 carrying our current SDP as the offer; the ACK's answer is not used
   (the media does not change). UPDATE without a body: a session-timer refresh, 200.
 - A re-INVITE or UPDATE while an earlier INVITE of the dialog still awaits its ACK: 491 Request Pending
   (the client retries after a random pause, RFC 3261 §14.1).
 - INFO: DTMF as ``application/dtmf-relay`` or ``application/dtmf`` → 200 and the key goes to the agent
-  (:mod:`callgate.realtime.sip.dtmf`); other bodies get 415 with ``Accept``.
+  (:mod:`callgate.realtime.sip.info_keys`); other bodies get 415 with ``Accept``.
 """
 
 from __future__ import annotations
 
 import logging
 
-from callgate.realtime.sip import message, sdp
-from callgate.realtime.sip.call import SipCall, SipCallState
-from callgate.realtime.sip.dtmf import CONTENT_TYPES, DtmfError, parse_info
+from callgate.realtime.sip import message
+from callgate.realtime.sip.info_keys import CONTENT_TYPES, DtmfError, parse_info
 from callgate.realtime.sip.message import Request
+from callgate.realtime.sip_ws import hold as sdp
+from callgate.realtime.sip_ws.call import SipCall, SipCallState
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def info(call: SipCall, request: Request) -> bytes:
         key = parse_info(request.content_type, request.body)
     except DtmfError as exc:
         return message.response(request, 400, reason="Invalid DTMF Body", headers=[_warning(str(exc))])
-    call.digits.press(key)
+    call.press_key(key)
     return message.response(request, 200)
 
 

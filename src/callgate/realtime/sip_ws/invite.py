@@ -22,19 +22,20 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from callgate.admission import RETRY_AFTER_S
 from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason
 from callgate.errors import CallgateError, ConcurrencyLimited, IllegalTransition, NotFound
+from callgate.realtime.admission import RETRY_AFTER_S
 from callgate.realtime.engines import build_engines, pipeline_options
 from callgate.realtime.media import DtmfEvent, MediaState, OfferRejected, PeerMedia
 from callgate.realtime.session import CallContext, CallSession
-from callgate.realtime.sip import message, sdp
-from callgate.realtime.sip.call import SipCall
+from callgate.realtime.sip import message
 from callgate.realtime.sip.dialog import Dialog, DialogError, new_tag, remote_target
-from callgate.realtime.sip.directory import SipAccount
 from callgate.realtime.sip.message import Request
-from callgate.realtime.transports.sip_ws import SipCallTransport
+from callgate.realtime.sip_ws import hold as sdp
+from callgate.realtime.sip_ws.call import SipCall
+from callgate.realtime.sip_ws.directory import SipAccount
+from callgate.realtime.sip_ws.socket import SipCallTransport
 from callgate.runtime import Runtime
 from callgate.store.models import Agent, Call
 

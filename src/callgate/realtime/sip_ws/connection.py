@@ -19,13 +19,14 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from callgate.realtime.session import CallSession
-from callgate.realtime.sip import message, reoffer
-from callgate.realtime.sip.call import SipCall, SipCallState
+from callgate.realtime.sip import message
 from callgate.realtime.sip.dialog import new_tag
-from callgate.realtime.sip.guard import Guard
-from callgate.realtime.sip.invite import ACCEPT, ALLOW, InviteServer
 from callgate.realtime.sip.message import Request, SipParseError
-from callgate.realtime.sip.registrar import RegisterError, Registrar
+from callgate.realtime.sip_ws import reoffer
+from callgate.realtime.sip_ws.call import SipCall, SipCallState
+from callgate.realtime.sip_ws.guard import Guard
+from callgate.realtime.sip_ws.invite import ACCEPT, ALLOW, InviteServer
+from callgate.realtime.sip_ws.registrar import RegisterError, Registrar
 from callgate.runtime import Runtime
 
 log = logging.getLogger(__name__)

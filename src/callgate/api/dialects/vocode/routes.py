@@ -5,7 +5,7 @@
 Keys are callgate secret keys, sent as ``Authorization: Bearer``. Errors are FastAPI's ``{"detail": …}``.
 Telephony is not built yet: a created call is kept and fails at once with a clear ``error_message``
 (see ``callgate.domain.telephony``). An agent's ``webhook`` receives Vocode's events
-(:mod:`callgate.api.dialects.vocode_webhooks`).
+(:mod:`callgate.api.dialects.vocode.webhooks`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.api import problems
 from callgate.api.deps import RuntimeDep, SecretPrincipal
-from callgate.api.dialects.fastapi_style import error_headers, public_message, validation_detail
-from callgate.api.dialects.vocode_schemas import AgentParams, CreateCallRequest, parse_agent
-from callgate.api.dialects.vocode_views import call_object, callgate_id
-from callgate.api.dialects.vocode_webhooks import call_webhook
+from callgate.api.dialects.errors import error_headers, public_message, validation_detail
+from callgate.api.dialects.vocode.schemas import AgentParams, CreateCallRequest, parse_agent
+from callgate.api.dialects.vocode.views import call_object, callgate_id
+from callgate.api.dialects.vocode.webhooks import call_webhook
 from callgate.api.schemas.agents import AgentCreate
 from callgate.domain import calls, telephony, vocode_agents
 from callgate.domain.lifecycle import EndReason

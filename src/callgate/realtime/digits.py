@@ -1,11 +1,13 @@
 """Caller key presses (DTMF) on their way to the agent, the same for every transport.
 
-Keys come in from RFC 4733 telephone-events in the media (WebRTC, SIP over WebSocket: decoded by
-:mod:`callgate.realtime.media.dtmf`) and from SIP INFO (:mod:`callgate.realtime.sip.dtmf`). They are
-gathered into one typed caller turn, ``"DTMF 1234#"``, sent when ``#`` is pressed, when
-:data:`MAX_KEYS` keys have been gathered, or when no key has come for :data:`INTER_DIGIT_S` (the way an
-IVR reads a PIN). :func:`typed_turn` hands that text to the session as a ``send-text`` message, so the
-agent answers it like anything the caller typed and the transcript stores it as the caller's turn.
+Keys come in from RFC 4733 telephone-events in the media (WebRTC, SIP: decoded by
+:mod:`callgate.realtime.media.telephone_events`), from SIP INFO (:mod:`callgate.realtime.sip.info_keys`)
+and from RTVI ``dtmf`` client messages. Each call has one :class:`DigitCollector`, owned by its
+:class:`~callgate.realtime.session.CallSession` (transports press keys with
+:meth:`~callgate.realtime.session.CallSession.press_key`). It gathers keys into one typed caller turn,
+``"DTMF 1234#"``, sent when ``#`` is pressed, when :data:`MAX_KEYS` keys have been gathered, or when no
+key has come for :data:`INTER_DIGIT_S` (the way an IVR reads a PIN); the session answers that turn like
+anything the caller typed, and the transcript stores it as the caller's turn.
 """
 
 from __future__ import annotations
@@ -14,13 +16,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from callgate.clock import Clock
-from callgate.realtime import rtvi
-
-if TYPE_CHECKING:
-    from callgate.realtime.session import CallSession
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +27,6 @@ MAX_KEYS = 32
 TURN_PREFIX = "DTMF "
 
 Deliver = Callable[[str], Awaitable[None]]
-
-
-def typed_turn(get_session: Callable[[], CallSession | None]) -> Deliver:
-    """A ``deliver`` for :class:`DigitCollector`: the keys become a typed caller turn of the session
-    that ``get_session()`` returns (dropped while there is none: the call is not up yet)."""
-
-    async def deliver(text: str) -> None:
-        session = get_session()
-        if session is not None:
-            await session.handle_message(rtvi.ClientMessage("send-text", None, {"content": text}))
-
-    return deliver
 
 
 class DigitCollector:

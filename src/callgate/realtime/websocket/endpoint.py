@@ -27,7 +27,7 @@ from callgate.pipeline.options import MODES
 from callgate.realtime import rtvi
 from callgate.realtime.engines import build_engines, pipeline_options
 from callgate.realtime.session import CallContext, CallSession
-from callgate.realtime.transports.websocket import (
+from callgate.realtime.websocket.transport import (
     CloseCode,
     Disconnected,
     WebSocketTransport,

@@ -17,7 +17,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, FastAPI, Header, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from callgate.admission import RETRY_AFTER_S
 from callgate.auth import tokens
 from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason
@@ -31,10 +30,11 @@ from callgate.errors import (
     TokenMismatch,
     TokenReused,
 )
+from callgate.realtime.admission import RETRY_AFTER_S
 from callgate.realtime.media import PeerMedia
-from callgate.realtime.media.sdp import MAX_SDP_CHARS, check_offer
-from callgate.realtime.transports.webrtc import WebRTCTransport
-from callgate.realtime.webrtc_call import LiveCalls, WebRTCCall, fail_call
+from callgate.realtime.media.offer import MAX_SDP_CHARS, check_offer
+from callgate.realtime.webrtc.call import LiveCalls, WebRTCCall, fail_call
+from callgate.realtime.webrtc.transport import WebRTCTransport
 from callgate.runtime import Runtime
 from callgate.store.models import Agent, Call
 

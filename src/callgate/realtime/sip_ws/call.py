@@ -1,6 +1,6 @@
 """One answered SIP call: its dialog, its WebRTC media and the :class:`CallSession` that talks to it.
 
-Made by :mod:`callgate.realtime.sip.invite` once the 200 OK carrying the media answer is ready. From then
+Made by :mod:`callgate.realtime.sip_ws.invite` once the 200 OK carrying the media answer is ready. From then
 on :meth:`SipCall.run` (one task, owned by the connection) waits for the ACK (re-sending the 200 on
 RFC 3261 timers), waits for media to connect, runs the session, and releases the media. Ending:
 
@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason
 from callgate.errors import CallgateError
-from callgate.realtime.dtmf import DigitCollector, typed_turn
 from callgate.realtime.media import DtmfEvent, PeerMedia
 from callgate.realtime.session import CallSession
 from callgate.realtime.sip.dialog import Dialog
@@ -80,7 +79,6 @@ class SipCall:
         self._reason: EndReason | None = None
         self._ended = asyncio.Event()
         self._grace: asyncio.Task[None] | None = None
-        self.digits = DigitCollector(typed_turn(lambda: self.session), clock=runtime.clock)
 
     def _set_state(self, state: SipCallState) -> None:
         if state is not self.state:
@@ -121,8 +119,13 @@ class SipCall:
         if self.session is not None:
             self.session.end(reason)
 
+    def press_key(self, key: str) -> None:
+        """A key press (RFC 4733 or SIP INFO): to the session's digit collector, once the call runs."""
+        if self.session is not None:
+            self.session.press_key(key)
+
     def on_dtmf(self, event: DtmfEvent) -> None:
-        self.digits.press(event.digit)
+        self.press_key(event.digit)
 
     # ---------------------------------------------------------------- the call's task
 
@@ -146,7 +149,6 @@ class SipCall:
                 self._grace.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._grace
-            await self.digits.aclose()
             with contextlib.suppress(Exception):
                 await self.media.close()
 

@@ -21,8 +21,8 @@ from pydantic import Field, field_validator
 
 from callgate.api import problems
 from callgate.api.deps import BrowserPrincipal, RuntimeDep, SecretPrincipal
-from callgate.api.dialects.fastapi_style import Lenient, error_headers, public_message, validation_detail
-from callgate.api.dialects.oneinbox_views import STATUS, call_response, iso
+from callgate.api.dialects.errors import Lenient, error_headers, public_message, validation_detail
+from callgate.api.dialects.oneinbox.views import STATUS, call_response, iso
 from callgate.api.issue import BaseURLs, issue_web_call
 from callgate.api.schemas.calls import MAX_METADATA_BYTES
 from callgate.api.schemas.common import Metadata, Variables
@@ -31,7 +31,7 @@ from callgate.domain import calls
 from callgate.domain.keys import Principal
 from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.errors import CallgateError, IllegalTransition, NotFound, ValidationFailed
-from callgate.realtime.endpoints import serve_call
+from callgate.realtime.websocket.endpoint import serve_call
 from callgate.runtime import Runtime
 from callgate.store.models_telephony import PhoneCall
 

@@ -3,7 +3,7 @@
 The HTTP route (``webrtc_endpoint``) negotiates and hands the call to :class:`WebRTCCall`, which runs in
 a task owned by :class:`LiveCalls`. The session core is the same :class:`CallSession` as over WebSocket.
 Key presses (RFC 4733 telephone-events) reach the agent as over SIP: gathered by a
-:class:`~callgate.realtime.dtmf.DigitCollector` into one typed caller turn, ``"DTMF 12#"``.
+:class:`~callgate.realtime.digits.DigitCollector` into one typed caller turn, ``"DTMF 12#"``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from callgate.domain.lifecycle import EndReason
 from callgate.errors import CallgateError
 from callgate.pipeline.options import MODES, Mode
 from callgate.realtime import rtvi
-from callgate.realtime.dtmf import DigitCollector, typed_turn
 from callgate.realtime.engines import build_engines, pipeline_options
 from callgate.realtime.media import PeerMedia
 from callgate.realtime.session import CallContext, CallSession
-from callgate.realtime.transports.webrtc import CONNECT_TIMEOUT_S, Disconnected, WebRTCTransport, handshake
+from callgate.realtime.webrtc.transport import CONNECT_TIMEOUT_S, Disconnected, WebRTCTransport, handshake
 from callgate.runtime import Runtime
 from callgate.store.models import Agent, Call
 
@@ -52,14 +51,12 @@ class WebRTCCall:
         self.agent = agent
         self.session: CallSession | None = None
         self._ready_id: str | None = None
-        self.digits = DigitCollector(typed_turn(lambda: self.session), clock=runtime.clock)
-        transport.on_dtmf = lambda event: self.digits.press(event.digit)
+        transport.on_dtmf = lambda event: self.session.press_key(event.digit) if self.session else None
 
     async def run(self) -> None:
         try:
             await self._run()
         finally:
-            await self.digits.aclose()
             await self.media.close()
 
     async def _run(self) -> None:

@@ -13,8 +13,8 @@ import logging
 
 from callgate.realtime.sip import digest, message
 from callgate.realtime.sip.dialog import new_tag
-from callgate.realtime.sip.directory import SipAccount, find_account
 from callgate.realtime.sip.message import Request
+from callgate.realtime.sip_ws.directory import SipAccount, find_account
 from callgate.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from callgate.api.dialects.vocode_views import transcript_text, vocode_id
+from callgate.api.dialects.vocode.views import transcript_text, vocode_id
 from callgate.domain.lifecycle import EndReason
 from callgate.webhooks.events import EventType
 from callgate.webhooks.formats import WebhookFormat, register_format

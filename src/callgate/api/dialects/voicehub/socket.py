@@ -8,7 +8,7 @@ on the text channel, PCM16 binary frames on the audio channel; the caller sends 
 ``send-text`` and ``disconnect-bot``, and binary audio while joined to audio.
 
 This module only translates: :class:`ChannelSocket` wraps the caller's socket so that the real endpoint
-(:func:`callgate.realtime.endpoints.call_websocket`) sees an RTVI client, joins the call with the
+(:func:`callgate.realtime.websocket.endpoint.call_websocket`) sees an RTVI client, joins the call with the
 single-use token and runs the session exactly as for a native caller.
 """
 
@@ -23,7 +23,8 @@ from starlette.types import Message
 from callgate.auth import tokens
 from callgate.domain import calls
 from callgate.errors import CallgateError
-from callgate.realtime import endpoints, rtvi
+from callgate.realtime import rtvi
+from callgate.realtime.websocket import endpoint as endpoints
 from callgate.runtime import Runtime
 
 router = APIRouter()

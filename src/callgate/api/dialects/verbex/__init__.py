@@ -1,0 +1,1 @@
+"""The Verbex dialect: its routes, request/response shapes and errors, acting through domain functions."""
