@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         redoc_url=None,
     )
     app.state.runtime = runtime
+    app.state.call_starter = runtime.call_starter  # what the real-time endpoints use of the node
     problems.install(app)
     webhooks_api.install(runtime)
     for router in (

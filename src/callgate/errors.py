@@ -119,6 +119,12 @@ class ConfigError(CallgateError):
     code, title = "config_error", "Invalid configuration"
 
 
+class AgentMisconfigured(CallgateError):
+    """A call's engines could not be built from its agent's settings (the call has been ended)."""
+
+    code, title = "agent_misconfigured", "The agent is misconfigured"
+
+
 class ProviderError(CallgateError):
     """A speech or language engine failed (bad answer, crash, protocol error)."""
 

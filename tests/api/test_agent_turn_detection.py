@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from callgate.pipeline.options import PipelineOptions
-from callgate.realtime.engines import pipeline_options
-from callgate.store.models import Agent
 from tests.api.helpers import field_names
 from tests.conftest import World
 
@@ -67,13 +64,3 @@ async def test_null_turn_detection_is_refused_on_patch(world: World) -> None:
         f"/v1/agents/{team.agent_id}", json={"turn_detection": None}, headers=team.auth()
     )
     assert r.status_code == 422, r.text
-
-
-def test_pipeline_options_take_the_agents_settings_over_the_defaults() -> None:
-    agent = Agent(turn_detection={"end_of_turn_silence_ms": 900, "allow_interruptions": False})
-    options = pipeline_options(agent, mode="text", output_sample_rate=24000)
-    defaults = PipelineOptions()
-    assert options.end_of_turn_silence_ms == 900 and options.allow_interruptions is False
-    assert options.mode == "text" and options.output_sample_rate == 24000
-    assert options.early_end_silence_ms == defaults.early_end_silence_ms
-    assert options.vad_threshold == defaults.vad_threshold

@@ -179,8 +179,8 @@ async def test_sweep_fails_calls_nobody_joined(world: World) -> None:
     joined = await new_call(world, team, now=now - timedelta(seconds=120))
     await move(world, team, joined, S.CONNECTING, now=now - timedelta(seconds=100))
 
-    assert sorted(await world.runtime.sweep_once()) == sorted(missed)
-    assert await world.runtime.sweep_once() == []  # nothing left to do
+    assert sorted(await world.runtime.jobs.sweep_once()) == sorted(missed)
+    assert await world.runtime.jobs.sweep_once() == []  # nothing left to do
 
     for call_id in missed:
         r = await world.client.get(f"/v1/calls/{call_id}", headers=team.auth())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -12,11 +13,25 @@ import pytest
 import uvicorn
 
 from callgate.app import create_app
+from callgate.clock import SystemClock
 from callgate.config import Settings
 from callgate.flows.demo import demo_flow
 from callgate.runtime import Runtime
 from tests.conftest import Team, World, make_settings
 from tests.services import free_port
+
+
+class MovableClock(SystemClock):
+    """The system clock, which a test can move forward (``live.move_clock(s)``): credentials, nonces
+    and deadlines age without waiting."""
+
+    ahead_s = 0.0
+
+    def now(self) -> datetime:
+        return super().now() + timedelta(seconds=self.ahead_s)
+
+    def monotonic(self) -> float:
+        return super().monotonic() + self.ahead_s
 
 
 @dataclass
@@ -27,6 +42,12 @@ class LiveServer:
     @property
     def runtime(self) -> Runtime:
         return self.world.runtime
+
+    def move_clock(self, ahead_s: float) -> None:
+        """Move the server's clock ``ahead_s`` seconds ahead of the system clock."""
+        clock = self.runtime.clock
+        assert isinstance(clock, MovableClock)
+        clock.ahead_s = ahead_s
 
     async def flow_agent(self, team: Team, **fields: object) -> str:
         body = {"name": "clinic", "flow": demo_flow().model_dump(mode="json", exclude_none=True), **fields}
@@ -45,7 +66,7 @@ class LiveServer:
 
 
 async def serve(settings: Settings) -> AsyncIterator[LiveServer]:
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, clock=MovableClock())
     app = create_app(runtime=runtime)
     port = free_port()
     config = uvicorn.Config(

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callgate.errors import BadRequest, PayloadTooLarge
 from callgate.log import request_id_var
-from callgate.runtime import Metrics
+from callgate.metrics import Metrics
 
 log = logging.getLogger("callgate.http")
 

@@ -95,13 +95,20 @@ def decode(token: str, *, key: str, now: datetime) -> CallToken:
     return parsed
 
 
+def verify(token: str, *, key: str, now: datetime, call_id: str, transport: str) -> CallToken:
+    """Check ``token`` for joining ``call_id`` over ``transport`` without consuming it (a transport
+    that must do work before the join checks first, so a refusal of that work spends nothing)."""
+    parsed = decode(token, key=key, now=now)
+    if parsed.call_id != call_id or parsed.transport != transport:
+        raise TokenMismatch("the call token is bound to another call or transport")
+    return parsed
+
+
 async def redeem(
     token: str, *, key: str, now: datetime, call_id: str, transport: str, ledger: TokenLedger
 ) -> CallToken:
     """Verify ``token`` for joining ``call_id`` over ``transport`` and consume it."""
-    parsed = decode(token, key=key, now=now)
-    if parsed.call_id != call_id or parsed.transport != transport:
-        raise TokenMismatch("the call token is bound to another call or transport")
+    parsed = verify(token, key=key, now=now, call_id=call_id, transport=transport)
     if not await ledger.consume(parsed):
         raise TokenReused("the call token has already been used")
     return parsed

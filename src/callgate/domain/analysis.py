@@ -14,6 +14,8 @@ deliveries), stores the result on ``call.analysis`` and emits ``call.analyzed`` 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from datetime import datetime, timedelta
@@ -133,11 +135,32 @@ class AnalysisWorker:
     """Runs due analysis jobs. ``llm_for(agent)`` builds the agent's LLM (the engine registry's)."""
 
     def __init__(
-        self, *, db: Database, clock: Clock, llm_for: Any, max_attempts: int = 3, retry_s: float = 30.0
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        llm_for: Any,
+        max_attempts: int = 3,
+        retry_s: float = 30.0,
+        concurrency: int = 4,
+        poll_s: float = 1.0,
     ):
         self._db, self._clock, self._llm_for = db, clock, llm_for
         self._max_attempts, self._retry_s = max_attempts, retry_s
+        self.concurrency, self.poll_s = concurrency, poll_s
         self.lease_s = 120.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._analyse_forever(), name="post-call-analysis")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
     async def claim(self, *, limit: int) -> list[tuple[str, int]]:
         """Take up to ``limit`` due jobs for this node (a lease: a crashed node's jobs come back)."""
@@ -147,6 +170,38 @@ class AnalysisWorker:
     async def analyse(self, call_id: str, attempt: int) -> None:
         """Run one claimed job to its end: stored, postponed, or stored as failed."""
         await self._analyse(call_id, attempt)
+
+    async def _analyse_forever(self) -> None:
+        """Keep up to ``analysis_concurrency`` jobs running: an LLM that takes 20 s to summarise one
+        call does not hold up the others. Jobs cut short by a stop are taken again when their lease
+        ends."""
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                free = self.concurrency - len(running)
+                jobs: list[tuple[str, int]] = []
+                if free > 0:
+                    try:
+                        jobs = await self.claim(limit=free)
+                    except CallgateError:
+                        log.warning("could not claim analysis jobs; will retry", exc_info=True)
+                for call_id, attempt in jobs:
+                    running.add(asyncio.create_task(self.analyse(call_id, attempt), name="analysis"))
+                if not running:
+                    await asyncio.sleep(self.poll_s)
+                    continue
+                done, running = await asyncio.wait(
+                    running, timeout=None if len(running) >= self.concurrency else self.poll_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )  # fmt: skip
+                for task in done:
+                    if task.exception() is not None:
+                        log.error("post-call analysis failed", exc_info=task.exception())
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.wait(running)
 
     async def _claim(self, session: AsyncSession, *, now: datetime, limit: int) -> list[tuple[str, int]]:
         stmt = (

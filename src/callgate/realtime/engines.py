@@ -1,4 +1,4 @@
-"""Builds one call's engines (VAD, STT, TTS, agent brain) from its agent's settings.
+"""Builds one call's engines (VAD, STT, TTS, agent brain) and pipeline options from its plan.
 
 Engine choice lives in :class:`callgate.providers.registry.EngineRegistry`; heavy models are loaded
 once per process there and shared, while per-call state (VAD stream, chat history, flow position) is
@@ -8,14 +8,13 @@ per call.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
+from callgate.domain.live_calls import AgentPlan, CallPlan
 from callgate.flows import FlowAgent, PromptAgent, validate_flow
 from callgate.pipeline.interfaces import AgentEngine
 from callgate.pipeline.options import Mode, PipelineOptions
+from callgate.providers.registry import EngineRegistry
 from callgate.realtime.session import Engines
-from callgate.runtime import Runtime
-from callgate.store.models import Agent, Call
 
 _TURN_DETECTION = frozenset(
     {
@@ -29,19 +28,14 @@ _TURN_DETECTION = frozenset(
 )
 
 
-def pipeline_options(agent: Agent, *, mode: Mode, output_sample_rate: int) -> PipelineOptions:
+def pipeline_options(agent: AgentPlan, *, mode: Mode, output_sample_rate: int) -> PipelineOptions:
     """A call's pipeline tuning: the agent's ``turn_detection`` over the defaults."""
-    turn = {k: v for k, v in (agent.turn_detection or {}).items() if k in _TURN_DETECTION}
+    turn = {k: v for k, v in agent.turn_detection.items() if k in _TURN_DETECTION}
     return PipelineOptions(mode=mode, output_sample_rate=output_sample_rate, **turn)
 
 
-def call_variables(agent: Agent, call: Call) -> dict[str, Any]:
-    return {**agent.variables, **call.variables}
-
-
-def _build(runtime: Runtime, agent: Agent, call: Call) -> Engines:
-    registry = runtime.engines
-    variables = call_variables(agent, call)
+def _build(registry: EngineRegistry, plan: CallPlan) -> Engines:
+    agent, variables = plan.agent, plan.variables
     brain: AgentEngine
     if agent.flow is not None:
         brain = FlowAgent(validate_flow(agent.flow, known_variables=variables), variables=variables)
@@ -62,6 +56,6 @@ def _build(runtime: Runtime, agent: Agent, call: Call) -> Engines:
     )
 
 
-async def build_engines(runtime: Runtime, *, agent: Agent, call: Call) -> Engines:
+async def build_engines(registry: EngineRegistry, plan: CallPlan, *, mode: Mode) -> Engines:
     """Off the event loop: the first call of a process may load models."""
-    return await asyncio.to_thread(_build, runtime, agent, call)
+    return await asyncio.to_thread(_build, registry, plan)

@@ -11,24 +11,24 @@ import asyncio
 import contextlib
 import enum
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from callgate.domain import calls
-from callgate.domain.lifecycle import CallStatus, EndReason
+from callgate.clock import Clock
+from callgate.domain.lifecycle import EndReason
+from callgate.domain.live_calls import CallPlan, CallRecords
 from callgate.errors import CallgateError
 from callgate.log import call_id_var
+from callgate.metrics import Metrics
 from callgate.pipeline import frames as f
 from callgate.pipeline.interfaces import STT, TTS, VAD, AgentEngine
 from callgate.pipeline.options import MODES, Mode, PipelineOptions
 from callgate.pipeline.pipeline import ConversationPipeline
 from callgate.pipeline.recording import Recorder
 from callgate.realtime import rtvi
+from callgate.realtime.control import CallControl
 from callgate.realtime.digits import KEYS, MAX_KEYS, DigitCollector
-from callgate.runtime import Runtime
-from callgate.webhooks import outbox
-from callgate.webhooks.events import EventType
 
 log = logging.getLogger(__name__)
 
@@ -61,45 +61,49 @@ class Engines:
 
 
 @dataclass(frozen=True, slots=True)
-class CallContext:
-    call_id: str
-    team_id: str
-    mode: Mode
-    max_duration_s: int
-    silence_timeout_s: int
-    data: dict[str, Any] = field(default_factory=dict)
+class SessionServices:
+    """What a running session uses of its node, and nothing more."""
+
+    clock: Clock
+    metrics: Metrics
+    control: CallControl
+    records: CallRecords
+    recordings_dir: Path
 
 
 class CallSession:
-    """See the module docstring. Create, then ``await run()``; end it with :meth:`end`."""
+    """See the module docstring. Made by :meth:`callgate.realtime.start.CallStarter.start`; then
+    ``await run()``; end it with :meth:`end`."""
 
     def __init__(
         self,
         *,
-        runtime: Runtime,
-        context: CallContext,
+        services: SessionServices,
+        plan: CallPlan,
+        mode: Mode,
         transport: CallTransport,
         engines: Engines,
         options: PipelineOptions,
     ) -> None:
-        self.runtime = runtime
-        self.context = context
+        self.services = services
+        self.plan = plan
+        self.call_id = plan.call_id
+        self.mode = mode
         self.transport = transport
         self.state = SessionState.STARTING
         self.end_reason: EndReason | None = None
         self._ended = asyncio.Event()
-        self._data = dict(context.data)
+        self._data = dict(plan.data)
         self._turn_writes: list[asyncio.Task[None]] = []
         self._partials_wanted = False
         self._partial_text: str | None = None
         """The newest interim transcript not yet written (older ones are replaced, not queued)."""
         self._partial_queued: str | None = None
         self._partial_writer: asyncio.Task[None] | None = None
-        self.keys = DigitCollector(self._typed, clock=runtime.clock)
-        """Key presses sent as RTVI ``dtmf`` messages, gathered into one typed turn as over SIP."""
-        recordings = runtime.settings.data_dir / "recordings"
-        recordings.mkdir(parents=True, exist_ok=True)
-        self.recording_path: Path = recordings / f"{context.call_id}.wav"
+        self.keys = DigitCollector(self._typed, clock=services.clock)
+        """The call's key presses (RTVI ``dtmf``, RFC 4733, SIP INFO), gathered into one typed turn."""
+        services.recordings_dir.mkdir(parents=True, exist_ok=True)
+        self.recording_path: Path = services.recordings_dir / f"{plan.call_id}.wav"
         self.recorder = Recorder(self.recording_path)
         self.pipeline = ConversationPipeline(
             vad=engines.vad,
@@ -107,11 +111,11 @@ class CallSession:
             agent=engines.agent,
             tts=engines.tts,
             output=self,
-            clock=runtime.clock,
+            clock=services.clock,
             options=options,
             recorder=self.recorder,
         )
-        self._started_at = runtime.clock.monotonic()
+        self._started_at = services.clock.monotonic()
         self._last_text_at = self._started_at
         self._exported = {
             "frames_sent": 0.0,
@@ -124,7 +128,7 @@ class CallSession:
 
     def _set_state(self, state: SessionState) -> None:
         if state is not self.state:
-            log.info("session %s -> %s", self.state.value, state.value, extra={"call": self.context.call_id})
+            log.info("session %s -> %s", self.state.value, state.value, extra={"call": self.call_id})
             self.state = state
 
     def end(self, reason: EndReason) -> None:
@@ -137,9 +141,9 @@ class CallSession:
         self.end(reason)
 
     async def run(self) -> EndReason:
-        token = call_id_var.set(self.context.call_id)
-        unregister = self.runtime.control.register(self.context.call_id, self._end_from_control)
-        self.runtime.metrics.live_sessions.inc()
+        token = call_id_var.set(self.call_id)
+        unregister = self.services.control.register(self.call_id, self._end_from_control)
+        self.services.metrics.live_sessions.inc()
         try:
             await self._mark_in_progress()
             await self.pipeline.start()
@@ -153,28 +157,20 @@ class CallSession:
             self.end(EndReason.SERVER_ERROR)
         finally:
             unregister()
-            self.runtime.metrics.live_sessions.dec()
+            self.services.metrics.live_sessions.dec()
             await self._finish()
             call_id_var.reset(token)
         assert self.end_reason is not None
         return self.end_reason
 
     async def _mark_in_progress(self) -> None:
-        now = self.runtime.clock.now()
-
-        async def job(session: Any) -> bool:
-            call = await calls.get_call(
-                session, team_id=self.context.team_id, call_id=self.context.call_id, for_update=True
-            )
-            await calls.transition(session, call=call, to=CallStatus.IN_PROGRESS, now=now)
-            # Decided once per call: destinations added mid-call get partials from the next call on.
-            return await outbox.wanted(session, call=call, type_=EventType.TRANSCRIPT_PARTIAL)
-
-        self._partials_wanted = await self.runtime.db.write(job)
+        self._partials_wanted = await self.services.records.mark_in_progress(
+            team_id=self.plan.team_id, call_id=self.call_id
+        )
 
     async def _watch(self) -> None:
         """Wait for an end; meanwhile enforce max duration and the silence timeout."""
-        ctx, clock = self.context, self.runtime.clock
+        agent, clock = self.plan.agent, self.services.clock
         while not self._ended.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ended.wait(), WATCHDOG_S)
@@ -184,17 +180,17 @@ class CallSession:
                 self.end(EndReason.SERVER_ERROR)
                 break
             now = clock.monotonic()
-            if now - self._started_at >= ctx.max_duration_s:
+            if now - self._started_at >= agent.max_duration_s:
                 self.end(EndReason.MAX_DURATION)
             elif (
-                now - max(self.pipeline.last_activity, self._last_text_at) >= ctx.silence_timeout_s
+                now - max(self.pipeline.last_activity, self._last_text_at) >= agent.silence_timeout_s
                 and not self.pipeline.agent_speaking
             ):
                 self.end(EndReason.SILENCE_TIMEOUT)
 
     def _export_metrics(self) -> None:
         """Add this pipeline's counters since the last export to the node's Prometheus metrics."""
-        snap, m = self.pipeline.metrics.snapshot(), self.runtime.metrics
+        snap, m = self.pipeline.metrics.snapshot(), self.services.metrics
         deltas = {name: snap[name] - seen for name, seen in self._exported.items()}
         self._exported = {name: snap[name] for name in self._exported}
         m.output_frames.inc(deltas["frames_sent"])
@@ -208,14 +204,14 @@ class CallSession:
         await self.keys.aclose()
         await self.pipeline.stop()
         self._export_metrics()
-        self.runtime.metrics.session_max_output_lag.observe(self.pipeline.metrics.max_output_lag_ms / 1000)
+        self.services.metrics.session_max_output_lag.observe(self.pipeline.metrics.max_output_lag_ms / 1000)
         for task in [*self._turn_writes, self._partial_writer]:
             if task is not None:
                 with contextlib.suppress(Exception):
                     await task
         self.recorder.close()
         await self._persist_end(reason)
-        self.runtime.metrics.calls_ended.labels(reason=reason.value).inc()
+        self.services.metrics.calls_ended.labels(reason=reason.value).inc()
         with contextlib.suppress(Exception):
             await self.transport.send_message(
                 rtvi.message("server-message", {"type": "call-ended", "reason": reason})
@@ -226,19 +222,14 @@ class CallSession:
         self._set_state(SessionState.ENDED)
 
     async def _persist_end(self, reason: EndReason) -> None:
-        now, ctx = self.runtime.clock.now(), self.context
         recording = str(self.recording_path) if self.recorder.frames_written else None
         try:
-            await self.runtime.db.write(
-                lambda s: calls.finish_call(
-                    s,
-                    team_id=ctx.team_id,
-                    call_id=ctx.call_id,
-                    reason=reason,
-                    now=now,
-                    data=self._data,
-                    recording_path=recording,
-                )
+            await self.services.records.finish(
+                team_id=self.plan.team_id,
+                call_id=self.call_id,
+                reason=reason,
+                data=self._data,
+                recording_path=recording,
             )
         except CallgateError:
             log.exception("could not persist the end of the call")
@@ -255,7 +246,7 @@ class CallSession:
             content = msg.data.get("content")
             if not isinstance(content, str) or not content.strip():
                 raise rtvi.ProtocolError("send-text needs a non-empty `content` string")
-            self._last_text_at = self.runtime.clock.monotonic()
+            self._last_text_at = self.services.clock.monotonic()
             if self.state is SessionState.ACTIVE:
                 self.pipeline.push_text(content.strip())
         elif msg.type == "disconnect-bot":
@@ -331,15 +322,12 @@ class CallSession:
             self._partial_writer = asyncio.create_task(self._write_partials(), name="transcript-partial")
 
     async def _write_partials(self) -> None:
-        ctx = self.context
         while self._partial_text is not None:
-            text, now = self._partial_text, self.runtime.clock.now()
+            text = self._partial_text
             self._partial_text = None
             try:
-                await self.runtime.db.write(
-                    lambda s, text=text, now=now: outbox.transcript_partial(  # type: ignore[misc]
-                        s, team_id=ctx.team_id, call_id=ctx.call_id, text=text, now=now
-                    )
+                await self.services.records.record_partial(
+                    team_id=self.plan.team_id, call_id=self.call_id, text=text
                 )
             except CallgateError:
                 log.warning("could not record an interim transcript")
@@ -357,9 +345,8 @@ class CallSession:
                 for name, value in (lat.as_dict() if lat else {}).items()
             },
         }
-        call_id = self.context.call_id
         try:
-            await self.runtime.db.write(lambda s: calls.add_turn(s, call_id=call_id, fields=fields))
+            await self.services.records.save_turn(call_id=self.call_id, fields=fields)
         except CallgateError:
             log.exception("could not save a transcript turn")
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from callgate.clock import SystemClock
 from tests.conftest import Team
 from tests.realtime.conftest import LiveServer
 from tests.realtime.sip.sip_client import Creds
@@ -18,20 +16,6 @@ from tests.realtime.webrtc_client import loopback_ice
 @pytest.fixture(autouse=True)
 def _loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     loopback_ice(monkeypatch)
-
-
-class LaterClock(SystemClock):
-    """The system clock moved forward: credentials and nonces age without waiting. Tests put it in the
-    live server's runtime (``live.runtime.clock = LaterClock(...)``)."""
-
-    def __init__(self, ahead_s: float) -> None:
-        self.ahead_s = ahead_s
-
-    def now(self) -> datetime:
-        return super().now() + timedelta(seconds=self.ahead_s)
-
-    def monotonic(self) -> float:
-        return super().monotonic() + self.ahead_s
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.realtime.conftest import LiveServer
-from tests.realtime.sip.conftest import LaterClock, SipCall, call_status, new_sip_call
+from tests.realtime.sip.conftest import SipCall, call_status, new_sip_call
 from tests.realtime.sip.sip_client import Caller, Creds, SipClient, digest_answer
 
 
@@ -63,7 +63,7 @@ async def test_invite_to_another_target_is_not_found(sip_call: SipCall) -> None:
 async def test_invite_with_expired_credentials_is_forbidden(live: LiveServer, sip_call: SipCall) -> None:
     async with SipClient(sip_call.ws_url, sip_call.creds) as client:
         assert (await client.register()).code == 200
-        live.runtime.clock = LaterClock(live.runtime.settings.join_deadline_s + 1)
+        live.move_clock(live.runtime.settings.join_deadline_s + 1)
         caller = Caller(client)
         try:
             response = await caller.invite(sip_call.target, sip_call.headers)

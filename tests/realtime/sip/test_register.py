@@ -6,7 +6,7 @@ import pytest
 import websockets
 
 from tests.realtime.conftest import LiveServer
-from tests.realtime.sip.conftest import LaterClock, SipCall, call_status, new_sip_call
+from tests.realtime.sip.conftest import SipCall, call_status, new_sip_call
 from tests.realtime.sip.sip_client import Creds, SipClient, digest_answer
 
 
@@ -91,7 +91,7 @@ async def test_old_nonce_is_stale(live: LiveServer, sip_call: SipCall) -> None:
     async with SipClient(sip_call.ws_url, sip_call.creds) as client:
         challenge = client.challenge(await client.register_unauthenticated())
         answer = digest_answer(challenge, creds=sip_call.creds, method="REGISTER", uri=uri)
-        live.runtime.clock = LaterClock(301)  # nonces live 300 s (the call's deadline is not reached)
+        live.move_clock(301)  # nonces live 300 s (the call's deadline is not reached)
         refused = await client.request(
             "REGISTER", uri, headers=[("Authorization", answer)], authenticate=False
         )
@@ -99,7 +99,7 @@ async def test_old_nonce_is_stale(live: LiveServer, sip_call: SipCall) -> None:
 
 
 async def test_expired_credentials_are_forbidden(live: LiveServer, sip_call: SipCall) -> None:
-    live.runtime.clock = LaterClock(live.runtime.settings.join_deadline_s + 1)
+    live.move_clock(live.runtime.settings.join_deadline_s + 1)
     async with SipClient(sip_call.ws_url, sip_call.creds) as client:
         refused = await client.register()
         assert (refused.code, refused.phrase) == (403, "Credentials Expired")

@@ -5,7 +5,7 @@ required ``headers``; a softphone connects to ``/sip``, REGISTERs, and INVITEs t
 offer. The call then starts like every other call (:func:`callgate.realtime.start.start_call`), its media
 carried by :class:`~callgate.realtime.media.PeerMedia`.
 
-Modules, bottom up: :mod:`.directory` (credentials of a call), :mod:`.guard` (authentication),
+Modules, bottom up: :mod:`.guard` (authentication against :mod:`callgate.domain.sip_accounts`),
 :mod:`.registrar`, :mod:`.hold` (what a re-offer may change), :mod:`.invite` (the INVITE server
 transaction), :mod:`.call` (an answered call), :mod:`.reoffer`, :mod:`.connection` (one socket's user agent
 server), :mod:`.socket` and :mod:`.endpoint` (the ``/sip`` route). SIP itself (messages, digest, dialogs)

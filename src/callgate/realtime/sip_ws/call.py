@@ -18,14 +18,13 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable
 
-from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason
-from callgate.errors import CallgateError
+from callgate.domain.live_calls import CallPlan
 from callgate.realtime.media import DtmfEvent, PeerMedia
 from callgate.realtime.session import CallSession
 from callgate.realtime.sip.dialog import Dialog
 from callgate.realtime.sip.message import Request
-from callgate.runtime import Runtime
+from callgate.realtime.start import CallStarter, run_session
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +50,16 @@ class SipCall:
     def __init__(
         self,
         *,
-        runtime: Runtime,
-        call_id: str,
-        team_id: str,
+        starter: CallStarter,
+        plan: CallPlan,
         dialog: Dialog,
         media: PeerMedia,
         send: Send,
         ok: bytes,
     ) -> None:
-        self.runtime = runtime
-        self.call_id = call_id
-        self.team_id = team_id
+        self.starter = starter
+        self.plan = plan
+        self.call_id = plan.call_id
         self.dialog = dialog
         self.media = media
         self.session: CallSession | None = None
@@ -109,7 +107,7 @@ class SipCall:
             self._grace = asyncio.create_task(self._lose_after_grace(), name=f"sip-media-lost-{self.call_id}")
 
     async def _lose_after_grace(self) -> None:
-        await self.runtime.clock.sleep(MEDIA_LOSS_GRACE_S)
+        await self.starter.clock.sleep(MEDIA_LOSS_GRACE_S)
         self.end(EndReason.TRANSPORT_LOST)
 
     def end(self, reason: EndReason) -> None:
@@ -142,7 +140,7 @@ class SipCall:
             if self._reason is not None:
                 session.end(self._reason)
             self._set_state(SipCallState.ACTIVE)
-            await session.run()
+            await run_session(session)
         finally:
             self._set_state(SipCallState.ENDED)  # first: closing the media reports it lost
             if self._grace is not None:
@@ -185,12 +183,7 @@ class SipCall:
 
     async def _finish_early(self, reason: EndReason) -> None:
         """The call joined but its session never ran: end it in the store."""
-        now, team, call = self.runtime.clock.now(), self.team_id, self.call_id
-        with contextlib.suppress(CallgateError):
-            await self.runtime.db.write(
-                lambda s: calls.finish_call(s, team_id=team, call_id=call, reason=reason, now=now)
-            )
-        self.runtime.metrics.calls_ended.labels(reason=reason.value).inc()
+        await self.starter.fail(self.plan, reason)
 
     async def send_bye(self, reason: str) -> None:
         """End the dialog from our side, unless it already ended."""

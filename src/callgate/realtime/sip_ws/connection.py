@@ -27,7 +27,7 @@ from callgate.realtime.sip_ws.call import SipCall, SipCallState
 from callgate.realtime.sip_ws.guard import Guard
 from callgate.realtime.sip_ws.invite import ACCEPT, ALLOW, InviteServer
 from callgate.realtime.sip_ws.registrar import RegisterError, Registrar
-from callgate.runtime import Runtime
+from callgate.realtime.start import CallStarter
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,14 @@ MAX_INVITES = 32
 
 
 class SipConnection:
-    def __init__(self, runtime: Runtime, send: Callable[[bytes], Awaitable[None]], *, secure: bool) -> None:
-        self.runtime = runtime
+    def __init__(
+        self, starter: CallStarter, send: Callable[[bytes], Awaitable[None]], *, secure: bool
+    ) -> None:
+        self.starter = starter
         self._send = send
         self._via_transport = "WSS" if secure else "WS"
-        self.guard = Guard(runtime)
-        self.registrar = Registrar(lambda: runtime.clock.monotonic())
+        self.guard = Guard(starter)
+        self.registrar = Registrar(lambda: starter.clock.monotonic())
         self._invites: OrderedDict[str, InviteServer] = OrderedDict()
         self._calls: list[SipCall] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -142,7 +144,7 @@ class SipConnection:
         tag = new_tag()
         if req.to_uri.user != account.username:
             return message.response(req, 403, reason="To Does Not Match Credentials", to_tag=tag)
-        refusal = account.refusal(now=self.runtime.clock.now(), held_here=self._holds(account.call_id))
+        refusal = account.refusal(now=self.starter.clock.now(), held_here=self._holds(account.call_id))
         if refusal is not None and not self._deregisters(req, account.username):
             return message.response(req, 403, reason=refusal, to_tag=tag)
         try:
@@ -171,7 +173,7 @@ class SipConnection:
             return None
         server = InviteServer(
             req,
-            runtime=self.runtime,
+            starter=self.starter,
             send=self._send,
             authenticate=self.guard.authenticate,
             registered=self.registrar.registered,

@@ -14,7 +14,7 @@ from fastapi import APIRouter, WebSocket
 
 from callgate.realtime.sip_ws.connection import SipConnection
 from callgate.realtime.sip_ws.socket import SUBPROTOCOL, SipSocket, SocketClosed
-from callgate.runtime import Runtime
+from callgate.realtime.start import CallStarter
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -22,13 +22,13 @@ router = APIRouter()
 
 @router.websocket("/sip")
 async def sip_websocket(ws: WebSocket) -> None:
-    runtime: Runtime = ws.app.state.runtime
+    starter: CallStarter = ws.app.state.call_starter
     if SUBPROTOCOL not in ws.scope.get("subprotocols", []):
         await ws.close(code=1002, reason="the 'sip' WebSocket subprotocol is required (RFC 7118)")
         return
     await ws.accept(subprotocol=SUBPROTOCOL)
     socket = SipSocket(ws)
-    connection = SipConnection(runtime, socket.send, secure=ws.url.scheme == "wss")
+    connection = SipConnection(starter, socket.send, secure=ws.url.scheme == "wss")
     try:
         while True:
             await connection.handle(await socket.receive())

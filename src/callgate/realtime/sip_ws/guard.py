@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 
+from callgate.domain.sip_accounts import SipAccount
 from callgate.realtime.sip import digest, message
 from callgate.realtime.sip.dialog import new_tag
 from callgate.realtime.sip.message import Request
-from callgate.realtime.sip_ws.directory import SipAccount, find_account
-from callgate.runtime import Runtime
+from callgate.realtime.start import CallStarter
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +23,9 @@ MAX_FAILURES = 10
 
 
 class Guard:
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        self.nonces = digest.NonceBook(lambda: runtime.clock.monotonic())
+    def __init__(self, starter: CallStarter) -> None:
+        self._records = starter.services.records
+        self.nonces = digest.NonceBook(lambda: starter.clock.monotonic())
         self.failures = 0
 
     async def authenticate(self, request: Request) -> SipAccount | bytes:
@@ -35,8 +35,7 @@ class Guard:
         creds = self._credentials(request)
         account = None
         if creds is not None:
-            async with self._runtime.db.read() as session:
-                account = await find_account(session, username=creds.username)
+            account = await self._records.sip_account(creds.username)
         realm = account.realm if account is not None else request.from_uri.host
         verdict = digest.verify(
             creds,

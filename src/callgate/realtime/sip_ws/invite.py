@@ -10,9 +10,10 @@ Checks, in order (the first that fails answers):
 6. the body is a WebRTC SDP offer (415 / 488).
 
 Then 180 Ringing, the media answer (:class:`PeerMedia`), the join (created → connecting, which is what
-makes the credentials single-use; a lost race answers 403, a full team 486), the call's engines, and
-the 200 OK. A CANCEL at any point cancels this task: whatever was set up is released, a call already
-joined ends as ``caller_hangup``, and the INVITE gets 487.
+makes the credentials single-use; a lost race answers 403, a full team 486), the call's session
+(:class:`~callgate.realtime.start.CallStarter`, like every transport), and the 200 OK. A CANCEL at any
+point cancels this task: whatever was set up is released, a call already joined ends as
+``caller_hangup``, and the INVITE gets 487.
 """
 
 from __future__ import annotations
@@ -22,22 +23,20 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason
-from callgate.errors import CallgateError, ConcurrencyLimited, IllegalTransition, NotFound
+from callgate.domain.live_calls import CallPlan
+from callgate.domain.sip_accounts import SipAccount
+from callgate.errors import AgentMisconfigured, ConcurrencyLimited, IllegalTransition, NotFound
 from callgate.realtime.admission import RETRY_AFTER_S
-from callgate.realtime.engines import build_engines, pipeline_options
 from callgate.realtime.media import DtmfEvent, MediaState, OfferRejected, PeerMedia
-from callgate.realtime.session import CallContext, CallSession
+from callgate.realtime.session import CallSession
 from callgate.realtime.sip import message
 from callgate.realtime.sip.dialog import Dialog, DialogError, new_tag, remote_target
 from callgate.realtime.sip.message import Request
 from callgate.realtime.sip_ws import hold as sdp
 from callgate.realtime.sip_ws.call import SipCall
-from callgate.realtime.sip_ws.directory import SipAccount
 from callgate.realtime.sip_ws.socket import SipCallTransport
-from callgate.runtime import Runtime
-from callgate.store.models import Agent, Call
+from callgate.realtime.start import CallStarter
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ class InviteServer:
         self,
         request: Request,
         *,
-        runtime: Runtime,
+        starter: CallStarter,
         send: Callable[[bytes], Awaitable[None]],
         authenticate: Callable[[Request], Awaitable[SipAccount | bytes]],
         registered: Callable[[str], bool],
@@ -68,14 +67,14 @@ class InviteServer:
     ) -> None:
         self.request = request
         self.final: bytes | None = None
-        self._runtime = runtime
+        self._starter = starter
         self._send = send
         self._authenticate = authenticate
         self._registered = registered
         self._adopt = adopt
         self._via_transport = via_transport
         self._media: PeerMedia | None = None
-        self._joined: asyncio.Future[Call] | None = None
+        self._joined: asyncio.Future[CallPlan] | None = None
         self._task: asyncio.Task[None] | None = None
         self.to_tag = new_tag()
         """For final responses before a dialog exists (the dialog then takes its own)."""
@@ -116,7 +115,7 @@ class InviteServer:
 
     async def _answer(self) -> None:
         request = self.request
-        refusal = self._runtime.admission.refusal()
+        refusal = self._starter.refusal()
         if refusal is not None:  # before the credentials are spent: the caller may try again
             raise Refused(503, "Service Unavailable", headers=[("Retry-After", str(RETRY_AFTER_S))])
         account = await self._authenticate(request)
@@ -136,8 +135,8 @@ class InviteServer:
             on_audio=router.audio,
             on_dtmf=router.dtmf,
             on_state=router.state,
-            ice_servers=self._runtime.settings.ice_servers,
-            host_addresses=self._runtime.settings.webrtc_host_addresses,
+            ice_servers=self._starter.settings.ice_servers,
+            host_addresses=self._starter.settings.webrtc_host_addresses,
             name=account.call_id,
         )
         offer = request.body.decode("utf-8", errors="replace")
@@ -145,33 +144,27 @@ class InviteServer:
             answer = await media.answer(offer)
         except OfferRejected as exc:
             raise Refused(488, headers=[("Warning", f'304 {message.SERVER} "{_quote(exc.detail)}"')]) from exc
-        call, agent = await self._join(account)
-        try:
-            engines = await build_engines(self._runtime, agent=agent, call=call)
-        except CallgateError as exc:
-            log.error("cannot build the call's engines: %s", exc.detail, extra={"call": call.id})
-            raise Refused(500) from exc
+        plan = await self._join(account)
         ok = message.response(
             request, 200, to_tag=dialog.local_tag, body=answer.encode(),
             headers=[("Contact", f"<{dialog.local_contact}>"), ("Allow", ALLOW), ("Accept", ACCEPT),
                      ("Content-Type", "application/sdp")],
         )  # fmt: skip
         sip_call = SipCall(
-            runtime=self._runtime, call_id=call.id, team_id=call.team_id, dialog=dialog, media=media,
-            send=self._send, ok=ok,
-        )  # fmt: skip
+            starter=self._starter, plan=plan, dialog=dialog, media=media, send=self._send, ok=ok
+        )
         sip_call.offer_sdp, sip_call.answer_sdp = offer, answer
         sip_call.sdp_version = sdp.origin_version(answer)
-        session = CallSession(
-            runtime=self._runtime,
-            context=CallContext(
-                call_id=call.id, team_id=call.team_id, mode="audio", max_duration_s=agent.max_duration_s,
-                silence_timeout_s=agent.silence_timeout_s, data=dict(call.data),
-            ),
-            transport=SipCallTransport(media, hang_up=sip_call.send_bye),
-            engines=engines,
-            options=pipeline_options(agent, mode="audio", output_sample_rate=media.output_rate),
-        )  # fmt: skip
+        try:
+            session = await self._starter.start(
+                plan,
+                transport=SipCallTransport(media, hang_up=sip_call.send_bye),
+                mode="audio",
+                output_sample_rate=media.output_rate,
+            )
+        except AgentMisconfigured as exc:
+            self._joined = None  # the starter has ended the call
+            raise Refused(500) from exc
         router.call, router.session = sip_call, session
         self._media, self._joined = None, None  # the call owns them now
         self._adopt(sip_call, session)
@@ -188,7 +181,7 @@ class InviteServer:
         for name, value in account.headers.items():
             if request.header(name) != value:
                 raise Refused(403, f"Missing {name}")
-        refusal = account.refusal(now=self._runtime.clock.now(), held_here=False)
+        refusal = account.refusal(now=self._starter.clock.now(), held_here=False)
         if refusal is not None:
             raise Refused(403, refusal)
         if request.content_type != "application/sdp" or not request.body:
@@ -198,23 +191,17 @@ class InviteServer:
         except DialogError as exc:
             raise Refused(400, "Invalid Contact") from exc
 
-    async def _join(self, account: SipAccount) -> tuple[Call, Agent]:
-        now, team, call_id = self._runtime.clock.now(), account.team_id, account.call_id
+    async def _join(self, account: SipAccount) -> CallPlan:
         # Shielded: once queued the write may commit even if we are cancelled, and then must be undone.
         self._joined = asyncio.ensure_future(
-            self._runtime.db.write(lambda s: calls.join_call(s, team_id=team, call_id=call_id, now=now))
+            self._starter.join(team_id=account.team_id, call_id=account.call_id)
         )
         try:
-            call = await asyncio.shield(self._joined)
+            return await asyncio.shield(self._joined)
         except ConcurrencyLimited as exc:
             raise Refused(486, "Too Many Live Calls") from exc
         except (NotFound, IllegalTransition) as exc:
             raise Refused(403, "Credentials Already Used") from exc
-        async with self._runtime.db.read() as s:
-            agent = await s.get(Agent, call.agent_id)
-        if agent is None:
-            raise Refused(500)
-        return call, agent
 
     async def _release(self, reason: EndReason) -> None:
         """Undo a setup that did not reach the 200: close the media, end a call already joined."""
@@ -226,15 +213,10 @@ class InviteServer:
         if joined is None:
             return
         try:
-            call = await joined
+            plan = await joined
         except Exception:
             return  # the join itself failed: nothing to undo
-        now = self._runtime.clock.now()
-        with contextlib.suppress(CallgateError):
-            await self._runtime.db.write(
-                lambda s: calls.finish_call(s, team_id=call.team_id, call_id=call.id, reason=reason, now=now)
-            )
-            self._runtime.metrics.calls_ended.labels(reason=reason.value).inc()
+        await self._starter.fail(plan, reason)
 
 
 class _Router:

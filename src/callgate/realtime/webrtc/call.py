@@ -1,9 +1,9 @@
 """One WebRTC call after its SDP answer: connect, handshake, run the session, clean up.
 
-The HTTP route (``webrtc_endpoint``) negotiates and hands the call to :class:`WebRTCCall`, which runs in
-a task owned by :class:`LiveCalls`. The session core is the same :class:`CallSession` as over WebSocket.
-Key presses (RFC 4733 telephone-events) reach the agent as over SIP: gathered by a
-:class:`~callgate.realtime.digits.DigitCollector` into one typed caller turn, ``"DTMF 12#"``.
+The HTTP route (:mod:`.endpoint`) negotiates, joins and hands the call to :class:`WebRTCCall`, which runs
+in a task owned by :class:`LiveCalls` and starts its session like every transport
+(:class:`~callgate.realtime.start.CallStarter`). Key presses (RFC 4733 telephone-events) go to the
+session's digit collector, as over SIP: one typed caller turn, ``"DTMF 12#"``.
 """
 
 from __future__ import annotations
@@ -12,17 +12,15 @@ import asyncio
 import contextlib
 import logging
 
-from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason
-from callgate.errors import CallgateError
+from callgate.domain.live_calls import CallPlan
+from callgate.errors import AgentMisconfigured
 from callgate.pipeline.options import MODES, Mode
 from callgate.realtime import rtvi
-from callgate.realtime.engines import build_engines, pipeline_options
 from callgate.realtime.media import PeerMedia
-from callgate.realtime.session import CallContext, CallSession
+from callgate.realtime.session import CallSession
+from callgate.realtime.start import CallStarter, run_session
 from callgate.realtime.webrtc.transport import CONNECT_TIMEOUT_S, Disconnected, WebRTCTransport, handshake
-from callgate.runtime import Runtime
-from callgate.store.models import Agent, Call
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +29,14 @@ PROTOCOL_ERROR = 4400
 SERVER_ERROR = 1011
 
 
-async def fail_call(runtime: Runtime, call: Call, reason: EndReason) -> None:
-    """The caller joined but no session started: end the call with ``reason``."""
-    now = runtime.clock.now()
-    with contextlib.suppress(CallgateError):
-        await runtime.db.write(
-            lambda s: calls.finish_call(s, team_id=call.team_id, call_id=call.id, reason=reason, now=now)
-        )
-
-
 class WebRTCCall:
     def __init__(
-        self, runtime: Runtime, *, media: PeerMedia, transport: WebRTCTransport, call: Call, agent: Agent
+        self, starter: CallStarter, plan: CallPlan, *, media: PeerMedia, transport: WebRTCTransport
     ) -> None:
-        self.runtime = runtime
+        self.starter = starter
+        self.plan = plan
         self.media = media
         self.transport = transport
-        self.call = call
-        self.agent = agent
         self.session: CallSession | None = None
         self._ready_id: str | None = None
         transport.on_dtmf = lambda event: self.session.press_key(event.digit) if self.session else None
@@ -60,51 +48,37 @@ class WebRTCCall:
             await self.media.close()
 
     async def _run(self) -> None:
-        call = self.call
+        plan, starter = self.plan, self.starter
         try:
             mode = await self._connect()
         except (Disconnected, TimeoutError):
-            log.info("the WebRTC peer never connected", extra={"call": call.id})
-            await fail_call(self.runtime, call, EndReason.TRANSPORT_LOST)
+            log.info("the WebRTC peer never connected", extra={"call": plan.call_id})
+            await starter.fail(plan, EndReason.TRANSPORT_LOST)
             return
         except rtvi.ProtocolError as exc:
             await self._fatal(str(exc))
             await self.transport.close(PROTOCOL_ERROR, str(exc))
-            await fail_call(self.runtime, call, EndReason.TRANSPORT_LOST)
+            await starter.fail(plan, EndReason.TRANSPORT_LOST)
             return
+        rate = self.media.output_rate
         try:
-            engines = await build_engines(self.runtime, agent=self.agent, call=call)
-        except CallgateError as exc:
-            log.error("cannot build the call's engines: %s", exc.detail, extra={"call": call.id})
+            session = await starter.start(plan, transport=self.transport, mode=mode, output_sample_rate=rate)
+        except AgentMisconfigured as exc:
             await self._fatal(exc.detail)
             await self.transport.close(SERVER_ERROR, "agent misconfigured")
-            await fail_call(self.runtime, call, EndReason.SERVER_ERROR)
             return
-        session = self.session = CallSession(
-            runtime=self.runtime,
-            context=CallContext(
-                call_id=call.id,
-                team_id=call.team_id,
-                mode=mode,
-                max_duration_s=self.agent.max_duration_s,
-                silence_timeout_s=self.agent.silence_timeout_s,
-                data=dict(call.data),
-            ),
-            transport=self.transport,
-            engines=engines,
-            options=pipeline_options(self.agent, mode=mode, output_sample_rate=self.media.output_rate),
-        )
+        self.session = session
         await self.transport.send_message(
             rtvi.message(
                 "bot-ready",
                 {
                     "version": rtvi.PROTOCOL_VERSION,
                     "about": {"server": "callgate", "transport": "webrtc"},
-                    "call_id": call.id,
+                    "call_id": plan.call_id,
                     "mode": mode,
                     "audio": {
                         "input_sample_rate": 16000,
-                        "output_sample_rate": self.media.output_rate,
+                        "output_sample_rate": rate,
                         "codec": self.media.codec,
                     },
                 },
@@ -112,14 +86,7 @@ class WebRTCCall:
             )
         )
         self.transport.on_audio = session.push_audio
-        run = asyncio.create_task(session.run(), name=f"session-{call.id}")
-        pump = asyncio.create_task(self._pump(session), name=f"pump-{call.id}")
-        try:
-            await run
-        finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+        await run_session(session, lambda: self._pump(session))
 
     async def _connect(self) -> Mode:
         """ICE + DTLS, then ``client-ready`` on the data channel (if the offer asked for one)."""
@@ -127,12 +94,12 @@ class WebRTCCall:
             if not await self.media.wait_connected():
                 raise Disconnected(clean=False)
             if not self.media.offered_channel:
-                return _mode(self.call.mode)
+                return _mode(self.plan.mode)
             if not await self.media.wait_channel():
                 raise Disconnected(clean=False)
         ready = await handshake(self.transport)
         self._ready_id = ready.id
-        return _mode(ready.data.get("mode", self.call.mode))
+        return _mode(ready.data.get("mode", self.plan.mode))
 
     async def _fatal(self, text: str) -> None:
         await self.transport.send_message(rtvi.message("error", {"message": text, "fatal": True}))
@@ -167,7 +134,7 @@ class LiveCalls:
         return len(self._calls)
 
     def start(self, call: WebRTCCall) -> None:
-        task = asyncio.create_task(call.run(), name=f"webrtc-{call.call.id}")
+        task = asyncio.create_task(call.run(), name=f"webrtc-{call.plan.call_id}")
         self._calls[task] = call
         task.add_done_callback(self._finished)
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, FastAPI, Header, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from callgate.auth import tokens
-from callgate.domain import calls
-from callgate.domain.lifecycle import EndReason
+from callgate.domain.live_calls import CallPlan
 from callgate.errors import (
     CallgateError,
     IllegalTransition,
@@ -33,10 +31,9 @@ from callgate.errors import (
 from callgate.realtime.admission import RETRY_AFTER_S
 from callgate.realtime.media import PeerMedia
 from callgate.realtime.media.offer import MAX_SDP_CHARS, check_offer
-from callgate.realtime.webrtc.call import LiveCalls, WebRTCCall, fail_call
+from callgate.realtime.start import CallStarter
+from callgate.realtime.webrtc.call import LiveCalls, WebRTCCall
 from callgate.realtime.webrtc.transport import WebRTCTransport
-from callgate.runtime import Runtime
-from callgate.store.models import Agent, Call
 
 log = logging.getLogger(__name__)
 
@@ -104,57 +101,54 @@ async def webrtc_offer(
     authorization: Annotated[str | None, Header()] = None,
     token: str = "",
 ) -> SessionDescriptionAnswer:
-    runtime: Runtime = request.app.state.runtime
+    starter: CallStarter = request.app.state.call_starter
     secret = _bearer(authorization, token)
-    check_offer(offer.sdp)  # a malformed offer is refused before the token is spent
-    refusal = runtime.admission.refusal()
+    _token_problem(lambda: starter.verify(secret, call_id=call_id, transport="webrtc"))
+    check_offer(offer.sdp)  # a malformed offer is refused before anything is spent
+    refusal = starter.refusal()
     if refusal is not None:
         raise NodeBusy(refusal, retry_after=RETRY_AFTER_S)
-    call, agent = await _join(runtime, call_id, secret)
     transport = WebRTCTransport()
+    settings = starter.settings
     media = PeerMedia(
         on_audio=transport.audio_received,
         on_message=transport.message_received,
         on_dtmf=transport.dtmf_received,
         on_state=transport.state_changed,
-        ice_servers=runtime.settings.ice_servers,
-        host_addresses=runtime.settings.webrtc_host_addresses,
-        name=call.id,
+        ice_servers=settings.ice_servers,
+        host_addresses=settings.webrtc_host_addresses,
+        name=call_id,
     )
     transport.attach(media)
     try:
+        # Negotiated before the token is spent: an offer aiortc cannot answer costs the caller nothing.
         answer = await media.answer(offer.sdp)
-    except CallgateError:
+        plan = await _join(starter, call_id, secret)
+    except BaseException:
         await media.close()
-        await fail_call(runtime, call, EndReason.TRANSPORT_LOST)
         raise
     live: LiveCalls = request.app.state.webrtc_calls
-    live.start(WebRTCCall(runtime, media=media, transport=transport, call=call, agent=agent))
+    live.start(WebRTCCall(starter, plan, media=media, transport=transport))
     return SessionDescriptionAnswer(sdp=answer)
 
 
-async def _join(runtime: Runtime, call_id: str, token: str) -> tuple[Call, Agent]:
-    """Redeem the token and join the call (created → connecting), or raise the HTTP problem."""
-    now = runtime.clock.now()
+def _token_problem(check: Callable[[], object]) -> None:
+    """Run a token check; its error becomes the HTTP problem whose status mirrors the close code."""
     try:
-        claims = await tokens.redeem(
-            token,
-            key=runtime.signing_key,
-            now=now,
-            call_id=call_id,
-            transport="webrtc",
-            ledger=runtime.ledger,
-        )
+        check()
+    except InvalidToken as exc:
+        exc.status = TOKEN_STATUS.get(type(exc), exc.status)
+        raise
+
+
+async def _join(starter: CallStarter, call_id: str, token: str) -> CallPlan:
+    """Redeem the token and join the call (created → connecting), or raise the HTTP problem."""
+    try:
+        claims = await starter.redeem(token, call_id=call_id, transport="webrtc")
     except InvalidToken as exc:
         exc.status = TOKEN_STATUS.get(type(exc), exc.status)
         raise
     try:
-        call = await runtime.db.write(
-            lambda s: calls.join_call(s, team_id=claims.team_id, call_id=call_id, now=now)
-        )
+        return await starter.join(team_id=claims.team_id, call_id=call_id)
     except (NotFound, IllegalTransition) as exc:
         raise NotFound("the call does not exist or has already ended") from exc
-    async with runtime.db.read() as s:
-        agent = await s.get(Agent, call.agent_id)
-    assert agent is not None
-    return call, agent

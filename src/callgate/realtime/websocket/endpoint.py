@@ -1,9 +1,13 @@
-"""Mounts the real-time endpoints on the app (the only FastAPI-aware module of ``realtime``)."""
+"""Mounts the RTVI WebSocket at ``/v1/calls/{call_id}/ws`` and runs calls over it.
+
+Flow of one connection: accept → admission → redeem the call token and join the call (close 44xx on
+failure, see ``docs/realtime-protocol.md``) → wait for ``client-ready`` → the session starts
+(:class:`~callgate.realtime.start.CallStarter`) → ``bot-ready`` → the session runs while :func:`_pump`
+moves frames from the socket into it.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -11,9 +15,10 @@ from datetime import datetime
 from fastapi import APIRouter, WebSocket
 
 from callgate.auth import tokens
-from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason
+from callgate.domain.live_calls import CallPlan
 from callgate.errors import (
+    AgentMisconfigured,
     CallgateError,
     ConcurrencyLimited,
     IllegalTransition,
@@ -25,8 +30,8 @@ from callgate.errors import (
 )
 from callgate.pipeline.options import MODES
 from callgate.realtime import rtvi
-from callgate.realtime.engines import build_engines, pipeline_options
-from callgate.realtime.session import CallContext, CallSession
+from callgate.realtime.session import CallSession
+from callgate.realtime.start import CallStarter, run_session
 from callgate.realtime.websocket.transport import (
     CloseCode,
     Disconnected,
@@ -34,8 +39,6 @@ from callgate.realtime.websocket.transport import (
     handshake,
     output_rate,
 )
-from callgate.runtime import Runtime
-from callgate.store.models import Agent, Call
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -51,28 +54,18 @@ def _token_close_code(exc: CallgateError) -> int:
     return CloseCode.INVALID_TOKEN
 
 
-async def _fail(runtime: Runtime, call: Call, reason: EndReason) -> None:
-    """The caller joined but no session started: end the call with ``reason``."""
-    now = runtime.clock.now()
-    with contextlib.suppress(CallgateError):
-        await runtime.db.write(
-            lambda s: calls.finish_call(s, team_id=call.team_id, call_id=call.id, reason=reason, now=now)
-        )
-
-
 Redeem = Callable[[datetime], Awaitable[tokens.CallToken]]
 """Verifies and consumes the caller's token at a given time; raises an ``InvalidToken`` error."""
 
 
-async def _join(runtime: Runtime, transport: WebSocketTransport, redeem: Redeem) -> tuple[Call, Agent] | None:
+async def _join(starter: CallStarter, transport: WebSocketTransport, redeem: Redeem) -> CallPlan | None:
     """Redeem the token and join its call, or close the socket with the documented code."""
-    refusal = runtime.admission.refusal()
+    refusal = starter.refusal()
     if refusal is not None:  # before the token is spent: the caller may try again
         await transport.close(CloseCode.TRY_AGAIN_LATER, refusal)
         return None
-    now = runtime.clock.now()
     try:
-        claims = await redeem(now)
+        claims = await redeem(starter.clock.now())
     except InvalidToken as exc:
         await transport.close(_token_close_code(exc), exc.detail)
         return None
@@ -80,38 +73,23 @@ async def _join(runtime: Runtime, transport: WebSocketTransport, redeem: Redeem)
         await transport.close(CloseCode.TRY_AGAIN_LATER, exc.detail)
         return None
     try:
-        call = await runtime.db.write(
-            lambda s: calls.join_call(s, team_id=claims.team_id, call_id=claims.call_id, now=now)
-        )
-        async with runtime.db.read() as s:
-            agent = await s.get(Agent, call.agent_id)
+        return await starter.join(team_id=claims.team_id, call_id=claims.call_id)
     except ConcurrencyLimited as exc:
         await transport.close(CloseCode.CONCURRENCY, exc.detail)
-        return None
     except (NotFound, IllegalTransition):
         await transport.close(CloseCode.NOT_FOUND, "the call does not exist or has already ended")
-        return None
     except CallgateError as exc:
         log.warning("joining a call failed: %s", exc.detail)
         await transport.close(CloseCode.TRY_AGAIN_LATER, "the server is busy; try again")
-        return None
-    assert agent is not None
-    return call, agent
+    return None
 
 
 @router.websocket("/v1/calls/{call_id}/ws")
 async def call_websocket(ws: WebSocket, call_id: str, token: str = "") -> None:
-    runtime: Runtime = ws.app.state.runtime
+    starter: CallStarter = ws.app.state.call_starter
 
     async def redeem(now: datetime) -> tokens.CallToken:
-        return await tokens.redeem(
-            token,
-            key=runtime.signing_key,
-            now=now,
-            call_id=call_id,
-            transport="websocket",
-            ledger=runtime.ledger,
-        )
+        return await starter.redeem(token, call_id=call_id, transport="websocket")
 
     await serve_call(ws, redeem)
 
@@ -122,69 +100,45 @@ async def serve_call(ws: WebSocket, redeem: Redeem) -> None:
     A dialect whose tokens differ (OneInbox's LiveKit-shaped ``participant_token``) mounts its own
     WebSocket route and passes its own ``redeem``; everything after the token is the same.
     """
-    runtime: Runtime = ws.app.state.runtime
+    starter: CallStarter = ws.app.state.call_starter
     await ws.accept()
     transport = WebSocketTransport(ws)
-    joined = await _join(runtime, transport, redeem)
-    if joined is None:
+    plan = await _join(starter, transport, redeem)
+    if plan is None:
         return
-    call, agent = joined
     try:
         ready = await handshake(transport)
         rate = output_rate(ready)
-        requested_mode = ready.data.get("mode", call.mode)
-        if requested_mode not in MODES:
+        mode = ready.data.get("mode", plan.mode)
+        if mode not in MODES:
             raise rtvi.ProtocolError(f"mode must be one of {MODES}")
     except Disconnected:
-        await _fail(runtime, call, EndReason.TRANSPORT_LOST)
+        await starter.fail(plan, EndReason.TRANSPORT_LOST)
         return
     except rtvi.ProtocolError as exc:
         await transport.close(CloseCode.PROTOCOL, str(exc))
-        await _fail(runtime, call, EndReason.TRANSPORT_LOST)
+        await starter.fail(plan, EndReason.TRANSPORT_LOST)
         return
     try:
-        engines = await build_engines(runtime, agent=agent, call=call)
-    except CallgateError as exc:
-        log.error("cannot build the call's engines: %s", exc.detail, extra={"call": call.id})
+        session = await starter.start(plan, transport=transport, mode=mode, output_sample_rate=rate)
+    except AgentMisconfigured as exc:
         await transport.send_message(rtvi.message("error", {"message": exc.detail, "fatal": True}))
         await transport.close(CloseCode.SERVER_ERROR, "agent misconfigured")
-        await _fail(runtime, call, EndReason.SERVER_ERROR)
         return
-    session = CallSession(
-        runtime=runtime,
-        context=CallContext(
-            call_id=call.id,
-            team_id=call.team_id,
-            mode=requested_mode,
-            max_duration_s=agent.max_duration_s,
-            silence_timeout_s=agent.silence_timeout_s,
-            data=dict(call.data),
-        ),
-        transport=transport,
-        engines=engines,
-        options=pipeline_options(agent, mode=requested_mode, output_sample_rate=rate),
-    )
     await transport.send_message(
         rtvi.message(
             "bot-ready",
             {
                 "version": rtvi.PROTOCOL_VERSION,
                 "about": {"server": "callgate"},
-                "call_id": call.id,
-                "mode": requested_mode,
+                "call_id": plan.call_id,
+                "mode": mode,
                 "audio": {"input_sample_rate": 16000, "output_sample_rate": rate},
             },
             id_=ready.id,
         )
     )
-    run = asyncio.create_task(session.run(), name=f"session-{call.id}")
-    pump = asyncio.create_task(_pump(transport, session), name=f"pump-{call.id}")
-    try:
-        await run
-    finally:
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pump
+    await run_session(session, lambda: _pump(transport, session))
 
 
 async def _pump(transport: WebSocketTransport, session: CallSession) -> None:

@@ -1,0 +1,49 @@
+"""The node's Prometheus metrics: one registry per node (per :class:`~callgate.runtime.Runtime`), so
+several nodes in one test process do not mix their figures. ``GET /metrics`` exports it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.http_requests = Counter(
+            "callgate_http_requests", "HTTP requests", ["method", "route", "status"], registry=r
+        )
+        self.http_latency = Histogram(
+            "callgate_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.calls_created = Counter("callgate_calls_created", "Calls created", ["transport"], registry=r)
+        self.calls_ended = Counter("callgate_calls_ended", "Calls ended", ["reason"], registry=r)
+        self.sessions_started = Counter(
+            "callgate_sessions_started", "Call sessions started, by transport", ["transport"], registry=r
+        )
+        self.live_sessions = Gauge("callgate_live_sessions", "Live call sessions on this node", registry=r)
+        self.rate_limited = Counter("callgate_rate_limited", "Requests refused by rate limits", registry=r)
+        self.output_frames = Counter("callgate_output_frames", "Agent audio frames sent", registry=r)
+        self.late_output_frames = Counter(
+            "callgate_output_frames_late", "Agent audio frames sent over 40 ms after their slot", registry=r
+        )
+        self.input_dropped_seconds = Counter(
+            "callgate_input_dropped_seconds",
+            "Caller audio dropped because a pipeline fell behind",
+            registry=r,
+        )
+        self.interruptions = Counter("callgate_interruptions", "Barge-ins", registry=r)
+        self.session_max_output_lag = Histogram(
+            "callgate_session_max_output_lag_seconds",
+            "Each session's largest output-frame lag",
+            registry=r,
+            buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28),
+        )

@@ -1,0 +1,23 @@
+"""A call's engines and pipeline options come from its plan alone."""
+
+from __future__ import annotations
+
+from callgate.domain.live_calls import AgentPlan
+from callgate.pipeline.options import PipelineOptions
+from callgate.realtime.engines import pipeline_options
+
+
+def test_pipeline_options_take_the_agents_settings_over_the_defaults() -> None:
+    agent = AgentPlan(
+        id="agt_1",
+        prompt=None,
+        flow={},
+        initial_message=None,
+        turn_detection={"end_of_turn_silence_ms": 900, "allow_interruptions": False},
+    )
+    options = pipeline_options(agent, mode="text", output_sample_rate=24000)
+    defaults = PipelineOptions()
+    assert options.end_of_turn_silence_ms == 900 and options.allow_interruptions is False
+    assert options.mode == "text" and options.output_sample_rate == 24000
+    assert options.early_end_silence_ms == defaults.early_end_silence_ms
+    assert options.vad_threshold == defaults.vad_threshold
