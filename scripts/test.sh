@@ -2,7 +2,8 @@
 # Run every check CI runs: ./scripts/test.sh [pytest arguments]
 # Installs what is missing (PostgreSQL, Redis, Chromium, espeak-ng, sox, Node.js from Debian's packages;
 # the Python dev, speech and piper extras into .venv; JS packages when package.json exists), then runs
-# ruff check, ruff format --check, mypy (strict, over src/) and pytest, stopping at the first failure.
+# ruff check, ruff format --check, mypy (strict, over src/), lint-imports and pytest, stopping at the first
+# failure.
 # The tests start their own PostgreSQL and Redis on free ports; servers already running are not used.
 # shellcheck source=_common.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
@@ -40,6 +41,8 @@ log "ruff format --check"
 ruff format --check "${lint_paths[@]}"
 log "mypy src"
 mypy src
+log "lint-imports (the package layers in docs/architecture.md)"
+lint-imports --no-cache
 log "pytest"
 # `python -m` puts the repo root on sys.path, so tests import helpers as `tests.…`.
 exec python -m pytest "$@"

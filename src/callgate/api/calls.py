@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
 from pydantic import AnyHttpUrl
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.api.deps import BrowserPrincipal, RuntimeDep, SecretPrincipal
 from callgate.api.issue import BaseURLs, issue_web_call
@@ -29,8 +28,12 @@ from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.errors import ValidationFailed
 from callgate.net_guard import check_url
 from callgate.runtime import Runtime
-from callgate.store.models import Call, TranscriptTurn
 from callgate.webhooks.targets import CallWebhook
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from callgate.store.models import Call, TranscriptTurn
 
 router = APIRouter(tags=["calls"])
 Limit = Annotated[int, Query(ge=1, le=200)]

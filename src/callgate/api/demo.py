@@ -18,9 +18,8 @@ from callgate.api.schemas.common import Strict
 from callgate.auth.keys import KeyType
 from callgate.domain import calls
 from callgate.domain.bootstrap import demo_agent_id
-from callgate.domain.keys import DEFAULT_TEAM, Principal
+from callgate.domain.keys import DEFAULT_TEAM, Principal, find_team_id
 from callgate.errors import NotFound
-from callgate.store.models import Team
 
 router = APIRouter(prefix="/demo", tags=["demo"], include_in_schema=False)
 
@@ -36,10 +35,8 @@ async def demo_web_call(request: Request, runtime: RuntimeDep, body: DemoCall | 
     body = body or DemoCall()
     client = request.client.host if request.client else "unknown"
     await runtime.limiter.hit("30/minute", "demo", client)
-    from sqlalchemy import select
-
     async with runtime.db.read() as s:
-        team_id = (await s.execute(select(Team.id).where(Team.name == DEFAULT_TEAM))).scalar_one_or_none()
+        team_id = await find_team_id(s, name=DEFAULT_TEAM)
         agent_id = await demo_agent_id(s, team_id=team_id) if team_id else None
     if team_id is None or agent_id is None:
         raise NotFound("there is no demo agent (was the database seeded by `callgate serve`?)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -19,7 +20,9 @@ from callgate.domain.ids import new_id
 from callgate.domain.keys import Principal
 from callgate.errors import NotFound
 from callgate.runtime import Runtime
-from callgate.store.models import Call
+
+if TYPE_CHECKING:
+    from callgate.store.models import Call
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class BaseURLs:
 async def issue_web_call(
     runtime: Runtime, principal: Principal, *, urls: BaseURLs, spec: calls.NewCall
 ) -> tuple[Call, WebCallPublic]:
+
     if not principal.may_use_agent(spec.agent_id):
         raise NotFound(f"no agent with id {spec.agent_id!r}")
     now = runtime.clock.now()

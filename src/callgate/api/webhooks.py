@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, status
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.api.calls import call_view, new_call_view
 from callgate.api.deps import RuntimeDep, SecretPrincipal
@@ -30,10 +28,14 @@ from callgate.api.schemas.webhooks import (
 from callgate.errors import ValidationFailed
 from callgate.net_guard import check_url
 from callgate.runtime import Runtime
-from callgate.store.models import Call
-from callgate.store.models_webhooks import WebhookDelivery, WebhookEvent
 from callgate.webhooks import deliveries, endpoints, events, outbox
 from callgate.webhooks.deliveries import DeliveryStatus
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from callgate.store.models import Call
+    from callgate.store.models_webhooks import WebhookDelivery
 
 router = APIRouter(tags=["webhooks"])
 Limit = Annotated[int, Query(ge=1, le=200)]
@@ -69,14 +71,6 @@ def _aware(**values: datetime | None) -> None:
                     {"field": f"query.{name}", "message": "give a timezone, e.g. Z", "type": "value_error"}
                 ],
             )
-
-
-async def _event_ids(session: AsyncSession, rows: list[WebhookDelivery]) -> dict[int, str]:
-    seqs = {r.event_seq for r in rows}
-    if not seqs:
-        return {}
-    stmt = select(WebhookEvent.seq, WebhookEvent.id).where(WebhookEvent.seq.in_(seqs))
-    return {seq: id_ for seq, id_ in (await session.execute(stmt)).all()}
 
 
 def _delivery(row: WebhookDelivery, event_id: str) -> dict[str, Any]:
@@ -232,7 +226,7 @@ async def list_deliveries(
         page = await deliveries.list_deliveries(
             s, team_id=principal.team_id, limit=limit, cursor=cursor, filters=filters
         )
-        ids = await _event_ids(s, page.items)
+        ids = await deliveries.event_ids(s, page.items)
     return ListPage(
         data=[DeliveryPublic.model_validate(_delivery(r, ids[r.event_seq])) for r in page.items],
         next_cursor=page.next_cursor,

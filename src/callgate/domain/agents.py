@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.domain.ids import new_id
-from callgate.errors import ValidationFailed
+from callgate.errors import NotFound, ValidationFailed
 from callgate.flows.schema import validate_flow
 from callgate.store import repo
-from callgate.store.models import Agent
+from callgate.store.models import Agent, Call
 
 _FIELDS = (
     "name", "prompt", "flow", "initial_message", "variables", "voice", "stt", "llm", "tts",
@@ -36,6 +36,14 @@ async def get_agent(session: AsyncSession, *, team_id: str, agent_id: str, for_u
     return await repo.get_scoped(
         session, Agent, team_id=team_id, id=agent_id, for_update=for_update, deleted_at=None
     )
+
+
+async def agent_of_call(session: AsyncSession, *, call: Call) -> Agent:
+    """The agent a call ran with, even if it has been deleted since."""
+    agent = await session.get(Agent, call.agent_id)
+    if agent is None:
+        raise NotFound("the call's agent does not exist")
+    return agent
 
 
 async def list_agents(

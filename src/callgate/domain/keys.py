@@ -37,6 +37,10 @@ class Principal:
         return not self.agent_ids or agent_id in self.agent_ids
 
 
+async def find_team_id(session: AsyncSession, *, name: str) -> str | None:
+    return (await session.execute(select(Team.id).where(Team.name == name))).scalar_one_or_none()
+
+
 async def get_or_create_team(session: AsyncSession, *, name: str, now: datetime, max_live_calls: int) -> Team:
     team = (await session.execute(select(Team).where(Team.name == name))).scalar_one_or_none()
     if team is None:

@@ -215,6 +215,15 @@ async def get_delivery(
     )
 
 
+async def event_ids(session: AsyncSession, rows: list[WebhookDelivery]) -> dict[int, str]:
+    """The public ids of the events these deliveries carry, by event sequence number."""
+    seqs = {r.event_seq for r in rows}
+    if not seqs:
+        return {}
+    stmt = select(WebhookEvent.seq, WebhookEvent.id).where(WebhookEvent.seq.in_(seqs))
+    return {seq: id_ for seq, id_ in (await session.execute(stmt)).all()}
+
+
 async def attempts_of(session: AsyncSession, *, delivery_id: str) -> list[WebhookAttempt]:
     stmt = select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id).order_by(WebhookAttempt.id)
     return list((await session.execute(stmt)).scalars())

@@ -13,7 +13,7 @@ import json
 import re
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, WebSocket, status
 from fastapi.responses import JSONResponse, Response
@@ -27,13 +27,15 @@ from callgate.api.issue import BaseURLs, issue_web_call
 from callgate.api.schemas.calls import MAX_METADATA_BYTES
 from callgate.api.schemas.common import Metadata, Variables
 from callgate.auth import livekit, tokens
-from callgate.domain import calls
+from callgate.domain import calls, telephony
 from callgate.domain.keys import Principal
 from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.errors import CallgateError, IllegalTransition, NotFound, ValidationFailed
 from callgate.realtime.websocket.endpoint import serve_call
 from callgate.runtime import Runtime
-from callgate.store.models_telephony import PhoneCall
+
+if TYPE_CHECKING:
+    pass
 
 PREFIX = "/dialects/oneinbox"
 CALL_ID = re.compile(r"call_[A-Za-z0-9]{1,60}")
@@ -130,7 +132,7 @@ async def _view(runtime: Runtime, request: Request, *, team_id: str, call_id: st
         raise NotFound(f"no call with id {call_id!r}")
     async with runtime.db.read() as s:
         call = await calls.get_call(s, team_id=team_id, call_id=call_id)
-        phone = await s.get(PhoneCall, call.id)
+        phone = (await telephony.phone_sides(s, call_ids=[call.id])).get(call.id)
         turns = await calls.list_turns(s, call_id=call.id)
     base = BaseURLs.of(runtime, request).http
     recording = f"{base}/v1/calls/{call.id}/recording" if call.recording_path else None

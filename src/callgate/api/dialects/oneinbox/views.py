@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callgate.auth import livekit
 from callgate.domain.calls import percentile
 from callgate.domain.lifecycle import CallStatus, EndReason
-from callgate.store.models import Call, TranscriptTurn
-from callgate.store.models_telephony import PhoneCall
+
+if TYPE_CHECKING:
+    from callgate.store.models import Call, TranscriptTurn
+    from callgate.store.models_telephony import PhoneCall
 
 STATUS = {
     CallStatus.CREATED: "queued",
@@ -68,6 +70,7 @@ def latency(turns: Sequence[TranscriptTurn]) -> dict[str, Any]:
 def call_response(
     call: Call, *, phone: PhoneCall | None, turns: Sequence[TranscriptTurn], recording_url: str | None
 ) -> dict[str, Any]:
+
     duration = (
         (call.ended_at - call.started_at).total_seconds() if call.ended_at and call.started_at else None
     )

@@ -13,12 +13,11 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.api import problems
 from callgate.api.deps import RuntimeDep, SecretPrincipal
@@ -27,12 +26,16 @@ from callgate.api.dialects.vocode.schemas import AgentParams, CreateCallRequest,
 from callgate.api.dialects.vocode.views import call_object, callgate_id
 from callgate.api.dialects.vocode.webhooks import call_webhook
 from callgate.api.schemas.agents import AgentCreate
-from callgate.domain import calls, telephony, vocode_agents
+from callgate.domain import agents, calls, telephony, vocode_agents
 from callgate.domain.lifecycle import EndReason
 from callgate.errors import CallgateError, NotFound, ValidationFailed
 from callgate.net_guard import check_url
 from callgate.runtime import Runtime
-from callgate.store.models import Agent, Call
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from callgate.store.models import Call
 
 PREFIX = "/dialects/vocode"
 router = APIRouter(prefix=PREFIX, tags=["dialect: vocode"])
@@ -45,7 +48,7 @@ async def _view(runtime: Runtime, *, team_id: str, call_id: str) -> dict[str, An
             call, phone = await telephony.get_phone_call(s, team_id=team_id, call_id=call_id)
         except NotFound:
             raise NotFound("Call not found") from None
-        agent = await s.get(Agent, call.agent_id)
+        agent = await agents.agent_of_call(s, call=call)
         objects = await vocode_agents.vocode_objects(s, agent_ids=[call.agent_id])
         turns = await calls.list_turns(s, call_id=call.id)
     return call_object(call, phone, agent=agent, objects=objects.get(call.agent_id), turns=turns)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.domain.telephony import NO_TELEPHONY
-from callgate.store.models import Agent, Call, TranscriptTurn
-from callgate.store.models_telephony import PhoneCall, VocodeAgent
+
+if TYPE_CHECKING:
+    from callgate.store.models import Agent, Call, TranscriptTurn
+    from callgate.store.models_telephony import PhoneCall, VocodeAgent
 
 STATUS = {
     CallStatus.CREATED: "not_started",

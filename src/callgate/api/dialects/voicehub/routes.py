@@ -13,7 +13,7 @@ import asyncio
 import logging
 from enum import StrEnum
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
@@ -41,7 +41,9 @@ from callgate.errors import (
     ValidationFailed,
 )
 from callgate.runtime import Runtime
-from callgate.store.models import Agent
+
+if TYPE_CHECKING:
+    from callgate.store.models import Agent
 
 log = logging.getLogger(__name__)
 PREFIX = "/dialects/voicehub"
@@ -181,6 +183,7 @@ async def create_web_call(
     runtime: RuntimeDep,
     agent_id: Annotated[str | None, Header(alias="voicehub-agent-id", max_length=64)] = None,
 ) -> CreateWebCallResponse:
+
     if not agent_id or not agent_id.strip():
         raise BadRequest("Misconfigured agent: send the agent id in the voicehub-agent-id header")
     agent_id = agent_id.strip()
