@@ -1,25 +1,24 @@
-"""Shared fixtures: real SQLite and PostgreSQL databases, a real Redis, the app on either engine."""
+"""Every shared fixture, in one place: real SQLite and PostgreSQL databases, a real Redis, the app
+in-process (``world``) or on a real server (``live``), a webhook receiver and a fake OpenAI server.
+Helpers these fixtures hand out live in ``tests/support/``."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-import httpx
 import pytest
 
-from callgate.app import create_app
-from callgate.auth.keys import KeyType
-from callgate.clock import utcnow
 from callgate.config import Settings
-from callgate.domain.agents import create_agent
-from callgate.domain.keys import create_key, get_or_create_team
-from callgate.runtime import Runtime
 from callgate.store.migrate import upgrade_sync
-from tests.services import PostgresServer, RedisServer
+from tests.support.fake_openai import fake_openai, openai_server  # noqa: F401 - fixtures
+from tests.support.live import LiveServer, serve
+from tests.support.receiver import Receiver
+from tests.support.services import PostgresServer, RedisServer
+from tests.support.world import World, WorldFactory, make_settings, open_world
 
 _counter = itertools.count()
 
@@ -66,94 +65,52 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     pg.drop_database(name)
 
 
-def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "data_dir": tmp_path / "data",
-        "database_url": database_url,
-        "secret_key": "test-secret-key-" + "x" * 32,
-        "log_json": False,
-        "speech_warmup": False,
-        # A loaded test machine's loop lags; admission control is tested on its own (test_admission.py).
-        "max_loop_lag_ms": 0,
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    """Settings a folder's tests run on (a conftest there may override this fixture)."""
+    return {}
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return make_settings(tmp_path, database_url)
-
-
-@dataclass
-class Team:
-    id: str
-    name: str
-    secret: str
-    agent_id: str
-    runtime: Runtime
-
-    async def key(self, key_type: KeyType, **kwargs: object) -> str:
-        now = utcnow()
-        _, plaintext = await self.runtime.db.write(
-            lambda s: create_key(s, team_id=self.id, key_type=key_type, now=now, **kwargs)  # type: ignore[arg-type]
-        )
-        self.runtime.origins.invalidate()
-        return plaintext
-
-    def auth(self, key: str | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key or self.secret}"}
-
-
-PROMPT_AGENT = {
-    "name": "helper",
-    "prompt": "You are a helpful assistant for {{company}}.",
-    "variables": {"company": "Acme"},
-}
-
-
-@dataclass
-class World:
-    runtime: Runtime
-    client: httpx.AsyncClient
-
-    async def team(self, name: str, *, max_live_calls: int = 20) -> Team:
-        now = utcnow()
-
-        async def job(s):  # type: ignore[no-untyped-def]
-            team = await get_or_create_team(s, name=name, now=now, max_live_calls=max_live_calls)
-            _, secret = await create_key(s, team_id=team.id, key_type=KeyType.SECRET, now=now)
-            agent = await create_agent(
-                s,
-                team_id=team.id,
-                fields={
-                    **PROMPT_AGENT,
-                    "flow": None,
-                    "initial_message": None,
-                    "voice": None,
-                    "stt": {},
-                    "llm": {},
-                    "tts": {},
-                    "max_duration_s": 600,
-                    "silence_timeout_s": 30,
-                    "webhook_url": None,
-                },
-                now=now,
-            )
-            return team.id, secret, agent.id
-
-        team_id, secret, agent_id = await self.runtime.db.write(job)
-        return Team(team_id, name, secret, agent_id, self.runtime)
+def settings(tmp_path: Path, database_url: str, settings_overrides: dict[str, object]) -> Settings:
+    return make_settings(tmp_path, database_url, **settings_overrides)
 
 
 @pytest.fixture
 async def world(settings: Settings) -> AsyncIterator[World]:
-    runtime = Runtime(settings)
-    app = create_app(runtime=runtime)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield World(runtime, client)
+    async with open_world(settings) as w:
+        yield w
+
+
+@pytest.fixture
+def world_with(tmp_path: Path, database_url: str, settings_overrides: dict[str, object]) -> WorldFactory:
+    """``async with world_with(redis_url=...) as w:`` — a world (another node) on the same database."""
+
+    def make(**overrides: object) -> AbstractAsyncContextManager[World]:
+        return open_world(make_settings(tmp_path, database_url, **{**settings_overrides, **overrides}))
+
+    return make
+
+
+@pytest.fixture
+def live_settings(tmp_path: Path, sqlite_template: Path) -> Settings:
+    path = tmp_path / "callgate.db"
+    path.write_bytes(sqlite_template.read_bytes())
+    return make_settings(tmp_path, f"sqlite+aiosqlite:///{path}", public_url=None)
+
+
+@pytest.fixture
+async def live(live_settings: Settings) -> AsyncIterator[LiveServer]:
+    async for server in serve(live_settings):
+        yield server
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    r.start()
+    yield r
+    r.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from callgate.app import create_app
 from callgate.auth import keys as keylib
 from callgate.cli import main
 from callgate.runtime import Runtime
-from tests.conftest import make_settings
+from tests.support.world import make_settings
 
 FLOW_AGENT = {
     "name": "Front desk",

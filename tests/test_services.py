@@ -10,7 +10,7 @@ import redis.asyncio as redis_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.services import PostgresServer, RedisServer, free_port
+from tests.support.services import PostgresServer, RedisServer, free_port
 
 
 def _accepts_connections(port: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api.helpers import field_names
-from tests.conftest import World
+from tests.support.world import World
 
 PROMPT_AGENT = {"name": "support", "prompt": "Be brief."}
 

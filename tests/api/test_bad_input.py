@@ -17,9 +17,8 @@ import httpx
 import pytest
 
 from callgate.auth.keys import KeyType
-from tests.api.conftest import WorldFactory
 from tests.api.helpers import PROBLEM, field_names
-from tests.conftest import PROMPT_AGENT, Team, World
+from tests.support.world import PROMPT_AGENT, Team, World, WorldFactory
 
 _numbers = itertools.count(3312345600)
 

@@ -14,9 +14,8 @@ from callgate.api.schemas.agents import AgentCreate, AgentUpdate
 from callgate.api.schemas.calls import CallEnd, WebCallCreate, WebCallTokenCreate
 from callgate.api.schemas.contacts import ContactCreate, ContactUpdate, PhoneNumberCreate, PhoneNumberUpdate
 from tests.api.helpers import PROBLEM
-from tests.conftest import World
+from tests.support.world import World
 
-# (method, path, the body model's fields, a valid body to start from)
 ROUTES: list[tuple[str, str, list[str], dict[str, Any]]] = [
     ("POST", "/v1/agents", list(AgentCreate.model_fields), {"name": "a", "prompt": "p"}),
     ("PATCH", "/v1/agents/{agent}", list(AgentUpdate.model_fields), {}),

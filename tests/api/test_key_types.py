@@ -11,9 +11,8 @@ from callgate.auth.keys import KeyType
 from callgate.clock import utcnow
 from callgate.domain.keys import create_key, revoke_key
 from callgate.errors import ValidationFailed
-from tests.api.conftest import WorldFactory
 from tests.api.helpers import assert_problem, field_names
-from tests.conftest import PROMPT_AGENT, Team, World
+from tests.support.world import PROMPT_AGENT, Team, World, WorldFactory
 
 ORIGIN = "https://a.example"
 TOKEN_ROUTE = "/v1/web-calls/token"

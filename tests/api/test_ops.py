@@ -17,10 +17,9 @@ from callgate.clock import utcnow
 from callgate.domain.keys import revoke_key
 from callgate.errors import InvalidToken
 from callgate.log import JSONFormatter
-from tests.api.conftest import WorldFactory, open_world
 from tests.api.helpers import assert_problem
-from tests.conftest import World, make_settings
-from tests.services import PostgresServer, RedisServer
+from tests.support.services import PostgresServer, RedisServer
+from tests.support.world import World, WorldFactory, make_settings, open_world
 
 _databases = itertools.count()
 

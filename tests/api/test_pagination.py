@@ -7,7 +7,7 @@ from typing import Any
 
 from callgate.domain import calls
 from tests.api.helpers import assert_problem
-from tests.conftest import PROMPT_AGENT, Team, World
+from tests.support.world import PROMPT_AGENT, Team, World
 
 
 async def all_pages(world: World, team: Team, path: str, **params: Any) -> list[list[dict[str, Any]]]:

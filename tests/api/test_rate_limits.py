@@ -10,10 +10,9 @@ import httpx
 from callgate.auth.keys import KeyType
 from callgate.domain.calls import join_call
 from callgate.domain.lifecycle import CallStatus
-from tests.api.conftest import WorldFactory
 from tests.api.helpers import assert_problem
-from tests.conftest import Team, World
-from tests.services import RedisServer
+from tests.support.services import RedisServer
+from tests.support.world import Team, World, WorldFactory
 
 ORIGIN = "https://a.example"
 

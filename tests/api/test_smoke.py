@@ -1,4 +1,4 @@
-from tests.conftest import World
+from tests.support.world import World
 
 
 async def test_create_agent_and_web_call(world: World) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from callgate.auth.keys import KeyType
 from tests.api.helpers import assert_problem
-from tests.conftest import Team, World
+from tests.support.world import Team, World
 
 _numbers = itertools.count(4155550100)
 

@@ -11,8 +11,7 @@ from sqlalchemy import text
 from callgate.auth import tokens
 from callgate.auth.keys import KeyType
 from callgate.errors import TokenMismatch, TokenReused
-from tests.api.conftest import WorldFactory
-from tests.conftest import World
+from tests.support.world import World, WorldFactory
 
 ORIGIN = "https://a.example"
 

@@ -22,7 +22,7 @@ from callgate.clock import SystemClock
 from callgate.errors import InvalidToken, TokenExpired, TokenMismatch, TokenReused
 from callgate.store.db import Database
 from callgate.store.models import UsedToken
-from tests.services import PostgresServer, RedisServer
+from tests.support.services import PostgresServer, RedisServer
 
 KEY = "signing-key-" + "k" * 60
 # Tokens are issued "now": PyJWT checks `iat` against the system clock (see test_clock_skew_between_nodes).

@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from callgate.auth import keys as keylib
 from callgate.auth.keys import KeyType
 from callgate.store.schema import metadata
-from tests.conftest import World
+from tests.support.world import World
 
 
 def database_files(world: World) -> list[Path]:

@@ -9,7 +9,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 
 from callgate.flows.demo import demo_flow
-from tests.conftest import Team, World
+from tests.support.world import Team, World
 
 
 async def flow_agent(world: World, team: Team, **fields: object) -> str:

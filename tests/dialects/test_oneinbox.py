@@ -17,9 +17,9 @@ from livekit.api import TokenVerifier
 
 from callgate.auth import livekit
 from callgate.auth.keys import KeyType
-from tests.conftest import Team, World
 from tests.dialects.fixtures import agent_says, next_json, rtvi
-from tests.realtime.conftest import LiveServer, live, live_settings  # noqa: F401 - fixtures
+from tests.support.live import LiveServer
+from tests.support.world import Team, World
 
 BASE = "/dialects/oneinbox/v1"
 TOKEN = f"{BASE}/web-calls/token"
@@ -187,7 +187,7 @@ async def test_secret_key_routes_read_and_stop_the_call(world: World) -> None:
         error(await world.client.request(method, path, headers=other.auth()), 404, "NOT_FOUND")
 
 
-async def test_a_call_is_joined_with_server_url_and_participant_token(live: LiveServer) -> None:  # noqa: F811
+async def test_a_call_is_joined_with_server_url_and_participant_token(live: LiveServer) -> None:
     world = live.world
     team = await world.team("acme")
     r = await world.client.post("/v1/agents", json=GREETER, headers=team.auth())

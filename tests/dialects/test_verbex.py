@@ -16,10 +16,10 @@ from sqlalchemy import select
 from callgate.auth.keys import KeyType
 from callgate.domain.keys import revoke_key
 from callgate.store.models import ApiKey
-from tests.conftest import World
 from tests.dialects.fixtures import agent_says, flow_agent, next_json, rtvi
 from tests.dialects.seed_openapi import assert_seed_response
-from tests.realtime.conftest import LiveServer, live, live_settings  # noqa: F401 - fixtures
+from tests.support.live import LiveServer
+from tests.support.world import World
 
 CREATE = "/dialects/verbex/v1/calls/public/create-web-call"
 SEED_PATH = "/v1/calls/public/create-web-call"
@@ -125,7 +125,7 @@ async def test_unknown_method_and_route_speak_fastapi(world: World) -> None:
     assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
 
 
-async def test_access_token_joins_the_call(live: LiveServer) -> None:  # noqa: F811
+async def test_access_token_joins_the_call(live: LiveServer) -> None:
     team = await live.world.team("acme")
     agent_id = await flow_agent(live.world, team)
     key = await team.key(KeyType.SHARED, agent_ids=[agent_id])

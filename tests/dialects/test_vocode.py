@@ -21,7 +21,7 @@ from callgate.domain.lifecycle import CallStatus
 from callgate.domain.telephony import NO_TELEPHONY
 from callgate.domain.vocode_agents import vocode_webhook
 from callgate.store.models_telephony import PhoneCall, VocodeAgent
-from tests.conftest import Team, World
+from tests.support.world import Team, World
 
 BASE = "/dialects/vocode/v1/calls"
 FROM, TO = "+14155550100", "+14155550199"

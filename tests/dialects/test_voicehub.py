@@ -19,9 +19,9 @@ from callgate.cli import main
 from callgate.config import Settings
 from callgate.domain import calls, credits
 from callgate.domain.lifecycle import CallStatus, EndReason
-from tests.conftest import World
 from tests.dialects.fixtures import agent_says, flow_agent, next_json, rtvi
-from tests.realtime.conftest import LiveServer, live, live_settings  # noqa: F401 - fixtures
+from tests.support.live import LiveServer
+from tests.support.world import World
 
 CREATE = "/dialects/voicehub/calls/public/create-web-call"
 ORIGIN = "https://widget.example"
@@ -193,7 +193,7 @@ async def test_rate_limit_is_429_with_retry_after(world: World) -> None:
     assert 1 <= int(r.headers["Retry-After"]) <= 60
 
 
-async def test_text_call_through_the_socket_path(live: LiveServer) -> None:  # noqa: F811
+async def test_text_call_through_the_socket_path(live: LiveServer) -> None:
     team = await live.world.team("acme")
     agent_id = await flow_agent(live.world, team)
     r = await create(live.world.client, team.secret, agent_id, "text")
@@ -231,7 +231,7 @@ async def test_text_call_through_the_socket_path(live: LiveServer) -> None:  # n
     assert any(t["role"] == "user" and "appointment" in t["text"] for t in native["transcript"])
 
 
-async def test_the_socket_token_is_single_use(live: LiveServer) -> None:  # noqa: F811
+async def test_the_socket_token_is_single_use(live: LiveServer) -> None:
     team = await live.world.team("acme")
     agent_id = await flow_agent(live.world, team)
     body = (await create(live.world.client, team.secret, agent_id, "TextAudio")).json()

@@ -17,11 +17,11 @@ from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason
 from callgate.errors import CallgateError, ConcurrencyLimited
 from callgate.store.models import Call
-from tests.conftest import Team, World
 from tests.dialects.fixtures import flow_agent
 from tests.dialects.seed_openapi import assert_component, assert_seed_response
-from tests.realtime.conftest import LiveServer, live, live_settings  # noqa: F401 - fixtures
-from tests.realtime.sip.sip_client import Creds, SipClient
+from tests.support.live import LiveServer
+from tests.support.sip_client import Creds, SipClient
+from tests.support.world import Team, World
 
 CREATE = "/dialects/voxworks/api/v1/create-web-call"
 CREATE_SEED = "/api/v1/create-web-call"
@@ -244,7 +244,7 @@ async def test_no_body_gets_a_5xx(world: World, body: Any) -> None:
     assert_seed_response("voxworks", CREATE_SEED, "post", r)
 
 
-async def test_softphone_registers_with_the_returned_credentials(live: LiveServer) -> None:  # noqa: F811
+async def test_softphone_registers_with_the_returned_credentials(live: LiveServer) -> None:
     """The credentials work on callgate's SIP-over-WebSocket endpoint, as a browser softphone uses them."""
     team = await live.world.team("acme")
     agent_id = await flow_agent(live.world, team)

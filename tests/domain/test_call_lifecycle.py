@@ -15,7 +15,7 @@ from callgate.domain.lifecycle import CallStatus, EndReason, check_transition
 from callgate.errors import ConcurrencyLimited, IllegalTransition
 from callgate.store.db import Database
 from callgate.store.models import Call, CallEvent
-from tests.conftest import Team, World
+from tests.support.world import Team, World
 
 S = CallStatus
 # Written out here rather than imported, so a change to the table in src is a test failure.

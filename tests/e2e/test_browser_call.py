@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from playwright.async_api import Page
 
-from tests.e2e.browser import concat_wavs, launch_chromium, make_speech_wav, new_page
-from tests.realtime.client import nonsilent_seconds
-from tests.realtime.conftest import LiveServer
+from tests.support.browser import concat_wavs, launch_chromium, make_speech_wav, new_page, wait_event
+from tests.support.live import LiveServer, settled_call
+from tests.support.rtvi_client import nonsilent_seconds
 
 pytestmark = [pytest.mark.e2e, pytest.mark.speech]
 
@@ -42,27 +42,6 @@ async def events(page: Page, name: str) -> list[dict[str, Any]]:
         "(name) => window.events.filter(e => e.name === name).map(e => ({...e.detail, t: e.t}))", name
     )
     return found
-
-
-async def wait_event(
-    page: Page, name: str, *, timeout: float = 30, where: str = "d => true", after: float = 0
-) -> dict[str, Any]:
-    """The first ``name`` event matching ``where`` that happened after ``after`` (page time, ms)."""
-    match = f"e => e.name === {name!r} && e.t > {after} && (({where})(e.detail))"
-    await page.wait_for_function(f"() => window.events.some({match})", timeout=timeout * 1000)
-    found: dict[str, Any] = await page.evaluate(
-        f"() => {{ const e = window.events.find({match}); return {{...e.detail, t: e.t}}; }}"
-    )
-    return found
-
-
-async def settled_call(live: LiveServer, auth: dict[str, str], call_id: str) -> dict[str, Any]:
-    for _ in range(200):
-        body: dict[str, Any] = (await live.world.client.get(f"/v1/calls/{call_id}", headers=auth)).json()
-        if body["status"] in ("ended", "failed"):
-            return body
-        await asyncio.sleep(0.05)
-    raise AssertionError("the call did not end")
 
 
 async def test_voice_call_in_chromium(live: LiveServer, tmp_path: Path) -> None:

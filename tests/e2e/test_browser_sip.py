@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page
 
-from tests.e2e.browser import (
+from tests.support.browser import (
     RAW_MICROPHONE,
     REPO_ROOT,
     concat_wavs,
@@ -36,8 +36,8 @@ from tests.e2e.browser import (
     new_page,
     serve_static,
 )
-from tests.realtime.conftest import LiveServer
-from tests.realtime.webrtc_client import loopback_ice
+from tests.support.live import LiveServer
+from tests.support.webrtc_client import loopback_ice
 
 pytestmark = [pytest.mark.e2e, pytest.mark.speech]
 

@@ -32,18 +32,18 @@ from playwright.async_api import Page
 
 from callgate.clock import utcnow
 from callgate.domain.bootstrap import bootstrap
-from tests.e2e.browser import (
+from tests.support.browser import (
     RAW_MICROPHONE,
     REPO_ROOT,
     concat_wavs,
     launch_chromium,
     make_speech_wav,
     new_page,
+    wait_event,
 )
-from tests.e2e.test_browser_call import settled_call, wait_event
-from tests.realtime.client import nonsilent_seconds
-from tests.realtime.conftest import LiveServer
-from tests.realtime.webrtc_client import loopback_ice
+from tests.support.live import LiveServer, settled_call
+from tests.support.rtvi_client import nonsilent_seconds
+from tests.support.webrtc_client import loopback_ice
 
 pytestmark = [pytest.mark.e2e, pytest.mark.speech]
 

@@ -9,7 +9,7 @@ import pytest
 from callgate.flows import PromptAgent
 from callgate.pipeline.interfaces import AgentEndCall, AgentEvent, AgentText, AgentTransfer
 from callgate.providers.openai import OpenAILLM
-from tests.providers.fake_openai import FakeOpenAI, Reply, text_events, tool_events
+from tests.support.fake_openai import FakeOpenAI, Reply, text_events, tool_events
 
 
 @pytest.fixture

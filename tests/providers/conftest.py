@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.providers.fake_openai import fake_openai, openai_server  # noqa: F401 - fixtures
-
 BOOKING = "I would like to book an appointment for tomorrow at three pm."
 
 

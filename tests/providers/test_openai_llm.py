@@ -16,7 +16,7 @@ from callgate.errors import (
 )
 from callgate.pipeline.interfaces import ChatMessage, LLMChunk, ToolSpec
 from callgate.providers.openai import OpenAILLM
-from tests.providers.fake_openai import FakeOpenAI, Reply, text_events, tool_events
+from tests.support.fake_openai import FakeOpenAI, Reply, text_events, tool_events
 
 HELLO = [ChatMessage(role="system", content="Be brief."), ChatMessage(role="user", content="Hi")]
 END_CALL = ToolSpec(name="end_call", description="End the call", parameters={"type": "object"})

@@ -16,7 +16,7 @@ from callgate.providers.registry import (
     default_engine,
     validate_engine_settings,
 )
-from tests.providers.fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 
 
 def test_settings_validation() -> None:

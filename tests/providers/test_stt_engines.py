@@ -153,7 +153,7 @@ async def test_pocketsphinx_streams_interim_results(sphinx, piper_booking_16k: b
 @pytest.mark.parametrize("word", ["Yes.", "Tomorrow.", "Goodbye."])
 async def test_whisper_one_word_answers_stay_in_the_short_window(whisper, tmp_path, word: str) -> None:
     pytest.importorskip("piper")
-    from tests.e2e.browser import make_speech_wav, read_wav
+    from tests.support.browser import make_speech_wav, read_wav
 
     wav = make_speech_wav(word, tmp_path / "w.wav", rate=16000, engine="piper")
     samples, _ = read_wav(wav)

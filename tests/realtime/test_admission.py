@@ -15,13 +15,11 @@ from prometheus_client import CollectorRegistry
 
 from callgate.config import Settings
 from callgate.realtime.admission import Admission
-from tests.conftest import make_settings
-from tests.realtime.conftest import LiveServer
-from tests.realtime.sip.conftest import call_status, new_sip_call
-from tests.realtime.sip.test_invite import invite
-from tests.realtime.test_webrtc_offer import post_offer, problem
-from tests.realtime.test_websocket_text import next_message, rtvi
-from tests.realtime.webrtc_client import loopback_ice
+from tests.support.live import LiveServer, call_status
+from tests.support.rtvi_client import next_message, rtvi
+from tests.support.sip_client import invite, new_sip_call
+from tests.support.webrtc_client import loopback_ice, post_offer, problem
+from tests.support.world import make_settings
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import websockets
 from callgate.clock import utcnow
 from callgate.domain import calls
 from callgate.domain.lifecycle import EndReason
-from tests.realtime.conftest import LiveServer
+from tests.support.live import LiveServer
 
 
 async def join(url: str) -> websockets.ClientConnection:

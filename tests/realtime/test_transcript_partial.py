@@ -12,12 +12,11 @@ from sqlalchemy import func, select
 
 from callgate.config import Settings
 from callgate.store.models_webhooks import WebhookEvent
-from tests.conftest import Team, make_settings
-from tests.realtime.client import RTClient
-from tests.realtime.conftest import LiveServer
-from tests.realtime.test_websocket_audio import speech_pcm, wait_settled
-from tests.webhooks.conftest import receiver  # noqa: F401 - fixture
-from tests.webhooks.receiver import Receiver
+from tests.support.live import LiveServer, wait_settled
+from tests.support.receiver import Receiver
+from tests.support.rtvi_client import RTClient
+from tests.support.speech import speech_pcm
+from tests.support.world import Team, make_settings
 
 pytestmark = pytest.mark.speech
 
@@ -69,7 +68,7 @@ async def _call_with_endpoint(
 
 async def test_subscribed_endpoint_gets_signed_partials_before_the_final_turn(
     live: LiveServer,
-    receiver: Receiver,  # noqa: F811
+    receiver: Receiver,
     tmp_path: Path,
 ) -> None:
     team, call = await _call_with_endpoint(live, receiver, events=["transcript.partial", "transcript.final"])
@@ -107,7 +106,7 @@ async def test_subscribed_endpoint_gets_signed_partials_before_the_final_turn(
 
 async def test_partials_are_not_recorded_when_nobody_opted_in(
     live: LiveServer,
-    receiver: Receiver,  # noqa: F811
+    receiver: Receiver,
     tmp_path: Path,
 ) -> None:
     team, call = await _call_with_endpoint(live, receiver, events=None)  # defaults: partials are opt-in

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from callgate.store.migrate import alembic_config, upgrade
 from callgate.store.schema import metadata
-from tests.services import PostgresServer
+from tests.support.services import PostgresServer
 
 _names = itertools.count()
 TABLES = {

@@ -3,23 +3,15 @@ and helpers that drive a call through its life with the domain functions the ses
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from callgate.app import create_app
 from callgate.clock import utcnow
-from callgate.config import Settings
 from callgate.domain import calls
 from callgate.domain.lifecycle import CallStatus, EndReason
-from callgate.runtime import Runtime
-from tests.conftest import Team, World, make_settings
-from tests.webhooks.receiver import Receiver
+from tests.support.world import Team, World
 
 FAST: dict[str, object] = {
     "webhooks_allow_private": True,
@@ -33,39 +25,8 @@ FAST: dict[str, object] = {
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return make_settings(tmp_path, database_url, **FAST)
-
-
-@asynccontextmanager
-async def open_world(settings: Settings) -> AsyncIterator[World]:
-    runtime = Runtime(settings)
-    app = create_app(runtime=runtime)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield World(runtime, client)
-
-
-WorldFactory = Callable[..., AbstractAsyncContextManager[World]]
-
-
-@pytest.fixture
-def world_with(tmp_path: Path, database_url: str) -> WorldFactory:
-    """``async with world_with(webhooks_dispatch=False) as w:`` — another node on the same database."""
-
-    def make(**overrides: object) -> AbstractAsyncContextManager[World]:
-        return open_world(make_settings(tmp_path, database_url, **{**FAST, **overrides}))
-
-    return make
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    r.start()
-    yield r
-    r.stop()
+def settings_overrides() -> dict[str, object]:
+    return dict(FAST)
 
 
 async def add_endpoint(world: World, team: Team, url: str, **fields: Any) -> dict[str, Any]:

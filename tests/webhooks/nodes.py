@@ -13,7 +13,7 @@ from typing import Self
 
 import httpx
 
-from tests.services import free_port
+from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,17 +7,17 @@ from typing import Any
 
 from callgate.domain.lifecycle import EndReason
 from callgate.flows.demo import DEMO_FLOW
-from tests.conftest import Team, World
-from tests.providers.fake_openai import (  # noqa: F401 - fixtures
+from tests.support.fake_openai import (  # noqa: F401 - fixtures
     FakeOpenAI,
     fake_openai,
     openai_server,
     text_events,
     tool_events,
 )
-from tests.providers.fake_openai import Reply as LLMReply
+from tests.support.fake_openai import Reply as LLMReply
+from tests.support.receiver import Receiver
+from tests.support.world import Team, World
 from tests.webhooks.conftest import add_endpoint, new_call, run_call
-from tests.webhooks.receiver import Receiver
 
 PLAN = {
     "data_schema": {

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from tests.api.helpers import assert_problem, field_names
-from tests.conftest import World
-from tests.webhooks.conftest import WorldFactory, add_endpoint, new_call
+from tests.support.world import World, WorldFactory
+from tests.webhooks.conftest import add_endpoint, new_call
 
 URL = "http://127.0.0.1:9/hooks"
 EARLY, LATE = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"

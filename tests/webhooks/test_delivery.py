@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 
 from callgate.domain.lifecycle import EndReason
-from tests.conftest import World
-from tests.webhooks.conftest import WorldFactory, add_endpoint, new_call, run_call
-from tests.webhooks.receiver import Receiver, Reply
+from tests.support.receiver import Receiver, Reply
+from tests.support.world import World, WorldFactory
+from tests.webhooks.conftest import add_endpoint, new_call, run_call
 
 LIFECYCLE = ["call.created", "call.started", "transcript.final", "transcript.final", "call.ended"]
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from callgate.net_guard import OutboundPolicy, OutboundRefused, check_url, guarded_client, refusal
-from tests.webhooks.receiver import Receiver, Reply
+from tests.support.receiver import Receiver, Reply
 
 STRICT = OutboundPolicy()
 LOOSE = OutboundPolicy(allow_private=True)

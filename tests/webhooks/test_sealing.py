@@ -8,8 +8,9 @@ from sqlalchemy import text
 
 from callgate.store import sealing
 from callgate.webhooks import endpoints
-from tests.webhooks.conftest import WorldFactory, add_endpoint, new_call, run_call
-from tests.webhooks.receiver import Receiver
+from tests.support.receiver import Receiver
+from tests.support.world import WorldFactory
+from tests.webhooks.conftest import add_endpoint, new_call, run_call
 
 
 async def _stored(world, table: str) -> list[tuple[str, str | None]]:  # type: ignore[no-untyped-def]

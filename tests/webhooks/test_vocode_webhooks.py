@@ -21,9 +21,9 @@ from callgate.domain.lifecycle import CallStatus, EndReason, terminal_status
 from callgate.domain.vocode_agents import EVENT_TYPES, vocode_webhook
 from callgate.store.models_telephony import PhoneCall
 from callgate.store.models_webhooks import WebhookEvent
-from tests.conftest import Team, World
+from tests.support.receiver import Hit, Receiver
+from tests.support.world import Team, World
 from tests.webhooks.conftest import run_call
-from tests.webhooks.receiver import Hit, Receiver
 
 CREATE = "/dialects/vocode/v1/calls/create"
 FROM, TO = "+14155550100", "+14155550199"

@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.realtime.client import nonsilent_seconds
-from tests.realtime.conftest import LiveServer
-from tests.realtime.sip.conftest import SipCall, call_status
-from tests.realtime.sip.sip_client import Caller, SipClient
-from tests.realtime.test_websocket_audio import BOOKING, speech_pcm, wait_settled
+from tests.support.live import LiveServer, call_status, wait_settled
+from tests.support.rtvi_client import nonsilent_seconds
+from tests.support.sip_client import Caller, SipCall, SipClient
+from tests.support.speech import BOOKING, speech_pcm
 
 pytestmark = pytest.mark.speech
 

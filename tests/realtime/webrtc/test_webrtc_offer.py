@@ -6,55 +6,20 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
-from aiortc import RTCPeerConnection
 
 from callgate.auth import tokens
 from callgate.clock import utcnow
 from callgate.config import Settings
 from callgate.realtime.webrtc import call as webrtc_call
-from tests.conftest import make_settings
-from tests.realtime.conftest import LiveServer, serve
-from tests.realtime.test_websocket_tokens import call_status, settled_status
-from tests.realtime.webrtc_client import loopback_ice
+from tests.support.live import LiveServer, call_status, serve, settled_status
+from tests.support.webrtc_client import browser_offer, loopback_ice, post_offer, problem
+from tests.support.world import make_settings
 
 
 @pytest.fixture(autouse=True)
 def _loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     loopback_ice(monkeypatch)
-
-
-async def browser_offer() -> str:
-    """A real offer (audio + data channel), as a browser would post it."""
-    pc = RTCPeerConnection()
-    pc.addTransceiver("audio", direction="sendrecv")
-    pc.createDataChannel("rtvi")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
-
-
-async def post_offer(
-    live: LiveServer,
-    call: dict[str, object],
-    token: str | None,
-    *,
-    sdp: str | None = None,
-    query: bool = False,
-) -> httpx.Response:
-    url = str(call["webrtc_offer_url"])
-    headers = {} if token is None or query else {"Authorization": f"Bearer {token}"}
-    params = {"token": token} if query and token else {}
-    body = {"sdp": sdp if sdp is not None else await browser_offer(), "type": "offer"}
-    return await live.world.client.post(url, json=body, headers=headers, params=params)
-
-
-def problem(r: httpx.Response) -> str:
-    assert r.headers["content-type"] == "application/problem+json", r.text
-    code: str = r.json()["code"]
-    return code
 
 
 async def test_token_refusals_mirror_the_websocket_close_codes(live: LiveServer) -> None:

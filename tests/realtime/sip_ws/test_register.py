@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import websockets
 
-from tests.realtime.conftest import LiveServer
-from tests.realtime.sip.conftest import SipCall, call_status, new_sip_call
-from tests.realtime.sip.sip_client import Creds, SipClient, digest_answer
+from tests.support.live import LiveServer, call_status
+from tests.support.sip_client import Creds, SipCall, SipClient, digest_answer, new_sip_call
 
 
 async def test_register_challenges_with_sha256_then_md5(sip_call: SipCall) -> None:

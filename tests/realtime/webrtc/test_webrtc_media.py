@@ -28,8 +28,8 @@ from callgate.realtime.media.offer import check_offer
 from callgate.realtime.media.outbound import OutboundAudioTrack
 from callgate.realtime.media.telephone_events import DtmfReceiver
 from callgate.realtime.webrtc.transport import WebRTCTransport
-from tests.e2e.browser import dominant_frequency
-from tests.realtime.webrtc_client import CallerTrack, loopback_ice
+from tests.support.browser import dominant_frequency
+from tests.support.webrtc_client import CallerTrack, loopback_ice
 
 
 @pytest.fixture(autouse=True)

@@ -10,10 +10,9 @@ import sipmessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.realtime.conftest import LiveServer
-from tests.realtime.sip.conftest import SipCall
-from tests.realtime.sip.sip_client import SipClient
 from tests.realtime.sip.test_message import INVITE, REGISTER, mutated
+from tests.support.live import LiveServer
+from tests.support.sip_client import SipCall, SipClient
 
 
 def requests_for(call: SipCall) -> list[bytes]:

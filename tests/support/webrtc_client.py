@@ -21,6 +21,8 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from tests.support.live import LiveServer
+
 FRAME = 320  # 20 ms at 16 kHz
 
 
@@ -185,3 +187,35 @@ class RTCClient:
     def audio_between(self, start: float, end: float = float("inf")) -> np.ndarray:
         data = b"".join(chunk for t, chunk in self.got.audio if start <= t < end)
         return np.frombuffer(data, dtype=np.int16)
+
+
+async def browser_offer() -> str:
+    """A real offer (audio + data channel), as a browser would post it."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio", direction="sendrecv")
+    pc.createDataChannel("rtvi")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+async def post_offer(
+    live: LiveServer,
+    call: dict[str, object],
+    token: str | None,
+    *,
+    sdp: str | None = None,
+    query: bool = False,
+) -> httpx.Response:
+    url = str(call["webrtc_offer_url"])
+    headers = {} if token is None or query else {"Authorization": f"Bearer {token}"}
+    params = {"token": token} if query and token else {}
+    body = {"sdp": sdp if sdp is not None else await browser_offer(), "type": "offer"}
+    return await live.world.client.post(url, json=body, headers=headers, params=params)
+
+
+def problem(r: httpx.Response) -> str:
+    assert r.headers["content-type"] == "application/problem+json", r.text
+    code: str = r.json()["code"]
+    return code

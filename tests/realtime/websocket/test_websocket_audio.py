@@ -10,35 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.e2e.browser import make_speech_wav, read_wav
-from tests.realtime.client import RTClient, nonsilent_seconds
-from tests.realtime.conftest import LiveServer
+from tests.support.live import LiveServer, wait_settled
+from tests.support.rtvi_client import RTClient, nonsilent_seconds
+from tests.support.speech import BOOKING, speech_pcm
 
 pytestmark = pytest.mark.speech
-
-BOOKING = "I would like to book an appointment for tomorrow at three pm."
-
-
-def speech_pcm(text: str, tmp: Path, *, engine: str = "piper") -> bytes:
-    wav = make_speech_wav(
-        text,
-        tmp / f"{abs(hash(text))}.wav",
-        rate=16000,
-        engine=engine,  # type: ignore[arg-type]
-        lead_silence_s=0.2,
-        tail_silence_s=0.0,
-    )
-    samples, _ = read_wav(wav)
-    return (np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes()
-
-
-async def wait_settled(live: LiveServer, auth: dict[str, str], call_id: str) -> dict[str, object]:
-    for _ in range(200):
-        body: dict[str, object] = (await live.world.client.get(f"/v1/calls/{call_id}", headers=auth)).json()
-        if body["status"] in ("ended", "failed"):
-            return body
-        await asyncio.sleep(0.05)
-    raise AssertionError("call did not end")
 
 
 async def test_voice_call_books_an_appointment(live: LiveServer, tmp_path: Path) -> None:

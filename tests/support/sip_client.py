@@ -26,7 +26,9 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from websockets.asyncio.client import ClientConnection
 
-from tests.realtime.webrtc_client import CallerTrack
+from tests.support.live import LiveServer
+from tests.support.webrtc_client import CallerTrack
+from tests.support.world import Team
 
 _HASH: dict[str, Callable[[bytes], Any]] = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
@@ -319,3 +321,70 @@ class Caller:
     async def close(self) -> None:
         await self.heard.stop()
         await self.pc.close()
+
+
+async def invite(
+    call: SipCall,
+    *,
+    register: bool = True,
+    creds: Creds | None = None,
+    headers: dict[str, str] | None = None,
+    target: str | None = None,
+) -> tuple[int, str]:
+    async with SipClient(call.ws_url, creds or call.creds) as client:
+        if register:
+            assert (await client.register()).code == 200
+        caller = Caller(client)
+        try:
+            response = await caller.invite(
+                target or call.target, call.headers if headers is None else headers
+            )
+            return response.code, response.phrase
+        finally:
+            await caller.close()
+
+
+@dataclass
+class SipCall:
+    body: dict[str, Any]
+    team: Team
+    agent_id: str
+
+    @property
+    def id(self) -> str:
+        return str(self.body["id"])
+
+    @property
+    def sip(self) -> dict[str, Any]:
+        sip: dict[str, Any] = self.body["sip"]
+        return sip
+
+    @property
+    def creds(self) -> Creds:
+        return Creds(self.sip["sip_username"], self.sip["sip_password"], self.sip["sip_domain"])
+
+    @property
+    def ws_url(self) -> str:
+        return str(self.sip["ws_url"])
+
+    @property
+    def target(self) -> str:
+        return str(self.sip["target"])
+
+    @property
+    def headers(self) -> dict[str, str]:
+        headers: dict[str, str] = self.sip["headers"]
+        return headers
+
+
+async def new_sip_call(live: LiveServer, *, team: Team | None = None, **agent: object) -> SipCall:
+    team = team or await live.world.team("acme")
+    agent_id = await live.flow_agent(team, **agent)
+    body = await live.web_call(team, agent_id, transport="sip")
+    return SipCall(body, team, agent_id)
+
+
+async def call_status(live: LiveServer, call: SipCall) -> dict[str, Any]:
+    r = await live.world.client.get(f"/v1/calls/{call.id}", headers=call.team.auth())
+    body: dict[str, Any] = r.json()
+    return body

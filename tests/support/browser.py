@@ -408,3 +408,15 @@ def serve_static(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+async def wait_event(
+    page: Page, name: str, *, timeout: float = 30, where: str = "d => true", after: float = 0
+) -> dict[str, Any]:
+    """The first ``name`` event matching ``where`` that happened after ``after`` (page time, ms)."""
+    match = f"e => e.name === {name!r} && e.t > {after} && (({where})(e.detail))"
+    await page.wait_for_function(f"() => window.events.some({match})", timeout=timeout * 1000)
+    found: dict[str, Any] = await page.evaluate(
+        f"() => {{ const e = window.events.find({match}); return {{...e.detail, t: e.t}}; }}"
+    )
+    return found

@@ -11,10 +11,9 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from callgate.realtime.media import DtmfEvent, PeerMedia
-from tests.realtime.conftest import LiveServer
-from tests.realtime.rtp_dtmf import DtmfSender, telephone_event
-from tests.realtime.test_websocket_audio import wait_settled
-from tests.realtime.webrtc_client import CallerTrack, RTCClient, loopback_ice
+from tests.support.live import LiveServer, wait_settled
+from tests.support.rtp_dtmf import DtmfSender, telephone_event
+from tests.support.webrtc_client import CallerTrack, RTCClient, loopback_ice
 
 PIN_FLOW: dict[str, Any] = {
     "start": "pin",

@@ -11,7 +11,7 @@ import websockets
 
 from callgate.auth import tokens
 from callgate.clock import utcnow
-from tests.realtime.conftest import LiveServer
+from tests.support.live import LiveServer, call_status, settled_status
 
 
 async def close_code(url: str, *, first: str | None = None) -> int:
@@ -28,23 +28,6 @@ async def close_code(url: str, *, first: str | None = None) -> int:
 
 def ws_url(live: LiveServer, call_id: str, token: str) -> str:
     return f"{live.url.replace('http', 'ws')}/v1/calls/{call_id}/ws?token={token}"
-
-
-async def call_status(live: LiveServer, team_auth: dict[str, str], call_id: str) -> str:
-    r = await live.world.client.get(f"/v1/calls/{call_id}", headers=team_auth)
-    status: str = r.json()["status"]
-    return status
-
-
-async def settled_status(live: LiveServer, team_auth: dict[str, str], call_id: str) -> str:
-    """The status once the server has finished with the connection (it ends calls asynchronously)."""
-    status = ""
-    for _ in range(100):
-        status = await call_status(live, team_auth, call_id)
-        if status in ("ended", "failed"):
-            break
-        await asyncio.sleep(0.05)
-    return status
 
 
 async def test_missing_and_garbage_tokens(live: LiveServer) -> None:

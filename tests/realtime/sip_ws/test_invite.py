@@ -5,30 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.realtime.conftest import LiveServer
-from tests.realtime.sip.conftest import SipCall, call_status, new_sip_call
-from tests.realtime.sip.sip_client import Caller, Creds, SipClient, digest_answer
-
-
-async def invite(
-    call: SipCall,
-    *,
-    register: bool = True,
-    creds: Creds | None = None,
-    headers: dict[str, str] | None = None,
-    target: str | None = None,
-) -> tuple[int, str]:
-    async with SipClient(call.ws_url, creds or call.creds) as client:
-        if register:
-            assert (await client.register()).code == 200
-        caller = Caller(client)
-        try:
-            response = await caller.invite(
-                target or call.target, call.headers if headers is None else headers
-            )
-            return response.code, response.phrase
-        finally:
-            await caller.close()
+from tests.support.live import LiveServer, call_status
+from tests.support.sip_client import Caller, Creds, SipCall, SipClient, digest_answer, invite, new_sip_call
 
 
 async def test_invite_without_register_is_forbidden(live: LiveServer, sip_call: SipCall) -> None:

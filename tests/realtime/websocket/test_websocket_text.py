@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any
 
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tests.realtime.conftest import LiveServer
-
-
-def rtvi(type_: str, data: dict[str, Any] | None = None) -> str:
-    return json.dumps({"label": "rtvi-ai", "type": type_, "id": "t1", "data": data or {}})
-
-
-async def next_message(ws: ClientConnection, type_: str, *, timeout: float = 15) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            raw = await ws.recv()
-            if isinstance(raw, bytes):
-                continue
-            msg = json.loads(raw)
-            if msg["type"] == type_:
-                return msg
+from tests.support.live import LiveServer
+from tests.support.rtvi_client import next_message, rtvi
 
 
 async def agent_text(ws: ClientConnection, *, timeout: float = 15) -> str:

@@ -122,3 +122,18 @@ def nonsilent_seconds(samples: np.ndarray, rate: int, *, threshold: int = 300) -
     frames = samples[: n * frame].astype(np.float64).reshape(n, frame)
     loud = np.sqrt((frames**2).mean(axis=1)) > threshold
     return float(loud.sum()) * 0.02
+
+
+async def next_message(ws: ClientConnection, type_: str, *, timeout: float = 15) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            raw = await ws.recv()
+            if isinstance(raw, bytes):
+                continue
+            msg = json.loads(raw)
+            if msg["type"] == type_:
+                return msg
+
+
+def rtvi(type_: str, data: dict[str, Any] | None = None) -> str:
+    return json.dumps({"label": "rtvi-ai", "type": type_, "id": "t1", "data": data or {}})

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.realtime.client import nonsilent_seconds
-from tests.realtime.conftest import LiveServer
-from tests.realtime.test_websocket_audio import BOOKING, speech_pcm, wait_settled
-from tests.realtime.webrtc_client import RTCClient, loopback_ice
+from tests.support.live import LiveServer, wait_settled
+from tests.support.rtvi_client import nonsilent_seconds
+from tests.support.speech import BOOKING, speech_pcm
+from tests.support.webrtc_client import RTCClient, loopback_ice
 
 pytestmark = pytest.mark.speech
 

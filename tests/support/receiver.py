@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from tests.services import free_port
+from tests.support.services import free_port
 
 
 @dataclass(frozen=True)
