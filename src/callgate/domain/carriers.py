@@ -9,8 +9,10 @@ Everything here hands back plain frozen dataclasses, never ORM rows.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import String, or_, select, type_coerce
@@ -20,6 +22,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from callgate.domain.ids import new_id
 from callgate.errors import ValidationFailed
 from callgate.store import repo
+from callgate.store.models import PhoneNumber
 from callgate.store.models_telephony import Carrier as CarrierRow
 from callgate.store.sealing import PREFIX, current_prefix
 
@@ -32,7 +35,9 @@ __all__ = [
     "create_carrier",
     "delete_carrier",
     "get_carrier",
+    "inbound_networks",
     "list_carriers",
+    "route_inbound",
     "seal_stored_secrets",
     "update_carrier",
 ]
@@ -258,3 +263,75 @@ async def seal_stored_secrets(session: AsyncSession) -> int:
         count += bool(opened)
     await session.flush()
     return count
+
+
+# --- inbound calls over SIP trunks -----------------------------------------------------------------
+
+_NUMBER = re.compile(r"^\+?([1-9]\d{6,14})$")
+
+
+class InboundVerdict(StrEnum):
+    ANSWER = "answer"
+    FORBIDDEN = "forbidden"
+    """No SIP carrier accepts INVITEs from the source address (SIP 403)."""
+    UNKNOWN_NUMBER = "unknown_number"
+    """No number with an agent on a carrier that accepts the source (SIP 404)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRoute:
+    verdict: InboundVerdict
+    team_id: str | None = None
+    carrier_id: str | None = None
+    phone_number_id: str | None = None
+    number: str | None = None
+    agent_id: str | None = None
+
+
+def normalize_number(user: str) -> str | None:
+    """The E.164 form of a SIP URI's user part (``+14155550123`` or ``14155550123``); None otherwise."""
+    match = _NUMBER.match(user.strip())
+    return f"+{match.group(1)}" if match else None
+
+
+async def inbound_networks(session: AsyncSession) -> list[tuple[str, str]]:
+    """``(carrier_id, network)`` for every SIP carrier's inbound networks (of every team): what a
+    SIP listener may cache to refuse other sources without a database query."""
+    rows = await session.execute(select(CarrierRow.id, CarrierRow.config).where(CarrierRow.kind == "sip"))
+    return [
+        (carrier_id, network)
+        for carrier_id, config in rows.all()
+        for network in ((config or {}).get("inbound") or {}).get("allowed_addresses") or []
+    ]
+
+
+def carriers_allowing(source_ip: str, networks: list[tuple[str, str]]) -> set[str]:
+    try:
+        address = ipaddress.ip_address(source_ip)
+    except ValueError:
+        return set()
+    return {cid for cid, net in networks if address in ipaddress.ip_network(net, strict=False)}
+
+
+async def route_inbound(session: AsyncSession, *, number: str, source_ip: str) -> InboundRoute:
+    """Who answers an INVITE for ``number`` (a SIP user part) arriving from ``source_ip``."""
+    allowed = carriers_allowing(source_ip, await inbound_networks(session))
+    if not allowed:
+        return InboundRoute(InboundVerdict.FORBIDDEN)
+    e164 = normalize_number(number)
+    if e164 is None:
+        return InboundRoute(InboundVerdict.UNKNOWN_NUMBER)
+    stmt = select(PhoneNumber).where(
+        PhoneNumber.number == e164, PhoneNumber.carrier_id.in_(allowed), PhoneNumber.agent_id.is_not(None)
+    )
+    row = (await session.execute(stmt)).scalar_one_or_none()
+    if row is None:
+        return InboundRoute(InboundVerdict.UNKNOWN_NUMBER)
+    return InboundRoute(
+        InboundVerdict.ANSWER,
+        team_id=row.team_id,
+        carrier_id=row.carrier_id,
+        phone_number_id=row.id,
+        number=row.number,
+        agent_id=row.agent_id,
+    )
