@@ -246,3 +246,33 @@ def test_keys_list_and_revoke(tmp_path: Path) -> None:
     assert "revoked" in runner.invoke(main, ["keys", "list"], env=env).output
     again = runner.invoke(main, ["keys", "revoke", key_id], env=env)
     assert again.exit_code != 0 and "not_found" in again.output
+
+
+def test_carriers_create_list_delete(cli: Cli) -> None:
+    """A carrier made on the command line is sealed under the server's key: the app reads it (without
+    its secrets), and a phone number can use it."""
+    cli.env["CALLGATE_SECRET_KEY"] = "test-secret-key-" + "x" * 32  # make_settings' key
+    key = cli("keys", "create", "--type", "secret").output.strip().splitlines()[-1]
+    carrier = {
+        "kind": "sip",
+        "name": "PBX",
+        "outbound": {"host": "pbx.example", "transport": "tcp", "username": "cg", "password": "s3cret-pw"},
+        "inbound": {"allowed_addresses": ["10.1.2.0/24"]},
+    }
+    carrier_id = cli(
+        "carriers", "create", "--file", cli.file("c.yaml", yaml.safe_dump(carrier))
+    ).output.strip()
+    assert carrier_id.startswith("car_")
+    listed = cli("carriers", "list").output
+    assert f"{carrier_id}\tsip\tPBX\ttcp:pbx.example:5060" in listed
+    as_json = [json.loads(line) for line in cli("carriers", "list", "--json").output.splitlines()]
+    assert as_json[0]["outbound"]["password_set"] is True and "s3cret-pw" not in listed + str(as_json)
+
+    r = cli.request("GET", f"/v1/carriers/{carrier_id}", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200 and r.json()["inbound"]["allowed_addresses"] == ["10.1.2.0/24"]
+
+    bad = cli("carriers", "create", "--file", cli.file("bad.yaml", "kind: sip\nname: x\nport: 1\n"), ok=False)
+    assert "invalid carrier" in bad.output
+    assert "not_found" in cli("carriers", "delete", "car_nope", ok=False).output
+    assert cli("carriers", "delete", carrier_id).output.strip() == f"deleted {carrier_id}"
+    assert cli("carriers", "list").output == ""

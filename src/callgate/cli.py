@@ -32,6 +32,12 @@ def _settings() -> Settings:
 
 
 async def _with_db(settings: Settings, job: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    from callgate.store import sealing
+
+    # Secrets written here (carriers') are sealed under the same key the server uses.
+    for previous in settings.previous_secret_keys:
+        sealing.install(previous.get_secret_value())
+    sealing.install(settings.signing_key)
     await upgrade(settings.resolved_database_url)
     db = Database(settings.resolved_database_url)
     await db.start()
@@ -327,6 +333,106 @@ def agents_list(team: str, as_json: bool) -> None:
             click.echo(json.dumps({"id": agent_id, "name": name, "kind": kind}))
         else:
             click.echo(f"{agent_id}\t{kind}\t{name}")
+
+
+@main.group("carriers")
+def carriers_group() -> None:
+    """Carriers: SIP trunks and Twilio accounts that phone numbers are reached through."""
+
+
+async def _team_id(session: AsyncSession, team: str) -> str | None:
+    from sqlalchemy import select
+
+    from callgate.store.models import Team
+
+    return (await session.execute(select(Team.id).where(Team.name == team))).scalar_one_or_none()
+
+
+@carriers_group.command("create")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--team", default="default", show_default=True, help="Team name; created if missing.")
+def carriers_create(path: Path, team: str) -> None:
+    """Create a carrier from a YAML or JSON file (the body of POST /v1/carriers; secrets stay out of
+    the command line). Prints the carrier's id."""
+    from pydantic import TypeAdapter
+
+    from callgate.api.carriers import body_fields
+    from callgate.api.problems import field_errors
+    from callgate.api.schemas.carriers import CarrierCreate
+    from callgate.domain.carriers import create_carrier
+    from callgate.domain.keys import get_or_create_team
+
+    settings = _settings()
+    try:
+        raw: Any = yaml.safe_load(path.read_text())
+        body = TypeAdapter(CarrierCreate).validate_python(raw)
+    except yaml.YAMLError as exc:
+        raise click.ClickException(f"{path} is not valid YAML/JSON: {exc}") from exc
+    except ValidationError as exc:
+        lines = [f"  {e['field']}: {e['message']}" for e in field_errors(exc.errors())]
+        raise click.ClickException("invalid carrier:\n" + "\n".join(lines)) from exc
+    fields = body_fields(body)
+
+    async def job(session: AsyncSession) -> str:
+        now = utcnow()
+        row = await get_or_create_team(
+            session, name=team, now=now, max_live_calls=settings.default_team_max_live_calls
+        )
+        return (await create_carrier(session, team_id=row.id, fields=fields, now=now)).id
+
+    click.echo(_run(settings, job))
+
+
+@carriers_group.command("list")
+@click.option("--team", default="default", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (as GET /v1/carriers).")
+def carriers_list(team: str, as_json: bool) -> None:
+    """List a team's carriers (never their secrets)."""
+    from callgate.api.carriers import carrier_public
+    from callgate.domain.carriers import Carrier, list_carriers
+
+    settings = _settings()
+
+    async def job(session: AsyncSession) -> list[Carrier]:
+        team_id = await _team_id(session, team)
+        if team_id is None:
+            return []
+        out: list[Carrier] = []
+        cursor: str | None = None
+        while True:
+            page = await list_carriers(session, team_id=team_id, limit=200, cursor=cursor)
+            out.extend(page.items)
+            if (cursor := page.next_cursor) is None:
+                return out
+
+    for carrier in _run(settings, job):
+        if as_json:
+            click.echo(carrier_public(carrier).model_dump_json())
+            continue
+        where = carrier.account_sid or ""
+        if carrier.outbound is not None:
+            where = f"{carrier.outbound.transport}:{carrier.outbound.host}:{carrier.outbound.port}"
+        click.echo(f"{carrier.id}\t{carrier.kind}\t{carrier.name}\t{where}")
+
+
+@carriers_group.command("delete")
+@click.argument("carrier_id")
+@click.option("--team", default="default", show_default=True)
+def carriers_delete(carrier_id: str, team: str) -> None:
+    """Delete a carrier; its phone numbers stay, without a carrier."""
+    from callgate.domain.carriers import delete_carrier
+    from callgate.errors import NotFound
+
+    settings = _settings()
+
+    async def job(session: AsyncSession) -> None:
+        team_id = await _team_id(session, team)
+        if team_id is None:
+            raise NotFound(f"no team named {team!r}")
+        await delete_carrier(session, team_id=team_id, carrier_id=carrier_id)
+
+    _run(settings, job)
+    click.echo(f"deleted {carrier_id}")
 
 
 if __name__ == "__main__":  # pragma: no cover

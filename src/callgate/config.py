@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     """The IP addresses the server offers as its WebRTC host candidates, as JSON
     (``CALLGATE_WEBRTC_HOST_ADDRESSES='["127.0.0.1"]'``); default: every interface's but loopback
     (aioice's choice). Needed on a host with only loopback; also limits the offer to one interface."""
+    rtp_ports: str = Field(default="10000-20000", pattern=r"^\d{1,5}-\d{1,5}$")
+    """UDP ports for SIP trunks' RTP (even ports, RTCP on the next one), as ``LOW-HIGH``."""
+    sip_listen: str | None = None
+    """``HOST:PORT`` for SIP from carriers, over UDP and TCP (e.g. ``0.0.0.0:5060``); off when unset."""
+    sip_public_address: str | None = None
+    """The address carriers reach this node at (behind NAT), advertised in SIP Contact and SDP;
+    default: the listening address."""
     log_level: str = "INFO"
     log_json: bool = True
     speech_warmup: bool = True
@@ -104,6 +111,36 @@ class Settings(BaseSettings):
     """Post-call analyses one node runs at once (each waits mostly on its LLM)."""
     webhooks_lease_s: float = Field(default=60.0, gt=0)
     """How long a node's claim on a delivery lasts; after a crash, the delivery waits this long."""
+
+    @field_validator("rtp_ports")
+    @classmethod
+    def _port_range(cls, value: str) -> str:
+        low, high = (int(p) for p in value.split("-"))
+        if not 1024 <= low < high <= 65535:
+            raise ValueError("CALLGATE_RTP_PORTS must be LOW-HIGH with 1024 <= LOW < HIGH <= 65535")
+        return value
+
+    @field_validator("sip_listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ValueError("CALLGATE_SIP_LISTEN must be HOST:PORT, e.g. 0.0.0.0:5060")
+            ipaddress.ip_address(host.strip("[]"))
+        return value
+
+    @property
+    def rtp_port_range(self) -> tuple[int, int]:
+        low, high = self.rtp_ports.split("-")
+        return int(low), int(high)
+
+    @property
+    def sip_listen_address(self) -> tuple[str, int] | None:
+        if self.sip_listen is None:
+            return None
+        host, _, port = self.sip_listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @field_validator("webrtc_host_addresses")
     @classmethod

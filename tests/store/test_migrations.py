@@ -42,6 +42,7 @@ TABLES = {
     "webhook_attempt",
     "analysis_plan",
     "analysis_job",
+    "carrier",
 }
 
 

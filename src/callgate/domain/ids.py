@@ -11,6 +11,7 @@ PREFIXES = {
     "contact": "con",
     "phone_number": "pn",
     "call": "call",
+    "carrier": "car",
 }
 
 

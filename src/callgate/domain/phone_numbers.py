@@ -1,4 +1,4 @@
-"""Phone numbers a team owns (telephony routes calls to them in a later issue)."""
+"""Phone numbers a team owns, each reached through one of the team's carriers (``carrier_id``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.domain.agents import get_agent
+from callgate.domain.carriers import get_carrier
 from callgate.domain.ids import new_id
 from callgate.errors import Conflict
 from callgate.store import repo
@@ -24,12 +25,15 @@ async def create_phone_number(
         raise Conflict(f"the number {number} is already registered")
     if fields.get("agent_id"):
         await get_agent(session, team_id=team_id, agent_id=fields["agent_id"])
+    if fields.get("carrier_id"):
+        await get_carrier(session, team_id=team_id, carrier_id=fields["carrier_id"])
     row = PhoneNumber(
         id=new_id("phone_number"),
         team_id=team_id,
         number=number,
         agent_id=fields.get("agent_id"),
         label=fields.get("label"),
+        carrier_id=fields.get("carrier_id"),
         created_at=now,
         updated_at=now,
     )
@@ -56,6 +60,8 @@ async def update_phone_number(
     row = await get_phone_number(session, team_id=team_id, number_id=number_id, for_update=True)
     if changes.get("agent_id"):
         await get_agent(session, team_id=team_id, agent_id=changes["agent_id"])
+    if changes.get("carrier_id"):
+        await get_carrier(session, team_id=team_id, carrier_id=changes["carrier_id"])
     for name, value in changes.items():
         setattr(row, name, value)
     row.updated_at = now

@@ -108,6 +108,8 @@ class PhoneNumber(Base):
     number: Mapped[str] = mapped_column(String(32), unique=True)
     agent_id: Mapped[str | None] = mapped_column(ForeignKey("agent.id", ondelete="SET NULL"))
     label: Mapped[str | None] = mapped_column(String(200))
+    carrier_id: Mapped[str | None] = mapped_column(ForeignKey("carrier.id", ondelete="SET NULL"), index=True)
+    """The carrier (``store.models_telephony.Carrier``) the number is reached through."""
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -1,4 +1,8 @@
-"""Tables of phone calls and of the Vocode dialect's agent objects (migration ``0004``).
+"""Tables of carriers, phone calls and the Vocode dialect's agent objects (migrations ``0004``, ``0008``).
+
+``carrier`` is a team's way to the phone network: a SIP trunk or a Twilio account (migration ``0008``).
+Its secrets (the SIP digest passwords, Twilio's auth token) are sealed at rest like webhook signing
+secrets (:mod:`callgate.store.sealing`); everything else is plain configuration in ``config``.
 
 ``phone_call`` is the phone side of a call of kind ``phone`` (one row per such call): who calls whom and
 from which of the team's numbers. ``vocode_agent`` keeps what a Vocode agent has beyond a callgate agent
@@ -15,6 +19,7 @@ from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callgate.store.models import Base
+from callgate.store.sealing import SealedString
 from callgate.store.types import JSONType
 
 
@@ -51,3 +56,25 @@ class VocodeAgent(Base):
     created_at: Mapped[datetime]
 
     __table_args__ = (Index(None, "team_id"),)
+
+
+class Carrier(Base):
+    __tablename__ = "carrier"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    team_id: Mapped[str] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    """``sip`` or ``twilio``."""
+    config: Mapped[dict[str, Any]]
+    """What is not secret: ``{"outbound": {...}, "inbound": {...}}`` (sip) or ``{"account_sid": ...}``."""
+    outbound_password: Mapped[str | None] = mapped_column(SealedString())
+    """SIP: the digest password answered to the carrier's 401/407 challenges."""
+    inbound_password: Mapped[str | None] = mapped_column(SealedString())
+    """SIP: the digest password callgate challenges the carrier's INVITEs with."""
+    auth_token: Mapped[str | None] = mapped_column(SealedString())
+    """Twilio: the account's auth token (signs webhooks, authenticates REST requests)."""
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "team_id", "created_at"),)

@@ -40,11 +40,15 @@ class PhoneNumberCreate(Strict):
     number: E164 = Field(description="The number in E.164 form, e.g. +14155550123.")
     agent_id: str | None = Field(default=None, description="The agent that answers calls to this number.")
     label: Name | None = None
+    carrier_id: str | None = Field(
+        default=None, description="The carrier (`/v1/carriers`) the number is reached through."
+    )
 
 
 class PhoneNumberUpdate(Strict):
     agent_id: str | None = None
     label: Name | None = None
+    carrier_id: str | None = None
 
 
 class PhoneNumberPublic(Public):
@@ -52,5 +56,6 @@ class PhoneNumberPublic(Public):
     number: str
     agent_id: str | None
     label: str | None
+    carrier_id: str | None
     created_at: datetime
     updated_at: datetime

@@ -63,8 +63,13 @@ class InboundAudio:
         on_frame: Callable[[bytes], None],
         reorder_packets: int = 3,
         max_gap_ms: int = 1000,
+        decode: Callable[[RtpPacket], tuple[bytes, int] | None] | None = None,
     ) -> None:
+        """``decode``: callgate's own decoder for the stream's codecs (G.711 on SIP trunks), giving
+        16 kHz mono PCM16 and the packet's duration in samples of its clock rate, or None for a packet
+        it cannot decode; without one, aiortc's decoders are used."""
         self.stats = InboundStats()
+        self._own_decode = decode
         self._codecs = dict(codecs)
         self._on_frame = on_frame
         self._reorder = max(1, reorder_packets)
@@ -152,6 +157,13 @@ class InboundAudio:
         self.stats.concealed_ms += seconds * 1000
 
     def _decode(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> tuple[bytes, int, int] | None:
+        if self._own_decode is not None:
+            decoded = self._own_decode(packet)
+            if decoded is None:
+                self.stats.decode_errors += 1
+                return None
+            self._direct = True
+            return decoded[0], decoded[1], codec.clockRate
         direct = self._opus.get(packet.payload_type)
         if direct is None and codec.name.lower() == "opus" and opus.load() is not None:
             direct = self._opus[packet.payload_type] = opus.OpusDecoder(OUTPUT_RATE)

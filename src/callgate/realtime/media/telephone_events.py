@@ -1,4 +1,4 @@
-"""RFC 4733 telephone-events (DTMF digits carried in RTP) received from a peer.
+"""RFC 4733 telephone-events (DTMF digits carried in RTP) received from a peer, and built to send.
 
 A key press is one *event*: several RTP packets that share the event's start timestamp and carry a
 growing duration, then (usually three copies of) an end packet. :class:`DtmfReceiver` reports each event
@@ -43,6 +43,21 @@ def parse_event(payload: bytes) -> tuple[int, bool, int, int]:
         raise ValueError("a telephone-event payload has 4 bytes")
     event, flags, duration = struct.unpack("!BBH", payload[:4])
     return event, bool(flags & 0x80), flags & 0x3F, duration
+
+
+def event_payloads(
+    digit: str, *, duration_ms: int = 160, volume_dbm0: int = 10, clock_rate: int = 8000, packet_ms: int = 20
+) -> list[bytes]:
+    """The payloads that send one key press (RFC 4733 section 2.5): one per packet interval, each with
+    the duration so far, then the end packet three times. All share the event's start timestamp."""
+    code = FLASH if digit == "!" else DIGITS.find(digit.upper())
+    if code < 0 or len(digit) != 1:
+        raise ValueError(f"{digit!r} is not a DTMF digit")
+    step = clock_rate * packet_ms // 1000
+    total = max(step, clock_rate * duration_ms // 1000)
+    flags = volume_dbm0 & 0x3F
+    payloads = [struct.pack("!BBH", code, flags, d) for d in range(step, total, step)]
+    return payloads + [struct.pack("!BBH", code, flags | 0x80, min(total, 0xFFFF))] * 3
 
 
 class DtmfReceiver:
