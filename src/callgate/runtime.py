@@ -18,6 +18,7 @@ from callgate.auth.ratelimit import RateLimiter
 from callgate.auth.tokens import TokenLedger
 from callgate.clock import Clock, SystemClock
 from callgate.config import Settings
+from callgate.domain import carriers
 from callgate.domain.analysis import AnalysisWorker
 from callgate.domain.keys import KeyAuthenticator
 from callgate.domain.live_calls import CallRecords
@@ -103,8 +104,9 @@ class Runtime:
     async def start(self) -> None:
         await self.db.start()
         sealed = await self.db.write(endpoints.seal_stored_secrets)
+        sealed += await self.db.write(carriers.seal_stored_secrets)
         if sealed:
-            log.info("sealed %d webhook signing secrets (stored in plain text or under an old key)", sealed)
+            log.info("sealed %d stored secrets (in plain text or under an old key)", sealed)
         await self.control.start()
         if self.settings.webhooks_dispatch:  # every node may drain the outbox and run analyses
             await self.webhooks.start()

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from callgate.store.sealing import PREFIX
 from tests.api.helpers import PROBLEM, assert_problem, field_names
-from tests.conftest import World
+from tests.support.world import World
 
 SIP: dict[str, Any] = {
     "kind": "sip",

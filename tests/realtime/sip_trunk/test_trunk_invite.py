@@ -14,7 +14,7 @@ import pytest
 from callgate.domain.carriers import InboundRoute, inbound_networks, route_inbound
 from callgate.realtime.sip_trunk import sdp
 from callgate.realtime.sip_trunk.server import AllowList, InboundInvite, SipTrunkServer
-from tests.conftest import World
+from tests.support.world import World
 
 NUMBER = "+14155550123"
 OFFER = (
