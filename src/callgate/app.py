@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import FrameType
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
@@ -37,15 +42,52 @@ def web_dir() -> Path | None:
     return None
 
 
+def _drain_on_sigterm(runtime: Runtime) -> Callable[[], None]:
+    """When uvicorn serves this app, its SIGTERM handler stops the server at once (WebSocket calls are
+    cut). Put a drain in front of it: the first SIGTERM drains the node (``Runtime.drain``), then hands
+    the signal to uvicorn; a second one goes to uvicorn straight away. Returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    stop_server = signal.getsignal(signal.SIGTERM)
+    if not isinstance(getattr(stop_server, "__self__", None), uvicorn.Server) or not callable(stop_server):
+        return lambda: None  # not served by uvicorn (tests driving the app in-process)
+    loop = asyncio.get_running_loop()
+    drains: list[asyncio.Task[None]] = []
+    signalled = False
+
+    async def drain_then_stop(sig: int) -> None:
+        try:
+            await runtime.drain()
+        finally:
+            stop_server(sig, None)
+
+    def on_sigterm(sig: int, frame: FrameType | None) -> None:
+        nonlocal signalled
+        if signalled:
+            stop_server(sig, frame)
+            return
+        signalled = True
+        loop.call_soon_threadsafe(lambda: drains.append(loop.create_task(drain_then_stop(sig))))
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGTERM) is on_sigterm:
+            signal.signal(signal.SIGTERM, stop_server)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    return restore
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     runtime = runtime or Runtime(settings or Settings())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        restore = _drain_on_sigterm(runtime)
         try:
             yield
         finally:
+            restore()
             await runtime.stop()
 
     app = FastAPI(

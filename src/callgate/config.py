@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     join_deadline_s: int = Field(default=60, ge=5, le=3600)
     default_team_max_live_calls: int = Field(default=20, ge=1)
     sweep_interval_s: float = Field(default=5.0, gt=0)
+    """How often a node fails calls nobody joined in time and ends calls whose node was lost."""
+    node_lease_s: float = Field(default=15.0, ge=1)
+    """A node's lease on its calls, renewed every third of it: a node gone this long (kill -9, a crash)
+    has its live calls ended ``node_lost`` by any node within about ``node_lease_s + sweep_interval_s``."""
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+    """On SIGTERM a node takes no new call (``/readyz`` 503) and lets live calls finish for this long,
+    then ends the rest ``node_shutdown``."""
     max_sessions: int | None = Field(default=None, ge=1)
     """Live calls one node serves at most; further callers are told to try again (see admission.py)."""
     max_loop_lag_ms: int = Field(default=250, ge=0)

@@ -1,5 +1,6 @@
-"""The background jobs one node runs: the join-deadline sweep, the live-call watch and the event-loop
-lag watch. :class:`callgate.runtime.Runtime` starts them after the database and stops them first.
+"""The background jobs one node runs: its lease heartbeat, the sweep (calls nobody joined in time, calls
+whose node was lost), the live-call watch and the event-loop lag watch. :class:`callgate.runtime.Runtime`
+starts them after the database and stops them first.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class NodeJobs:
         metrics: Metrics,
         clock: Clock,
         sweep_interval_s: float,
+        lease_s: float,
     ) -> None:
         self._records = records
         self._control = control
@@ -43,10 +45,15 @@ class NodeJobs:
         self._metrics = metrics
         self._clock = clock
         self._sweep_interval_s = sweep_interval_s
+        self._lease_s = lease_s
         self._tasks: list[asyncio.Task[None]] = []
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Take this node's lease, end calls of nodes already lost, then run the jobs."""
+        await self.renew_lease()
+        await self.sweep_once()
         self._tasks = [
+            asyncio.create_task(self._every(self._lease_s / 3, self.renew_lease), name="node-lease"),
             asyncio.create_task(self._every(self._sweep_interval_s, self.sweep_once), name="join-sweep"),
             asyncio.create_task(
                 self._every(LIVE_CALL_CHECK_S, self.check_live_calls), name="live-call-watch"
@@ -62,14 +69,26 @@ class NodeJobs:
                 await task
         self._tasks.clear()
 
+    async def release_lease(self) -> None:
+        """At a clean stop, after the node's sessions ended: other nodes need not wait for the lease."""
+        await self._records.release_lease()
+
+    async def renew_lease(self) -> None:
+        await self._records.renew_lease(self._lease_s)
+
     async def sweep_once(self) -> list[str]:
-        """Fail calls nobody joined before their deadline (and forget expired used tokens)."""
-        failed = await self._records.sweep_missed_joins()
+        """Fail calls nobody joined before their deadline, end calls whose node's lease lapsed (and
+        forget expired used tokens). The ids of the calls ended."""
+        missed = await self._records.sweep_missed_joins()
+        lost = await self._records.end_orphaned_calls()
         if isinstance(self._ledger, DatabaseLedger):
             await self._ledger.purge(before=self._clock.now())
-        for _ in failed:
-            self._metrics.calls_ended.labels(reason="join_deadline_missed").inc()
-        return failed
+        for reason, ended in (("join_deadline_missed", missed), ("node_lost", lost)):
+            if ended:
+                self._metrics.calls_ended.labels(reason=reason).inc(len(ended))
+        if lost:
+            log.warning("ended %d calls of lost nodes: %s", len(lost), ", ".join(lost[:10]))
+        return missed + lost
 
     async def check_live_calls(self) -> int:
         """End this node's sessions whose call was ended elsewhere (another node without Redis, a

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 
 from redis.asyncio import Redis
 
@@ -22,9 +23,11 @@ from callgate.domain import carriers
 from callgate.domain.analysis import AnalysisWorker
 from callgate.domain.keys import KeyAuthenticator
 from callgate.domain.live_calls import CallRecords
+from callgate.errors import CallgateError
 from callgate.jobs import NodeJobs
 from callgate.metrics import Metrics
 from callgate.providers.registry import EngineRegistry
+from callgate.realtime import draining
 from callgate.realtime.admission import Admission
 from callgate.realtime.control import CallControl
 from callgate.realtime.session import SessionServices
@@ -63,7 +66,9 @@ class Runtime:
             registry=self.metrics.registry,
         )
         self.engines = EngineRegistry(tts_cache_bytes=settings.tts_cache_mb * 1024 * 1024)
-        self.records = CallRecords(self.db, self.clock)
+        self.node_id = f"node_{secrets.token_hex(8)}"
+        """This process's id in node leases (new at every start: a restarted node's old calls lapse)."""
+        self.records = CallRecords(self.db, self.clock, node_id=self.node_id)
         self.call_starter = CallStarter(
             settings=settings,
             services=SessionServices(
@@ -94,6 +99,7 @@ class Runtime:
             metrics=self.metrics,
             clock=self.clock,
             sweep_interval_s=settings.sweep_interval_s,
+            lease_s=settings.node_lease_s,
         )
         self._warm_up: asyncio.Task[object] | None = None
 
@@ -111,9 +117,18 @@ class Runtime:
         if self.settings.webhooks_dispatch:  # every node may drain the outbox and run analyses
             await self.webhooks.start()
             await self.analysis.start()
-        self.jobs.start()
+        await self.jobs.start()
         if self.settings.speech_warmup:
             self._warm_up = asyncio.create_task(asyncio.to_thread(self.engines.warm_up), name="warm-up")
+
+    async def drain(self) -> list[str]:
+        """Stop taking calls and let live ones finish (``CALLGATE_DRAIN_TIMEOUT_S``); see
+        :mod:`callgate.realtime.draining`. The ids of the calls that had to be ended."""
+        return await draining.drain(
+            admission=self.admission,
+            control=self.control,
+            timeout_s=self.settings.drain_timeout_s,
+        )
 
     async def stop(self) -> None:
         if self._warm_up is not None:
@@ -121,6 +136,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._warm_up
         await self.jobs.stop()
+        with contextlib.suppress(CallgateError):  # a node that cannot reach its database lets it lapse
+            await self.jobs.release_lease()
         await self.analysis.stop()
         await self.webhooks.stop()
         await self.control.stop()

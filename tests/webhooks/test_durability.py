@@ -9,10 +9,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from callgate.store.models_webhooks import WebhookDelivery, WebhookEvent
+from tests.support.node import Node
 from tests.support.receiver import Receiver, Reply
 from tests.support.world import World, WorldFactory
 from tests.webhooks.conftest import FAST, add_endpoint, new_call
-from tests.webhooks.nodes import Node
 
 
 async def _event_ids(world: World) -> set[str]:

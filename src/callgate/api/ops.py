@@ -20,7 +20,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", operation_id="readyz")
 async def readyz(runtime: RuntimeDep) -> dict[str, str]:
-    """The database (and Redis, when configured) answer."""
+    """The database (and Redis, when configured) answer, and the node is not shutting down."""
+    if runtime.admission.draining:
+        raise ServiceUnavailable("this node is shutting down")
     if not await runtime.db.ping():
         raise ServiceUnavailable("the database is not reachable")
     if runtime.redis is not None:

@@ -211,11 +211,15 @@ async def finish_call(
     return call
 
 
-async def join_call(session: AsyncSession, *, team_id: str, call_id: str, now: datetime) -> Call:
-    """A caller's transport connected with a valid token: created → connecting (capacity checked)."""
+async def join_call(
+    session: AsyncSession, *, team_id: str, call_id: str, now: datetime, node_id: str | None = None
+) -> Call:
+    """A caller's transport connected with a valid token: created → connecting (capacity checked).
+    ``node_id``: the node that will hold the session (its lease covers the call, ``domain.nodes``)."""
     call = await get_call(session, team_id=team_id, call_id=call_id, for_update=True)
     if call.status == CallStatus.CREATED.value:
         await _check_capacity(session, team_id=team_id)
+    call.node_id = node_id
     return await transition(session, call=call, to=CallStatus.CONNECTING, now=now)
 
 

@@ -41,6 +41,11 @@ class EndReason(StrEnum):
     CONCURRENCY_LIMIT = "concurrency_limit"
     TELEPHONY_UNAVAILABLE = "telephony_unavailable"
     """A phone call could not be placed: no telephony transport (SIP trunk, Twilio) is configured."""
+    NODE_LOST = "node_lost"
+    """The node holding the call stopped without ending it (a crash, a kill): another node, or the
+    node itself once restarted, ended it when the node's lease lapsed."""
+    NODE_SHUTDOWN = "node_shutdown"
+    """The node holding the call was shut down and the call outlived the drain timeout."""
 
 
 FAILURE_REASONS = frozenset(
@@ -49,6 +54,7 @@ FAILURE_REASONS = frozenset(
         EndReason.SERVER_ERROR,
         EndReason.CONCURRENCY_LIMIT,
         EndReason.TELEPHONY_UNAVAILABLE,
+        EndReason.NODE_LOST,
     }
 )
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from callgate.clock import Clock
-from callgate.domain import calls
+from callgate.domain import calls, nodes
 from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.domain.sip_accounts import SipAccount, find_account
 from callgate.errors import CallgateError, NotFound
@@ -84,9 +84,11 @@ def plan_of(call: Call, agent: Agent) -> CallPlan:
 class CallRecords:
     """Reads and writes of live calls, each one short transaction. Errors are :class:`CallgateError`."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, *, node_id: str | None = None) -> None:
         self._db = db
         self._clock = clock
+        self.node_id = node_id
+        """This node's id: calls joined here are held under its lease (``callgate.domain.nodes``)."""
 
     async def join(self, *, team_id: str, call_id: str) -> CallPlan:
         """created → connecting (the team's live-call cap checked), and the plan of the call to run.
@@ -96,7 +98,9 @@ class CallRecords:
         now = self._clock.now()
 
         async def job(session: Any) -> CallPlan:
-            call = await calls.join_call(session, team_id=team_id, call_id=call_id, now=now)
+            call = await calls.join_call(
+                session, team_id=team_id, call_id=call_id, now=now, node_id=self.node_id
+            )
             agent = await session.get(Agent, call.agent_id)
             if agent is None:  # agents are soft-deleted, so this is a broken row, not a user mistake
                 raise NotFound("the call's agent does not exist")
@@ -171,6 +175,21 @@ class CallRecords:
         """Fail calls nobody joined before their deadline (safe on several nodes at once)."""
         now = self._clock.now()
         return await self._db.write(lambda s: calls.sweep_missed_joins(s, now=now))
+
+    async def end_orphaned_calls(self) -> list[str]:
+        """End live calls whose node holds no lease (``node_lost``), with their webhooks."""
+        now = self._clock.now()
+        return await self._db.write(lambda s: nodes.end_orphaned_calls(s, now=now))
+
+    async def renew_lease(self, lease_s: float) -> None:
+        if self.node_id is not None:
+            node_id, now = self.node_id, self._clock.now()
+            await self._db.write(lambda s: nodes.renew(s, node_id=node_id, now=now, lease_s=lease_s))
+
+    async def release_lease(self) -> None:
+        if self.node_id is not None:
+            node_id = self.node_id
+            await self._db.write(lambda s: nodes.release(s, node_id=node_id))
 
     async def sip_account(self, username: str) -> SipAccount | None:
         """The SIP-over-WebSocket credentials whose username is ``username`` (see ``sip_accounts``)."""

@@ -45,6 +45,8 @@ class Admission:
         self.max_loop_lag_s = max_loop_lag_ms / 1000
         self.loop_lag_s = 0.0
         """Smoothed lateness of the event loop, in seconds."""
+        self.draining = False
+        """The node is shutting down: live calls may finish, no new caller joins."""
         self._lag_gauge = Gauge(
             "callgate_event_loop_lag_seconds", "Smoothed event-loop lag of this node", registry=registry
         )
@@ -54,7 +56,9 @@ class Admission:
 
     def refusal(self) -> str | None:
         """Why a new caller must not join now, or None to let them in."""
-        if self.max_sessions is not None and self._live() >= self.max_sessions:
+        if self.draining:
+            reason, detail = "draining", "this node is shutting down"
+        elif self.max_sessions is not None and self._live() >= self.max_sessions:
             reason, detail = "max_sessions", f"this node serves its maximum of {self.max_sessions} calls"
         elif self.max_loop_lag_s and self.loop_lag_s > self.max_loop_lag_s:
             reason, detail = "overloaded", "this node is overloaded"

@@ -26,6 +26,8 @@ class CallControl:
     def __init__(self, redis: Redis | None) -> None:
         self._redis = redis
         self._local: dict[str, Handler] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -39,12 +41,22 @@ class CallControl:
 
     def register(self, call_id: str, handler: Handler) -> Callable[[], None]:
         self._local[call_id] = handler
+        self._idle.clear()
 
         def unregister() -> None:
             if self._local.get(call_id) is handler:
                 del self._local[call_id]
+                if not self._local:
+                    self._idle.set()
 
         return unregister
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no session runs on this node (True), or ``timeout_s`` passes (False)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+        return self._idle.is_set()
 
     async def deliver_end(self, call_id: str, reason: EndReason) -> bool:
         """Tell this node's session of ``call_id`` to end; False if it is not here."""

@@ -33,6 +33,7 @@ from callgate.realtime.digits import KEYS, MAX_KEYS, DigitCollector
 log = logging.getLogger(__name__)
 
 WATCHDOG_S = 0.25
+MAX_EARLY_TEXTS = 8
 
 
 class SessionState(enum.Enum):
@@ -95,6 +96,8 @@ class CallSession:
         self._ended = asyncio.Event()
         self._data = dict(plan.data)
         self._turn_writes: list[asyncio.Task[None]] = []
+        self._early_texts: list[str] = []
+        """Text the caller sent between ``bot-ready`` and the pipeline's start: handed over at start."""
         self._partials_wanted = False
         self._partial_text: str | None = None
         """The newest interim transcript not yet written (older ones are replaced, not queued)."""
@@ -148,6 +151,9 @@ class CallSession:
             await self._mark_in_progress()
             await self.pipeline.start()
             self._set_state(SessionState.ACTIVE)
+            for text in self._early_texts:
+                self.pipeline.push_text(text)
+            self._early_texts.clear()
             await self._watch()
         except CallgateError as exc:
             log.warning("session failed: %s", exc.detail)
@@ -156,10 +162,13 @@ class CallSession:
             log.exception("session crashed")
             self.end(EndReason.SERVER_ERROR)
         finally:
-            unregister()
-            self.services.metrics.live_sessions.dec()
-            await self._finish()
-            call_id_var.reset(token)
+            try:
+                await self._finish()
+            finally:
+                # Counted live until its end is stored and its caller told: a draining node waits for it.
+                unregister()
+                self.services.metrics.live_sessions.dec()
+                call_id_var.reset(token)
         assert self.end_reason is not None
         return self.end_reason
 
@@ -249,6 +258,8 @@ class CallSession:
             self._last_text_at = self.services.clock.monotonic()
             if self.state is SessionState.ACTIVE:
                 self.pipeline.push_text(content.strip())
+            elif self.state is SessionState.STARTING and len(self._early_texts) < MAX_EARLY_TEXTS:
+                self._early_texts.append(content.strip())
         elif msg.type == "disconnect-bot":
             self.end(EndReason.CALLER_HANGUP)
         elif msg.type == "client-message":

@@ -139,6 +139,8 @@ class Call(Base):
     """Per-call webhook destination (``callgate.webhooks.targets.CallWebhook``), set at creation."""
     analysis: Mapped[dict[str, Any] | None]
     """Post-call analysis (summary, extracted data), written once the call is analysed."""
+    node_id: Mapped[str | None] = mapped_column(String(40))
+    """The node holding the call's session (set when a caller joins); see :class:`NodeLease`."""
     created_at: Mapped[datetime]
     join_deadline: Mapped[datetime]
     connected_at: Mapped[datetime | None]
@@ -183,6 +185,18 @@ class TranscriptTurn(Base):
     total_ms: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (UniqueConstraint("call_id", "seq"),)
+
+
+class NodeLease(Base):
+    """A running node's lease on the calls it holds: renewed while the node lives. A live call whose
+    node's lease has lapsed is ended ``node_lost`` by any node (``callgate.domain.nodes``)."""
+
+    __tablename__ = "node_lease"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    started_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class UsedToken(Base):

@@ -105,3 +105,21 @@ async def test_keys_pressed_over_rtvi_reach_the_agent_as_one_turn(live: LiveServ
         await asyncio.sleep(0.05)
     user_turns = [t["text"] for t in body["transcript"] if t["role"] == "user"]
     assert user_turns == ["DTMF 42#"]
+
+
+async def test_text_sent_right_after_bot_ready_is_answered(live: LiveServer) -> None:
+    """The caller may type before the session's pipeline has started: the text waits, it is not lost."""
+    team = await live.world.team("acme")
+    agent_id = await live.flow_agent(team)
+    call = await live.web_call(team, agent_id, mode="text")
+    async with websockets.connect(str(call["websocket_url"])) as ws:
+        await ws.send(rtvi("client-ready", {"version": "1.0.0"}))
+        await next_message(ws, "bot-ready")
+        await ws.send(rtvi("send-text", {"content": "What are your opening hours?"}))
+        async with asyncio.timeout(15):
+            while "open" not in (await agent_text(ws)).lower():
+                pass
+    r = await live.world.client.get(f"/v1/calls/{call['id']}", headers=team.auth())
+    assert [t["text"] for t in r.json()["transcript"] if t["role"] == "user"] == [
+        "What are your opening hours?"
+    ]

@@ -35,6 +35,8 @@ END_REASONS = {
     EndReason.TRANSFERRED: "transferred",
     EndReason.CONCURRENCY_LIMIT: "concurrency_limit",
     EndReason.TELEPHONY_UNAVAILABLE: "telephony_unavailable",
+    EndReason.NODE_LOST: "error",
+    EndReason.NODE_SHUTDOWN: "server_shutdown",
 }
 
 ROLES = {"agent": "assistant", "user": "user"}

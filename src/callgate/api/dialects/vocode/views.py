@@ -31,6 +31,7 @@ ERROR_MESSAGES = {
     EndReason.TELEPHONY_UNAVAILABLE: NO_TELEPHONY,
     EndReason.JOIN_DEADLINE_MISSED: "the call did not connect before its deadline",
     EndReason.SERVER_ERROR: "the call failed on the server",
+    EndReason.NODE_LOST: "the server holding the call stopped",
     EndReason.CONCURRENCY_LIMIT: "the account already had as many live calls as it may have",
 }
 
