@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 class Node:
     """``callgate.app:create_app`` in its own process, on ``database_url``, with webhook settings."""
 
-    def __init__(self, database_url: str, data_dir: Path, **settings: object) -> None:
+    def __init__(
+        self, database_url: str, data_dir: Path, *, env: dict[str, str] | None = None, **settings: object
+    ) -> None:
         self.port = free_port()
         self.env = {
             **os.environ,
@@ -36,6 +38,7 @@ class Node:
                 f"CALLGATE_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)
                 for k, v in settings.items()
             },
+            **(env or {}),
         }
         self.log = data_dir / f"node-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None

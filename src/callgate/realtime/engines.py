@@ -8,13 +8,18 @@ per call.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from callgate.domain.live_calls import AgentPlan, CallPlan
+from callgate.errors import ProviderUnavailable
 from callgate.flows import FlowAgent, PromptAgent, validate_flow
-from callgate.pipeline.interfaces import AgentEngine
+from callgate.pipeline.interfaces import STT, TTS, VAD, AgentEngine
 from callgate.pipeline.options import Mode, PipelineOptions
+from callgate.providers.deaf import DeafSTT, DeafVAD
 from callgate.providers.registry import EngineRegistry
 from callgate.realtime.session import Engines
+
+log = logging.getLogger(__name__)
 
 _TURN_DETECTION = frozenset(
     {
@@ -34,7 +39,7 @@ def pipeline_options(agent: AgentPlan, *, mode: Mode, output_sample_rate: int) -
     return PipelineOptions(mode=mode, output_sample_rate=output_sample_rate, **turn)
 
 
-def _build(registry: EngineRegistry, plan: CallPlan) -> Engines:
+def _build(registry: EngineRegistry, plan: CallPlan, mode: Mode) -> Engines:
     agent, variables = plan.agent, plan.variables
     brain: AgentEngine
     if agent.flow is not None:
@@ -48,14 +53,26 @@ def _build(registry: EngineRegistry, plan: CallPlan) -> Engines:
             initial_message=agent.initial_message,
         )
     stt_settings = {k: v for k, v in agent.stt.items() if k != "vad"}
-    return Engines(
-        vad=registry.vad(agent.stt.get("vad")),
-        stt=registry.stt(stt_settings),
-        tts=registry.tts(agent.tts),
-        agent=brain,
-    )
+    vad: VAD
+    stt: STT
+    tts: TTS | None
+    try:
+        vad, stt = registry.vad(agent.stt.get("vad")), registry.stt(stt_settings)
+    except ProviderUnavailable:
+        if mode != "text":
+            raise
+        log.info("no speech engines installed: the text call does not listen", extra={"call": plan.call_id})
+        vad, stt = DeafVAD(), DeafSTT()  # the caller types; audio, if any arrives, is not listened to
+    try:
+        tts = registry.tts(agent.tts)
+    except ProviderUnavailable:
+        if mode != "text":
+            raise
+        tts = None  # the call stays in text mode (switching to audio is refused)
+    return Engines(vad=vad, stt=stt, tts=tts, agent=brain)
 
 
 async def build_engines(registry: EngineRegistry, plan: CallPlan, *, mode: Mode) -> Engines:
-    """Off the event loop: the first call of a process may load models."""
-    return await asyncio.to_thread(_build, registry, plan)
+    """Off the event loop: the first call of a process may load models. A text call needs no speech
+    engine: without one installed it runs deaf and mute (:mod:`callgate.providers.deaf`)."""
+    return await asyncio.to_thread(_build, registry, plan, mode)

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 WATCHDOG_S = 0.25
 MAX_EARLY_TEXTS = 8
+NO_TTS = "this call cannot speak: no text-to-speech engine is installed"
 
 
 class SessionState(enum.Enum):
@@ -95,6 +96,7 @@ class CallSession:
         self.end_reason: EndReason | None = None
         self._ended = asyncio.Event()
         self._data = dict(plan.data)
+        self._speaks = engines.tts is not None
         self._turn_writes: list[asyncio.Task[None]] = []
         self._early_texts: list[str] = []
         """Text the caller sent between ``bot-ready`` and the pipeline's start: handed over at start."""
@@ -271,7 +273,11 @@ class CallSession:
 
     async def _client_message(self, msg: rtvi.ClientMessage) -> None:
         kind, body = msg.data.get("t"), msg.data.get("d") or {}
-        if kind == "set-mode" and isinstance(body, dict) and body.get("mode") in MODES:
+        if kind == "set-mode" and isinstance(body, dict) and body.get("mode") == "audio" and not self._speaks:
+            await self.send_error(
+                "this call cannot speak: no text-to-speech engine is installed", fatal=False
+            )
+        elif kind == "set-mode" and isinstance(body, dict) and body.get("mode") in MODES:
             mode: Mode = body["mode"]
             self.pipeline.set_mode(mode)
             await self.transport.send_message(
