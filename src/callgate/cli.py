@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +20,7 @@ from callgate.clock import utcnow
 from callgate.config import Settings
 from callgate.errors import CallgateError
 from callgate.log import configure_logging
+from callgate.metrics import MULTIPROC_DIR
 from callgate.store.db import Database
 from callgate.store.migrate import upgrade
 
@@ -86,6 +89,9 @@ def serve(host: str, port: int, workers: int) -> None:
         click.echo(f"    {seeded.secret_key}")
     if seeded.demo_agent_id:
         click.echo(f"  demo agent: {seeded.demo_agent_id}")
+    if workers > 1:  # one node of several processes: they share its admission limit and its metrics
+        os.environ["CALLGATE_WORKERS"] = str(workers)
+        os.environ.setdefault(MULTIPROC_DIR, tempfile.mkdtemp(prefix="callgate-metrics-"))
     uvicorn.run(
         "callgate.app:create_app",
         factory=True,

@@ -76,7 +76,10 @@ class Settings(BaseSettings):
     """On SIGTERM a node takes no new call (``/readyz`` 503) and lets live calls finish for this long,
     then ends the rest ``node_shutdown``."""
     max_sessions: int | None = Field(default=None, ge=1)
-    """Live calls one node serves at most; further callers are told to try again (see admission.py)."""
+    """Live calls one node serves at most; further callers are told to try again (see admission.py).
+    A node of several worker processes gives each worker its share."""
+    workers: int = Field(default=1, ge=1)
+    """Worker processes serving this node (set by ``callgate serve --workers N``)."""
     max_loop_lag_ms: int = Field(default=250, ge=0)
     """Event-loop lag above which a node refuses new callers (0: never)."""
     tts_cache_mb: int = Field(default=64, ge=0, le=65536)

@@ -1,11 +1,43 @@
 """The node's Prometheus metrics: one registry per node (per :class:`~callgate.runtime.Runtime`), so
-several nodes in one test process do not mix their figures. ``GET /metrics`` exports it."""
+several nodes in one test process do not mix their figures. ``GET /metrics`` exports :func:`exposition`.
+
+``callgate serve --workers N`` runs N processes as one node: it sets ``PROMETHEUS_MULTIPROC_DIR`` before
+the workers start, every worker writes its figures there, and whichever worker answers ``/metrics``
+reports the node's total (counters and histograms summed, gauges by their ``multiprocess_mode``).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "exposition", "worker_stopped"]
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The text exposition of this node: its workers' figures together when there are several."""
+    if os.environ.get(MULTIPROC_DIR):
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
+    return generate_latest(registry)
+
+
+def worker_stopped() -> None:
+    """A worker of a multi-process node stops: its live gauges no longer count."""
+    if os.environ.get(MULTIPROC_DIR):
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 @dataclass
@@ -29,7 +61,12 @@ class Metrics:
         self.sessions_started = Counter(
             "callgate_sessions_started", "Call sessions started, by transport", ["transport"], registry=r
         )
-        self.live_sessions = Gauge("callgate_live_sessions", "Live call sessions on this node", registry=r)
+        self.live_sessions = Gauge(
+            "callgate_live_sessions",
+            "Live call sessions on this node",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.rate_limited = Counter("callgate_rate_limited", "Requests refused by rate limits", registry=r)
         self.output_frames = Counter("callgate_output_frames", "Agent audio frames sent", registry=r)
         self.late_output_frames = Counter(

@@ -25,7 +25,7 @@ from callgate.domain.keys import KeyAuthenticator
 from callgate.domain.live_calls import CallRecords
 from callgate.errors import CallgateError
 from callgate.jobs import NodeJobs
-from callgate.metrics import Metrics
+from callgate.metrics import Metrics, worker_stopped
 from callgate.providers.registry import EngineRegistry
 from callgate.realtime import draining
 from callgate.realtime.admission import Admission
@@ -61,7 +61,7 @@ class Runtime:
         self.control = CallControl(self.redis)
         self.admission = Admission(
             live_sessions=lambda: self.control.live_count,
-            max_sessions=settings.max_sessions,
+            max_sessions=-(-settings.max_sessions // settings.workers) if settings.max_sessions else None,
             max_loop_lag_ms=settings.max_loop_lag_ms,
             registry=self.metrics.registry,
         )
@@ -145,3 +145,4 @@ class Runtime:
         await self.db.close()
         if self.redis is not None:
             await self.redis.aclose()
+        worker_stopped()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from callgate.api.deps import RuntimeDep
 from callgate.errors import ServiceUnavailable
+from callgate.metrics import CONTENT_TYPE_LATEST, exposition
 
 router = APIRouter(tags=["operations"])
 
@@ -35,5 +35,5 @@ async def readyz(runtime: RuntimeDep) -> dict[str, str]:
 
 @router.get("/metrics", operation_id="metrics", include_in_schema=False)
 async def metrics(runtime: RuntimeDep) -> Response:
-    runtime.metrics.live_sessions.set(len(runtime.control.live_call_ids))
-    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    runtime.metrics.live_sessions.set(runtime.control.live_count)
+    return Response(exposition(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

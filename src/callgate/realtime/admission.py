@@ -48,7 +48,10 @@ class Admission:
         self.draining = False
         """The node is shutting down: live calls may finish, no new caller joins."""
         self._lag_gauge = Gauge(
-            "callgate_event_loop_lag_seconds", "Smoothed event-loop lag of this node", registry=registry
+            "callgate_event_loop_lag_seconds",
+            "Smoothed event-loop lag of this node (its most lagging worker)",
+            registry=registry,
+            multiprocess_mode="livemax",
         )
         self._refused = Counter(
             "callgate_sessions_refused", "Callers refused by admission control", ["reason"], registry=registry
