@@ -22,6 +22,7 @@ from callgate.domain import carriers
 from callgate.domain.analysis import AnalysisWorker
 from callgate.domain.keys import KeyAuthenticator
 from callgate.domain.live_calls import CallRecords
+from callgate.domain.recordings import recordings_from_settings
 from callgate.jobs import NodeJobs
 from callgate.metrics import Metrics
 from callgate.providers.registry import EngineRegistry
@@ -64,6 +65,7 @@ class Runtime:
         )
         self.engines = EngineRegistry(tts_cache_bytes=settings.tts_cache_mb * 1024 * 1024)
         self.records = CallRecords(self.db, self.clock)
+        self.recordings = recordings_from_settings(settings, db=self.db, clock=self.clock)
         self.call_starter = CallStarter(
             settings=settings,
             services=SessionServices(
@@ -71,7 +73,8 @@ class Runtime:
                 metrics=self.metrics,
                 control=self.control,
                 records=self.records,
-                recordings_dir=settings.data_dir / "recordings",
+                recordings_dir=self.recordings.spool_dir,
+                recordings=self.recordings,
             ),
             engines=self.engines,
             admission=self.admission,
