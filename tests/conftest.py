@@ -17,6 +17,7 @@ from callgate.store.migrate import upgrade_sync
 from tests.support.fake_openai import fake_openai, openai_server  # noqa: F401 - fixtures
 from tests.support.live import LiveServer, serve
 from tests.support.receiver import Receiver
+from tests.support.s3 import S3Server
 from tests.support.services import PostgresServer, RedisServer
 from tests.support.world import World, WorldFactory, make_settings, open_world
 
@@ -102,6 +103,13 @@ def live_settings(tmp_path: Path, sqlite_template: Path) -> Settings:
 @pytest.fixture
 async def live(live_settings: Settings) -> AsyncIterator[LiveServer]:
     async for server in serve(live_settings):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A local S3-compatible server (moto); each test makes its own bucket (``s3_server.new_bucket()``)."""
+    with S3Server() as server:
         yield server
 
 

@@ -9,6 +9,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Self
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -100,6 +101,18 @@ class Settings(BaseSettings):
     sip_public_address: str | None = None
     """The address carriers reach this node at (behind NAT), advertised in SIP Contact and SDP;
     default: the listening address."""
+    recordings_url: str | None = None
+    """Where finished call recordings are kept: unset or ``file:///path`` (this node's disk, default
+    ``data_dir/recordings``), or ``s3://bucket/prefix`` (any S3-compatible service, so every node can
+    serve every recording; needs the ``s3`` extra)."""
+    s3_endpoint_url: str | None = None
+    """The S3 service's URL for MinIO, Ceph, R2 … (``https://minio.internal:9000``); unset: AWS."""
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    """With ``s3_secret_access_key``; both unset: boto3's usual chain (``AWS_*`` variables, instance role)."""
+    s3_secret_access_key: SecretStr | None = None
+    s3_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """Connect and read timeout of one S3 request."""
     log_level: str = "INFO"
     log_json: bool = True
     speech_warmup: bool = True
@@ -139,6 +152,18 @@ class Settings(BaseSettings):
                 raise ValueError("CALLGATE_SIP_LISTEN must be HOST:PORT, e.g. 0.0.0.0:5060")
             ipaddress.ip_address(host.strip("[]"))
         return value
+
+    @field_validator("recordings_url")
+    @classmethod
+    def _recordings_url(cls, value: str | None) -> str | None:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme == "s3" and parts.netloc:
+                return value
+            if parts.scheme == "file" and parts.path and not parts.netloc:
+                return value
+            raise ValueError("CALLGATE_RECORDINGS_URL must be s3://bucket[/prefix] or file:///absolute/path")
+        return value or None
 
     @property
     def rtp_port_range(self) -> tuple[int, int]:

@@ -73,6 +73,12 @@ class NotFound(CallgateError):
     status, code, title = 404, "not_found", "Not found"
 
 
+class NoRecording(NotFound):
+    """The call exists but has no recording (none was made, it is not kept yet, or it is gone)."""
+
+    title = "This call has no recording"
+
+
 class MethodNotAllowed(CallgateError):
     status, code, title = 405, "method_not_allowed", "Method not allowed"
 
@@ -113,6 +119,12 @@ class NodeBusy(ServiceUnavailable):
     def __init__(self, detail: str | None = None, *, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The recording storage (an S3-compatible service) cannot be reached or refused the request."""
+
+    code, title = "storage_unavailable", "The recording storage is not available"
 
 
 class ConfigError(CallgateError):

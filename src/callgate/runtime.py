@@ -23,6 +23,7 @@ from callgate.domain import carriers
 from callgate.domain.analysis import AnalysisWorker
 from callgate.domain.keys import KeyAuthenticator
 from callgate.domain.live_calls import CallRecords
+from callgate.domain.recordings import recordings_from_settings
 from callgate.errors import CallgateError
 from callgate.jobs import NodeJobs
 from callgate.metrics import Metrics, worker_stopped
@@ -69,6 +70,7 @@ class Runtime:
         self.node_id = f"node_{secrets.token_hex(8)}"
         """This process's id in node leases (new at every start: a restarted node's old calls lapse)."""
         self.records = CallRecords(self.db, self.clock, node_id=self.node_id)
+        self.recordings = recordings_from_settings(settings, db=self.db, clock=self.clock)
         self.call_starter = CallStarter(
             settings=settings,
             services=SessionServices(
@@ -76,7 +78,8 @@ class Runtime:
                 metrics=self.metrics,
                 control=self.control,
                 records=self.records,
-                recordings_dir=settings.data_dir / "recordings",
+                recordings_dir=self.recordings.spool_dir,
+                recordings=self.recordings,
             ),
             engines=self.engines,
             admission=self.admission,

@@ -19,6 +19,7 @@ from callgate.errors import ConcurrencyLimited
 from callgate.store import repo
 from callgate.store.models import Call, CallEvent, Team, TranscriptTurn
 from callgate.webhooks import outbox
+from callgate.webhooks.events import EventType
 
 LIVE = (CallStatus.CONNECTING.value, CallStatus.IN_PROGRESS.value)
 
@@ -208,6 +209,16 @@ async def finish_call(
     if not CallStatus(call.status).is_terminal:
         await transition(session, call=call, to=terminal_status(reason), reason=reason, now=now)
     await outbox.call_finished(session, call=call, now=now, recording=recording_path is not None)
+    return call
+
+
+async def attach_recording(
+    session: AsyncSession, *, team_id: str, call_id: str, location: str, now: datetime
+) -> Call:
+    """A session's recording is kept at ``location``: store it on the call and announce it."""
+    call = await get_call(session, team_id=team_id, call_id=call_id, for_update=True)
+    call.recording_path = location
+    await outbox.record(session, call=call, type_=EventType.CALL_RECORDING_AVAILABLE, now=now)
     return call
 
 

@@ -18,6 +18,7 @@ from typing import Protocol
 from callgate.clock import Clock
 from callgate.domain.lifecycle import EndReason
 from callgate.domain.live_calls import CallPlan, CallRecords
+from callgate.domain.recordings import Recordings
 from callgate.errors import CallgateError
 from callgate.log import call_id_var
 from callgate.metrics import Metrics
@@ -71,6 +72,8 @@ class SessionServices:
     control: CallControl
     records: CallRecords
     recordings_dir: Path
+    recordings: Recordings
+    """Keeps each finished recording where every node can serve it (``domain/recordings.py``)."""
 
 
 class CallSession:
@@ -222,6 +225,7 @@ class CallSession:
                     await task
         self.recorder.close()
         await self._persist_end(reason)
+        await self._keep_recording()
         self.services.metrics.calls_ended.labels(reason=reason.value).inc()
         with contextlib.suppress(Exception):
             await self.transport.send_message(
@@ -233,17 +237,24 @@ class CallSession:
         self._set_state(SessionState.ENDED)
 
     async def _persist_end(self, reason: EndReason) -> None:
-        recording = str(self.recording_path) if self.recorder.frames_written else None
         try:
             await self.services.records.finish(
                 team_id=self.plan.team_id,
                 call_id=self.call_id,
                 reason=reason,
                 data=self._data,
-                recording_path=recording,
+                recording_path=None,  # attached by _keep_recording once it is kept
             )
         except CallgateError:
             log.exception("could not persist the end of the call")
+
+    async def _keep_recording(self) -> None:
+        """After the end is stored (so an upload is not billed as call time), before the caller is
+        told: the recording goes to the node's store and is attached to the call."""
+        if self.recorder.frames_written:
+            await self.services.recordings.keep(
+                team_id=self.plan.team_id, call_id=self.call_id, local=self.recording_path
+            )
 
     # ---------------------------------------------------------------- input from the transport
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from callgate.api import problems
@@ -25,10 +24,12 @@ from callgate.api.dialects.errors import error_headers, public_message, validati
 from callgate.api.dialects.vocode.schemas import AgentParams, CreateCallRequest, parse_agent
 from callgate.api.dialects.vocode.views import call_object, callgate_id
 from callgate.api.dialects.vocode.webhooks import call_webhook
+from callgate.api.recordings import RangeHeader, recording_response
 from callgate.api.schemas.agents import AgentCreate
 from callgate.domain import agents, calls, telephony, vocode_agents
 from callgate.domain.lifecycle import EndReason
-from callgate.errors import CallgateError, NotFound, ValidationFailed
+from callgate.domain.recording_store import ByteRange
+from callgate.errors import CallgateError, NoRecording, NotFound, ValidationFailed
 from callgate.net_guard import check_url
 from callgate.runtime import Runtime
 
@@ -187,16 +188,21 @@ async def end_call(id_: CallId, principal: SecretPrincipal, runtime: RuntimeDep)
 
 
 @router.get("/v1/calls/recording", operation_id="vocodeGetRecording", response_model=None)
-async def get_recording(id_: CallId, principal: SecretPrincipal, runtime: RuntimeDep) -> FileResponse:
-    call_id = f"call_{id_.hex}"
-    async with runtime.db.read() as s:
-        try:
-            call, _ = await telephony.get_phone_call(s, team_id=principal.team_id, call_id=call_id)
-        except NotFound:
-            raise NotFound("Call not found") from None
-    if not call.recording_path or not Path(call.recording_path).is_file():  # noqa: ASYNC240 - one stat
-        raise NotFound("Recording not available")
-    return FileResponse(call.recording_path, media_type="audio/wav", filename=f"{id_}.wav")
+async def get_recording(
+    id_: CallId, principal: SecretPrincipal, runtime: RuntimeDep, range_: RangeHeader = None
+) -> StreamingResponse:
+    try:
+        recording = await runtime.recordings.open(
+            team_id=principal.team_id,
+            call_id=f"call_{id_.hex}",
+            byte_range=ByteRange.parse(range_),
+            phone_only=True,
+        )
+    except NoRecording:
+        raise NotFound("Recording not available") from None
+    except NotFound:
+        raise NotFound("Call not found") from None
+    return recording_response(recording, filename=f"{id_}.wav")
 
 
 def render(request: Request, error: CallgateError) -> Response:
