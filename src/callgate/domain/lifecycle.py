@@ -41,6 +41,14 @@ class EndReason(StrEnum):
     CONCURRENCY_LIMIT = "concurrency_limit"
     TELEPHONY_UNAVAILABLE = "telephony_unavailable"
     """A phone call could not be placed: no telephony transport (SIP trunk, Twilio) is configured."""
+    BUSY = "busy"
+    """The called phone was busy (SIP 486/600, Twilio ``busy``)."""
+    NO_ANSWER = "no_answer"
+    """The called phone rang out unanswered (ring timeout, Twilio ``no-answer``)."""
+    DECLINED = "declined"
+    """The called party refused the call (SIP 603)."""
+    CARRIER_ERROR = "carrier_error"
+    """The carrier could not place or keep the call (SIP 4xx/5xx, Twilio ``failed`` or an API error)."""
 
 
 FAILURE_REASONS = frozenset(
@@ -49,6 +57,7 @@ FAILURE_REASONS = frozenset(
         EndReason.SERVER_ERROR,
         EndReason.CONCURRENCY_LIMIT,
         EndReason.TELEPHONY_UNAVAILABLE,
+        EndReason.CARRIER_ERROR,
     }
 )
 
