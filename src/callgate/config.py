@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     sip_public_address: str | None = None
     """The address carriers reach this node at (behind NAT), advertised in SIP Contact and SDP;
     default: the listening address."""
+    twilio_api_base: str = "https://api.twilio.com"
+    """Where Twilio's REST API is (placing, hanging up and transferring Twilio calls); tests point it at
+    a local fake."""
+    twilio_ring_timeout_s: int = Field(default=30, ge=5, le=600)
+    """How long an outbound Twilio call rings before it ends ``no_answer`` (Twilio's ``Timeout``)."""
     log_level: str = "INFO"
     log_json: bool = True
     speech_warmup: bool = True

@@ -115,6 +115,12 @@ class NodeBusy(ServiceUnavailable):
         self.retry_after = retry_after
 
 
+class CarrierFailed(ServiceUnavailable):
+    """The carrier (Twilio's REST API, a SIP trunk) refused or failed a request callgate made."""
+
+    status, code, title = 502, "carrier_failed", "The carrier failed the request"
+
+
 class ConfigError(CallgateError):
     code, title = "config_error", "Invalid configuration"
 
