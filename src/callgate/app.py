@@ -27,6 +27,7 @@ from callgate.api.dialects.voxworks import routes as voxworks
 from callgate.api.middleware import BodyLimit, BrowserCORS, RejectNUL, RequestLog
 from callgate.config import Environment, Settings
 from callgate.realtime.sip_ws import endpoint as sip_endpoint
+from callgate.realtime.twilio import routes as twilio_routes
 from callgate.realtime.webrtc import endpoint as webrtc_endpoint
 from callgate.realtime.websocket import endpoint as realtime
 from callgate.runtime import Runtime
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.state.runtime = runtime
     app.state.call_starter = runtime.call_starter  # what the real-time endpoints use of the node
+    app.state.twilio = runtime.twilio
     problems.install(app)
     webhooks_api.install(runtime)
     for router in (
@@ -114,6 +116,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         analysis_api.router,
         webrtc_endpoint.router,
         sip_endpoint.router,
+        twilio_routes.router,
         voxworks.router,
         voicehub.router,
         verbex.router,

@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     s3_timeout_s: float = Field(default=10.0, gt=0, le=300)
     """Connect and read timeout of one S3 request."""
+    twilio_api_base: str = "https://api.twilio.com"
+    """Where Twilio's REST API is (placing, hanging up and transferring Twilio calls); tests point it at
+    a local fake."""
+    twilio_ring_timeout_s: int = Field(default=30, ge=5, le=600)
+    """How long an outbound Twilio call rings before it ends ``no_answer`` (Twilio's ``Timeout``)."""
     log_level: str = "INFO"
     log_json: bool = True
     speech_warmup: bool = True

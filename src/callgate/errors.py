@@ -127,6 +127,12 @@ class StorageUnavailable(ServiceUnavailable):
     code, title = "storage_unavailable", "The recording storage is not available"
 
 
+class CarrierFailed(ServiceUnavailable):
+    """The carrier (Twilio's REST API, a SIP trunk) refused or failed a request callgate made."""
+
+    status, code, title = 502, "carrier_failed", "The carrier failed the request"
+
+
 class ConfigError(CallgateError):
     code, title = "config_error", "Invalid configuration"
 

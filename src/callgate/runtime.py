@@ -24,6 +24,7 @@ from callgate.domain.analysis import AnalysisWorker
 from callgate.domain.keys import KeyAuthenticator
 from callgate.domain.live_calls import CallRecords
 from callgate.domain.recordings import recordings_from_settings
+from callgate.domain.twilio_calls import TwilioRecords
 from callgate.errors import CallgateError
 from callgate.jobs import NodeJobs
 from callgate.metrics import Metrics, worker_stopped
@@ -33,6 +34,7 @@ from callgate.realtime.admission import Admission
 from callgate.realtime.control import CallControl
 from callgate.realtime.session import SessionServices
 from callgate.realtime.start import CallStarter
+from callgate.realtime.twilio.service import TwilioService
 from callgate.store import sealing
 from callgate.store.db import Database
 from callgate.webhooks import endpoints
@@ -84,6 +86,9 @@ class Runtime:
             engines=self.engines,
             admission=self.admission,
             ledger=self.ledger,
+        )
+        self.twilio = TwilioService(
+            starter=self.call_starter, records=TwilioRecords(self.db, self.clock), settings=settings
         )
         self.webhooks = WebhookService(settings=settings, db=self.db, clock=self.clock)
         self.analysis = AnalysisWorker(

@@ -25,6 +25,7 @@ from callgate.api.schemas.common import ListPage
 from callgate.auth.keys import KeyType
 from callgate.domain import calls, telephony
 from callgate.domain.lifecycle import CallStatus, EndReason
+from callgate.domain.twilio_calls import TRANSPORT as TWILIO
 from callgate.errors import ValidationFailed
 from callgate.net_guard import check_url
 from callgate.runtime import Runtime
@@ -214,4 +215,6 @@ async def end_call(
     )
     runtime.metrics.calls_ended.labels(reason=EndReason.API_REQUEST.value).inc()
     await runtime.control.publish_end(call.id, EndReason.API_REQUEST)
+    if call.transport == TWILIO:  # still ringing: cancel it at Twilio (a joined call's session hangs up)
+        await runtime.twilio.hang_up_unjoined(call.id)
     return summary(call)

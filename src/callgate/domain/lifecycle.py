@@ -46,6 +46,14 @@ class EndReason(StrEnum):
     node itself once restarted, ended it when the node's lease lapsed."""
     NODE_SHUTDOWN = "node_shutdown"
     """The node holding the call was shut down and the call outlived the drain timeout."""
+    BUSY = "busy"
+    """The called phone was busy (SIP 486/600, Twilio ``busy``)."""
+    NO_ANSWER = "no_answer"
+    """The called phone rang out unanswered (ring timeout, Twilio ``no-answer``)."""
+    DECLINED = "declined"
+    """The called party refused the call (SIP 603)."""
+    CARRIER_ERROR = "carrier_error"
+    """The carrier could not place or keep the call (SIP 4xx/5xx, Twilio ``failed`` or an API error)."""
 
 
 FAILURE_REASONS = frozenset(
@@ -55,6 +63,7 @@ FAILURE_REASONS = frozenset(
         EndReason.CONCURRENCY_LIMIT,
         EndReason.TELEPHONY_UNAVAILABLE,
         EndReason.NODE_LOST,
+        EndReason.CARRIER_ERROR,
     }
 )
 

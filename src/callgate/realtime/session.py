@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from callgate.clock import Clock
 from callgate.domain.lifecycle import EndReason
@@ -53,6 +54,15 @@ class CallTransport(Protocol):
     async def send_message(self, text: str) -> None: ...
 
     async def close(self, code: int, reason: str) -> None: ...
+
+
+@runtime_checkable
+class ConfirmsPlayout(Protocol):
+    """A transport whose far end confirms what it has played (Twilio's marks). The pipeline estimates
+    what the caller heard of an interrupted reply from the audio it *sent*; audio still buffered at
+    the far end was not heard, so such a transport cuts the estimate back to what was confirmed."""
+
+    def heard(self, estimate: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +336,14 @@ class CallSession:
     async def send_event(self, event: f.PipelineEvent) -> None:
         match event:
             case f.TurnEnded(record=record):
-                self._turn_writes.append(asyncio.create_task(self._save_turn(record)))
+                if (
+                    record.role == "agent"
+                    and record.interrupted
+                    and isinstance(self.transport, ConfirmsPlayout)
+                ):
+                    record = dataclasses.replace(record, text=self.transport.heard(record.text))
+                if record.text:  # nothing of the reply was heard: no agent turn
+                    self._turn_writes.append(asyncio.create_task(self._save_turn(record)))
                 self._turn_writes = [t for t in self._turn_writes if not t.done()]
             case f.UserTranscription(text=interim, final=False) if self._partials_wanted:
                 self._queue_partial(interim.strip())

@@ -37,6 +37,10 @@ END_REASONS = {
     EndReason.TELEPHONY_UNAVAILABLE: "telephony_unavailable",
     EndReason.NODE_LOST: "error",
     EndReason.NODE_SHUTDOWN: "server_shutdown",
+    EndReason.BUSY: "busy",
+    EndReason.NO_ANSWER: "no_answer",
+    EndReason.DECLINED: "declined",
+    EndReason.CARRIER_ERROR: "carrier_error",
 }
 
 ROLES = {"agent": "assistant", "user": "user"}
