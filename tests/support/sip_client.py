@@ -384,7 +384,7 @@ async def new_sip_call(live: LiveServer, *, team: Team | None = None, **agent: o
     return SipCall(body, team, agent_id)
 
 
-async def call_status(live: LiveServer, call: SipCall) -> dict[str, Any]:
+async def sip_call_status(live: LiveServer, call: SipCall) -> dict[str, Any]:
     r = await live.world.client.get(f"/v1/calls/{call.id}", headers=call.team.auth())
     body: dict[str, Any] = r.json()
     return body

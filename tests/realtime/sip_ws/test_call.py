@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.live import LiveServer, call_status, wait_settled
+from tests.support.live import LiveServer, wait_settled
 from tests.support.rtvi_client import nonsilent_seconds
-from tests.support.sip_client import Caller, SipCall, SipClient
+from tests.support.sip_client import Caller, SipCall, SipClient, sip_call_status
 from tests.support.speech import BOOKING, speech_pcm
 
 pytestmark = pytest.mark.speech
@@ -39,7 +39,7 @@ async def heard_greeting(caller: Caller) -> None:
 
 
 async def turns(live: LiveServer, call: SipCall) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = (await call_status(live, call))["transcript"]
+    found: list[dict[str, Any]] = (await sip_call_status(live, call))["transcript"]
     return found
 
 
@@ -64,7 +64,7 @@ async def test_call_answered_talks_holds_takes_dtmf_and_caller_hangs_up(
     async with SipClient(sip_call.ws_url, sip_call.creds) as client:
         caller = await answered(sip_call, client)
         await heard_greeting(caller)
-        assert (await call_status(live, sip_call))["status"] == "in_progress"
+        assert (await sip_call_status(live, sip_call))["status"] == "in_progress"
 
         caller.track.put(speech + bytes(32000))
         said = await wait_turn(live, sip_call, "appointment")

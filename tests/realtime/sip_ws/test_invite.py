@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.live import LiveServer, call_status
-from tests.support.sip_client import Caller, Creds, SipCall, SipClient, digest_answer, invite, new_sip_call
+from tests.support.live import LiveServer
+from tests.support.sip_client import (
+    Caller,
+    Creds,
+    SipCall,
+    SipClient,
+    digest_answer,
+    invite,
+    new_sip_call,
+    sip_call_status,
+)
 
 
 async def test_invite_without_register_is_forbidden(live: LiveServer, sip_call: SipCall) -> None:
     assert await invite(sip_call, register=False) == (403, "Register First")
-    assert (await call_status(live, sip_call))["status"] == "created"  # still usable
+    assert (await sip_call_status(live, sip_call))["status"] == "created"  # still usable
 
 
 async def test_invite_with_a_wrong_password_is_challenged(live: LiveServer, sip_call: SipCall) -> None:
@@ -24,14 +33,14 @@ async def test_invite_with_a_wrong_password_is_challenged(live: LiveServer, sip_
         finally:
             await caller.close()
     assert response.code == 401
-    assert (await call_status(live, sip_call))["status"] == "created"
+    assert (await sip_call_status(live, sip_call))["status"] == "created"
 
 
 async def test_invite_without_the_required_header_is_forbidden(live: LiveServer, sip_call: SipCall) -> None:
     assert await invite(sip_call, headers={}) == (403, "Missing X-Callgate-Call-Id")
     wrong = {name: "call_0000" for name in sip_call.headers}
     assert await invite(sip_call, headers=wrong) == (403, "Missing X-Callgate-Call-Id")
-    assert (await call_status(live, sip_call))["status"] == "created"
+    assert (await sip_call_status(live, sip_call))["status"] == "created"
 
 
 async def test_invite_to_another_target_is_not_found(sip_call: SipCall) -> None:
@@ -76,7 +85,7 @@ async def test_invite_with_a_non_webrtc_offer_is_not_acceptable(live: LiveServer
             "INVITE", sip_call.target, to=sip_call.target, headers=headers, body=sdp.encode()
         )
     assert response.code == 488 and "DTLS" in (response.headers.get("Warning") or "")
-    assert (await call_status(live, sip_call))["status"] == "created"
+    assert (await sip_call_status(live, sip_call))["status"] == "created"
 
 
 async def test_cancel_before_the_answer(live: LiveServer, sip_call: SipCall) -> None:
@@ -108,7 +117,7 @@ async def test_cancel_before_the_answer(live: LiveServer, sip_call: SipCall) -> 
         assert not any(r.code == 200 and r.cseq.method == "INVITE" for r in client.inbox.responses)
         await caller.close()
     for _ in range(100):
-        body = await call_status(live, sip_call)
+        body = await sip_call_status(live, sip_call)
         if body["status"] in ("ended", "failed", "created"):
             break
         await asyncio.sleep(0.05)
@@ -135,4 +144,4 @@ async def test_credentials_of_another_team_call_do_not_reach_it(live: LiveServer
         finally:
             await caller.close()
     assert response.code == 404
-    assert (await call_status(live, second))["status"] == "created"
+    assert (await sip_call_status(live, second))["status"] == "created"

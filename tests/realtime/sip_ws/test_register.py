@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import websockets
 
-from tests.support.live import LiveServer, call_status
-from tests.support.sip_client import Creds, SipCall, SipClient, digest_answer, new_sip_call
+from tests.support.live import LiveServer
+from tests.support.sip_client import Creds, SipCall, SipClient, digest_answer, new_sip_call, sip_call_status
 
 
 async def test_register_challenges_with_sha256_then_md5(sip_call: SipCall) -> None:
@@ -30,7 +30,9 @@ async def test_register_with_either_algorithm(live: LiveServer, sip_call: SipCal
         assert contacts == [f"<{client.contact}>;expires=300"]
         again = await client.register(expires=0)
         assert again.code == 200 and again.headers.getlist("Contact") == []
-    assert (await call_status(live, sip_call))["status"] == "created"  # registering does not join the call
+    assert (await sip_call_status(live, sip_call))[
+        "status"
+    ] == "created"  # registering does not join the call
 
 
 async def test_register_echoes_contact_parameters(sip_call: SipCall) -> None:
@@ -118,7 +120,7 @@ async def test_register_for_another_user_is_forbidden(live: LiveServer, sip_call
         uri = f"sip:{sip_call.creds.domain}"
         refused = await client.request("REGISTER", uri, to=f"sip:{other.creds.username}@{other.creds.domain}")
         assert (refused.code, refused.phrase) == (403, "To Does Not Match Credentials")
-    assert (await call_status(live, other))["status"] == "created"
+    assert (await sip_call_status(live, other))["status"] == "created"
 
 
 async def test_options_keepalive_and_crlf_ping(sip_call: SipCall) -> None:
