@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every check CI runs: ./scripts/test.sh [pytest arguments]
-# Installs what is missing (PostgreSQL, Redis, Chromium, espeak-ng, sox, Node.js from Debian's packages;
+# Installs what is missing (PostgreSQL, Redis, Chromium, espeak-ng, sox, Node.js, baresip, kamailio from Debian's packages;
 # the Python dev, speech and piper extras into .venv; JS packages when package.json exists), then runs
 # ruff check, ruff format --check, mypy (strict, over src/), lint-imports and pytest, stopping at the first
 # failure.
@@ -9,7 +9,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 
 # shellcheck disable=SC2046  # word splitting intended: zero or one package name
-apt_install_missing postgresql:initdb redis-server chromium espeak-ng sox nodejs:node npm iproute2:ip util-linux:unshare \
+apt_install_missing postgresql:initdb redis-server chromium espeak-ng sox nodejs:node npm iproute2:ip util-linux:unshare baresip kamailio \
   $(venv_package_if_missing) \
   || die "install the Debian packages above, then run this again"
 ensure_venv dev speech piper
