@@ -22,12 +22,14 @@ from callgate.domain import carriers
 from callgate.domain.analysis import AnalysisWorker
 from callgate.domain.keys import KeyAuthenticator
 from callgate.domain.live_calls import CallRecords
+from callgate.domain.trunks import TrunkDirectory
 from callgate.jobs import NodeJobs
 from callgate.metrics import Metrics
 from callgate.providers.registry import EngineRegistry
 from callgate.realtime.admission import Admission
 from callgate.realtime.control import CallControl
 from callgate.realtime.session import SessionServices
+from callgate.realtime.sip_trunk.node import SipTrunk
 from callgate.realtime.start import CallStarter
 from callgate.store import sealing
 from callgate.store.db import Database
@@ -95,6 +97,10 @@ class Runtime:
             clock=self.clock,
             sweep_interval_s=settings.sweep_interval_s,
         )
+        self.sip_trunk: SipTrunk | None = None
+        if settings.sip_listen_address is not None:  # off unless CALLGATE_SIP_LISTEN is set
+            directory = TrunkDirectory(self.db, self.clock, join_deadline_s=settings.join_deadline_s)
+            self.sip_trunk = SipTrunk(starter=self.call_starter, directory=directory)
         self._warm_up: asyncio.Task[object] | None = None
 
     @property
@@ -112,10 +118,14 @@ class Runtime:
             await self.webhooks.start()
             await self.analysis.start()
         self.jobs.start()
+        if self.sip_trunk is not None and self.settings.sip_listen_address is not None:
+            await self.sip_trunk.start(*self.settings.sip_listen_address)
         if self.settings.speech_warmup:
             self._warm_up = asyncio.create_task(asyncio.to_thread(self.engines.warm_up), name="warm-up")
 
     async def stop(self) -> None:
+        if self.sip_trunk is not None:  # first: its calls end while the store still runs
+            await self.sip_trunk.close()
         if self._warm_up is not None:
             self._warm_up.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -24,7 +24,7 @@ import subprocess
 import wave
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 
@@ -50,10 +50,17 @@ def free_udp_tcp_port() -> int:
     raise ServiceError("no port is free for both UDP and TCP")
 
 
-def phone_wav(text: str, path: Path, *, lead_silence_s: float = 0.3, tail_silence_s: float = 3.0) -> Path:
-    """``text`` spoken (espeak-ng + sox) as the 8 kHz mono 16-bit WAV ``aufile`` plays."""
+def phone_wav(
+    text: str,
+    path: Path,
+    *,
+    engine: Literal["espeak", "piper"] = "espeak",
+    lead_silence_s: float = 0.3,
+    tail_silence_s: float = 3.0,
+) -> Path:
+    """``text`` spoken (espeak-ng or piper, then sox) as the 8 kHz mono 16-bit WAV ``aufile`` plays."""
     return make_speech_wav(
-        text, path, rate=8000, engine="espeak", lead_silence_s=lead_silence_s, tail_silence_s=tail_silence_s
+        text, path, rate=8000, engine=engine, lead_silence_s=lead_silence_s, tail_silence_s=tail_silence_s
     )
 
 
