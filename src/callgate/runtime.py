@@ -22,6 +22,7 @@ from callgate.domain import carriers
 from callgate.domain.analysis import AnalysisWorker
 from callgate.domain.keys import KeyAuthenticator
 from callgate.domain.live_calls import CallRecords
+from callgate.domain.telephony import Dialer
 from callgate.domain.trunks import TrunkDirectory
 from callgate.jobs import NodeJobs
 from callgate.metrics import Metrics
@@ -97,10 +98,12 @@ class Runtime:
             clock=self.clock,
             sweep_interval_s=settings.sweep_interval_s,
         )
+        self.dialers: dict[str, Dialer] = {}
+        """Who places phone calls through a carrier, by carrier kind (``POST /v1/phone-calls``)."""
         self.sip_trunk: SipTrunk | None = None
         if settings.sip_listen_address is not None:  # off unless CALLGATE_SIP_LISTEN is set
             directory = TrunkDirectory(self.db, self.clock, join_deadline_s=settings.join_deadline_s)
-            self.sip_trunk = SipTrunk(starter=self.call_starter, directory=directory)
+            self.sip_trunk = self.dialers["sip"] = SipTrunk(starter=self.call_starter, directory=directory)
         self._warm_up: asyncio.Task[object] | None = None
 
     @property

@@ -34,6 +34,7 @@ FAILURES = {
     EndReason.SERVER_ERROR,
     EndReason.CONCURRENCY_LIMIT,
     EndReason.TELEPHONY_UNAVAILABLE,
+    EndReason.CARRIER_ERROR,  # busy, no_answer and declined are outcomes of a placed call: ended
 }
 
 

@@ -41,6 +41,14 @@ class EndReason(StrEnum):
     CONCURRENCY_LIMIT = "concurrency_limit"
     TELEPHONY_UNAVAILABLE = "telephony_unavailable"
     """A phone call could not be placed: no telephony transport (SIP trunk, Twilio) is configured."""
+    BUSY = "busy"
+    """An outbound phone call: the callee was busy (SIP 486/600)."""
+    NO_ANSWER = "no_answer"
+    """An outbound phone call rang until ``ring_timeout_s`` without an answer (then CANCEL)."""
+    DECLINED = "declined"
+    """An outbound phone call: the callee declined it (SIP 603)."""
+    CARRIER_ERROR = "carrier_error"
+    """An outbound phone call: the carrier refused or failed it (another SIP 4xx/5xx/6xx, no response)."""
 
 
 FAILURE_REASONS = frozenset(
@@ -49,6 +57,7 @@ FAILURE_REASONS = frozenset(
         EndReason.SERVER_ERROR,
         EndReason.CONCURRENCY_LIMIT,
         EndReason.TELEPHONY_UNAVAILABLE,
+        EndReason.CARRIER_ERROR,
     }
 )
 

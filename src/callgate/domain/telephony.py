@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,6 +65,14 @@ class Dial:
     to_number: str
     carrier: Carrier
     secrets: CarrierSecrets = field(repr=False)
+    ring_timeout_s: float = 30.0
+
+
+class Dialer(Protocol):
+    """A transport that places phone calls through carriers of one kind (the runtime's ``dialers``)."""
+
+    def dial(self, dial: Dial) -> None:
+        """Start placing the call in the background; its outcome is the call's end (or its session)."""
 
 
 async def place_phone_call(
@@ -134,7 +142,8 @@ async def prepare_phone_call(
     await session.flush()
     if carrier is not None:
         secrets = await carrier_secrets(session, team_id=team_id, carrier_id=carrier.id)
-        dial = Dial(call.id, team_id, spec.from_number, spec.to_number, carrier, secrets)
+        ring = float(spec.options.get("ring_timeout_s", 30.0))
+        dial = Dial(call.id, team_id, spec.from_number, spec.to_number, carrier, secrets, ring)
         return call, phone, dial
     await calls.transition(
         session,

@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 
 from callgate.domain.lifecycle import EndReason
+from callgate.domain.telephony import Dial
 from callgate.domain.trunks import TrunkDirectory
 from callgate.realtime.sip_trunk.inbound import InboundCalls
+from callgate.realtime.sip_trunk.outbound import OutboundCalls
 from callgate.realtime.sip_trunk.server import AllowList, SipTrunkServer
 from callgate.realtime.start import CallStarter
 
@@ -29,11 +31,23 @@ class SipTrunk:
         )
         self._directory = directory
 
+        self.outbound: OutboundCalls | None = None
+
     async def start(self, host: str, port: int) -> tuple[str, int]:
-        self.server.start_call = InboundCalls(
+        inbound = InboundCalls(
             server=self.server, starter=self.starter, open_call=self._directory.open_call, bind_host=host
         )
+        self.server.start_call = inbound
+        self.outbound = OutboundCalls(
+            server=self.server, starter=self.starter, signalling=inbound.signalling, bind_host=host
+        )
         return await self.server.start(host, port)
+
+    def dial(self, dial: Dial) -> None:
+        """Place an outbound call through ``dial.carrier`` (a :class:`~callgate.domain.telephony.Dialer`)."""
+        if self.outbound is None:
+            raise RuntimeError("the SIP trunk is not started")
+        self.outbound.dial(dial)
 
     async def close(self) -> None:
         """End the calls (``transport_lost``, like other transports at shutdown), then stop listening."""

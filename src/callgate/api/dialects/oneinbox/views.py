@@ -35,6 +35,10 @@ END_REASONS = {
     EndReason.TRANSFERRED: "transferred",
     EndReason.CONCURRENCY_LIMIT: "concurrency_limit",
     EndReason.TELEPHONY_UNAVAILABLE: "telephony_unavailable",
+    EndReason.BUSY: "busy",
+    EndReason.NO_ANSWER: "no_answer",
+    EndReason.DECLINED: "declined",
+    EndReason.CARRIER_ERROR: "carrier_error",
 }
 
 ROLES = {"agent": "assistant", "user": "user"}

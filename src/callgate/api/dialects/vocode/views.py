@@ -32,6 +32,7 @@ ERROR_MESSAGES = {
     EndReason.JOIN_DEADLINE_MISSED: "the call did not connect before its deadline",
     EndReason.SERVER_ERROR: "the call failed on the server",
     EndReason.CONCURRENCY_LIMIT: "the account already had as many live calls as it may have",
+    EndReason.CARRIER_ERROR: "the carrier refused or failed the call",
 }
 
 SPEAKERS = {"agent": "BOT", "user": "HUMAN"}
