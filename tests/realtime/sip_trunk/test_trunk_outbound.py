@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,53 @@ async def test_a_number_without_a_carrier_is_not_placed(live: LiveServer) -> Non
     r = await live.world.client.post("/v1/phone-calls", json=body, headers=team.auth())
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "failed" and r.json()["end_reason"] == "telephony_unavailable"
+
+
+class ScriptedCarrier(asyncio.DatagramProtocol):
+    """A tiny UAS over UDP: challenges the first INVITE (407), then declines (603); keeps what came."""
+
+    def __init__(self) -> None:
+        self.requests: list[bytes] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.requests.append(data)
+        if not data.startswith(b"INVITE") or self.transport is None:
+            return
+        head = data.split(b"\r\n\r\n", 1)[0].decode()
+        echoed = [line for line in head.split("\r\n")[1:] if line.split(":", 1)[0] in ECHOED]
+        if b"Proxy-Authorization" not in data:
+            status, extra = (
+                "407 Proxy Authentication Required",
+                ['Proxy-Authenticate: Digest realm="carrier", nonce="abc123", algorithm=MD5, qop="auth"'],
+            )
+        else:
+            status, extra = "603 Decline", []
+        lines = [f"SIP/2.0 {status}", *echoed, *extra, "Content-Length: 0", "", ""]
+        self.transport.sendto("\r\n".join(lines).encode(), addr)
+
+
+ECHOED = ("Via", "From", "To", "Call-ID", "CSeq")
+
+
+async def test_a_challenging_carrier_gets_credentials_and_a_decline_ends_declined(live: LiveServer) -> None:
+    loop = asyncio.get_running_loop()
+    transport, uas = await loop.create_datagram_endpoint(ScriptedCarrier, local_addr=("127.0.0.1", 0))
+    try:
+        port = transport.get_extra_info("sockname")[1]
+        outbound = {
+            "host": "127.0.0.1", "port": port, "transport": "udp", "username": "acct", "password": "pw",
+        }  # fmt: skip
+        number = await trunk_number(live, outbound=outbound)
+        call = await place(live, number)
+        ended = await wait_ended(live, number.team, call["id"])
+        assert ended["end_reason"] == "declined" and ended["status"] == "ended"
+        answered = [r for r in uas.requests if r.startswith(b"INVITE") and b"Proxy-Authorization" in r]
+        assert answered and b"Proxy-Authorization: Digest" in answered[0]
+        assert b'username="acct"' in answered[0] and b"qop=auth" in answered[0]
+        assert sum(1 for r in uas.requests if r.startswith(b"ACK")) >= 2  # both failures ACKed
+    finally:
+        transport.close()
