@@ -24,6 +24,8 @@ from callgate.domain.analysis import AnalysisWorker
 from callgate.domain.keys import KeyAuthenticator
 from callgate.domain.live_calls import CallRecords
 from callgate.domain.recordings import recordings_from_settings
+from callgate.domain.telephony import Dialer
+from callgate.domain.trunks import TrunkDirectory
 from callgate.domain.twilio_calls import TwilioRecords
 from callgate.errors import CallgateError
 from callgate.jobs import NodeJobs
@@ -33,7 +35,9 @@ from callgate.realtime import draining
 from callgate.realtime.admission import Admission
 from callgate.realtime.control import CallControl
 from callgate.realtime.session import SessionServices
+from callgate.realtime.sip_trunk.node import SipTrunk
 from callgate.realtime.start import CallStarter
+from callgate.realtime.twilio.outbound import TwilioDialer
 from callgate.realtime.twilio.service import TwilioService
 from callgate.store import sealing
 from callgate.store.db import Database
@@ -109,6 +113,13 @@ class Runtime:
             sweep_interval_s=settings.sweep_interval_s,
             lease_s=settings.node_lease_s,
         )
+        self.twilio_dialer = TwilioDialer(self.twilio)
+        self.dialers: dict[str, Dialer] = {"twilio": self.twilio_dialer}
+        """Who places phone calls through a carrier, by carrier kind (``POST /v1/phone-calls``)."""
+        self.sip_trunk: SipTrunk | None = None
+        if settings.sip_listen_address is not None:  # off unless CALLGATE_SIP_LISTEN is set
+            directory = TrunkDirectory(self.db, self.clock, join_deadline_s=settings.join_deadline_s)
+            self.sip_trunk = self.dialers["sip"] = SipTrunk(starter=self.call_starter, directory=directory)
         self._warm_up: asyncio.Task[object] | None = None
 
     @property
@@ -126,6 +137,8 @@ class Runtime:
             await self.webhooks.start()
             await self.analysis.start()
         await self.jobs.start()
+        if self.sip_trunk is not None and self.settings.sip_listen_address is not None:
+            await self.sip_trunk.start(*self.settings.sip_listen_address)
         if self.settings.speech_warmup:
             self._warm_up = asyncio.create_task(asyncio.to_thread(self.engines.warm_up), name="warm-up")
 
@@ -139,11 +152,14 @@ class Runtime:
         )
 
     async def stop(self) -> None:
+        if self.sip_trunk is not None:  # first: its calls end while the store still runs
+            await self.sip_trunk.close()
         if self._warm_up is not None:
             self._warm_up.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._warm_up
         await self.jobs.stop()
+        await self.twilio_dialer.aclose()
         with contextlib.suppress(CallgateError):  # a node that cannot reach its database lets it lapse
             await self.jobs.release_lease()
         await self.analysis.stop()

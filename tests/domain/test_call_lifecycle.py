@@ -34,7 +34,8 @@ FAILURES = {
     EndReason.SERVER_ERROR,
     EndReason.CONCURRENCY_LIMIT,
     EndReason.TELEPHONY_UNAVAILABLE,
-    EndReason.CARRIER_ERROR,
+    EndReason.CARRIER_ERROR,  # busy, no_answer and declined are outcomes of a placed call: ended
+    EndReason.NODE_LOST,  # a crash; node_shutdown (a drain that ran out of time) ends the call
 }
 
 

@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from callgate.config import Settings
 from callgate.realtime.admission import Admission
-from tests.support.live import LiveServer, call_status
+from tests.support.live import LiveServer
 from tests.support.rtvi_client import next_message, rtvi
-from tests.support.sip_client import invite, new_sip_call
+from tests.support.sip_client import invite, new_sip_call, sip_call_status
 from tests.support.webrtc_client import loopback_ice, post_offer, problem
 from tests.support.world import make_settings
 
@@ -66,7 +66,7 @@ async def test_a_full_node_refuses_callers_until_a_call_ends(live: LiveServer) -
 
     body = (await live.world.client.get(f"/v1/calls/{second['id']}", headers=team.auth())).json()
     assert body["status"] == "created"  # untouched: the caller may come back
-    assert (await call_status(live, sip))["status"] == "created"
+    assert (await sip_call_status(live, sip))["status"] == "created"
     metrics = (await live.world.client.get("/metrics")).text
     assert 'callgate_sessions_refused_total{reason="max_sessions"} 3.0' in metrics
 

@@ -1,20 +1,23 @@
 """Phone calls: the record of a call of kind ``phone`` and its placement.
 
-callgate has no telephony transport yet (a SIP trunk or Twilio arrives with a later issue). Until one is
-configured, placing a phone call writes the call and its phone side, then fails it at once with the end
-reason ``telephony_unavailable`` — a kept record with a clear reason, never a lost call or a 500.
+A phone call is placed through the carrier of its ``from_number`` (:func:`prepare_phone_call` hands
+the transport a :class:`Dial`). A number without a carrier, or on a carrier whose kind no transport on
+this node dials, cannot be placed: the call and its phone side are written, then failed at once with
+the end reason ``telephony_unavailable`` — a kept record with a clear reason, never a lost call or a
+500. Calls arriving over a SIP trunk are written by :func:`open_inbound_call`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.domain import calls
+from callgate.domain.carriers import Carrier, CarrierSecrets, carrier_secrets, get_carrier
 from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.errors import BadRequest, NotFound
 from callgate.store.models import Call, PhoneNumber, TranscriptTurn
@@ -48,12 +51,58 @@ async def find_team_number(session: AsyncSession, *, team_id: str, number: str) 
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+TRANSPORT_OF_CARRIER = {"sip": "sip_trunk", "twilio": "twilio"}
+"""The transport that places calls through a carrier of each kind."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    """An outbound phone call written (``created``) and ready for its transport to dial."""
+
+    call_id: str
+    team_id: str
+    from_number: str
+    to_number: str
+    carrier: Carrier
+    secrets: CarrierSecrets = field(repr=False)
+    ring_timeout_s: float = 30.0
+    callback_base: str | None = None
+    """Where the carrier reaches this node back (Twilio's webhooks) when ``CALLGATE_PUBLIC_URL`` is
+    unset: the base URL of the API request that placed the call."""
+
+
+class Dialer(Protocol):
+    """A transport that places phone calls through carriers of one kind (the runtime's ``dialers``)."""
+
+    def dial(self, dial: Dial) -> None:
+        """Start placing the call in the background; its outcome is the call's end (or its session)."""
+
+
 async def place_phone_call(
     session: AsyncSession, *, team_id: str, spec: NewPhoneCall, now: datetime, join_deadline: datetime
 ) -> tuple[Call, PhoneCall]:
-    """Create an outbound phone call from one of the team's numbers and try to place it.
+    """Create an outbound phone call that no transport dials: it fails ``telephony_unavailable``."""
+    call, phone, _ = await prepare_phone_call(
+        session, team_id=team_id, spec=spec, now=now, join_deadline=join_deadline, dialable=frozenset()
+    )
+    return call, phone
 
-    Raises :class:`BadRequest` if ``from_number`` is not a number the team registered.
+
+async def prepare_phone_call(
+    session: AsyncSession,
+    *,
+    team_id: str,
+    spec: NewPhoneCall,
+    now: datetime,
+    join_deadline: datetime,
+    dialable: frozenset[str],
+) -> tuple[Call, PhoneCall, Dial | None]:
+    """Create an outbound phone call from one of the team's numbers.
+
+    When the number's carrier is of a kind in ``dialable`` (carrier kinds this node's transports dial),
+    the call stays ``created`` and the :class:`Dial` says how to place it; otherwise the call fails
+    ``telephony_unavailable`` and the Dial is None. Raises :class:`BadRequest` if ``from_number`` is not
+    a number the team registered.
     """
     number = await find_team_number(session, team_id=team_id, number=spec.from_number)
     if number is None:
@@ -61,12 +110,17 @@ async def place_phone_call(
             f"from_number {spec.from_number} is not one of your phone numbers "
             "(register it with POST /v1/phone-numbers)"
         )
+    carrier = None
+    if number.carrier_id is not None:
+        carrier = await get_carrier(session, team_id=team_id, carrier_id=number.carrier_id)
+        if carrier.kind not in dialable or (carrier.kind == "sip" and carrier.outbound is None):
+            carrier = None
     call = await calls.create_call(
         session,
         team_id=team_id,
         spec=calls.NewCall(
             agent_id=spec.agent_id,
-            transport=PHONE_TRANSPORT,
+            transport=TRANSPORT_OF_CARRIER[carrier.kind] if carrier is not None else PHONE_TRANSPORT,
             mode="audio",
             variables=spec.variables,
             metadata=spec.metadata,
@@ -89,7 +143,11 @@ async def place_phone_call(
     )
     session.add(phone)
     await session.flush()
-    # The one place that will dial once telephony exists; until then the attempt fails, on the record.
+    if carrier is not None:
+        secrets = await carrier_secrets(session, team_id=team_id, carrier_id=carrier.id)
+        ring = float(spec.options.get("ring_timeout_s", 30.0))
+        dial = Dial(call.id, team_id, spec.from_number, spec.to_number, carrier, secrets, ring)
+        return call, phone, dial
     await calls.transition(
         session,
         call=call,
@@ -98,7 +156,46 @@ async def place_phone_call(
         now=now,
         data={"message": NO_TELEPHONY},
     )
-    return call, phone
+    return call, phone, None
+
+
+async def open_inbound_call(
+    session: AsyncSession,
+    *,
+    team_id: str,
+    agent_id: str,
+    phone_number_id: str | None,
+    from_number: str,
+    to_number: str,
+    transport: str,
+    now: datetime,
+    join_deadline: datetime,
+) -> str:
+    """Write a phone call arriving at the team's number ``to_number`` (answered by ``agent_id``) with
+    its inbound phone side; returns the call's id. The transport joins it next."""
+    call = await calls.create_call(
+        session,
+        team_id=team_id,
+        spec=calls.NewCall(
+            agent_id=agent_id, transport=transport, mode="audio", variables={}, metadata={}, kind="phone"
+        ),
+        now=now,
+        join_deadline=join_deadline,
+    )
+    session.add(
+        PhoneCall(
+            call_id=call.id,
+            team_id=team_id,
+            direction="inbound",
+            from_number=from_number[:32],
+            to_number=to_number[:32],
+            phone_number_id=phone_number_id,
+            options={},
+            created_at=now,
+        )
+    )
+    await session.flush()
+    return call.id
 
 
 async def get_phone_call(session: AsyncSession, *, team_id: str, call_id: str) -> tuple[Call, PhoneCall]:

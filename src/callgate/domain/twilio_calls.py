@@ -25,7 +25,7 @@ from callgate.clock import Clock
 from callgate.domain import calls
 from callgate.domain.carriers import normalize_number
 from callgate.domain.lifecycle import CallStatus, EndReason, terminal_status
-from callgate.domain.telephony import NewPhoneCall, find_team_number
+from callgate.domain.telephony import Dial, NewPhoneCall, prepare_phone_call
 from callgate.errors import BadRequest, CallgateError
 from callgate.store.db import Database
 from callgate.store.models import Call, PhoneNumber
@@ -40,7 +40,6 @@ __all__ = [
     "TwilioRoute",
     "apply_status",
     "create_inbound_call",
-    "create_outbound_call",
     "find_call",
     "route_number",
 ]
@@ -176,56 +175,6 @@ async def create_inbound_call(
     return call.id
 
 
-async def create_outbound_call(
-    session: AsyncSession, *, team_id: str, spec: NewPhoneCall, now: datetime, join_deadline: datetime
-) -> TwilioCall:
-    """The call (created) of an outbound phone call from one of the team's numbers on a Twilio
-    carrier, not yet placed. Raises :class:`BadRequest` for another number."""
-    number = await find_team_number(session, team_id=team_id, number=spec.from_number)
-    carrier = await session.get(Carrier, number.carrier_id) if number and number.carrier_id else None
-    account = _account(carrier)
-    if number is None or account is None:
-        raise BadRequest(f"from_number {spec.from_number} is not one of your numbers on a Twilio carrier")
-    call = await calls.create_call(
-        session,
-        team_id=team_id,
-        spec=calls.NewCall(
-            agent_id=spec.agent_id,
-            transport=TRANSPORT,
-            mode="audio",
-            variables=spec.variables,
-            metadata=spec.metadata,
-            kind="phone",
-            dialect=spec.dialect,
-            webhook=spec.webhook,
-        ),
-        now=now,
-        join_deadline=join_deadline,
-    )
-    session.add(
-        PhoneCall(
-            call_id=call.id,
-            team_id=team_id,
-            direction="outbound",
-            from_number=spec.from_number,
-            to_number=spec.to_number,
-            phone_number_id=number.id,
-            options=spec.options,
-            created_at=now,
-        )
-    )
-    await session.flush()
-    return TwilioCall(
-        call_id=call.id,
-        team_id=team_id,
-        status=CallStatus(call.status),
-        call_sid=None,
-        account=account,
-        from_number=spec.from_number,
-        to_number=spec.to_number,
-    )
-
-
 async def find_call(session: AsyncSession, *, call_id: str) -> TwilioCall | None:
     """The Twilio call ``call_id`` (any team: the caller is authenticated by Twilio's signature or a
     call token); None for other calls."""
@@ -304,12 +253,28 @@ class TwilioRecords:
             )
         )
 
-    async def create_outbound(self, *, team_id: str, spec: NewPhoneCall, join_within_s: float) -> TwilioCall:
+    async def create_outbound(self, *, team_id: str, spec: NewPhoneCall, join_within_s: float) -> Dial:
+        """Write an outbound call from one of the team's numbers on a Twilio carrier (the one path
+        every phone call is written by: :func:`~callgate.domain.telephony.prepare_phone_call`)."""
         now = self._clock.now()
         deadline = now + timedelta(seconds=join_within_s)
-        return await self._db.write(
-            lambda s: create_outbound_call(s, team_id=team_id, spec=spec, now=now, join_deadline=deadline)
-        )
+
+        async def job(session: AsyncSession) -> Dial:
+            _, _, dial = await prepare_phone_call(
+                session,
+                team_id=team_id,
+                spec=spec,
+                now=now,
+                join_deadline=deadline,
+                dialable=frozenset({"twilio"}),
+            )
+            if dial is None or dial.carrier.kind != "twilio":
+                raise BadRequest(
+                    f"from_number {spec.from_number} is not one of your numbers on a Twilio carrier"
+                )
+            return dial
+
+        return await self._db.write(job)
 
     async def call(self, call_id: str) -> TwilioCall | None:
         async with self._db.read() as session:

@@ -118,7 +118,7 @@ async def udp_phone(
         transport.close()
 
 
-async def test_inbound_invite_reaches_the_seam_and_is_answered_480(world: World) -> None:
+async def test_inbound_invite_without_a_call_handler_is_answered_480(world: World) -> None:
     async with trunk(world) as t, udp_phone() as (sock, phone, port):
         request = invite("14155550123", port=port)  # without the +
         sock.sendto(request, t.address)
@@ -173,12 +173,12 @@ async def test_tcp_messages_are_framed_and_answered_on_the_connection(world: Wor
         writer.close()
 
 
-async def test_the_seam_answering_gives_a_200_with_sdp(world: World) -> None:
+async def test_a_call_handler_answering_gives_a_200_with_sdp(world: World) -> None:
     calls: list[InboundInvite] = []
 
-    async def start_call(call: InboundInvite) -> bytes:
+    async def start_call(call: InboundInvite) -> None:
         calls.append(call)
-        return sdp.answer(call.offer, host="203.0.113.5", port=12000)
+        call.tx.send(200, body=sdp.answer(call.offer, host=call.media_host, port=12000))
 
     async with trunk(world, start_call=start_call) as t, udp_phone() as (sock, phone, port):
         sock.sendto(invite(NUMBER, port=port), t.address)

@@ -145,18 +145,10 @@ class RtpSession:
         self._inactivity_s = inactivity_s
         self._rtcp_interval_s = rtcp_interval_s
         self._latch_any = latch_any_address
-        codecs = {
-            codec.payload_type: RTCRtpCodecParameters(
-                f"audio/{codec.name}", CLOCK_RATE, 1, codec.payload_type
-            )
-        }
-        events = []
-        if codec.dtmf_payload_type is not None:
-            pt = codec.dtmf_payload_type
-            events.append(RTCRtpCodecParameters("audio/telephone-event", CLOCK_RATE, None, pt))
+        self._on_audio = on_audio
+        self._on_dtmf = on_dtmf
         self._upsampler = StreamResampler(CLOCK_RATE, 16000, quality="QQ")  # QQ: no added delay
-        self._inbound = InboundAudio(codecs=codecs, on_frame=on_audio, decode=self._decode)
-        self._events = TelephoneEvents(events, on_dtmf or (lambda _: None), name=name)
+        self._use(codec)
         self._rtp: asyncio.DatagramTransport | None = None
         self._rtcp: asyncio.DatagramTransport | None = None
         self._remote: Address | None = None
@@ -167,13 +159,32 @@ class RtpSession:
         self._ts = secrets.randbits(32)
         self._queue = bytearray()
         self._dtmf: list[tuple[str, int]] = []
-        self._silence = g711.SILENCE[codec.name] * SAMPLES
         self._tasks: list[asyncio.Task[None]] = []
         self._last_rx = 0.0
         self._timeout_paused = False
         self._timed_out = False
         self._first_sent = True
         self._primed = False
+
+    def _use(self, codec: RtpCodec) -> None:
+        self.codec = codec
+        codecs = {
+            codec.payload_type: RTCRtpCodecParameters(
+                f"audio/{codec.name}", CLOCK_RATE, 1, codec.payload_type
+            )
+        }
+        events = []
+        if codec.dtmf_payload_type is not None:
+            pt = codec.dtmf_payload_type
+            events.append(RTCRtpCodecParameters("audio/telephone-event", CLOCK_RATE, None, pt))
+        self._inbound = InboundAudio(codecs=codecs, on_frame=self._on_audio, decode=self._decode)
+        self._events = TelephoneEvents(events, self._on_dtmf or (lambda _: None), name=self._name)
+        self._silence = g711.SILENCE[codec.name] * SAMPLES
+
+    def negotiated(self, codec: RtpCodec) -> None:
+        """Switch to ``codec`` before :meth:`start`: when we offered several, the answer picks one."""
+        assert not self._tasks, "negotiated() before start()"
+        self._use(codec)
 
     # --- set-up and tear-down -------------------------------------------------------------------
 

@@ -99,28 +99,57 @@ _ANSWER_DIRECTION = {
 }
 
 
-def answer(offer: Offer, *, host: str, port: int, session_id: int | None = None) -> bytes:
-    """The answer: the chosen codec (and telephone-event) on ``host:port``."""
-    codec = offer.codec
+def answer(
+    offer: Offer, *, host: str, port: int, session_id: int | None = None, version: int | None = None
+) -> bytes:
+    """The answer: the chosen codec (and telephone-event) on ``host:port``. A re-answer in the same
+    call keeps ``session_id`` and counts ``version`` up (RFC 3264 §8)."""
+    return _description(
+        [offer.codec], host=host, port=port, direction=_ANSWER_DIRECTION[offer.direction],
+        session_id=session_id, version=version,
+    )  # fmt: skip
+
+
+OFFERED = (RtpCodec(0, "PCMU", 101), RtpCodec(8, "PCMA", 101))
+"""What callgate offers when it calls out: PCMU, then PCMA, and telephone-event on 101."""
+
+
+def offer(*, host: str, port: int, session_id: int | None = None) -> bytes:
+    """Our offer for an outbound call: :data:`OFFERED` on ``host:port``, ``sendrecv``."""
+    return _description(list(OFFERED), host=host, port=port, direction="sendrecv", session_id=session_id)
+
+
+def parse_answer(body: bytes) -> Offer:
+    """The carrier's answer to :func:`offer` (its first audio format is the one chosen)."""
+    return parse_offer(body)
+
+
+def _description(
+    codecs: list[RtpCodec],
+    *,
+    host: str,
+    port: int,
+    direction: str,
+    session_id: int | None = None,
+    version: int | None = None,
+) -> bytes:
     family = "IP6" if ":" in host else "IP4"
     sid = session_id if session_id is not None else secrets.randbelow(2**62)
-    formats = [str(codec.payload_type)]
-    attributes = [f"a=rtpmap:{codec.payload_type} {codec.name}/8000"]
-    if codec.dtmf_payload_type is not None:
-        formats.append(str(codec.dtmf_payload_type))
-        attributes += [
-            f"a=rtpmap:{codec.dtmf_payload_type} telephone-event/8000",
-            f"a=fmtp:{codec.dtmf_payload_type} 0-16",
-        ]
+    formats = [str(codec.payload_type) for codec in codecs]
+    attributes = [f"a=rtpmap:{codec.payload_type} {codec.name}/8000" for codec in codecs]
+    events = sorted({c.dtmf_payload_type for c in codecs if c.dtmf_payload_type is not None})
+    for pt in events:
+        formats.append(str(pt))
+        attributes += [f"a=rtpmap:{pt} telephone-event/8000", f"a=fmtp:{pt} 0-16"]
     lines = [
         "v=0",
-        f"o=callgate {sid} {sid} IN {family} {host}",
+        f"o=callgate {sid} {version if version is not None else sid} IN {family} {host}",
         "s=callgate",
         f"c=IN {family} {host}",
         "t=0 0",
         f"m=audio {port} RTP/AVP {' '.join(formats)}",
         *attributes,
         "a=ptime:20",
-        f"a={_ANSWER_DIRECTION[offer.direction]}",
+        f"a={direction}",
     ]
     return ("\r\n".join(lines) + "\r\n").encode()

@@ -8,8 +8,13 @@ resending the last response, and over UDP retransmit a final non-2xx answer to a
 
 An inbound INVITE goes: 100 Trying → the source address must belong to a SIP carrier (403; checked
 against a cached allow-list before any database query, so a flood from elsewhere costs nothing) → the
-number must be one of that carrier's with an agent (404) → admission (503 + Retry-After) → the SDP
-offer must have PCMU or PCMA (488) → 180 Ringing → :data:`StartCall`, the seam where the call starts.
+number must be one of that carrier's with an agent (404) → a digest challenge when the carrier has
+inbound credentials (401) → admission (503 + Retry-After) → the SDP offer must have PCMU or PCMA (488)
+→ 180 Ringing → :data:`StartCall` (:mod:`~callgate.realtime.sip_trunk.inbound`), which answers.
+
+Requests inside a dialog (ACK of a 2xx, BYE, re-INVITE, INFO) go to the call that registered it
+(:class:`DialogHandler`; none: 481). Responses go to the client transaction their top Via's branch
+names (the BYEs we send, outbound INVITEs); a stray response is dropped.
 """
 
 from __future__ import annotations
@@ -17,34 +22,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import sipmessage
 
 from callgate.domain.carriers import InboundRoute, InboundVerdict, carriers_allowing
-from callgate.realtime.sip.dialog import new_tag
-from callgate.realtime.sip.message import Request, Response, SipParseError, parse, response
+from callgate.domain.lifecycle import EndReason
+from callgate.realtime.sip import digest
+from callgate.realtime.sip.digest import DigestError, NonceBook, Verdict
+from callgate.realtime.sip.message import Request, Response, SipParseError, parse
+from callgate.realtime.sip_trunk.dialog import TrunkDialog
 from callgate.realtime.sip_trunk.framing import FramingError, StreamFramer
 from callgate.realtime.sip_trunk.sdp import NoCommonCodec, Offer, parse_offer
+from callgate.realtime.sip_trunk.transactions import (
+    Channel,
+    ClientTransaction,
+    Reply,
+    ServerTransaction,
+    TrunkResponse,
+)
 
 __all__ = ["AllowList", "InboundInvite", "SipTrunkServer", "StartCall", "start_call_seam"]
 
 log = logging.getLogger(__name__)
 
-T1 = 0.5
 Address = tuple[str, int]
-Reply = Callable[[bytes], None]
 _VIA_HOST = re.compile(r"^\s*SIP\s*/\s*2\.0\s*/\s*\w+\s+(\[[^\]]+\]|[^\s:;]+)(?::(\d+))?", re.IGNORECASE)
+_BRANCH = re.compile(r";\s*branch\s*=\s*([^;,\s]+)", re.IGNORECASE)
 RETRY_AFTER_S = 5
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+REALM = "callgate"
+CONNECT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
 class InboundInvite:
-    """An INVITE that passed every check: who calls which number of which team, and their offer."""
+    """An INVITE that passed every check: who calls which number of which team, and their offer;
+    ``tx`` answers it (the handler sends the final response), ``channel`` reaches the caller."""
 
     call_id: str
     number: str
@@ -53,21 +73,36 @@ class InboundInvite:
     route: InboundRoute
     offer: Offer
     request: Request = field(repr=False)
+    tx: ServerTransaction = field(repr=False)
+    channel: Channel = field(repr=False)
+    contact: str = ""
+    """Our Contact URI for this call."""
+    media_host: str = ""
+    """The address to put in our SDP."""
 
 
-StartCall = Callable[[InboundInvite], Awaitable[bytes | None]]
-"""Start the call; returns the 200 OK's SDP answer, or None when the call could not start."""
+StartCall = Callable[[InboundInvite], Awaitable[None]]
+"""Start the call and send the INVITE's final response through ``invite.tx`` (480 if it does not)."""
+
+InboundCredentials = Callable[[InboundRoute], Awaitable[tuple[str, str] | None]]
+"""The username and password a carrier's INVITEs must answer a digest challenge with, or None."""
 
 
-async def start_call_seam(invite: InboundInvite) -> bytes | None:
-    """SEAM (issue 12): where an inbound trunk call starts, once ``callgate.realtime.start.CallStarter``
-    lands: ``starter.join(team_id=..., call_id=...)`` for a phone call created for ``invite.route``,
-    an :class:`~callgate.realtime.media.rtp_session.RtpSession` opened on ``CALLGATE_RTP_PORTS`` and
-    started towards ``invite.offer``, ``starter.start(plan, transport=<RTP transport>,
-    output_sample_rate=8000)``, and the SDP answer (``sdp.answer``) returned for the 200 OK.
-    Until then no call starts here, and the caller hears 480 Temporarily Unavailable."""
-    log.warning("inbound SIP call for %s not started: the call start is not wired yet", invite.number)
-    return None
+async def start_call_seam(invite: InboundInvite) -> None:
+    """No call starts (the listener without a call handler): the caller hears 480."""
+    log.warning("inbound SIP call for %s not started: no call handler", invite.number)
+
+
+class DialogHandler(Protocol):
+    """A call's side of its dialog, as the listener delivers in-dialog requests to it."""
+
+    dialog: TrunkDialog
+
+    def on_ack(self, request: Request) -> None: ...
+
+    def on_request(self, request: Request, tx: ServerTransaction) -> None: ...
+
+    def end(self, reason: EndReason) -> None: ...
 
 
 class AllowList:
@@ -96,57 +131,7 @@ class TrunkStats:
     malformed: int = 0
     retransmissions: int = 0
     forbidden: int = 0
-
-
-class ServerTransaction:
-    def __init__(self, server: SipTrunkServer, request: Request, reply: Reply, *, reliable: bool) -> None:
-        self.server = server
-        self.request = request
-        self.reply = reply
-        self.reliable = reliable
-        self.to_tag = new_tag()
-        self.last: bytes | None = None
-        self.final = False
-        self.acked = asyncio.Event()
-
-    def send(
-        self,
-        status: int,
-        *,
-        reason: str | None = None,
-        headers: list[tuple[str, str]] | None = None,
-        body: bytes = b"",
-    ) -> None:
-        if self.final:
-            return
-        data = response(self.request, status, reason=reason, to_tag=self.to_tag, headers=headers, body=body)
-        self.last = data
-        self.reply(data)
-        if status >= 200:
-            self.final = True
-            invite = self.request.method == "INVITE"
-            if invite and status >= 300 and not self.reliable:
-                self.server.spawn(self._retransmit_until_ack(data))
-            self.server.spawn(self._expire(64 * T1 if invite or not self.reliable else 0.0))
-
-    def resend(self) -> None:
-        if self.last is not None:
-            self.reply(self.last)
-
-    async def _retransmit_until_ack(self, data: bytes) -> None:
-        """Timer G until the ACK, giving up at timer H (64*T1)."""
-        interval, waited = T1, 0.0
-        while waited < 64 * T1:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.acked.wait(), interval)
-                return
-            waited += interval
-            self.reply(data)
-            interval = min(interval * 2, 4.0)
-
-    async def _expire(self, after: float) -> None:
-        await asyncio.sleep(after)
-        self.server.forget(self)
+    challenged: int = 0
 
 
 class SipTrunkServer:
@@ -157,15 +142,22 @@ class SipTrunkServer:
         allow_list: AllowList,
         refusal: Callable[[], str | None],
         start_call: StartCall = start_call_seam,
+        inbound_credentials: InboundCredentials | None = None,
         public_address: str | None = None,
     ) -> None:
         self._route = route
         self._allow_list = allow_list
         self._refusal = refusal
-        self._start_call = start_call
+        self.start_call = start_call
+        self._inbound_credentials = inbound_credentials
         self._public = public_address
         self.stats = TrunkStats()
         self._transactions: dict[tuple[str, str], ServerTransaction] = {}
+        self._clients: dict[str, ClientTransaction] = {}
+        self._dialogs: dict[str, DialogHandler] = {}
+        self._idle = asyncio.Event()
+        """Set when no dialog is left (what a shutdown waits for)."""
+        self._nonces = NonceBook(lambda: asyncio.get_running_loop().time(), capacity=4096)
         self._tasks: set[asyncio.Task[None]] = set()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
@@ -182,6 +174,9 @@ class SipTrunkServer:
             def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
                 source = (str(addr[0]), int(addr[1]))
                 server.on_message(data, source, server._udp_reply(source), transport="udp")
+
+            def error_received(self, exc: Exception) -> None:
+                log.debug("SIP UDP socket error: %s", exc)
 
         for _attempt in range(1 if port else 20):  # port 0: find one free for both UDP and TCP
             self._udp, _ = await loop.create_datagram_endpoint(Udp, local_addr=(host, port))
@@ -212,10 +207,11 @@ class SipTrunkServer:
         if self._tcp is not None:
             await self._tcp.wait_closed()
 
-    def spawn(self, coro: Awaitable[None]) -> None:
+    def spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def forget(self, tx: ServerTransaction) -> None:
         key = (tx.request.branch, tx.request.method)
@@ -231,15 +227,20 @@ class SipTrunkServer:
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        source = (str(peer[0]), int(peer[1]))
+        await self._read_stream(reader, writer, (str(peer[0]), int(peer[1])))
+
+    async def _read_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, source: Address
+    ) -> None:
         framer = StreamFramer()
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+        reply = _stream_reply(writer)
         try:
             while data := await reader.read(65536):
                 for message in framer.feed(data):
-                    self.on_message(message, source, writer.write, transport="tcp")
+                    self.on_message(message, source, reply, transport="tcp")
         except FramingError as exc:
             self.stats.malformed += 1
             log.info("SIP over TCP from %s:%d closed: %s", *source, exc)
@@ -249,6 +250,88 @@ class SipTrunkServer:
             if task is not None:
                 self._tasks.discard(task)
             writer.close()
+
+    # --- what calls use --------------------------------------------------------------------------
+
+    def media_host(self, peer: Address) -> str:
+        """The address this node is reached at by ``peer``: ``CALLGATE_SIP_PUBLIC_ADDRESS``, the
+        listening address, or (listening on every interface) the one the system routes ``peer`` by."""
+        assert self.address is not None
+        if self._public:
+            return self._public
+        host = self.address[0]
+        if not ipaddress.ip_address(host).is_unspecified:
+            return host
+        family = socket.AF_INET6 if ":" in peer[0] else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.connect(peer)
+                return str(probe.getsockname()[0])
+            except OSError:
+                return "127.0.0.1"
+
+    def contact(self, transport: str, peer: Address, user: str = "callgate") -> str:
+        """Our Contact URI towards ``peer``."""
+        assert self.address is not None
+        return f"sip:{user}@{_host(self.media_host(peer))}:{self.address[1]};transport={transport}"
+
+    def via(self, transport: str, peer: Address) -> str:
+        assert self.address is not None
+        return f"SIP/2.0/{transport.upper()} {_host(self.media_host(peer))}:{self.address[1]}"
+
+    def udp_channel(self, peer: Address) -> Channel:
+        assert self.address is not None
+        return Channel("udp", peer, (self.media_host(peer), self.address[1]), self._udp_reply(peer))
+
+    async def tcp_channel(self, peer: Address) -> Channel:
+        """A new TCP connection to ``peer`` (responses and requests on it reach :meth:`on_message`)."""
+        assert self.address is not None
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            reader, writer = await asyncio.open_connection(*peer)
+        self.spawn(self._read_stream(reader, writer, peer))
+        return Channel("tcp", peer, (self.media_host(peer), self.address[1]), _stream_reply(writer))
+
+    def transact(
+        self, channel: Channel, data: bytes, *, branch: str, method: str, keep: bool = False
+    ) -> ClientTransaction:
+        """Send a request; its responses come from the returned transaction. It is forgotten once
+        answered (or timed out) unless ``keep``: then the caller calls :meth:`forget_client`."""
+        tx = ClientTransaction(channel, data, branch=branch, method=method)
+        self._clients[branch] = tx
+        task = self.spawn(tx.run())
+        if not keep:
+            task.add_done_callback(lambda _: self.forget_client(tx))
+        return tx
+
+    def forget_client(self, tx: ClientTransaction) -> None:
+        if self._clients.get(tx.branch) is tx:
+            del self._clients[tx.branch]
+
+    def send_request(self, channel: Channel, data: bytes, branch: str, method: str) -> None:
+        """Send a request whose answer does not matter (a BYE), retransmitted as its transaction says."""
+        self.transact(channel, data, branch=branch, method=method)
+
+    def register_dialog(self, call_id: str, handler: DialogHandler) -> None:
+        self._dialogs[call_id] = handler
+
+    def unregister_dialog(self, call_id: str, handler: DialogHandler) -> None:
+        if self._dialogs.get(call_id) is handler:
+            del self._dialogs[call_id]
+        if not self._dialogs:
+            self._idle.set()
+
+    @property
+    def dialog_count(self) -> int:
+        return len(self._dialogs)
+
+    async def end_calls(self, reason: EndReason, *, grace_s: float = 5.0) -> None:
+        """End every call in a dialog with ``reason`` and give them ``grace_s`` to hang up."""
+        for handler in list(self._dialogs.values()):
+            handler.end(reason)
+        if self._dialogs:
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace_s)
 
     # --- messages --------------------------------------------------------------------------------
 
@@ -261,34 +344,65 @@ class SipTrunkServer:
                 reply(exc.reply)
             return
         if isinstance(message, Response):
-            return  # no client transactions yet (outbound calls come later)
+            self._on_response(message, data)
+            return
         self.stats.requests += 1
         request = _stamp_via(message, source)
         if transport == "udp":
             reply = self._udp_reply(_response_address(request, source))
         method = request.method
+        reliable = transport == "tcp"
         if method == "ACK":
             tx = self._transactions.get((request.branch, "INVITE"))
             if tx is not None:
                 tx.acked.set()
+            elif (dialog := self._dialog_of(request)) is not None:
+                dialog.on_ack(request)
             return
         if method == "CANCEL":
-            self._cancel(request, reply, reliable=transport == "tcp")
+            self._cancel(request, reply, reliable=reliable)
             return
         key = (request.branch, method)
         if (existing := self._transactions.get(key)) is not None:
             self.stats.retransmissions += 1
             existing.resend()
             return
-        tx = self._transactions[key] = ServerTransaction(self, request, reply, reliable=transport == "tcp")
+        tx = self._transactions[key] = ServerTransaction(self, request, reply, reliable=reliable)
+        if request.to_tag is not None:
+            handler = self._dialog_of(request)
+            if handler is None:
+                tx.send(481)
+                return
+            tx.to_tag = request.to_tag
+            try:
+                handler.on_request(request, tx)
+            except Exception:
+                log.exception("an in-dialog %s failed", method)
+                tx.send(500)
+            return
         if method == "INVITE":
-            self.spawn(self._invite(tx, source, transport))
+            tx.task = self.spawn(self._invite(tx, source, transport, reply))
         elif method == "OPTIONS":
             tx.send(200, headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
         elif method == "BYE":
             tx.send(481)
         else:
             tx.send(405, headers=[("Allow", ALLOW)])
+
+    def _dialog_of(self, request: Request) -> DialogHandler | None:
+        handler = self._dialogs.get(request.call_id)
+        if handler is None or not handler.dialog.matches(request):
+            return None
+        return handler
+
+    def _on_response(self, message: Response, data: bytes) -> None:
+        vias = message.headers.getlist("Via")
+        found = _BRANCH.search(vias[0].split(",")[0]) if vias else None
+        tx = self._clients.get(found.group(1)) if found else None
+        if tx is None:
+            return  # a stray or late response
+        _, _, body = data.partition(b"\r\n\r\n")
+        tx.received(TrunkResponse(message, body))
 
     def _cancel(self, request: Request, reply: Reply, *, reliable: bool) -> None:
         invite = self._transactions.get((request.branch, "INVITE"))
@@ -297,15 +411,14 @@ class SipTrunkServer:
             tx.send(481)
             return
         tx.send(200)
+        if invite.task is not None:
+            invite.task.cancel()
         invite.send(487)
 
-    async def _invite(self, tx: ServerTransaction, source: Address, transport: str) -> None:
+    async def _invite(self, tx: ServerTransaction, source: Address, transport: str, reply: Reply) -> None:
         request = tx.request
         tx.send(100)
         try:
-            if request.to_tag is not None:
-                tx.send(481)  # a re-INVITE for a dialog this node does not have
-                return
             if not await self._allow_list.allows(source[0]):
                 self.stats.forbidden += 1
                 tx.send(403)
@@ -317,6 +430,8 @@ class SipTrunkServer:
                 return
             if route.verdict is InboundVerdict.UNKNOWN_NUMBER:
                 tx.send(404)
+                return
+            if not await self._authorized(tx, route):
                 return
             if (refusal := self._refusal()) is not None:
                 tx.send(503, reason="Service Unavailable", headers=[("Retry-After", str(RETRY_AFTER_S))])
@@ -330,29 +445,72 @@ class SipTrunkServer:
             if offer is None:
                 tx.send(488, headers=[("Warning", '304 callgate "an SDP offer is required"')])
                 return
-            tx.send(180, headers=[("Contact", self._contact(transport))])
+            tx.send(180, headers=[("Contact", f"<{self.contact(transport, source)}>")])
+            channel = (
+                self.udp_channel(source)
+                if transport == "udp"
+                else Channel("tcp", source, (self.media_host(source), self._port), reply)
+            )
             invite = InboundInvite(
-                request.call_id, route.number or "", source, transport, route, offer, request
-            )
-            sdp = await self._start_call(invite)
-            if sdp is None:
+                request.call_id, route.number or "", source, transport, route, offer, request,
+                tx=tx, channel=channel, contact=self.contact(transport, source),
+                media_host=self.media_host(source),
+            )  # fmt: skip
+            await self.start_call(invite)
+            if not tx.final:
                 tx.send(480, reason="Temporarily Unavailable")
-                return
-            tx.send(
-                200,
-                headers=[("Contact", self._contact(transport)), ("Content-Type", "application/sdp")],
-                body=sdp,
-            )
+        except asyncio.CancelledError:
+            return  # a CANCEL: answered 487 by _cancel
         except Exception:
             log.exception("inbound INVITE failed")
             tx.send(500)
 
-    def _contact(self, transport: str) -> str:
+    async def _authorized(self, tx: ServerTransaction, route: InboundRoute) -> bool:
+        """Digest-challenge the INVITE when the carrier has inbound credentials (401 otherwise)."""
+        if self._inbound_credentials is None:
+            return True
+        credentials = await self._inbound_credentials(route)
+        if credentials is None:
+            return True
+        username, password = credentials
+        request = tx.request
+        answer = request.header("Authorization")
+        creds = None
+        if answer is not None:
+            with contextlib.suppress(DigestError):
+                creds = digest.parse_credentials(answer)
+        ha1 = {name: h(f"{username}:{REALM}:{password}") for name, h in digest.HASHES.items()}
+        if creds is not None and creds.username != username:
+            creds = None
+        verdict = digest.verify(
+            creds, method="INVITE", raw_uri=request.raw_uri, realm=REALM, ha1=ha1, nonces=self._nonces
+        )
+        if verdict is Verdict.OK:
+            return True
+        self.stats.challenged += 1
+        nonce = self._nonces.issue()
+        stale = ", stale=true" if verdict is Verdict.STALE else ""
+        # MD5 only: what carriers and PBXs (and baresip) answer; a second, SHA-256 challenge confuses some.
+        challenge = f'Digest realm="{REALM}", nonce="{nonce}", algorithm=MD5, qop="auth"{stale}'
+        tx.send(401, headers=[("WWW-Authenticate", challenge)])
+        return False
+
+    @property
+    def _port(self) -> int:
         assert self.address is not None
-        host = self._public or self.address[0]
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"<sip:callgate@{host}:{self.address[1]};transport={transport}>"
+        return self.address[1]
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _stream_reply(writer: asyncio.StreamWriter) -> Reply:
+    def reply(data: bytes) -> None:
+        if not writer.is_closing():
+            writer.write(data)
+
+    return reply
 
 
 def _stamp_via(request: Request, source: Address) -> Request:

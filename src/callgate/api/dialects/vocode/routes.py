@@ -24,6 +24,8 @@ from callgate.api.dialects.errors import error_headers, public_message, validati
 from callgate.api.dialects.vocode.schemas import AgentParams, CreateCallRequest, parse_agent
 from callgate.api.dialects.vocode.views import call_object, callgate_id
 from callgate.api.dialects.vocode.webhooks import call_webhook
+from callgate.api.issue import BaseURLs
+from callgate.api.phone_calls import dial_out
 from callgate.api.recordings import RangeHeader, recording_response
 from callgate.api.schemas.agents import AgentCreate
 from callgate.domain import agents, calls, telephony, vocode_agents
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 
 PREFIX = "/dialects/vocode"
 router = APIRouter(prefix=PREFIX, tags=["dialect: vocode"])
+RING_TIMEOUT_S = 30  # Vocode's create-call request has no ring timeout: the phone-call default
 CallId = Annotated[uuid.UUID, Query(alias="id")]
 
 
@@ -90,7 +93,7 @@ def _inline_agent(params: AgentParams) -> tuple[dict[str, Any], vocode_agents.Vo
 
 @router.post("/v1/calls/create", operation_id="vocodeCreateCall")
 async def create_call(
-    body: CreateCallRequest, principal: SecretPrincipal, runtime: RuntimeDep
+    body: CreateCallRequest, request: Request, principal: SecretPrincipal, runtime: RuntimeDep
 ) -> dict[str, Any]:
     agent = parse_agent(body.agent)
     inline = _inline_agent(agent) if isinstance(agent, AgentParams) else None
@@ -101,9 +104,10 @@ async def create_call(
         # As for callgate's own webhook URLs: refused when saved, and checked again at every delivery.
         await check_url(inline[1].webhook["url"], runtime.webhooks.policy, field="body.agent.webhook.url")
     now = runtime.clock.now()
-    deadline = now + timedelta(seconds=runtime.settings.join_deadline_s)
+    # The callee answers within the ring timeout; then the call's media joins.
+    deadline = now + timedelta(seconds=RING_TIMEOUT_S + runtime.settings.join_deadline_s)
 
-    async def job(s: AsyncSession) -> Call:
+    async def job(s: AsyncSession) -> tuple[Call, telephony.Dial | None]:
         chosen = agent_id
         if inline is not None:
             created, _ = await vocode_agents.create_vocode_agent(
@@ -120,18 +124,23 @@ async def create_call(
             dialect="vocode",
             webhook=call_webhook(await vocode_agents.vocode_webhook(s, agent_id=chosen)),
         )
-        call, _ = await telephony.place_phone_call(
-            s, team_id=principal.team_id, spec=spec, now=now, join_deadline=deadline
+        call, _, dial = await telephony.prepare_phone_call(
+            s,
+            team_id=principal.team_id,
+            spec=spec,
+            now=now,
+            join_deadline=deadline,
+            dialable=frozenset(runtime.dialers),
         )
-        return call
+        return call, dial
 
     try:
-        call = await runtime.db.write(job)
+        call, dial = await runtime.db.write(job)
     except NotFound:
         raise NotFound(f"Agent {agent} not found") from None
     runtime.metrics.calls_created.labels(transport=call.transport).inc()
-    if call.end_reason is not None:  # not placed (no telephony yet)
-        runtime.metrics.calls_ended.labels(reason=call.end_reason).inc()
+    # Placed through the from_number's carrier, or failed telephony_unavailable when it has none.
+    dial_out(runtime, call, dial, callback_base=BaseURLs.of(runtime, request).http)
     return await _view(runtime, team_id=principal.team_id, call_id=call.id)
 
 

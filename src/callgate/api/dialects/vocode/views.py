@@ -33,7 +33,7 @@ ERROR_MESSAGES = {
     EndReason.SERVER_ERROR: "the call failed on the server",
     EndReason.NODE_LOST: "the server holding the call stopped",
     EndReason.CONCURRENCY_LIMIT: "the account already had as many live calls as it may have",
-    EndReason.CARRIER_ERROR: "the carrier could not place the call",
+    EndReason.CARRIER_ERROR: "the carrier refused or failed the call",
 }
 
 SPEAKERS = {"agent": "BOT", "user": "HUMAN"}
