@@ -84,7 +84,6 @@ class Runtime:
                 metrics=self.metrics,
                 control=self.control,
                 records=self.records,
-                recordings_dir=self.recordings.spool_dir,
                 recordings=self.recordings,
             ),
             engines=self.engines,

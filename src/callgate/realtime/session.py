@@ -81,9 +81,8 @@ class SessionServices:
     metrics: Metrics
     control: CallControl
     records: CallRecords
-    recordings_dir: Path
     recordings: Recordings
-    """Keeps each finished recording where every node can serve it (``domain/recordings.py``)."""
+    """Spools each call's recording on this node, then keeps it where every node can serve it."""
 
 
 class CallSession:
@@ -95,7 +94,6 @@ class CallSession:
         *,
         services: SessionServices,
         plan: CallPlan,
-        mode: Mode,
         transport: CallTransport,
         engines: Engines,
         options: PipelineOptions,
@@ -103,7 +101,6 @@ class CallSession:
         self.services = services
         self.plan = plan
         self.call_id = plan.call_id
-        self.mode = mode
         self.transport = transport
         self.state = SessionState.STARTING
         self.end_reason: EndReason | None = None
@@ -120,8 +117,8 @@ class CallSession:
         self._partial_writer: asyncio.Task[None] | None = None
         self.keys = DigitCollector(self._typed, clock=services.clock)
         """The call's key presses (RTVI ``dtmf``, RFC 4733, SIP INFO), gathered into one typed turn."""
-        services.recordings_dir.mkdir(parents=True, exist_ok=True)
-        self.recording_path: Path = services.recordings_dir / f"{plan.call_id}.wav"
+        self.recording_path: Path = services.recordings.spool_path(plan.call_id)
+        self.recording_path.parent.mkdir(parents=True, exist_ok=True)
         self.recorder = Recorder(self.recording_path)
         self.pipeline = ConversationPipeline(
             vad=engines.vad,

@@ -123,7 +123,6 @@ class CallStarter:
         return CallSession(
             services=self.services,
             plan=plan,
-            mode=mode,
             transport=transport,
             engines=engines,
             options=pipeline_options(plan.agent, mode=mode, output_sample_rate=output_sample_rate),
