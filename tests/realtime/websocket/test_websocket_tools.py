@@ -16,7 +16,7 @@ from tests.support.fake_openai import FakeOpenAI, Reply, text_events, tool_calls
 from tests.support.live import LiveServer, settled_call
 from tests.support.receiver import Receiver
 from tests.support.receiver import Reply as Answer
-from tests.support.rtvi_client import RTClient
+from tests.support.rtvi_client import RTClient, nonsilent_seconds
 from tests.support.world import Team, make_settings
 
 ORDER_SCHEMA = {
@@ -351,3 +351,26 @@ async def test_send_dtmf_on_a_web_call_is_a_tool_error(live: LiveServer, fake_op
         await client.wait_for("server-message")
     error = json.loads(tool_messages(fake_openai.requests[1])[0]["content"])["error"]
     assert "cannot send key tones" in error
+
+
+@pytest.mark.speech
+async def test_http_tool_answer_is_spoken_in_audio_mode(
+    live: LiveServer, fake_openai: FakeOpenAI, orders: Receiver
+) -> None:
+    team = await live.world.team("acme")
+    agent_id = await prompt_agent(live, team, fake_openai, [lookup_order(orders.url)])
+    fake_openai.replies += [
+        Reply(events=tool_events("lookup_order", '{"order_id": "A123"}')),
+        Reply(events=text_events("Your order has shipped.")),
+    ]
+    call = await live.web_call(team, agent_id, mode="audio")
+    async with RTClient(str(call["websocket_url"])) as client:
+        since = time.monotonic()
+        await client.send("send-text", {"content": "Where is my order A123?"})
+        await client.wait_for("metrics", since=since, timeout=60)
+        spoken = " ".join(m["data"]["text"] for m in client.messages("bot-tts-text", since=since))
+        audio = client.audio_since(since)
+        await client.send("disconnect-bot")
+        await client.wait_for("server-message")
+    assert spoken == "One moment while I check that. Your order has shipped."
+    assert nonsilent_seconds(audio, 16000) > 1.0
