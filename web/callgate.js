@@ -7,6 +7,7 @@
 //   // or: connect({ transport: 'webrtc', url: webCall.webrtc_offer_url, token: webCall.token,
 //   //               iceServers: webCall.ice_servers })
 //   call.on('transcript', ({ role, text, final }) => ...);
+//   call.registerTool('fill_form', async ({ email }) => { form.email.value = email; return { filled: true }; });
 //   call.hangup();
 //
 // The wire protocol is specified in docs/realtime-protocol.md.
@@ -41,6 +42,7 @@ export const CLOSE_REASONS = Object.freeze({
 
 const SILENCE_THRESHOLD = 300; // |sample| above this counts as non-silent (about -41 dBFS)
 const MAX_SEND_BACKLOG_BYTES = 64000; // 2 s of caller audio; beyond this, drop frames
+const MAX_TOOL_RESULT_CHARS = 15000; // the server refuses RTVI messages over 16 KB
 
 /** Error thrown by `connect()` and the call's methods; `code` is the WebSocket close code if any. */
 export class CallError extends Error {
@@ -144,6 +146,7 @@ export class Call extends EventTarget {
     });
     this._playing = false;
     this._pending = new Map(); // request id -> {t, resolve, reject, timer}
+    this._tools = new Map(); // client tool name -> handler
     this._userTurn = 0;
     this._agentTurn = 0;
     this._agent = { llm: '', tts: '', open: false };
@@ -172,6 +175,20 @@ export class Call extends EventTarget {
     const handler = (event) => fn(event.detail);
     this.addEventListener(name, handler);
     return () => this.removeEventListener(name, handler);
+  }
+
+  /**
+   * Let the agent run the client tool `name` (defined on the agent with `"type": "client"`) in this page.
+   * `handler(args, { name, toolCallId, call })` may be async; what it returns (JSON) is the tool's result
+   * the agent gets, and what it throws is the tool's error. Returns a function that unregisters it.
+   */
+  registerTool(name, handler) {
+    if (typeof name !== 'string' || !name) throw new CallError('registerTool() needs a tool name');
+    if (typeof handler !== 'function') throw new CallError('registerTool() needs a handler function');
+    this._tools.set(name, handler);
+    return () => {
+      if (this._tools.get(name) === handler) this._tools.delete(name);
+    };
   }
 
   /** Mute or unmute the microphone: silence is sent in place of the caller's audio. */
@@ -366,6 +383,9 @@ export class Call extends EventTarget {
       case 'server-message':
         this._onServerMessage(data);
         break;
+      case 'llm-function-call':
+        this._onFunctionCall(data);
+        break;
       case 'server-response':
         this._resolvePending(id, data.t, data.d);
         break;
@@ -395,6 +415,27 @@ export class Call extends EventTarget {
     }
     this._readyWaiter?.resolve();
     this._emit('connected', { callId: this.id, mode: this.mode, audio: data.audio || {}, server: data.about || {} });
+  }
+
+  async _onFunctionCall(data) {
+    const name = data.function_name;
+    const toolCallId = data.tool_call_id;
+    const args = data.args ?? data.arguments ?? {};
+    const reply = { function_name: name, tool_call_id: toolCallId, arguments: args };
+    this._emit('tool-call', { name, toolCallId, args });
+    const handler = this._tools.get(name);
+    try {
+      if (!handler) throw new Error(`this page has no handler for the tool ${name}`);
+      const result = await handler(args, { name, toolCallId, call: this });
+      reply.result = result === undefined ? null : result;
+      // The server takes messages up to 16 KB: a larger result is the tool's error, not a lost call.
+      if (JSON.stringify(reply).length > MAX_TOOL_RESULT_CHARS) throw new Error('the result is too large');
+    } catch (error) {
+      delete reply.result;
+      reply.error = String(error?.message ?? error).slice(0, 500);
+    }
+    if (this.state === 'connected') this._send('llm-function-call-result', reply);
+    this._emit('tool-result', { name, toolCallId, result: reply.result, error: reply.error });
   }
 
   _onServerMessage(data) {

@@ -25,6 +25,7 @@ from callgate.domain.keys import KeyAuthenticator
 from callgate.domain.live_calls import CallRecords
 from callgate.domain.recordings import recordings_from_settings
 from callgate.domain.telephony import Dialer
+from callgate.domain.tools import HttpTools
 from callgate.domain.trunks import TrunkDirectory
 from callgate.domain.twilio_calls import TwilioRecords
 from callgate.errors import CallgateError
@@ -42,7 +43,7 @@ from callgate.realtime.twilio.service import TwilioService
 from callgate.store import sealing
 from callgate.store.db import Database
 from callgate.webhooks import endpoints
-from callgate.webhooks.service import WebhookService
+from callgate.webhooks.service import WebhookService, outbound_policy
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class Runtime:
         """This process's id in node leases (new at every start: a restarted node's old calls lapse)."""
         self.records = CallRecords(self.db, self.clock, node_id=self.node_id)
         self.recordings = recordings_from_settings(settings, db=self.db, clock=self.clock)
+        self.http_tools = HttpTools(db=self.db, clock=self.clock, policy=outbound_policy(settings))
         self.call_starter = CallStarter(
             settings=settings,
             services=SessionServices(
@@ -85,6 +87,7 @@ class Runtime:
                 control=self.control,
                 records=self.records,
                 recordings=self.recordings,
+                http_tools=self.http_tools,
             ),
             engines=self.engines,
             admission=self.admission,
@@ -165,6 +168,7 @@ class Runtime:
         await self.webhooks.stop()
         await self.control.stop()
         await self.engines.aclose()
+        await self.http_tools.aclose()
         await self.db.close()
         if self.redis is not None:
             await self.redis.aclose()

@@ -60,6 +60,31 @@ def tool_events(
     return events
 
 
+def tool_calls_events(calls: list[tuple[str, str, str]], *, text: str = "") -> list[dict[str, Any]]:
+    """Several tool calls in one answer, ``(name, arguments, call_id)`` each, streamed interleaved by
+    ``index`` as OpenAI does for parallel calls."""
+    base = {"id": "chatcmpl-3", "object": "chat.completion.chunk", "created": 1, "model": "fake-model"}
+    events: list[dict[str, Any]] = []
+    if text:
+        events.append({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}}]})
+    for index, (name, _, call_id) in enumerate(calls):
+        head = {
+            "index": index,
+            "id": call_id,
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }
+        events.append({**base, "choices": [{"index": 0, "delta": {"tool_calls": [head]}}]})
+    longest = max(len(arguments) for _, arguments, _ in calls)
+    for i in range(0, longest, 5):
+        for index, (_, arguments, _) in enumerate(calls):
+            if arguments[i : i + 5]:
+                piece = {"index": index, "function": {"arguments": arguments[i : i + 5]}}
+                events.append({**base, "choices": [{"index": 0, "delta": {"tool_calls": [piece]}}]})
+    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    return events
+
+
 class FakeOpenAI:
     def __init__(self) -> None:
         self.replies: list[Reply] = []

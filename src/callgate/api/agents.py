@@ -19,7 +19,10 @@ Limit = Annotated[int, Query(ge=1, le=200)]
 
 @router.post("", status_code=status.HTTP_201_CREATED, operation_id="createAgent")
 async def create_agent(body: AgentCreate, principal: SecretPrincipal, runtime: RuntimeDep) -> AgentPublic:
-    fields = body.model_dump(mode="json") | {"turn_detection": body.turn_detection.stored()}
+    fields = body.model_dump(mode="json") | {
+        "turn_detection": body.turn_detection.stored(),
+        "tools": body.stored_tools(),
+    }
     now = runtime.clock.now()
     agent = await runtime.db.write(
         lambda s: agents.create_agent(s, team_id=principal.team_id, fields=fields, now=now)

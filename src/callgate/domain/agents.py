@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.domain.ids import new_id
+from callgate.domain.tools import seal_tools
 from callgate.errors import NotFound, ValidationFailed
 from callgate.flows.schema import validate_flow
 from callgate.store import repo
@@ -15,8 +16,19 @@ from callgate.store.models import Agent, Call
 
 _FIELDS = (
     "name", "prompt", "flow", "initial_message", "variables", "voice", "stt", "llm", "tts",
-    "turn_detection", "max_duration_s", "silence_timeout_s", "webhook_url",
+    "turn_detection", "max_duration_s", "silence_timeout_s", "webhook_url", "tools",
 )  # fmt: skip
+
+
+def _sealed_tools(
+    tools: list[dict[str, Any]] | None, stored: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    try:
+        return seal_tools(tools or [], stored=stored)
+    except ValueError as exc:
+        raise ValidationFailed(
+            str(exc), errors=[{"loc": ["body", "tools"], "msg": str(exc), "type": "value_error"}]
+        ) from exc
 
 
 async def create_agent(
@@ -27,6 +39,7 @@ async def create_agent(
         setattr(agent, name, fields.get(name))
     if agent.turn_detection is None:
         agent.turn_detection = {}
+    agent.tools = _sealed_tools(fields.get("tools"), None)
     session.add(agent)
     await session.flush()
     return agent
@@ -72,6 +85,8 @@ async def update_agent(
         )
     if merged["flow"] is not None and ("flow" in changes or "variables" in changes):
         validate_flow(merged["flow"], known_variables=merged["variables"])
+    if "tools" in changes:
+        changes = {**changes, "tools": _sealed_tools(changes["tools"], agent.tools)}
     for name, value in changes.items():
         setattr(agent, name, value)
     agent.updated_at = now

@@ -39,6 +39,8 @@ class AgentPlan:
     turn_detection: dict[str, Any] = field(default_factory=dict)
     max_duration_s: int = 600
     silence_timeout_s: int = 60
+    tools: tuple[dict[str, Any], ...] = ()
+    """The agent's tool definitions (``http`` header values still sealed: only the executor opens them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,7 @@ def plan_of(call: Call, agent: Agent) -> CallPlan:
             turn_detection=dict(agent.turn_detection or {}),
             max_duration_s=agent.max_duration_s,
             silence_timeout_s=agent.silence_timeout_s,
+            tools=tuple(agent.tools or ()),
         ),
         variables={**agent.variables, **call.variables},
         data=dict(call.data),

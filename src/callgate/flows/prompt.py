@@ -1,18 +1,31 @@
-"""Prompt agents: an LLM with a system prompt, chat history and two call-control tools.
+"""Prompt agents: an LLM with a system prompt, chat history and the agent's tools.
 
-Works with any :class:`~callgate.pipeline.interfaces.LLM`. The model may call ``end_call`` (the call
-ends after what it has said) and, when the agent has a transfer target, ``transfer_call``. The
-target is the agent's setting, never a value from the model, so a caller cannot talk the model into
-dialling somewhere else.
+Works with any :class:`~callgate.pipeline.interfaces.LLM`. Each caller turn is one or more LLM passes:
+the model's text is spoken as it streams; when it calls tools (several at once if it likes), they run
+— ``http``, ``client`` and ``send_dtmf`` on the call's :class:`~callgate.pipeline.tools.ToolHost`,
+built-ins here — and their results go back to the model for another pass, up to ``max_tool_rounds``.
+
+Built-ins: ``end_call`` (always available: the call ends after what was said), ``transfer_call`` (to the
+agent's ``target``, or to one of its ``destinations`` the model names; never to a value the model
+invents, so a caller cannot talk it into dialling elsewhere), ``send_dtmf`` and ``wait`` (the agent
+stays quiet until the caller speaks again).
+
+Barge-in during a tool call abandons the answer, not the tool: a request already sent completes, is
+recorded (``interrupted``), and its result reaches the model before the caller's next turn.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from callgate.clock import utcnow
 from callgate.flows.text import render
+from callgate.flows.tool_args import argument_error
 from callgate.pipeline.interfaces import (
     LLM,
     AgentEndCall,
@@ -21,8 +34,10 @@ from callgate.pipeline.interfaces import (
     AgentText,
     AgentTransfer,
     ChatMessage,
+    ToolCall,
     ToolSpec,
 )
+from callgate.pipeline.tools import ToolDefinition, ToolHost, ToolOutcome, ToolRecord
 
 __all__ = ["END_CALL", "TRANSFER_CALL", "PromptAgent"]
 
@@ -43,13 +58,37 @@ TRANSFER_CALL = ToolSpec(
     "first, in the same answer. Use it when the caller asks for a person or you cannot help.",
     parameters={"type": "object", "properties": {}},
 )
+SEND_DTMF = ToolSpec(
+    name="send_dtmf",
+    description="Press keys on the phone line (e.g. to get through a phone menu).",
+    parameters={
+        "type": "object",
+        "properties": {"digits": {"type": "string", "pattern": "^[0-9*#A-Da-d]{1,32}$"}},
+        "required": ["digits"],
+    },
+)
+WAIT = ToolSpec(
+    name="wait",
+    description="The caller asked for a moment (to look something up, to fetch a card): say a short "
+    "'take your time' in the same answer, then stay quiet until they speak again.",
+    parameters={"type": "object", "properties": {}},
+)
+_BUILT_IN = {s.name: s for s in (END_CALL, TRANSFER_CALL, SEND_DTMF, WAIT)}
+_HOSTED = frozenset({"http", "client", "send_dtmf"})
+_OK: dict[str, Any] = {"ok": True}
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
 
 
 class PromptAgent(AgentEngine):
     """One call's conversation with ``llm``.
 
-    ``prompt`` and ``initial_message`` may use ``{{variables}}``. ``max_messages`` bounds the history
-    sent with each request (the oldest turns are dropped; the system prompt always stays).
+    ``prompt`` and ``initial_message`` may use ``{{variables}}``. ``tools`` are the agent's (see
+    :func:`callgate.pipeline.tools.definitions`); ``transfer_target`` is a shorthand for a
+    ``transfer_call`` tool with that target. ``max_messages`` bounds the history sent with each request
+    (the oldest turns are dropped; the system prompt always stays).
     """
 
     def __init__(
@@ -60,65 +99,284 @@ class PromptAgent(AgentEngine):
         variables: Mapping[str, Any] | None = None,
         initial_message: str | None = None,
         transfer_target: str | None = None,
+        tools: Sequence[ToolDefinition] = (),
         allow_end_call: bool = True,
         max_messages: int = 60,
+        max_tool_rounds: int = 4,
     ) -> None:
         self._llm = llm
         self._values = {k: str(v) for k, v in (variables or {}).items()}
         self._system = ChatMessage(role="system", content=render(prompt, self._values))
         self._initial = render(initial_message, self._values) if initial_message else ""
-        self._transfer_target = transfer_target
         self._max_messages = max_messages
-        tools: list[ToolSpec] = []
-        if allow_end_call:
-            tools.append(END_CALL)
-        if transfer_target:
-            tools.append(TRANSFER_CALL)
-        self._tools = tuple(tools) if llm.capabilities.tools else ()
+        self._max_rounds = max_tool_rounds
+        defined = list(tools)
+        if transfer_target and not any(t.kind == "transfer_call" for t in defined):
+            defined.append(
+                ToolDefinition(
+                    kind="transfer_call",
+                    name="transfer_call",
+                    description="",
+                    config={"target": transfer_target},
+                )
+            )
+        if allow_end_call and not any(t.kind == "end_call" for t in defined):
+            defined.insert(0, ToolDefinition(kind="end_call", name="end_call", description=""))
+        self._tools = {t.name: t for t in defined}
+        self._specs = tuple(self._spec(t) for t in defined) if llm.capabilities.tools else ()
+        self._host: ToolHost | None = None
+        self._reply_start = 0
+        self._unanswered: list[tuple[ToolCall, asyncio.Task[ToolRecord] | ToolRecord]] = []
+        """Tool calls of an interrupted answer whose results the model has not seen yet."""
+        self._running: set[asyncio.Task[ToolRecord]] = set()
         self.history: list[ChatMessage] = []
         """The conversation so far (without the system prompt), as the model will next see it."""
+
+    @staticmethod
+    def _spec(tool: ToolDefinition) -> ToolSpec:
+        if tool.kind == "transfer_call":
+            spec = TRANSFER_CALL
+            destinations = tool.config.get("destinations") or []
+            if destinations and not tool.config.get("target"):
+                spec = dataclasses.replace(
+                    spec,
+                    parameters={
+                        "type": "object",
+                        "properties": {"target": {"type": "string", "enum": list(destinations)}},
+                        "required": ["target"],
+                    },
+                )
+            return dataclasses.replace(spec, description=tool.description or spec.description)
+        if tool.kind in _BUILT_IN:
+            spec = _BUILT_IN[tool.kind]
+            return dataclasses.replace(spec, description=tool.description or spec.description)
+        return ToolSpec(name=tool.name, description=tool.description, parameters=tool.parameters)
 
     @property
     def system_prompt(self) -> str:
         return self._system.content
 
+    @property
+    def tool_names(self) -> list[str]:
+        return [s.name for s in self._specs]
+
+    def bind(self, host: ToolHost) -> None:
+        self._host = host
+
     async def greet(self) -> AsyncIterator[AgentEvent]:
+        self._reply_start = len(self.history)
         if self._initial:
             self.history.append(ChatMessage(role="assistant", content=self._initial))
             yield AgentText(self._initial)
 
     async def respond(self, user_text: str) -> AsyncIterator[AgentEvent]:
+        self._settle()
         self.history.append(ChatMessage(role="user", content=user_text))
         self._trim()
-        said: list[str] = []
+        self._reply_start = len(self.history)
+        self._spoke = False
+        for round_ in range(self._max_rounds + 1):
+            specs = self._specs if round_ < self._max_rounds else ()
+            said: list[str] = []
+            calls: list[ToolCall] = []
+            try:
+                async for chunk in self._llm.chat([self._system, *self.history], tools=specs):
+                    if chunk.text:
+                        said.append(chunk.text)
+                        # A later pass continues what was said: keep its first word apart.
+                        gap = " " if self._spoke and len(said) == 1 else ""
+                        self._spoke = True
+                        yield AgentText(gap + chunk.text)
+                    calls.extend(chunk.tool_calls)
+            finally:
+                # Also when the answer is abandoned mid-stream: keep what was produced so that
+                # on_interrupted() can cut it down to what the caller heard.
+                if said and not calls:
+                    self.history.append(ChatMessage(role="assistant", content="".join(said)))
+            if not calls:
+                return
+            async for event in self._use_tools("".join(said), calls):
+                yield event
+            if self._finished:
+                return
+
+    async def _use_tools(self, said: str, calls: list[ToolCall]) -> AsyncIterator[AgentEvent]:
+        """Run one pass's tool calls; sets :attr:`_finished` when no further pass should follow."""
+        self._finished = False
         final: AgentEndCall | AgentTransfer | None = None
+        kinds = [t.kind if (t := self._tools.get(c.name)) is not None else None for c in calls]
+        waiting = all(kind == "wait" for kind in kinds)
+        spoken: list[str] = []
+        entries: list[asyncio.Task[ToolRecord] | ToolRecord] = []
+        for call in calls:
+            tool = self._tools.get(call.name)
+            if tool is not None and tool.message and tool.kind in _HOSTED and tool.message not in spoken:
+                spoken.append(tool.message)
+            outcome, action = self._check(call, tool)
+            if outcome is None and tool is not None and tool.kind in _HOSTED:
+                task = asyncio.create_task(self._execute(tool, call), name=f"tool-{call.name}")
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+                entries.append(task)
+                continue
+            if action is not None and outcome is None:
+                final, outcome = action, ToolOutcome(result=_OK)
+            entries.append(self._record(call, tool, outcome or ToolOutcome(result=_OK)))
+        content = " ".join(p for p in [said.strip(), *spoken] if p)
+        self.history.append(ChatMessage(role="assistant", content=content, tool_calls=tuple(calls)))
+        for line in spoken:
+            gap = " " if self._spoke else ""
+            self._spoke = True
+            yield AgentText(gap + line)
+        records: list[ToolRecord] = []
         try:
-            async for chunk in self._llm.chat([self._system, *self.history], tools=self._tools):
-                if chunk.text:
-                    said.append(chunk.text)
-                    yield AgentText(chunk.text)
-                for call in chunk.tool_calls:
-                    if call.name == END_CALL.name:
-                        final = AgentEndCall(reason="agent_ended")
-                    elif call.name == TRANSFER_CALL.name and self._transfer_target:
-                        final = AgentTransfer(target=self._transfer_target)
-                    else:
-                        log.warning("prompt agent: ignoring unknown tool call %r", call.name)
-        finally:
-            # Also when the answer is abandoned mid-stream: keep what was produced so that
-            # on_interrupted() can cut it down to what the caller heard.
-            if said:
-                self.history.append(ChatMessage(role="assistant", content="".join(said)))
+            for entry in entries:
+                records.append(await asyncio.shield(entry) if isinstance(entry, asyncio.Task) else entry)
+        except asyncio.CancelledError:
+            # Barge-in: the answer is abandoned; the tools are not. Their results are recorded when they
+            # come, marked interrupted, and given to the model before the caller's next turn.
+            self._unanswered = list(zip(calls, entries, strict=True))
+            for entry in entries:
+                self._record_later(entry)
+            raise
+        for call, record in zip(calls, records, strict=True):
+            if self._host is not None:
+                self._host.record_tool(record)
+            self.history.append(
+                ChatMessage(
+                    role="tool", content=record.outcome.for_llm(), tool_call_id=call.id, name=call.name
+                )
+            )
         if final is not None:
+            self._finished = True
             yield final
+        elif waiting:
+            self._finished = True  # the caller asked for a moment: nothing more to say now
+
+    _finished = False
+    _spoke = False
+
+    def _check(
+        self, call: ToolCall, tool: ToolDefinition | None
+    ) -> tuple[ToolOutcome | None, AgentEndCall | AgentTransfer | None]:
+        """An outcome decided without running anything (an error, or a built-in's), and the call
+        action a built-in asks for."""
+        if tool is None:
+            return ToolOutcome(error=f"there is no tool named {call.name!r}"), None
+        if call.error is not None:
+            return ToolOutcome(error=f"{call.error}; call {call.name} again with a JSON object"), None
+        schema = self._spec(tool).parameters
+        if (problem := argument_error(schema, call.arguments)) is not None:
+            return ToolOutcome(error=problem), None
+        if tool.kind in _HOSTED and self._host is None:
+            return ToolOutcome(error="tools cannot run in this conversation"), None
+        if tool.kind == "end_call":
+            return None, AgentEndCall(reason="agent_ended")
+        if tool.kind == "transfer_call":
+            target = tool.config.get("target") or call.arguments.get("target")
+            if not target or (
+                not tool.config.get("target") and target not in (tool.config.get("destinations") or [])
+            ):
+                return ToolOutcome(error="no transfer destination is configured for that target"), None
+            return None, AgentTransfer(target=str(target))
+        if tool.kind == "wait":
+            return ToolOutcome(result={"ok": True, "note": "stay quiet until the caller speaks"}), None
+        return None, None
+
+    def _record(self, call: ToolCall, tool: ToolDefinition | None, outcome: ToolOutcome) -> ToolRecord:
+        stamp = self._host.now() if self._host is not None else utcnow()
+        arguments = call.arguments if call.error is None else call.raw_arguments
+        return ToolRecord(
+            tool_call_id=call.id,
+            name=call.name,
+            kind=tool.kind if tool is not None else "unknown",
+            arguments=arguments,
+            outcome=outcome,
+            started_at=stamp,
+            ended_at=stamp,
+            latency_ms=0,
+        )
+
+    async def _execute(self, tool: ToolDefinition, call: ToolCall) -> ToolRecord:
+        host = self._host
+        assert host is not None
+        started_at, t0 = host.now(), host.monotonic()
+        try:
+            outcome = await host.run_tool(tool, tool_call_id=call.id, arguments=call.arguments)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a host bug must not end the call: the model hears of a failure
+            log.exception("tool %s failed", tool.name)
+            outcome = ToolOutcome(error=f"the tool failed: {type(exc).__name__}")
+        return ToolRecord(
+            tool_call_id=call.id,
+            name=tool.name,
+            kind=tool.kind,
+            arguments=call.arguments,
+            outcome=outcome,
+            started_at=started_at,
+            ended_at=host.now(),
+            latency_ms=round((host.monotonic() - t0) * 1000),
+        )
+
+    def _record_later(self, entry: asyncio.Task[ToolRecord] | ToolRecord) -> None:
+        host = self._host
+        if host is None:
+            return
+
+        def done(task: asyncio.Task[ToolRecord]) -> None:
+            if not task.cancelled() and task.exception() is None:
+                host.record_tool(dataclasses.replace(task.result(), interrupted=True))
+
+        if isinstance(entry, asyncio.Task):
+            entry.add_done_callback(done)
+        else:
+            host.record_tool(dataclasses.replace(entry, interrupted=True))
+
+    def _settle(self) -> None:
+        """Answer the tool calls of an interrupted answer, so the model sees what they did."""
+        for call, entry in self._unanswered:
+            if isinstance(entry, asyncio.Task):
+                if entry.done() and not entry.cancelled() and entry.exception() is None:
+                    content = entry.result().outcome.for_llm()
+                else:
+                    content = ToolOutcome(
+                        error="the caller interrupted before the result came back; the action may still "
+                        "have been carried out"
+                    ).for_llm()
+            else:
+                content = entry.outcome.for_llm()
+            self.history.append(
+                ChatMessage(role="tool", content=content, tool_call_id=call.id, name=call.name)
+            )
+        self._unanswered = []
 
     def on_interrupted(self, spoken_text: str) -> None:
-        if not self.history or self.history[-1].role != "assistant":
-            return
-        if spoken_text.strip():
-            self.history[-1] = ChatMessage(role="assistant", content=spoken_text.strip())
-        else:
-            self.history.pop()  # nothing was heard: as if never said
+        """Cut this answer's assistant messages down to what was heard; tool calls and results stay
+        (they happened, whatever was said about them)."""
+        remaining = _norm(spoken_text)
+        kept: list[ChatMessage] = []
+        for message in self.history[self._reply_start :]:
+            if message.role != "assistant":
+                kept.append(message)
+                continue
+            content = _norm(message.content)
+            if content and remaining.startswith(content):
+                remaining = remaining[len(content) :].strip()
+                kept.append(message)
+                continue
+            if message.tool_calls or remaining:
+                kept.append(dataclasses.replace(message, content=remaining))
+            remaining = ""
+        self.history[self._reply_start :] = kept
+
+    async def aclose(self) -> None:
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        for task in running:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     def _trim(self) -> None:
         excess = len(self.history) - self._max_messages

@@ -12,7 +12,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from callgate.pipeline.tools import ToolHost
 
 # --------------------------------------------------------------------------- VAD
 
@@ -109,6 +112,8 @@ class ChatMessage:
     content: str
     name: str | None = None
     tool_call_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    """Assistant messages: the tools the model called (each answered by a ``tool`` message)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +128,11 @@ class ToolCall:
     id: str
     name: str
     arguments: dict[str, Any]
+    error: str | None = None
+    """Set when the model's arguments could not be read (not JSON, not an object): the call is
+    answered with this error instead of being run."""
+    raw_arguments: str | None = None
+    """The arguments exactly as the model sent them, when they could not be read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,3 +230,9 @@ class AgentEngine(ABC):
 
     def on_interrupted(self, spoken_text: str) -> None:  # noqa: B027 - optional hook
         """The previous answer was cut off after ``spoken_text``; keep history truthful."""
+
+    def bind(self, host: ToolHost) -> None:  # noqa: B027 - optional hook
+        """The call's tool host, given once before the first turn (agents without tools ignore it)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """The call is over: stop what the agent still runs (tool calls in flight)."""

@@ -15,6 +15,7 @@ from callgate.errors import ProviderUnavailable
 from callgate.flows import FlowAgent, PromptAgent, validate_flow
 from callgate.pipeline.interfaces import STT, TTS, VAD, AgentEngine
 from callgate.pipeline.options import Mode, PipelineOptions
+from callgate.pipeline.tools import definitions
 from callgate.providers.deaf import DeafSTT, DeafVAD
 from callgate.providers.registry import EngineRegistry
 from callgate.realtime.session import Engines
@@ -51,6 +52,7 @@ def _build(registry: EngineRegistry, plan: CallPlan, mode: Mode) -> Engines:
             prompt=agent.prompt,
             variables=variables,
             initial_message=agent.initial_message,
+            tools=definitions(agent.tools),
         )
     stt_settings = {k: v for k, v in agent.stt.items() if k != "vad"}
     vad: VAD

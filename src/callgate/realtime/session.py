@@ -20,6 +20,7 @@ from callgate.clock import Clock
 from callgate.domain.lifecycle import EndReason
 from callgate.domain.live_calls import CallPlan, CallRecords
 from callgate.domain.recordings import Recordings
+from callgate.domain.tools import HttpTools
 from callgate.errors import CallgateError
 from callgate.log import call_id_var
 from callgate.metrics import Metrics
@@ -28,9 +29,11 @@ from callgate.pipeline.interfaces import STT, TTS, VAD, AgentEngine
 from callgate.pipeline.options import MODES, Mode, PipelineOptions
 from callgate.pipeline.pipeline import ConversationPipeline
 from callgate.pipeline.recording import Recorder
+from callgate.pipeline.tools import ToolRecord
 from callgate.realtime import rtvi
 from callgate.realtime.control import CallControl
 from callgate.realtime.digits import KEYS, MAX_KEYS, DigitCollector
+from callgate.realtime.tools import CallTools
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,8 @@ class SessionServices:
     records: CallRecords
     recordings: Recordings
     """Spools each call's recording on this node, then keeps it where every node can serve it."""
+    http_tools: HttpTools | None = None
+    """Runs agents' ``http`` tools (signed, through the outbound guard); None: they answer an error."""
 
 
 class CallSession:
@@ -115,6 +120,17 @@ class CallSession:
         """The newest interim transcript not yet written (older ones are replaced, not queued)."""
         self._partial_queued: str | None = None
         self._partial_writer: asyncio.Task[None] | None = None
+        self._agent = engines.agent
+        self.tools = CallTools(
+            plan=plan,
+            clock=services.clock,
+            transport=transport,
+            send=transport.send_message,
+            record=self._record_tool,
+            http=services.http_tools,
+        )
+        """Runs the agent's tools that need the outside world (``realtime/tools.py``)."""
+        engines.agent.bind(self.tools)
         self.keys = DigitCollector(self._typed, clock=services.clock)
         """The call's key presses (RTVI ``dtmf``, RFC 4733, SIP INFO), gathered into one typed turn."""
         self.recording_path: Path = services.recordings.spool_path(plan.call_id)
@@ -223,7 +239,12 @@ class CallSession:
         self._set_state(SessionState.ENDING)
         reason = self.end_reason or EndReason.SERVER_ERROR
         await self.keys.aclose()
+        self.tools.close()
         await self.pipeline.stop()
+        try:
+            await self._agent.aclose()
+        except Exception:
+            log.exception("the agent did not close cleanly")
         self._export_metrics()
         self.services.metrics.session_max_output_lag.observe(self.pipeline.metrics.max_output_lag_ms / 1000)
         for task in [*self._turn_writes, self._partial_writer]:
@@ -284,6 +305,10 @@ class CallSession:
             self.end(EndReason.CALLER_HANGUP)
         elif msg.type == "client-message":
             await self._client_message(msg)
+        elif msg.type == "llm-function-call-result":
+            refusal = self.tools.client_result(msg.data)
+            if refusal is not None:
+                await self.send_error(refusal, fatal=False)
         elif msg.type == "client-ready":
             raise rtvi.ProtocolError("client-ready was already received")
         else:
@@ -373,6 +398,24 @@ class CallSession:
                 )
             except CallgateError:
                 log.warning("could not record an interim transcript")
+
+    def _record_tool(self, record: ToolRecord) -> None:
+        fields = {
+            "role": "tool",
+            "text": record.name,
+            "interrupted": record.interrupted,
+            "started_at": record.started_at,
+            "ended_at": record.ended_at,
+            "tool": record.entry(),
+        }
+        if self.state is not SessionState.ENDED:
+            self._turn_writes.append(asyncio.create_task(self._write_turn(fields), name="tool-record"))
+
+    async def _write_turn(self, fields: dict[str, object]) -> None:
+        try:
+            await self.services.records.save_turn(call_id=self.call_id, fields=fields)
+        except CallgateError:
+            log.exception("could not save a tool call")
 
     async def _save_turn(self, record: f.TurnRecord) -> None:
         lat = record.latency

@@ -75,6 +75,8 @@ class Agent(Base):
     llm: Mapped[dict[str, Any]]
     tts: Mapped[dict[str, Any]]
     turn_detection: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    tools: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, server_default="[]")
+    """Validated tool definitions; ``http`` header values sealed (``callgate.domain.tools``)."""
     max_duration_s: Mapped[int] = mapped_column(Integer)
     silence_timeout_s: Mapped[int] = mapped_column(Integer)
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
@@ -183,6 +185,8 @@ class TranscriptTurn(Base):
     agent_first_token_ms: Mapped[int | None] = mapped_column(Integer)
     tts_first_audio_ms: Mapped[int | None] = mapped_column(Integer)
     total_ms: Mapped[int | None] = mapped_column(Integer)
+    tool: Mapped[dict[str, Any] | None]
+    """Role ``tool`` only: ``{tool_call_id, name, kind, arguments, result, error, latency_ms}``."""
 
     __table_args__ = (UniqueConstraint("call_id", "seq"),)
 

@@ -39,6 +39,7 @@ class EventType(StrEnum):
     CALL_RECORDING_AVAILABLE = "call.recording.available"
     TRANSCRIPT_FINAL = "transcript.final"
     TRANSCRIPT_PARTIAL = "transcript.partial"
+    CALL_TOOL_CALLED = "call.tool_called"
 
     @property
     def description(self) -> str:
@@ -54,6 +55,8 @@ _DESCRIPTIONS = {
     EventType.CALL_RECORDING_AVAILABLE: "The recording can be fetched from `data.recording_url`.",
     EventType.TRANSCRIPT_FINAL: "One finished transcript turn (caller or agent), with its latency.",
     EventType.TRANSCRIPT_PARTIAL: "An interim transcript (opt-in: only sent to endpoints that list it).",
+    EventType.CALL_TOOL_CALLED: "The agent called a tool: the transcript entry (role `tool`) with the "
+    "tool's name, arguments, result or error and latency.",
 }
 
 OPT_IN = frozenset({EventType.TRANSCRIPT_PARTIAL})
@@ -130,4 +133,5 @@ def turn_data(turn: TranscriptTurn) -> dict[str, Any]:
         "agent_first_token_ms": turn.agent_first_token_ms,
         "tts_first_audio_ms": turn.tts_first_audio_ms,
         "total_ms": turn.total_ms,
+        "tool": turn.tool,
     }

@@ -157,9 +157,8 @@ async def call_finished(session: AsyncSession, *, call: Call, now: datetime, rec
 async def turn_recorded(session: AsyncSession, *, turn: TranscriptTurn) -> None:
     call = await session.get(Call, turn.call_id)
     if call is not None:
-        await record(
-            session, call=call, type_=EventType.TRANSCRIPT_FINAL, now=turn.ended_at, data=turn_data(turn)
-        )
+        type_ = EventType.CALL_TOOL_CALLED if turn.role == "tool" else EventType.TRANSCRIPT_FINAL
+        await record(session, call=call, type_=type_, now=turn.ended_at, data=turn_data(turn))
 
 
 async def wanted(session: AsyncSession, *, call: Call, type_: EventType) -> bool:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Self
 
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import AnyHttpUrl, Field, field_validator, model_validator
 
 from callgate.api.schemas.common import Name, Public, Strict, Variables
+from callgate.api.schemas.tools import AgentTool, check_tools
+from callgate.domain.tools import public_tools
 from callgate.flows.schema import validate_flow
 from callgate.providers.registry import validate_engine_settings
 
@@ -70,6 +72,13 @@ class AgentFields(Strict):
     max_duration_s: int = Field(default=1800, ge=10, le=14400)
     silence_timeout_s: int = Field(default=60, ge=5, le=3600)
     webhook_url: AnyHttpUrl | None = None
+    tools: list[AgentTool] = Field(
+        default_factory=list,
+        description="What the agent can do during a call: http, client and built-in tools (docs/tools.md).",
+    )
+
+    def stored_tools(self) -> list[dict[str, Any]]:
+        return check_tools(self.tools)
 
 
 def check_engines(values: dict[str, Any]) -> None:
@@ -99,6 +108,7 @@ class AgentCreate(AgentFields):
             # Raises ValidationFailed with errors located under `flow`.
             validate_flow(self.flow, known_variables=self.variables)
         check_engines({"stt": self.stt, "llm": self.llm, "tts": self.tts})
+        check_tools(self.tools)
         return self
 
 
@@ -118,11 +128,20 @@ class AgentUpdate(Strict):
     max_duration_s: int | None = Field(default=None, ge=10, le=14400)
     silence_timeout_s: int | None = Field(default=None, ge=5, le=3600)
     webhook_url: AnyHttpUrl | None = None
+    tools: list[AgentTool] | None = None
+
+    @model_validator(mode="after")
+    def _tools(self) -> Self:
+        if self.tools is not None:
+            check_tools(self.tools)
+        return self
 
     def changes(self) -> dict[str, Any]:
         out = self.model_dump(mode="json", exclude_unset=True)
         if self.turn_detection is not None:
             out["turn_detection"] = self.turn_detection.stored()
+        if "tools" in out:
+            out["tools"] = check_tools(self.tools) if self.tools is not None else []
         check_engines(out)
         required_fields = (
             "name", "variables", "stt", "llm", "tts", "turn_detection", "max_duration_s", "silence_timeout_s",
@@ -148,5 +167,11 @@ class AgentPublic(Public):
     max_duration_s: int
     silence_timeout_s: int
     webhook_url: str | None
+    tools: list[dict[str, Any]] = Field(description="As given; header values hidden.")
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _hide(cls, value: Any) -> list[dict[str, Any]]:
+        return public_tools(value)

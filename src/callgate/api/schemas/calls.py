@@ -99,10 +99,20 @@ class WebCallPublic(Public):
     )
 
 
+class ToolCallPublic(Public):
+    tool_call_id: str
+    name: str
+    kind: str = Field(description="http, client, end_call, transfer_call, send_dtmf, wait (or unknown).")
+    arguments: Any = Field(description="As the model gave them (its raw text when not JSON).")
+    result: Any = Field(description="What the tool answered; null on an error.")
+    error: str | None = Field(description="Why the tool failed, as the model was told.")
+    latency_ms: int
+
+
 class TurnPublic(Public):
     seq: int
-    role: str
-    text: str
+    role: str = Field(description="user, agent or tool.")
+    text: str = Field(description="What was said; for a tool call, the tool's name.")
     interrupted: bool
     started_at: datetime
     ended_at: datetime
@@ -111,6 +121,9 @@ class TurnPublic(Public):
     agent_first_token_ms: int | None
     tts_first_audio_ms: int | None
     total_ms: int | None
+    tool: ToolCallPublic | None = Field(
+        default=None, description="Role `tool`: the call, its arguments and its result or error."
+    )
 
 
 class LatencySummary(Public):

@@ -40,16 +40,19 @@ class _PartialCall:
     arguments: list[str] = field(default_factory=list)
 
     def complete(self) -> ToolCall:
+        # Arguments the model got wrong are the model's mistake, not the server's: the call is handed
+        # on with an error, which the agent answers as a tool error so the model can try again.
         raw = "".join(self.arguments).strip() or "{}"
         try:
             arguments = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ProviderError(
-                f"tool call {self.name!r} has arguments that are not JSON: {raw[:200]}"
-            ) from exc
+        except json.JSONDecodeError:
+            return self._bad(raw, "the arguments are not JSON")
         if not isinstance(arguments, dict):
-            raise ProviderError(f"tool call {self.name!r} arguments are not a JSON object")
+            return self._bad(raw, "the arguments are not a JSON object")
         return ToolCall(id=self.id, name=self.name, arguments=arguments)
+
+    def _bad(self, raw: str, error: str) -> ToolCall:
+        return ToolCall(id=self.id, name=self.name, arguments={}, error=error, raw_arguments=raw[:2000])
 
 
 def _caused(error: ProviderError, cause: BaseException) -> ProviderError:
@@ -63,6 +66,21 @@ def _message(message: ChatMessage) -> dict[str, Any]:
         body["name"] = message.name
     if message.tool_call_id:
         body["tool_call_id"] = message.tool_call_id
+    if message.tool_calls:
+        body["content"] = message.content or None
+        body["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {
+                    "name": call.name,
+                    "arguments": call.raw_arguments
+                    if call.raw_arguments is not None
+                    else json.dumps(call.arguments, ensure_ascii=False),
+                },
+            }
+            for call in message.tool_calls
+        ]
     return body
 
 

@@ -100,7 +100,8 @@ def _recording(data: dict[str, Any]) -> dict[str, Any]:
 
 def _transcript(data: dict[str, Any]) -> dict[str, Any]:
     turns = data.get("transcript") or []
-    return {"transcript": transcript_text((str(t["role"]), str(t["text"])) for t in turns)}
+    lines = ((str(t["role"]), str(t["text"])) for t in turns if t.get("role") != "tool")
+    return {"transcript": transcript_text(lines)}
 
 
 _FIELDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {

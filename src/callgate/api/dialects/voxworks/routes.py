@@ -234,7 +234,9 @@ async def get_call_result(
         "ended_at": call.ended_at.isoformat() if call.ended_at else None,
         "duration": duration,
         "summary": analysis.get("summary") if isinstance(analysis.get("summary"), str) else None,
-        "transcript": "\n".join(f"{'Agent' if t.role == 'agent' else 'User'}: {t.text}" for t in turns),
+        "transcript": "\n".join(
+            f"{'Agent' if t.role == 'agent' else 'User'}: {t.text}" for t in turns if t.role != "tool"
+        ),
         "recording_url": f"{base}/v1/calls/{call.id}/recording" if call.recording_path else None,
         "structured_data": {**call.data, **(extracted if isinstance(extracted, dict) else {})},
         "objects": call.call_metadata.get("objects", {}),

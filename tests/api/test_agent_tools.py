@@ -1,0 +1,86 @@
+"""An agent's ``tools``: validated at create and update, in the OpenAPI schema, header values sealed at
+rest and never returned (sending the placeholder back keeps them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from tests.support.world import World
+
+LOOKUP: dict[str, Any] = {
+    "type": "http",
+    "name": "lookup_order",
+    "description": "Look up an order.",
+    "parameters": {
+        "type": "object",
+        "properties": {"order_id": {"type": "string"}},
+        "required": ["order_id"],
+    },
+    "url": "https://shop.example.com/orders",
+    "headers": {"Authorization": "Bearer shop-secret", "X-Shop": "42"},
+}
+AGENT = {"name": "shop", "prompt": "Help with orders.", "tools": [LOOKUP, {"type": "wait"}]}
+
+
+async def test_tools_are_stored_sealed_and_never_returned(world: World) -> None:
+    team = await world.team("acme")
+    r = await world.client.post("/v1/agents", json=AGENT, headers=team.auth())
+    assert r.status_code == 201, r.text
+    agent = r.json()
+    assert agent["tools"][0]["headers"] == {"Authorization": "********", "X-Shop": "********"}
+    assert agent["tools"][0]["method"] == "POST" and agent["tools"][0]["timeout_ms"] == 5000
+    async with world.runtime.db.read() as s:
+        raw = (
+            await s.execute(text("SELECT tools FROM agent WHERE id = :id"), {"id": agent["id"]})
+        ).scalar_one()
+    assert "shop-secret" not in str(raw) and "sealed:v1:" in str(raw)
+
+    # A read-modify-write keeps the stored secrets; a new value replaces one.
+    tools = agent["tools"]
+    tools[0]["headers"]["X-Shop"] = "43"
+    r = await world.client.patch(f"/v1/agents/{agent['id']}", json={"tools": tools}, headers=team.auth())
+    assert r.status_code == 200, r.text
+    async with world.runtime.db.read() as s:
+        from callgate.domain.agents import get_agent
+        from callgate.store.sealing import open_
+
+        row = await get_agent(s, team_id=team.id, agent_id=agent["id"])
+        headers = {k: open_(v) for k, v in row.tools[0]["headers"].items()}
+    assert headers == {"Authorization": "Bearer shop-secret", "X-Shop": "43"}
+
+
+@pytest.mark.parametrize(
+    ("tools", "why"),
+    [
+        ([{**LOOKUP, "parameters": {"type": "string"}}], "object"),
+        (
+            [{**LOOKUP, "parameters": {"type": "object", "properties": {"x": {"type": "nonsense"}}}}],
+            "JSON Schema",
+        ),
+        ([LOOKUP, LOOKUP], "two tools"),
+        ([{**LOOKUP, "name": "end_call"}], "built-in"),
+        ([{**LOOKUP, "name": "has space"}], "pattern"),
+        ([{**LOOKUP, "url": "ftp://example.com"}], "URL"),
+        ([{**LOOKUP, "headers": {"Content-Length": "1"}}], "header"),
+        ([{**LOOKUP, "headers": {"X-A": "a\r\nX-B: b"}}], "line breaks"),
+        ([{**LOOKUP, "timeout_ms": 10}], "timeout_ms"),
+        ([{"type": "transfer_call"}], "exactly one"),
+        ([{"type": "teleport"}], "type"),
+        ([{**LOOKUP, "headers": {"Authorization": "********"}}], "no stored value"),
+    ],
+)
+async def test_bad_tools_are_refused(world: World, tools: list[dict[str, Any]], why: str) -> None:
+    team = await world.team("acme")
+    r = await world.client.post("/v1/agents", json={**AGENT, "tools": tools}, headers=team.auth())
+    assert r.status_code == 422, r.text
+    assert why.lower() in r.text.lower()
+
+
+async def test_tools_are_in_the_openapi_schema(world: World) -> None:
+    schema = (await world.client.get("/openapi.json")).json()
+    create = schema["components"]["schemas"]["AgentCreate"]["properties"]["tools"]
+    kinds = {ref["$ref"].rsplit("/", 1)[1] for ref in create["items"]["oneOf"]}
+    assert {"HttpTool", "ClientTool", "TransferCallTool", "EndCallTool", "SendDtmfTool", "WaitTool"} <= kinds
