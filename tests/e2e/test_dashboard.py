@@ -108,7 +108,8 @@ async def test_dashboard_pages_with_real_calls(live: LiveServer, receiver: Recei
         await page.fill("#try-input", "What are your opening hours? " + HOSTILE)
         await page.click("#try-send")
         await page.wait_for_function(
-            "() => [...document.querySelectorAll('#try-transcript .turn.agent')].some(li => /open/i.test(li.textContent))",
+            "() => [...document.querySelectorAll('#try-transcript .turn.agent')]"
+            ".some(li => /open/i.test(li.textContent))",
             timeout=20000,
         )
         text_call = await page.evaluate("() => document.getElementById('try').dataset.callId")
@@ -141,7 +142,8 @@ async def test_dashboard_pages_with_real_calls(live: LiveServer, receiver: Recei
         assert "<script>window.xss=1</script>" in await page.locator("#metadata").inner_text()
         await page.locator(".play-turn").last.click()
         await page.wait_for_function(
-            "() => { const a = document.getElementById('recording'); return !a.paused && a.currentTime > 0.05; }",
+            "() => { const a = document.getElementById('recording');"
+            " return !a.paused && a.currentTime > 0.05; }",
             timeout=10000,
         )
         await check_page(page, "call", shots)
