@@ -16,7 +16,18 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from callgate import __version__
-from callgate.api import agents, calls, carriers, contacts, demo, ops, phone_calls, problems, recordings
+from callgate.api import (
+    agents,
+    calls,
+    carriers,
+    contacts,
+    dashboard,
+    demo,
+    ops,
+    phone_calls,
+    problems,
+    recordings,
+)
 from callgate.api import analysis as analysis_api
 from callgate.api import webhooks as webhooks_api
 from callgate.api.dialects.oneinbox import routes as oneinbox
@@ -125,6 +136,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         oneinbox.router,
     ):
         app.include_router(router)
+    dashboard.install(app)
     if runtime.settings.env is Environment.DEVELOPMENT:
         app.include_router(demo.router)
 

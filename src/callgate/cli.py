@@ -175,6 +175,43 @@ def keys_create(
     click.echo(plaintext)
 
 
+@main.group()
+def users() -> None:
+    """Dashboard users (people who sign in at /dashboard; the REST API stays key-based)."""
+
+
+@users.command("create")
+@click.option("--email", required=True)
+@click.option("--team", default="default", show_default=True, help="Team name; created if missing.")
+@click.option("--role", type=click.Choice(["owner", "admin", "member"]), default="member", show_default=True)
+@click.password_option(help="Prompted for (and confirmed) when not given; reads stdin when piped.")
+def users_create(email: str, team: str, role: str, password: str) -> None:
+    """Create a user who signs in to the dashboard with this address and password."""
+    from callgate.auth.passwords import check_strength, hash_password
+    from callgate.domain.keys import get_or_create_team
+    from callgate.domain.users import Role, create_user
+
+    settings = _settings()
+    try:
+        check_strength(password)
+    except CallgateError as exc:
+        raise click.ClickException(exc.detail) from exc
+    password_hash = hash_password(password)
+
+    async def job(session: AsyncSession) -> str:
+        now = utcnow()
+        row = await get_or_create_team(
+            session, name=team, now=now, max_live_calls=settings.default_team_max_live_calls
+        )
+        user = await create_user(
+            session, team_id=row.id, email=email, role=Role(role), password_hash=password_hash, now=now
+        )
+        return user.id
+
+    user_id = _run(settings, job)
+    click.echo(f"created {role} {email.strip().lower()} ({user_id}) in team {team!r}")
+
+
 @main.group("credits")
 def credits_group() -> None:
     """Call credits: a team's optional balance of call-seconds that live calls draw down."""

@@ -43,6 +43,9 @@ TABLES = {
     "analysis_plan",
     "analysis_job",
     "carrier",
+    "user_account",
+    "user_session",
+    "user_invite",
 }
 
 

@@ -75,3 +75,19 @@ class RateLimiter:
                 f"rate limit of {spec} exceeded", retry_after=reset_after, limit=item.amount, remaining=0
             )
         return decision
+
+    async def blocked_for(self, spec: str, *identifiers: str) -> int | None:
+        """Seconds until ``identifiers`` may try again when their budget is spent (no hit counted);
+        None while they still have budget. For lock-outs that count failures only."""
+        item = parse_limit(spec)
+        if await self._limiter.test(item, *identifiers):
+            return None
+        stats = await self._limiter.get_window_stats(item, *identifiers)
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    async def count(self, spec: str, *identifiers: str) -> None:
+        """Count one event (e.g. a failed sign-in) without refusing anything."""
+        await self._limiter.hit(parse_limit(spec), *identifiers)
+
+    async def reset(self, spec: str, *identifiers: str) -> None:
+        await self._limiter.clear(parse_limit(spec), *identifiers)

@@ -12,6 +12,8 @@ PREFIXES = {
     "phone_number": "pn",
     "call": "call",
     "carrier": "car",
+    "user": "usr",
+    "invite": "inv",
 }
 
 

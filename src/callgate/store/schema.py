@@ -8,6 +8,7 @@ from callgate.store import (  # noqa: F401 - registers the tables
     models,
     models_dialects,
     models_telephony,
+    models_users,
     models_webhooks,
 )
 
