@@ -3,6 +3,7 @@ refused at once (issue 11 #3 took ~2 s per 59 KB OPTIONS and stalled the event l
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -129,3 +130,17 @@ async def test_thousands_of_headers_are_refused_at_once_over_the_socket(
         assert large / small < 30, (small, large)
         assert (await client.request("OPTIONS", f"sip:{domain}", authenticate=False)).code == 200
         assert client.ws.close_code is None
+
+
+async def test_malformed_messages_are_logged_once_per_connection(
+    live: LiveServer, sip_call: SipCall, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="callgate.realtime.sip_ws.connection")
+    domain = sip_call.creds.domain
+    async with SipClient(sip_call.ws_url, sip_call.creds) as client:
+        for _ in range(5):
+            await client.send_raw(options(message.MAX_HEADERS, domain=domain))
+        await client.wait(lambda: len(client.inbox.responses) == 5)
+    malformed = [r for r in caplog.records if r.getMessage().startswith("malformed SIP message")]
+    assert [r.levelno for r in malformed] == [logging.INFO] + [logging.DEBUG] * 4
+    assert all(r.exc_info is None for r in malformed)
