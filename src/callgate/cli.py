@@ -60,9 +60,9 @@ def main() -> None:
 @click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
 def serve(host: str, port: int, workers: int) -> None:
     """Apply migrations, seed an empty database, and serve."""
-    import uvicorn
-
     from callgate.domain.bootstrap import bootstrap
+    from callgate.server import ConnectionLimits, ServerConfig
+    from callgate.server import run as run_server
 
     settings = _settings()
     configure_logging(level=settings.log_level, json_lines=settings.log_json)
@@ -80,8 +80,9 @@ def serve(host: str, port: int, workers: int) -> None:
         click.echo(f"    {seeded.secret_key}")
     if seeded.demo_agent_id:
         click.echo(f"  demo agent: {seeded.demo_agent_id}")
-    uvicorn.run(
+    config = ServerConfig(
         "callgate.app:create_app",
+        limits=ConnectionLimits.from_settings(settings),
         factory=True,
         host=host,
         port=port,
@@ -91,6 +92,8 @@ def serve(host: str, port: int, workers: int) -> None:
         proxy_headers=True,
         ws_max_size=1_048_576,
     )
+    if not run_server(config):
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE
 
 
 @main.group()
