@@ -52,6 +52,7 @@ def test_brackets_inside_strings_do_not_count(text: str) -> None:
         '"' + '\\"' * 5000 + "\\",
         "1" * 5000,  # more digits than Python converts
         b"\xff\xfe",  # not UTF-8
+        '{"label":"rtvi-ai","type":"send-text","data":{"content":"\\ud800"}}',  # an unpaired surrogate
         '{"label":"rtvi-ai","type":"x","data":[1]}',
         '{"label":"rtvi-ai","type":1}',
     ],

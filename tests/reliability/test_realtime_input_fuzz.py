@@ -55,6 +55,7 @@ def check_rtvi(raw: str | bytes) -> None:
         except rtvi.ProtocolError:
             return
         assert isinstance(msg.type, str) and isinstance(msg.data, dict)
+        json.dumps(msg.data, ensure_ascii=False).encode()  # storable as UTF-8 text
         assert msg.id is None or isinstance(msg.id, str)
 
     assert timed(run) < SLOWEST_S

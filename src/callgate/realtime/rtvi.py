@@ -59,6 +59,10 @@ def parse(raw: str | bytes) -> ClientMessage:
         obj = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: belt and braces behind _check_depth
         raise ProtocolError("message is not JSON") from exc
+    try:  # "\ud800" is valid JSON but not text: it would fail later, wherever the message is stored
+        json.dumps(obj, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, ValueError) as exc:
+        raise ProtocolError("messages may not contain unpaired surrogates") from exc
     if not isinstance(obj, dict) or obj.get("label") != LABEL or not isinstance(obj.get("type"), str):
         raise ProtocolError('messages are {"label": "rtvi-ai", "type": ..., "data": {...}}')
     data = obj.get("data") or {}
