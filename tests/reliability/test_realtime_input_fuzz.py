@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -38,11 +39,17 @@ def fuzz(examples: int) -> settings:
     )
 
 
-def timed(call: object) -> float:
-    start = time.perf_counter()
-    assert callable(call)
-    call()
-    return time.perf_counter() - start
+def assert_fast(run: Callable[[], None]) -> None:
+    """``run`` finishes within SLOWEST_S in one of three tries: an input that is slow to handle is slow
+    every time, while a pause of this shared machine (another process, a GC) does not repeat."""
+    took = []
+    for _ in range(3):
+        start = time.perf_counter()
+        run()
+        took.append(time.perf_counter() - start)
+        if took[-1] < SLOWEST_S:
+            return
+    pytest.fail(f"took {min(took):.2f} s at best (bound {SLOWEST_S} s)")
 
 
 # ------------------------------------------------------------------------------------------- RTVI
@@ -58,7 +65,7 @@ def check_rtvi(raw: str | bytes) -> None:
         json.dumps(msg.data, ensure_ascii=False).encode()  # storable as UTF-8 text
         assert msg.id is None or isinstance(msg.id, str)
 
-    assert timed(run) < SLOWEST_S
+    assert_fast(run)
 
 
 _SCALARS = (
@@ -135,7 +142,7 @@ def check_sip(data: bytes) -> None:
         if isinstance(parsed, Request):
             message.response(parsed, 200, to_tag="t")
 
-    assert timed(run) < SLOWEST_S
+    assert_fast(run)
 
 
 @st.composite
@@ -208,7 +215,7 @@ def check_sdp(sdp: str) -> None:
             return
         assert isinstance(offer, Offer) and offer.codec.lower() in ("opus", "g722", "pcmu", "pcma")
 
-    assert timed(run) < SLOWEST_S
+    assert_fast(run)
 
 
 @st.composite
