@@ -69,9 +69,9 @@ def main() -> None:
 @click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
 def serve(host: str, port: int, workers: int) -> None:
     """Apply migrations, seed an empty database, and serve."""
-    import uvicorn
-
     from callgate.domain.bootstrap import bootstrap
+    from callgate.server import ConnectionLimits, ServerConfig
+    from callgate.server import run as run_server
 
     settings = _settings()
     configure_logging(level=settings.log_level, json_lines=settings.log_json)
@@ -92,8 +92,9 @@ def serve(host: str, port: int, workers: int) -> None:
     if workers > 1:  # one node of several processes: they share its admission limit and its metrics
         os.environ["CALLGATE_WORKERS"] = str(workers)
         os.environ.setdefault(MULTIPROC_DIR, tempfile.mkdtemp(prefix="callgate-metrics-"))
-    uvicorn.run(
+    config = ServerConfig(
         "callgate.app:create_app",
+        limits=ConnectionLimits.from_settings(settings),
         factory=True,
         host=host,
         port=port,
@@ -103,6 +104,8 @@ def serve(host: str, port: int, workers: int) -> None:
         proxy_headers=True,
         ws_max_size=1_048_576,
     )
+    if not run_server(config):
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE
 
 
 @main.group()

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     """Base URL callers reach this server at (``https://calls.example.com``); default: the request's."""
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    http_header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """A request's headers must be complete this long after the connection (or the request's first byte)."""
+    http_idle_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    """The longest pause while a request body is being read."""
+    max_connections_per_client: int = Field(default=64, ge=0)
+    """Open HTTP and WebSocket connections one client address may hold (0: no cap; behind a reverse
+    proxy every client shares its address). See ``server.py``."""
     join_deadline_s: int = Field(default=60, ge=5, le=3600)
     default_team_max_live_calls: int = Field(default=20, ge=1)
     sweep_interval_s: float = Field(default=5.0, gt=0)

@@ -1,8 +1,9 @@
 """Structured JSON logging on stdlib ``logging``.
 
 The current call id and request id ride in context variables and are added to every record. Secrets
-never reach a log line: keys and tokens are never passed to the logger, and query strings (which carry
-call tokens) are stripped from logged URLs.
+never reach a log line: keys and tokens are never passed to the logger, query strings (which carry
+call tokens) are stripped from the URLs we log, and both formatters redact whatever still looks like a
+secret (uvicorn logs each WebSocket's path with its query string).
 """
 
 from __future__ import annotations
@@ -20,13 +21,24 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _SECRETISH = re.compile(
-    r"(cg_(?:sk|pk|sh)_[A-Za-z0-9]+|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)"
+    r"(cg_(?:sk|pk|sh)_[A-Za-z0-9]+|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)"
 )
+# Any ``token=`` (``participant_token=``…) query or form value, whatever its shape: a malformed token
+# may still be most of a real one (a JWT missing its signature carries the call's claims).
+_TOKEN_VALUE = re.compile(r"(?i)(\b\w*token=)[^&\s\"'<>]*")
 
 
 def redact(text: str) -> str:
-    """Mask anything shaped like an API key or a JWT (last line of defence)."""
+    """Mask ``token=`` values and anything shaped like an API key or a JWT (last line of defence)."""
+    text = _TOKEN_VALUE.sub(r"\1[redacted]", text)
     return _SECRETISH.sub(lambda m: m.group(0)[:6] + "…[redacted]", text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """The plain-text format (``CALLGATE_LOG_JSON=false``), redacted like the JSON one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class JSONFormatter(logging.Formatter):
@@ -54,7 +66,7 @@ def configure_logging(*, level: str = "INFO", json_lines: bool = True) -> None:
     if json_lines:
         handler.setFormatter(JSONFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

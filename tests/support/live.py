@@ -16,6 +16,7 @@ from callgate.clock import SystemClock
 from callgate.config import Settings
 from callgate.flows.demo import demo_flow
 from callgate.runtime import Runtime
+from callgate.server import ConnectionLimits, ServerConfig
 from tests.support.services import free_port
 from tests.support.world import Team, World
 
@@ -64,13 +65,25 @@ class LiveServer:
         return body
 
 
-async def serve(settings: Settings) -> AsyncIterator[LiveServer]:
+async def serve(settings: Settings, *, limits: ConnectionLimits | None = None) -> AsyncIterator[LiveServer]:
+    """A server on a free port; with ``limits``, on the guarded protocols ``callgate serve`` runs."""
     runtime = Runtime(settings, clock=MovableClock())
     app = create_app(runtime=runtime)
     port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
     )
+    if limits is not None:
+        config = ServerConfig(
+            app,
+            limits=limits,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,  # a failed test's leftover sockets must not hang the teardown
+        )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

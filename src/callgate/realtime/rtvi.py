@@ -8,6 +8,7 @@ See ``docs/realtime-protocol.md``.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -18,6 +19,13 @@ from callgate.pipeline import frames as f
 LABEL = "rtvi-ai"
 PROTOCOL_VERSION = "1.0.0"
 MAX_TEXT_BYTES = 16_384
+MAX_DEPTH = 32
+"""Deepest nesting of objects and arrays a client message may have (``client-ready`` needs 3)."""
+
+# One token per string literal (an unterminated one runs to the end, so the scan never backtracks) or
+# bracket: the brackets outside strings give the nesting depth in one linear pass, before ``json.loads``
+# (whose C scanner recurses once per level and raises RecursionError on deep input).
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.?)*+(?:"|\Z)|[\[\]{}]', re.DOTALL)
 
 
 class ProtocolError(ValueError):
@@ -35,15 +43,26 @@ def message(type_: str, data: dict[str, Any] | None = None, *, id_: str | None =
     return json.dumps({"label": LABEL, "type": type_, "id": id_ or secrets.token_hex(4), "data": data or {}})
 
 
-def parse(raw: str) -> ClientMessage:
+def parse(raw: str | bytes) -> ClientMessage:
+    """A client's text message; anything unacceptable raises :class:`ProtocolError`, nothing else."""
     if len(raw) > MAX_TEXT_BYTES:
         raise ProtocolError("message too large")
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode()
+        except UnicodeDecodeError as exc:
+            raise ProtocolError("messages are UTF-8 text") from exc
     if "\x00" in raw or "\\u0000" in raw:
         raise ProtocolError("messages may not contain the NUL character")
+    _check_depth(raw)
     try:
         obj = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: belt and braces behind _check_depth
         raise ProtocolError("message is not JSON") from exc
+    try:  # "\ud800" is valid JSON but not text: it would fail later, wherever the message is stored
+        json.dumps(obj, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, ValueError) as exc:
+        raise ProtocolError("messages may not contain unpaired surrogates") from exc
     if not isinstance(obj, dict) or obj.get("label") != LABEL or not isinstance(obj.get("type"), str):
         raise ProtocolError('messages are {"label": "rtvi-ai", "type": ..., "data": {...}}')
     data = obj.get("data") or {}
@@ -51,6 +70,18 @@ def parse(raw: str) -> ClientMessage:
         raise ProtocolError("`data` must be an object")
     msg_id = obj.get("id")
     return ClientMessage(type=obj["type"], id=str(msg_id) if msg_id is not None else None, data=data)
+
+
+def _check_depth(raw: str) -> None:
+    depth = 0
+    for token in _STRUCTURE.finditer(raw):
+        bracket = token.group()
+        if bracket in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ProtocolError(f"message nested deeper than {MAX_DEPTH} levels")
+        elif bracket in ("]", "}"):
+            depth -= 1
 
 
 def _ms(value: float | None) -> int | None:

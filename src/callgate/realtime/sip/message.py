@@ -1,7 +1,9 @@
 """SIP messages as they cross the WebSocket: strict parsing, the responses we send, the requests we send.
 
 Parsing sits on ``sipmessage`` (typed, maintained, by aiortc's author) and adds what a server needs on
-top: a size limit, the mandatory headers of RFC 3261 §8.1.1 parsed up front (so handlers never meet a
+top: a size and a header-count limit checked before any parsing, headers indexed by name (sipmessage's
+``Headers`` scans every header per lookup, which made a message with thousands of distinct headers cost
+quadratic time), the mandatory headers of RFC 3261 §8.1.1 parsed up front (so handlers never meet a
 header that fails to parse), Content-Length checked against the frame, and a best-effort 400 for a
 request too broken to parse. Any failure is a :class:`SipParseError`, never another exception: the
 hypothesis fuzz in ``tests/realtime/sip`` holds this module to that.
@@ -17,8 +19,11 @@ import re
 from dataclasses import dataclass, field
 
 import sipmessage
+from sipmessage.message import COMPACT_FORMS
 
 MAX_MESSAGE_BYTES = 65_535
+MAX_HEADERS = 128
+"""Header lines a message may carry; browser softphones send about 15 (an INVITE via proxies, 30)."""
 SERVER = "callgate"
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+\-.]*):")
@@ -102,13 +107,16 @@ def parse(data: bytes) -> Request | Response:
         head = data[:8192].split(b"\r\n\r\n", 1)[0]
         raise SipParseError("message too large", reply=_salvage(head, 513))
     head = data.split(b"\r\n\r\n", 1)[0]
+    if head.count(b"\r\n") > MAX_HEADERS:
+        reason = f"more than {MAX_HEADERS} headers"
+        raise SipParseError(reason, reply=_salvage(head, 400, reason))
     start = head.split(b"\r\n", 1)[0].split(b" ")
     if len(start) == 3 and start[2] == b"SIP/2.0":
         scheme = uri_scheme(start[1].decode(errors="replace"))
         if scheme not in ("sip", "sips", "tel"):
             raise SipParseError("unsupported URI scheme", reply=_salvage(head, 416))
     try:
-        message = sipmessage.Message.parse(data)
+        message = _parse_message(data)
         if isinstance(message, sipmessage.Response):
             return _response(message)
         return _request(message, data)
@@ -116,6 +124,73 @@ def parse(data: bytes) -> Request | Response:
         raise SipParseError(exc.reason, reply=exc.reply or _salvage(head, 400, exc.reason)) from None
     except Exception as exc:  # sipmessage raises ValueError, but a fuzzer finds others; all mean 400
         raise SipParseError(f"malformed message: {exc}", reply=_salvage(head, 400)) from exc
+
+
+class IndexedHeaders(sipmessage.Headers):
+    """``sipmessage.Headers`` looked up by a dict (insertion-ordered: ``keys()`` keep their order)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_name: dict[str, tuple[str, list[str]]] = {}
+
+    def add(self, key: str, value: str) -> None:
+        found = self._by_name.get(key.lower())
+        if found is None:
+            self._by_name[key.lower()] = (key, [value])
+        else:
+            found[1].append(value)
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        found = self._by_name.get(key.lower())
+        return found[1][0] if found else default
+
+    def getlist(self, key: str) -> list[str]:
+        found = self._by_name.get(key.lower())
+        return found[1] if found else []
+
+    def keys(self) -> list[str]:
+        return [name for name, _ in self._by_name.values()]
+
+    def remove(self, key: str) -> None:
+        self._by_name.pop(key.lower(), None)
+
+    def set(self, key: str, value: str) -> None:
+        self.setlist(key, [value])
+
+    def setlist(self, key: str, values: list[str]) -> None:
+        found = self._by_name.get(key.lower())
+        self._by_name[key.lower()] = (found[0] if found else key, values)
+
+    def __getitem__(self, key: str) -> str:
+        found = self._by_name.get(key.lower())
+        if not found:
+            raise KeyError(key)
+        return found[1][0]
+
+    def __str__(self) -> str:
+        return "".join(f"{name}: {v}\r\n" for name, values in self._by_name.values() for v in values) + "\r\n"
+
+
+def _parse_message(data: bytes) -> sipmessage.Request | sipmessage.Response:
+    """``sipmessage.Message.parse`` line for line, but into :class:`IndexedHeaders` (linear time)."""
+    header, found, body = data.partition(b"\r\n\r\n")
+    if not found:
+        raise ValueError("SIP message has too few lines")
+    lines = header.decode("utf8").split("\r\n")
+    bits = lines[0].split(" ", 2)
+    message: sipmessage.Request | sipmessage.Response
+    if len(bits) > 2 and bits[2] == "SIP/2.0":
+        message = sipmessage.Request(method=bits[0], uri=sipmessage.URI.parse(bits[1]), body=body)
+    elif len(bits) > 2 and bits[0] == "SIP/2.0":
+        message = sipmessage.Response(code=int(bits[1]), phrase=bits[2], body=body)
+    else:
+        raise ValueError("SIP message is neither request nor response")
+    headers = IndexedHeaders()
+    for line in lines[1:]:
+        key, val = line.split(":", 1)
+        headers.add(COMPACT_FORMS.get(key.lower(), key), val.strip())
+    message.headers = headers
+    return message
 
 
 def _request(message: sipmessage.Request, data: bytes) -> Request:

@@ -48,6 +48,7 @@ class SipConnection:
         self._calls: list[SipCall] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._malformed = False
 
     # ---------------------------------------------------------------- entry points
 
@@ -59,7 +60,10 @@ class SipConnection:
         try:
             msg = message.parse(data)
         except SipParseError as exc:
-            log.info("malformed SIP message: %s", exc.reason)
+            # Once per connection at INFO: a client sending garbage must not write a line per frame.
+            level = logging.DEBUG if self._malformed else logging.INFO
+            log.log(level, "malformed SIP message: %s", exc.reason)
+            self._malformed = True
             if exc.reply is not None:
                 await self._send(exc.reply)
             return
