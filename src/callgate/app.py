@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from callgate import __version__
-from callgate.api import agents, calls, carriers, contacts, demo, ops, problems, recordings
+from callgate.api import agents, calls, carriers, contacts, demo, ops, problems, providers, recordings
 from callgate.api import analysis as analysis_api
 from callgate.api import webhooks as webhooks_api
 from callgate.api.dialects.oneinbox import routes as oneinbox
@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         recordings.router,
         contacts.router,
         carriers.router,
+        providers.router,
         ops.router,
         realtime.router,
         webhooks_api.router,

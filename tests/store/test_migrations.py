@@ -43,6 +43,7 @@ TABLES = {
     "analysis_plan",
     "analysis_job",
     "carrier",
+    "provider_credential",
 }
 
 

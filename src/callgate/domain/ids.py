@@ -12,6 +12,7 @@ PREFIXES = {
     "phone_number": "pn",
     "call": "call",
     "carrier": "car",
+    "provider_credential": "pcred",
 }
 
 

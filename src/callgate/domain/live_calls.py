@@ -12,10 +12,11 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from callgate.clock import Clock
-from callgate.domain import calls, nodes
+from callgate.domain import calls, nodes, provider_credentials
 from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.domain.sip_accounts import SipAccount, find_account
 from callgate.errors import CallgateError, NotFound
@@ -39,6 +40,10 @@ class AgentPlan:
     turn_detection: dict[str, Any] = field(default_factory=dict)
     max_duration_s: int = 600
     silence_timeout_s: int = 60
+    language: str = "en"
+    """BCP 47: what the caller speaks and the agent answers in."""
+    credentials: dict[str, SecretStr] = field(default_factory=dict, repr=False)
+    """The secrets of the provider credentials the engine settings name, by credential id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +62,7 @@ class CallPlan:
     """Data gathered so far (the session adds what the agent collects)."""
 
 
-def plan_of(call: Call, agent: Agent) -> CallPlan:
+def plan_of(call: Call, agent: Agent, *, credentials: dict[str, str] | None = None) -> CallPlan:
     return CallPlan(
         call_id=call.id,
         team_id=call.team_id,
@@ -75,6 +80,8 @@ def plan_of(call: Call, agent: Agent) -> CallPlan:
             turn_detection=dict(agent.turn_detection or {}),
             max_duration_s=agent.max_duration_s,
             silence_timeout_s=agent.silence_timeout_s,
+            language=agent.language or "en",
+            credentials={k: SecretStr(v) for k, v in (credentials or {}).items()},
         ),
         variables={**agent.variables, **call.variables},
         data=dict(call.data),
@@ -104,7 +111,10 @@ class CallRecords:
             agent = await session.get(Agent, call.agent_id)
             if agent is None:  # agents are soft-deleted, so this is a broken row, not a user mistake
                 raise NotFound("the call's agent does not exist")
-            return plan_of(call, agent)
+            secrets = await provider_credentials.resolve(
+                session, team_id=team_id, settings=(agent.stt, agent.tts, agent.llm)
+            )
+            return plan_of(call, agent, credentials=secrets)
 
         return await self._db.write(job)
 
