@@ -14,6 +14,7 @@ import pytest
 
 from callgate.config import Settings
 from callgate.store.migrate import upgrade_sync
+from tests.support.fake_anthropic import fake_anthropic  # noqa: F401 - fixtures
 from tests.support.fake_openai import fake_openai, openai_server  # noqa: F401 - fixtures
 from tests.support.live import LiveServer, serve
 from tests.support.receiver import Receiver

@@ -141,6 +141,16 @@ class CallRecords:
     async def save_turn(self, *, call_id: str, fields: dict[str, Any]) -> None:
         await self._db.write(lambda s: calls.add_turn(s, call_id=call_id, fields=fields))
 
+    async def provider_switched(self, *, team_id: str, call_id: str, data: dict[str, Any]) -> None:
+        """A stage of the call moved to its next engine: a call event and a webhook."""
+        now = self._clock.now()
+        await self._db.write(
+            lambda s: calls.add_event(
+                s, team_id=team_id, call_id=call_id, type_=EventType.CALL_PROVIDER_SWITCHED.value, data=data,
+                now=now,
+            )
+        )  # fmt: skip
+
     async def record_partial(self, *, team_id: str, call_id: str, text: str) -> None:
         now = self._clock.now()
         await self._db.write(
