@@ -79,7 +79,7 @@ def closed_error(vendor: str, exc: ConnectionClosed) -> ProviderError:
     if close is None:
         return ProviderUnavailable(f"{vendor} dropped the connection")
     reason = close.reason or "no reason given"
-    if close.code == 1008 and "auth" in reason.lower():
+    if close.code == 1008 and any(word in reason.lower() for word in ("auth", "api key", "credential")):
         return ProviderAuthFailed(f"{vendor} closed the stream ({close.code}): {reason}")
     return ProviderError(f"{vendor} closed the stream ({close.code}): {reason}")
 
