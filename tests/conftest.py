@@ -14,7 +14,14 @@ import pytest
 
 from callgate.config import Settings
 from callgate.store.migrate import upgrade_sync
+from tests.support.fake_anthropic import fake_anthropic  # noqa: F401 - fixtures
 from tests.support.fake_openai import fake_openai, openai_server  # noqa: F401 - fixtures
+from tests.support.fake_speech_vendors import (  # noqa: F401 - fixtures
+    fake_cartesia,
+    fake_deepgram,
+    fake_elevenlabs,
+    fake_openai_audio,
+)
 from tests.support.live import LiveServer, serve
 from tests.support.receiver import Receiver
 from tests.support.s3 import S3Server

@@ -26,6 +26,7 @@ from callgate.api import (
     ops,
     phone_calls,
     problems,
+    providers,
     recordings,
 )
 from callgate.api import analysis as analysis_api
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         contacts.router,
         carriers.router,
         phone_calls.router,
+        providers.router,
         ops.router,
         realtime.router,
         webhooks_api.router,

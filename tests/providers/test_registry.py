@@ -35,7 +35,7 @@ def test_settings_validation() -> None:
 
 def test_defaults_follow_what_is_installed() -> None:
     installed = available_engines()
-    assert installed["llm"] == ["openai"]
+    assert installed["llm"] == ["openai", "anthropic"]  # cloud engines need no extra
     if "piper" in installed["tts"]:
         assert default_engine("tts") == "piper"
     elif "espeak" in installed["tts"]:

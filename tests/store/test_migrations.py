@@ -46,6 +46,7 @@ TABLES = {
     "user_account",
     "user_session",
     "user_invite",
+    "provider_credential",
 }
 
 

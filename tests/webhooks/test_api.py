@@ -49,7 +49,8 @@ async def test_event_catalogue(world: World) -> None:
     types = {t["type"]: t for t in r.json()}
     assert set(types) == {
         "call.created", "call.started", "call.ended", "call.failed", "call.analyzed",
-        "call.recording.available", "transcript.final", "transcript.partial", "call.tool_called",
+        "call.recording.available", "call.provider_switched", "transcript.final", "transcript.partial",
+        "call.tool_called",
     }  # fmt: skip
     assert types["transcript.partial"]["opt_in"] is True and types["call.ended"]["opt_in"] is False
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.domain.ids import new_id
+from callgate.domain.provider_credentials import check_references
 from callgate.domain.tools import seal_tools
 from callgate.errors import NotFound, ValidationFailed
 from callgate.flows.schema import validate_flow
@@ -15,7 +16,7 @@ from callgate.store import repo
 from callgate.store.models import Agent, Call
 
 _FIELDS = (
-    "name", "prompt", "flow", "initial_message", "variables", "voice", "stt", "llm", "tts",
+    "name", "prompt", "flow", "initial_message", "variables", "voice", "language", "stt", "llm", "tts",
     "turn_detection", "max_duration_s", "silence_timeout_s", "webhook_url", "tools",
 )  # fmt: skip
 
@@ -34,6 +35,7 @@ def _sealed_tools(
 async def create_agent(
     session: AsyncSession, *, team_id: str, fields: dict[str, Any], now: datetime
 ) -> Agent:
+    await check_references(session, team_id=team_id, fields=fields)
     agent = Agent(id=new_id("agent"), team_id=team_id, created_at=now, updated_at=now, deleted_at=None)
     for name in _FIELDS:
         setattr(agent, name, fields.get(name))
@@ -85,6 +87,7 @@ async def update_agent(
         )
     if merged["flow"] is not None and ("flow" in changes or "variables" in changes):
         validate_flow(merged["flow"], known_variables=merged["variables"])
+    await check_references(session, team_id=team_id, fields=changes)
     if "tools" in changes:
         changes = {**changes, "tools": _sealed_tools(changes["tools"], agent.tools)}
     for name, value in changes.items():

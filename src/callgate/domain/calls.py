@@ -269,6 +269,21 @@ async def list_turns(session: AsyncSession, *, call_id: str) -> list[TranscriptT
     return list((await session.execute(stmt)).scalars())
 
 
+async def add_event(
+    session: AsyncSession, *, team_id: str, call_id: str, type_: str, data: dict[str, Any], now: datetime
+) -> None:
+    """An event of a live call that is not a status change (e.g. ``call.provider_switched``), with its
+    webhook."""
+    call = await get_call(session, team_id=team_id, call_id=call_id)
+    session.add(
+        CallEvent(call_id=call.id, type=type_, from_status=None, to_status=None, reason=None, data=data,
+                  created_at=now)
+    )  # fmt: skip
+    await session.flush()
+    if type_ == EventType.CALL_PROVIDER_SWITCHED:
+        await outbox.provider_switched(session, team_id=team_id, call_id=call_id, data=data, now=now)
+
+
 async def list_events(session: AsyncSession, *, call_id: str) -> list[CallEvent]:
     stmt = select(CallEvent).where(CallEvent.call_id == call_id).order_by(CallEvent.id)
     return list((await session.execute(stmt)).scalars())

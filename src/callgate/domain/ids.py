@@ -14,6 +14,7 @@ PREFIXES = {
     "carrier": "car",
     "user": "usr",
     "invite": "inv",
+    "provider_credential": "pcred",
 }
 
 

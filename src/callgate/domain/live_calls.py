@@ -12,10 +12,11 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from callgate.clock import Clock
-from callgate.domain import calls, nodes
+from callgate.domain import calls, nodes, provider_credentials
 from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.domain.sip_accounts import SipAccount, find_account
 from callgate.errors import CallgateError, NotFound
@@ -41,6 +42,10 @@ class AgentPlan:
     silence_timeout_s: int = 60
     tools: tuple[dict[str, Any], ...] = ()
     """The agent's tool definitions (``http`` header values still sealed: only the executor opens them)."""
+    language: str = "en"
+    """BCP 47: what the caller speaks and the agent answers in."""
+    credentials: dict[str, SecretStr] = field(default_factory=dict, repr=False)
+    """The secrets of the provider credentials the engine settings name, by credential id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,7 @@ class CallPlan:
     """Data gathered so far (the session adds what the agent collects)."""
 
 
-def plan_of(call: Call, agent: Agent) -> CallPlan:
+def plan_of(call: Call, agent: Agent, *, credentials: dict[str, str] | None = None) -> CallPlan:
     return CallPlan(
         call_id=call.id,
         team_id=call.team_id,
@@ -78,6 +83,8 @@ def plan_of(call: Call, agent: Agent) -> CallPlan:
             max_duration_s=agent.max_duration_s,
             silence_timeout_s=agent.silence_timeout_s,
             tools=tuple(agent.tools or ()),
+            language=agent.language or "en",
+            credentials={k: SecretStr(v) for k, v in (credentials or {}).items()},
         ),
         variables={**agent.variables, **call.variables},
         data=dict(call.data),
@@ -107,7 +114,10 @@ class CallRecords:
             agent = await session.get(Agent, call.agent_id)
             if agent is None:  # agents are soft-deleted, so this is a broken row, not a user mistake
                 raise NotFound("the call's agent does not exist")
-            return plan_of(call, agent)
+            secrets = await provider_credentials.resolve(
+                session, team_id=team_id, settings=(agent.stt, agent.tts, agent.llm)
+            )
+            return plan_of(call, agent, credentials=secrets)
 
         return await self._db.write(job)
 
@@ -133,6 +143,16 @@ class CallRecords:
 
     async def save_turn(self, *, call_id: str, fields: dict[str, Any]) -> None:
         await self._db.write(lambda s: calls.add_turn(s, call_id=call_id, fields=fields))
+
+    async def provider_switched(self, *, team_id: str, call_id: str, data: dict[str, Any]) -> None:
+        """A stage of the call moved to its next engine: a call event and a webhook."""
+        now = self._clock.now()
+        await self._db.write(
+            lambda s: calls.add_event(
+                s, team_id=team_id, call_id=call_id, type_=EventType.CALL_PROVIDER_SWITCHED.value, data=data,
+                now=now,
+            )
+        )  # fmt: skip
 
     async def record_partial(self, *, team_id: str, call_id: str, text: str) -> None:
         now = self._clock.now()

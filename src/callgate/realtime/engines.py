@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from callgate.domain.live_calls import AgentPlan, CallPlan
 from callgate.errors import ProviderUnavailable
@@ -17,7 +18,9 @@ from callgate.pipeline.interfaces import STT, TTS, VAD, AgentEngine
 from callgate.pipeline.options import Mode, PipelineOptions
 from callgate.pipeline.tools import definitions
 from callgate.providers.deaf import DeafSTT, DeafVAD
+from callgate.providers.fallback import FallbackLLM, FallbackSTT, FallbackTTS, SwitchLog
 from callgate.providers.registry import EngineRegistry
+from callgate.providers.settings import Role
 from callgate.realtime.session import Engines
 
 log = logging.getLogger(__name__)
@@ -35,21 +38,46 @@ _TURN_DETECTION = frozenset(
 
 
 def pipeline_options(agent: AgentPlan, *, mode: Mode, output_sample_rate: int) -> PipelineOptions:
-    """A call's pipeline tuning: the agent's ``turn_detection`` over the defaults."""
+    """A call's pipeline tuning: the agent's ``turn_detection`` over the defaults, and its language
+    (what the STT engines are told to hear)."""
     turn = {k: v for k, v in agent.turn_detection.items() if k in _TURN_DETECTION}
-    return PipelineOptions(mode=mode, output_sample_rate=output_sample_rate, **turn)
+    return PipelineOptions(mode=mode, output_sample_rate=output_sample_rate, language=agent.language, **turn)
+
+
+def _language_note(language: str) -> str:
+    """Told to the LLM of a prompt agent that does not speak English (its engines are told too)."""
+    if language.lower().split("-")[0] == "en":
+        return ""
+    return f"\n\nThe caller speaks the language with BCP 47 tag {language}: always answer in that language."
+
+
+def _stage(
+    registry: EngineRegistry, role: Role, settings: dict[str, Any], plan: CallPlan, switches: SwitchLog
+) -> Any:
+    """The stage's engine: the one named, or a fallback wrapper over several (providers/fallback.py)."""
+    agent = plan.agent
+    candidates = registry.candidates(role, settings, credentials=agent.credentials, language=agent.language)
+    if len(candidates) == 1:  # no fallback: build errors surface as before
+        return registry.build(role, settings, credentials=agent.credentials, language=agent.language)
+    timeout = registry.stage(role, settings).first_result_timeout_s
+    if role == "stt":
+        return FallbackSTT(candidates, switches=switches, first_result_timeout_s=timeout)
+    if role == "tts":
+        return FallbackTTS(candidates, switches=switches, first_result_timeout_s=timeout)
+    return FallbackLLM(candidates, switches=switches, first_result_timeout_s=timeout)
 
 
 def _build(registry: EngineRegistry, plan: CallPlan, mode: Mode) -> Engines:
     agent, variables = plan.agent, plan.variables
+    switches = SwitchLog()
     brain: AgentEngine
     if agent.flow is not None:
         brain = FlowAgent(validate_flow(agent.flow, known_variables=variables), variables=variables)
     else:
         assert agent.prompt is not None
         brain = PromptAgent(
-            registry.llm(agent.llm),
-            prompt=agent.prompt,
+            _stage(registry, "llm", agent.llm, plan, switches),
+            prompt=agent.prompt + _language_note(agent.language),
             variables=variables,
             initial_message=agent.initial_message,
             tools=definitions(agent.tools),
@@ -59,19 +87,19 @@ def _build(registry: EngineRegistry, plan: CallPlan, mode: Mode) -> Engines:
     stt: STT
     tts: TTS | None
     try:
-        vad, stt = registry.vad(agent.stt.get("vad")), registry.stt(stt_settings)
+        vad, stt = registry.vad(agent.stt.get("vad")), _stage(registry, "stt", stt_settings, plan, switches)
     except ProviderUnavailable:
         if mode != "text":
             raise
         log.info("no speech engines installed: the text call does not listen", extra={"call": plan.call_id})
         vad, stt = DeafVAD(), DeafSTT()  # the caller types; audio, if any arrives, is not listened to
     try:
-        tts = registry.tts(agent.tts)
+        tts = _stage(registry, "tts", agent.tts, plan, switches)
     except ProviderUnavailable:
         if mode != "text":
             raise
         tts = None  # the call stays in text mode (switching to audio is refused)
-    return Engines(vad=vad, stt=stt, tts=tts, agent=brain)
+    return Engines(vad=vad, stt=stt, tts=tts, agent=brain, switches=switches)
 
 
 async def build_engines(registry: EngineRegistry, plan: CallPlan, *, mode: Mode) -> Engines:

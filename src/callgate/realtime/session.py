@@ -14,7 +14,7 @@ import enum
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from callgate.clock import Clock
 from callgate.domain.lifecycle import EndReason
@@ -30,6 +30,7 @@ from callgate.pipeline.options import MODES, Mode, PipelineOptions
 from callgate.pipeline.pipeline import ConversationPipeline
 from callgate.pipeline.recording import Recorder
 from callgate.pipeline.tools import ToolRecord
+from callgate.providers.fallback import Switch, SwitchLog
 from callgate.realtime import rtvi
 from callgate.realtime.control import CallControl
 from callgate.realtime.digits import KEYS, MAX_KEYS, DigitCollector
@@ -74,6 +75,8 @@ class Engines:
     stt: STT
     tts: TTS | None
     agent: AgentEngine
+    switches: SwitchLog | None = None
+    """Where the call's stages record moving to a fallback engine (``providers/fallback.py``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,8 @@ class CallSession:
         )
         self._started_at = services.clock.monotonic()
         self._last_text_at = self._started_at
+        if engines.switches is not None:
+            engines.switches.subscribe(self._on_switch)
         self._exported = {
             "frames_sent": 0.0,
             "late_frames": 0.0,
@@ -416,6 +421,25 @@ class CallSession:
             await self.services.records.save_turn(call_id=self.call_id, fields=fields)
         except CallgateError:
             log.exception("could not save a tool call")
+
+    def _on_switch(self, switch: Switch) -> None:
+        """A stage moved to a fallback engine: record it on the call (and its webhook)."""
+        data = {
+            "role": switch.role,
+            "from": switch.from_engine,
+            "to": switch.to_engine,
+            "reason": switch.reason,
+            "at_start": switch.at_start,
+        }
+        self._turn_writes.append(asyncio.create_task(self._record_switch(data), name="provider-switch"))
+
+    async def _record_switch(self, data: dict[str, Any]) -> None:
+        try:
+            await self.services.records.provider_switched(
+                team_id=self.plan.team_id, call_id=self.call_id, data=data
+            )
+        except CallgateError:
+            log.exception("could not record a provider switch")
 
     async def _save_turn(self, record: f.TurnRecord) -> None:
         lat = record.latency

@@ -71,6 +71,8 @@ class Agent(Base):
     initial_message: Mapped[str | None] = mapped_column(Text)
     variables: Mapped[dict[str, Any]]
     voice: Mapped[str | None] = mapped_column(String(200))
+    language: Mapped[str | None] = mapped_column(String(35))
+    """BCP 47 tag (``en``, ``de-DE``) the agent speaks and listens in; None: English (migration 0011)."""
     stt: Mapped[dict[str, Any]]
     llm: Mapped[dict[str, Any]]
     tts: Mapped[dict[str, Any]]

@@ -7,6 +7,7 @@ keeps them in its own ``store/models_<area>.py`` on the same ``Base`` and is imp
 from callgate.store import (  # noqa: F401 - registers the tables
     models,
     models_dialects,
+    models_providers,
     models_telephony,
     models_users,
     models_webhooks,

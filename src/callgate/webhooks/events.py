@@ -37,6 +37,7 @@ class EventType(StrEnum):
     CALL_FAILED = "call.failed"
     CALL_ANALYZED = "call.analyzed"
     CALL_RECORDING_AVAILABLE = "call.recording.available"
+    CALL_PROVIDER_SWITCHED = "call.provider_switched"
     TRANSCRIPT_FINAL = "transcript.final"
     TRANSCRIPT_PARTIAL = "transcript.partial"
     CALL_TOOL_CALLED = "call.tool_called"
@@ -53,6 +54,10 @@ _DESCRIPTIONS = {
     EventType.CALL_FAILED: "The call failed (never joined, server error, capacity).",
     EventType.CALL_ANALYZED: "Post-call analysis is ready in `data.analysis`.",
     EventType.CALL_RECORDING_AVAILABLE: "The recording can be fetched from `data.recording_url`.",
+    EventType.CALL_PROVIDER_SWITCHED: (
+        "A stage (stt, tts, llm) of a live call moved to its next engine: `data.role`, `data.from`, "
+        "`data.to`, `data.reason`, `data.at_start`."
+    ),
     EventType.TRANSCRIPT_FINAL: "One finished transcript turn (caller or agent), with its latency.",
     EventType.TRANSCRIPT_PARTIAL: "An interim transcript (opt-in: only sent to endpoints that list it).",
     EventType.CALL_TOOL_CALLED: "The agent called a tool: the transcript entry (role `tool`) with the "

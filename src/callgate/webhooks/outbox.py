@@ -28,6 +28,7 @@ __all__ = [
     "call_finished",
     "call_transitioned",
     "enqueue",
+    "provider_switched",
     "record",
     "replay",
     "transcript_partial",
@@ -193,6 +194,21 @@ async def transcript_partial(
     event = await _add_event(session, call=call, type_=type_, payload=payload, now=now)
     enqueue(session, event=event, targets=targets, now=now)
     return True
+
+
+async def provider_switched(
+    session: AsyncSession, *, team_id: str, call_id: str, data: dict[str, Any], now: datetime
+) -> None:
+    """A live call moved one of its stages to a fallback engine (``data``: role, from, to, reason)."""
+    call = await session.get(Call, call_id)
+    if call is None or call.team_id != team_id:
+        return
+    type_ = EventType.CALL_PROVIDER_SWITCHED
+    payload = envelope(type_, timestamp=now, data={"call_id": call_id, **data})
+    targets = await targets_for(session, team_id=team_id, call=call, type_=type_, envelope=payload)
+    if targets:
+        event = await _add_event(session, call=call, type_=type_, payload=payload, now=now)
+        enqueue(session, event=event, targets=targets, now=now)
 
 
 async def replay(

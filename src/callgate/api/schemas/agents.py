@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic import AnyHttpUrl, Field, StringConstraints, field_validator, model_validator
 
 from callgate.api.schemas.common import Name, Public, Strict, Variables
 from callgate.api.schemas.tools import AgentTool, check_tools
@@ -14,6 +14,7 @@ from callgate.flows.schema import validate_flow
 from callgate.providers.registry import validate_engine_settings
 
 EngineSettings = dict[str, Any]
+Language = Annotated[str, StringConstraints(max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")]
 
 
 class TurnDetection(Strict):
@@ -58,6 +59,13 @@ class AgentFields(Strict):
     initial_message: str | None = Field(default=None, max_length=4000)
     variables: Variables = Field(default_factory=dict)
     voice: str | None = Field(default=None, max_length=200)
+    language: Language | None = Field(
+        default=None,
+        description=(
+            "BCP 47 tag the agent listens and speaks in (`en`, `de-DE`), passed to its STT, TTS and LLM "
+            "engines; null: English. See docs/providers.md for which engines serve which languages."
+        ),
+    )
     stt: EngineSettings = Field(
         default_factory=dict, description='STT engine settings, e.g. {"engine": "whisper"}'
     )
@@ -121,6 +129,13 @@ class AgentUpdate(Strict):
     initial_message: str | None = Field(default=None, max_length=4000)
     variables: Variables | None = None
     voice: str | None = Field(default=None, max_length=200)
+    language: Language | None = Field(
+        default=None,
+        description=(
+            "BCP 47 tag the agent listens and speaks in (`en`, `de-DE`), passed to its STT, TTS and LLM "
+            "engines; null: English. See docs/providers.md for which engines serve which languages."
+        ),
+    )
     stt: EngineSettings | None = None
     llm: EngineSettings | None = None
     tts: EngineSettings | None = None
@@ -160,6 +175,7 @@ class AgentPublic(Public):
     initial_message: str | None
     variables: dict[str, Any]
     voice: str | None
+    language: str | None = None
     stt: dict[str, Any]
     llm: dict[str, Any]
     tts: dict[str, Any]

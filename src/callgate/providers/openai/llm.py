@@ -27,6 +27,7 @@ from callgate.errors import (
     ProviderUnavailable,
 )
 from callgate.pipeline.interfaces import LLM, ChatMessage, LLMCapabilities, LLMChunk, ToolCall, ToolSpec
+from callgate.providers._sse import SSEParser
 
 __all__ = ["OpenAILLM"]
 
@@ -110,25 +111,6 @@ async def _raise_for_status(response: httpx.Response) -> None:
     raise ProviderError(message)
 
 
-class _SSEParser:
-    """Server-sent events, line by line: returns an event's ``data`` (multi-line data joined by
-    newlines) when its blank line arrives. Comments and ``event:``/``id:``/``retry:`` are ignored."""
-
-    def __init__(self) -> None:
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> str | None:
-        if line.startswith("data:"):
-            self._data.append(line[5:].removeprefix(" "))
-        elif not line and self._data:
-            return self.flush()
-        return None
-
-    def flush(self) -> str | None:
-        data, self._data = self._data, []
-        return "\n".join(data) if data else None
-
-
 class OpenAILLM(LLM):
     """Streaming chat against ``{base_url}/chat/completions``.
 
@@ -195,7 +177,7 @@ class OpenAILLM(LLM):
         try:
             async with self._client.stream("POST", "chat/completions", json=body) as response:
                 await _raise_for_status(response)
-                parser = _SSEParser()
+                parser = SSEParser()
                 done = False
                 # Read to the end even after [DONE] (servers close right after it): leaving httpx's
                 # iterators half-way would leave them to the garbage collector.
