@@ -162,7 +162,7 @@ class BrowserCORS:
             if allowed:
                 out += [
                     (b"access-control-allow-origin", origin.encode("latin-1")),
-                    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                    (b"access-control-allow-methods", b"GET, POST, PATCH, OPTIONS"),
                     (
                         b"access-control-allow-headers",
                         b"authorization, content-type, x-api-access-key, voicehub-agent-id",
