@@ -47,6 +47,10 @@ from callgate.realtime.websocket.transport import (
 log = logging.getLogger(__name__)
 router = APIRouter()
 
+CLEAN_CLOSES = (1000, 1001, 1005)
+"""A closing handshake from the caller is a hang-up; 1005 is a close frame without a code, which is how
+``ws.close()`` ends (pipecat's WebSocketTransport disconnects that way). A dropped connection is 1006."""
+
 
 def _token_close_code(exc: CallgateError) -> int:
     if isinstance(exc, TokenExpired):
@@ -174,7 +178,7 @@ async def _pump(transport: WebSocketTransport, session: CallSession) -> None:
             else:
                 await session.handle_message(rtvi.parse(frame))
     except Disconnected as exc:
-        session.end(EndReason.CALLER_HANGUP if exc.code in (1000, 1001) else EndReason.TRANSPORT_LOST)
+        session.end(EndReason.CALLER_HANGUP if exc.code in CLEAN_CLOSES else EndReason.TRANSPORT_LOST)
     except rtvi.ProtocolError as exc:
         await session.send_error(str(exc), fatal=True)
         await transport.close(CloseCode.TOO_BIG if "too large" in str(exc) else CloseCode.PROTOCOL, str(exc))
