@@ -36,7 +36,7 @@ from callgate.api.dialects.verbex import routes as verbex
 from callgate.api.dialects.vocode import routes as vocode
 from callgate.api.dialects.voicehub import routes as voicehub
 from callgate.api.dialects.voxworks import routes as voxworks
-from callgate.api.middleware import BodyLimit, BrowserCORS, RejectNUL, RequestLog
+from callgate.api.middleware import BodyLimit, BrowserCORS, PublicAssets, RejectNUL, RequestLog
 from callgate.config import Environment, Settings
 from callgate.realtime.sip_ws import endpoint as sip_endpoint
 from callgate.realtime.twilio import routes as twilio_routes
@@ -148,6 +148,17 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         @app.get("/", include_in_schema=False)
         async def index() -> FileResponse:
             return FileResponse(web / "index.html")
+
+        @app.get("/widget.js", include_in_schema=False)
+        async def widget() -> FileResponse:
+            """The embeddable call widget (docs/clients.md)."""
+            return FileResponse(
+                web / "widget.js",
+                media_type="text/javascript; charset=utf-8",
+                headers={"Cache-Control": "public, max-age=300"},
+            )
+
+        app.add_middleware(PublicAssets, paths=lambda p: p == "/widget.js" or p.startswith("/static/"))
 
     app.add_middleware(
         BrowserCORS,

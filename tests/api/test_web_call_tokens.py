@@ -64,7 +64,8 @@ async def test_token_is_bound_to_its_call_and_transport(world: World) -> None:
         for transport in ("webrtc", "websocket")
     ]
     assert first["websocket_url"] is None
-    assert first["webrtc_offer_url"] == f"http://testserver/v1/calls/{first['id']}/webrtc/offer"
+    offer_url = f"http://testserver/v1/calls/{first['id']}/webrtc/offer?token={first['token']}"
+    assert first["webrtc_offer_url"] == offer_url
     with pytest.raises(TokenMismatch):
         await redeem(world, first["token"], call_id=second["id"], transport="webrtc")
     with pytest.raises(TokenMismatch):

@@ -338,11 +338,13 @@ def serve_static(
     mounts: dict[str, Path] | None = None,
     pages: dict[str, str] | None = None,
     posts: dict[str, PostHandler] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """Serve files over HTTP on 127.0.0.1 in a thread; yields the base URL (``http://127.0.0.1:port``).
 
     ``mounts`` maps URL prefixes to directories (default ``{"/static/": web/}``), ``pages`` maps
-    exact paths to HTML text, ``posts`` maps paths to ``handler(json_body) -> (status, json)``.
+    exact paths to HTML text, ``posts`` maps paths to ``handler(json_body) -> (status, json)``;
+    ``headers`` go on every response (e.g. a ``Content-Security-Policy``).
     127.0.0.1 is a secure context, so getUserMedia and AudioWorklet work over plain HTTP.
     """
     mounts = {"/static/": WEB_DIR} if mounts is None else mounts
@@ -389,6 +391,8 @@ def serve_static(
 
         def end_headers(self) -> None:
             self.send_header("Cache-Control", "no-store")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             super().end_headers()
 
         def _reply(self, status: int, body: bytes, content_type: str) -> None:

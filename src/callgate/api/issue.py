@@ -78,7 +78,7 @@ async def issue_web_call(
         websocket_url=f"{urls.ws}/v1/calls/{call.id}/ws?token={token}"
         if transport is Transport.WEBSOCKET
         else None,
-        webrtc_offer_url=f"{urls.http}/v1/calls/{call.id}/webrtc/offer"
+        webrtc_offer_url=f"{urls.http}/v1/calls/{call.id}/webrtc/offer?token={token}"
         if transport is Transport.WEBRTC
         else None,
         sip=SipPublic(

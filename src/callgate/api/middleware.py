@@ -162,7 +162,7 @@ class BrowserCORS:
             if allowed:
                 out += [
                     (b"access-control-allow-origin", origin.encode("latin-1")),
-                    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                    (b"access-control-allow-methods", b"GET, POST, PATCH, OPTIONS"),
                     (
                         b"access-control-allow-headers",
                         b"authorization, content-type, x-api-access-key, voicehub-agent-id",
@@ -181,3 +181,33 @@ class BrowserCORS:
             await send(message)
 
         await self.app(scope, receive, add_cors)
+
+
+class PublicAssets:
+    """Static browser assets other sites load: the widget, and the SDK it imports.
+
+    ``import()`` of a module and ``audioWorklet.addModule`` from another origin are CORS requests, so
+    these files carry ``Access-Control-Allow-Origin: *`` (they are public and sent without credentials)
+    and ``Cross-Origin-Resource-Policy: cross-origin`` (for pages that isolate themselves with COEP).
+    """
+
+    def __init__(self, app: ASGIApp, *, paths: Callable[[str], bool]) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.paths(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+
+        async def add_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).extend(
+                    [
+                        (b"access-control-allow-origin", b"*"),
+                        (b"cross-origin-resource-policy", b"cross-origin"),
+                    ]
+                )
+            await send(message)
+
+        await self.app(scope, receive, add_headers)

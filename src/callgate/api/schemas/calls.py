@@ -90,7 +90,8 @@ class WebCallPublic(Public):
         description="Open as is (the token rides in it) for transport=websocket."
     )
     webrtc_offer_url: str | None = Field(
-        description="POST an SDP offer here with the token, for transport=webrtc."
+        description="POST an SDP offer here, for transport=webrtc (the token rides in it, as clients "
+        "such as pipecat's SmallWebRTC cannot add an Authorization header)."
     )
     sip: SipPublic | None = Field(description="Per-call SIP-over-WebSocket credentials, for transport=sip.")
     ice_servers: list[IceServerPublic] | None = Field(

@@ -15,6 +15,7 @@ from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import RtpPacket
+from aiortc.sdp import candidate_from_sdp
 
 from callgate.config import IceServer
 from callgate.realtime.media.inbound import InboundAudio, InboundStats
@@ -73,8 +74,11 @@ class PeerMedia:
       as the session's player does). The track sends one 20 ms frame every 20 ms, each frame in the
       first slot after it arrived, pre-encoded silence when idle; ``send_audio`` waits while more than
       two seconds are queued. ``flush()`` drops everything queued at once (barge-in).
-    - Data channel: the first channel the peer opens with label ``channel_label`` carries text messages:
-      ``on_message(text)`` for each one received, ``send_message(text)`` to send (dropped if not open).
+    - Data channel: the first channel the peer opens with a label in ``channel_labels`` carries text
+      messages: ``on_message(text)`` for each one received, ``send_message(text)`` to send (dropped if not
+      open); :attr:`channel_label` says which label it was.
+    - Trickled ICE: the peer's candidates may also come after the offer, through
+      :meth:`add_candidate` (our own are all in the answer).
     - DTMF: ``on_dtmf(DtmfEvent)`` once per key press sent as RFC 4733 telephone-events.
     - ``on_state(MediaState)`` on every state change; CLOSED means the peer closed the connection,
       FAILED that connectivity was lost. ``await close()`` releases everything (idempotent).
@@ -92,7 +96,7 @@ class PeerMedia:
         on_state: Callable[[MediaState], None] | None = None,
         ice_servers: Sequence[IceServer] = (),
         host_addresses: Sequence[str] = (),
-        channel_label: str = "rtvi",
+        channel_labels: Sequence[str] = ("rtvi",),
         output_rate: int | None = None,
         name: str = "",
     ) -> None:
@@ -106,7 +110,9 @@ class PeerMedia:
         self._on_message = on_message
         self._on_dtmf = on_dtmf
         self._on_state = on_state
-        self._label = channel_label
+        self._labels = tuple(channel_labels)
+        self.channel_label: str | None = None
+        """The label of the data channel in use, once the peer opened one."""
         self._host_addresses = tuple(host_addresses)
         self._name = name
         self._pc = RTCPeerConnection(
@@ -154,6 +160,24 @@ class PeerMedia:
         self._set_state(MediaState.CONNECTING)
         return local.sdp
 
+    async def add_candidate(
+        self, candidate: str, *, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        """A remote ICE candidate trickled after the offer (``candidate:...`` as in SDP, with or without
+        the ``a=`` / ``candidate:`` prefix); an empty one means the peer has no more. Raises
+        ``ValueError`` for a candidate that cannot be parsed or placed."""
+        text = candidate.strip().removeprefix("a=").removeprefix("candidate:")
+        try:
+            if not text:
+                await self._pc.addIceCandidate(None)
+                return
+            parsed = candidate_from_sdp(text)
+            parsed.sdpMid = sdp_mid
+            parsed.sdpMLineIndex = sdp_mline_index
+            await self._pc.addIceCandidate(parsed)
+        except Exception as exc:  # aiortc/aioice assert, or raise whatever a bad field provokes
+            raise ValueError(f"the ICE candidate cannot be used: {exc!r}"[:200]) from exc
+
     def _receive_with_ours(self, transceiver: RTCRtpTransceiver, codecs: list[RTCRtpCodecParameters]) -> None:
         """Route the stream's RTP packets to our jitter buffer and DTMF receiver, not aiortc's decoder."""
         audio = {
@@ -194,9 +218,10 @@ class PeerMedia:
             self._set_state(MediaState.CLOSED)
 
     def _channel_opened(self, channel: RTCDataChannel) -> None:
-        if channel.label != self._label or self._channel is not None:
+        if channel.label not in self._labels or self._channel is not None:
             return  # other channels are not ours to read
         self._channel = channel
+        self.channel_label = channel.label
         channel.on("message", self._channel_message)
         channel.on("close", lambda: self._set_state(MediaState.CLOSED))
         self._channel_ready.set()

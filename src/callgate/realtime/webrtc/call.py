@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 
 from callgate.domain.lifecycle import EndReason
 from callgate.domain.live_calls import CallPlan
@@ -31,12 +32,22 @@ SERVER_ERROR = 1011
 
 class WebRTCCall:
     def __init__(
-        self, starter: CallStarter, plan: CallPlan, *, media: PeerMedia, transport: WebRTCTransport
+        self,
+        starter: CallStarter,
+        plan: CallPlan,
+        *,
+        media: PeerMedia,
+        transport: WebRTCTransport,
+        token: str = "",
     ) -> None:
         self.starter = starter
         self.plan = plan
         self.media = media
         self.transport = transport
+        self.token = token
+        """The call token that made this peer connection (it alone may trickle candidates to it)."""
+        self.pc_id = f"pc_{secrets.token_urlsafe(16)}"
+        self.candidates_added = 0
         self.session: CallSession | None = None
         self._ready_id: str | None = None
         transport.on_dtmf = lambda event: self.session.press_key(event.digit) if self.session else None
@@ -129,17 +140,25 @@ class LiveCalls:
 
     def __init__(self) -> None:
         self._calls: dict[asyncio.Task[None], WebRTCCall] = {}
+        self._by_pc_id: dict[str, WebRTCCall] = {}
 
     def __len__(self) -> int:
         return len(self._calls)
 
+    def find(self, pc_id: str) -> WebRTCCall | None:
+        """The running call whose peer connection is ``pc_id``."""
+        return self._by_pc_id.get(pc_id)
+
     def start(self, call: WebRTCCall) -> None:
         task = asyncio.create_task(call.run(), name=f"webrtc-{call.plan.call_id}")
         self._calls[task] = call
+        self._by_pc_id[call.pc_id] = call
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._calls.pop(task, None)
+        call = self._calls.pop(task, None)
+        if call is not None:
+            self._by_pc_id.pop(call.pc_id, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("a WebRTC call crashed", exc_info=task.exception())
 

@@ -26,6 +26,15 @@ HANDSHAKE_TIMEOUT_S = 10.0
 CLOSE_DRAIN_S = 1.0
 MAX_PENDING_MESSAGES = 256
 
+RTVI_CHANNEL = "rtvi"
+"""callgate's SDK names its data channel ``rtvi``."""
+PIPECAT_CHANNEL = "chat"
+"""``@pipecat-ai/small-webrtc-transport`` names it ``chat`` and adds its own housekeeping on it: a
+``"ping: <ms>"`` text every second and ``{"type": "signalling", "message": {...}}`` objects (track
+status, renegotiation, peer left). Those never reach the session; the server says ``peerLeft`` when it
+hangs up, so the client reports the bot disconnected."""
+CHANNEL_LABELS = (RTVI_CHANNEL, PIPECAT_CHANNEL)
+
 
 class Disconnected(Exception):
     """The peer left: ``clean`` if it closed the connection, not if connectivity was lost."""
@@ -65,7 +74,14 @@ class WebRTCTransport:
         if self.on_dtmf is not None:
             self.on_dtmf(event)
 
+    @property
+    def pipecat(self) -> bool:
+        """The peer is a SmallWebRTC client (its data channel is ``chat``)."""
+        return self.media is not None and self.media.channel_label == PIPECAT_CHANNEL
+
     def message_received(self, text: str) -> None:
+        if self.pipecat and _pipecat_housekeeping(text):
+            return
         if self._messages.qsize() >= MAX_PENDING_MESSAGES:
             self._overflow = True
             return
@@ -100,6 +116,8 @@ class WebRTCTransport:
         self._closed = True
         closing = {"type": "connection-closed", "code": code, "reason": reason[:120]}
         self.media.send_message(rtvi.message("server-message", closing))
+        if self.pipecat:
+            self.media.send_message(json.dumps({"type": "signalling", "message": {"type": "peerLeft"}}))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CLOSE_DRAIN_S):
                 await self.media.drain_messages()
@@ -116,6 +134,16 @@ class WebRTCTransport:
             self._messages.put_nowait(item)  # every later receive() reports it too
             raise item
         return item
+
+
+def _pipecat_housekeeping(text: str) -> bool:
+    """SmallWebRTC's keep-alive pings and signalling messages (see :data:`PIPECAT_CHANNEL`)."""
+    if text.startswith("ping: "):
+        return True
+    if '"signalling"' in text and _type_of(text) == "signalling":
+        log.debug("SmallWebRTC signalling: %.200s", text)
+        return True
+    return False
 
 
 def _type_of(text: str) -> str | None:

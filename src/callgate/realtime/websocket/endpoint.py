@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, Query, WebSocket
 
 from callgate.auth import tokens
 from callgate.domain.lifecycle import EndReason
@@ -33,6 +34,9 @@ from callgate.realtime import rtvi
 from callgate.realtime.session import CallSession
 from callgate.realtime.start import CallStarter, run_session
 from callgate.realtime.websocket.transport import (
+    FORMATS,
+    OUTPUT_RATES,
+    PROTOBUF_OUTPUT_RATE,
     CloseCode,
     Disconnected,
     WebSocketTransport,
@@ -42,6 +46,10 @@ from callgate.realtime.websocket.transport import (
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+
+CLEAN_CLOSES = (1000, 1001, 1005)
+"""A closing handshake from the caller is a hang-up; 1005 is a close frame without a code, which is how
+``ws.close()`` ends (pipecat's WebSocketTransport disconnects that way). A dropped connection is 1006."""
 
 
 def _token_close_code(exc: CallgateError) -> int:
@@ -85,16 +93,32 @@ async def _join(starter: CallStarter, transport: WebSocketTransport, redeem: Red
 
 
 @router.websocket("/v1/calls/{call_id}/ws")
-async def call_websocket(ws: WebSocket, call_id: str, token: str = "") -> None:
+async def call_websocket(
+    ws: WebSocket,
+    call_id: str,
+    token: str = "",
+    format_: Annotated[str, Query(alias="format")] = "json",
+    output_sample_rate: int | None = None,
+) -> None:
+    """``format=protobuf``: pipecat's protobuf frames (``@pipecat-ai/websocket-transport``); agent audio
+    then defaults to 24 kHz, pipecat's player rate. ``output_sample_rate`` sets that default for
+    clients that cannot say it in ``client-ready``."""
     starter: CallStarter = ws.app.state.call_starter
 
     async def redeem(now: datetime) -> tokens.CallToken:
         return await starter.redeem(token, call_id=call_id, transport="websocket")
 
-    await serve_call(ws, redeem)
+    if format_ not in FORMATS or (output_sample_rate is not None and output_sample_rate not in OUTPUT_RATES):
+        await ws.accept()  # before the token is spent: the caller can fix the URL
+        reason = f"format must be one of {FORMATS}, output_sample_rate one of {OUTPUT_RATES}"
+        await WebSocketTransport(ws).close(CloseCode.PROTOCOL, reason)
+        return
+    await serve_call(ws, redeem, format=format_, output_sample_rate=output_sample_rate)
 
 
-async def serve_call(ws: WebSocket, redeem: Redeem) -> None:
+async def serve_call(
+    ws: WebSocket, redeem: Redeem, *, format: str = "json", output_sample_rate: int | None = None
+) -> None:
     """Run one call over this RTVI WebSocket once ``redeem`` vouches for the caller.
 
     A dialect whose tokens differ (OneInbox's LiveKit-shaped ``participant_token``) mounts its own
@@ -102,13 +126,14 @@ async def serve_call(ws: WebSocket, redeem: Redeem) -> None:
     """
     starter: CallStarter = ws.app.state.call_starter
     await ws.accept()
-    transport = WebSocketTransport(ws)
+    transport = WebSocketTransport(ws, format=format)
     plan = await _join(starter, transport, redeem)
     if plan is None:
         return
+    default_rate = output_sample_rate or (PROTOBUF_OUTPUT_RATE if transport.protobuf else 16000)
     try:
         ready = await handshake(transport)
-        rate = output_rate(ready)
+        rate = transport.output_rate = output_rate(ready, default=default_rate)
         mode = ready.data.get("mode", plan.mode)
         if mode not in MODES:
             raise rtvi.ProtocolError(f"mode must be one of {MODES}")
@@ -153,7 +178,7 @@ async def _pump(transport: WebSocketTransport, session: CallSession) -> None:
             else:
                 await session.handle_message(rtvi.parse(frame))
     except Disconnected as exc:
-        session.end(EndReason.CALLER_HANGUP if exc.code in (1000, 1001) else EndReason.TRANSPORT_LOST)
+        session.end(EndReason.CALLER_HANGUP if exc.code in CLEAN_CLOSES else EndReason.TRANSPORT_LOST)
     except rtvi.ProtocolError as exc:
         await session.send_error(str(exc), fatal=True)
         await transport.close(CloseCode.TOO_BIG if "too large" in str(exc) else CloseCode.PROTOCOL, str(exc))
