@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -132,3 +133,14 @@ async def settled_call(live: LiveServer, auth: dict[str, str], call_id: str) -> 
             return body
         await asyncio.sleep(0.05)
     raise AssertionError("the call did not end")
+
+
+async def ended_within(
+    live: LiveServer, auth: dict[str, str], call_id: str, seconds: float
+) -> dict[str, object]:
+    deadline = time.monotonic() + seconds
+    while True:
+        body: dict[str, object] = (await live.world.client.get(f"/v1/calls/{call_id}", headers=auth)).json()
+        if body["status"] == "ended" or time.monotonic() > deadline:
+            return body
+        await asyncio.sleep(0.05)

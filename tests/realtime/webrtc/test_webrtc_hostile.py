@@ -7,8 +7,7 @@ import asyncio
 import pytest
 
 from tests.realtime.test_rtvi import DEEP
-from tests.realtime.test_websocket_hostile import ended_within
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, ended_within
 from tests.support.webrtc_client import RTCClient, loopback_ice
 
 

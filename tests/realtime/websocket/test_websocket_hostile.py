@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tests.realtime.test_rtvi import DEEP
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, ended_within
 
 
 async def joined(ws: ClientConnection) -> None:
@@ -31,17 +30,6 @@ async def closed_with(ws: ClientConnection) -> tuple[int | None, list[dict[str, 
                 if isinstance(raw, str):
                     seen.append(json.loads(raw))
     return ws.close_code, seen
-
-
-async def ended_within(
-    live: LiveServer, auth: dict[str, str], call_id: str, seconds: float
-) -> dict[str, object]:
-    deadline = time.monotonic() + seconds
-    while True:
-        body: dict[str, object] = (await live.world.client.get(f"/v1/calls/{call_id}", headers=auth)).json()
-        if body["status"] == "ended" or time.monotonic() > deadline:
-            return body
-        await asyncio.sleep(0.05)
 
 
 async def test_deeply_nested_json_mid_call_closes_4400_and_ends_the_call(live: LiveServer) -> None:
