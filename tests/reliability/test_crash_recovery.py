@@ -140,15 +140,21 @@ async def test_kill_9_rounds_leave_no_dangling_call_and_lose_no_turn_or_webhook(
         r = await world.client.get("/v1/calls?status=in_progress", headers=team.auth())
         assert r.json()["data"] == []
 
-        # One call.failed webhook per lost call: none lost, none doubled (a last node drains the outbox).
+        # One call.failed event per lost call, delivered: none lost, none doubled (a last node drains the
+        # outbox). A node killed between the receiver's 2xx and recording it sends that delivery again,
+        # with the same webhook-id (at-least-once: receivers dedupe on it); such redeliveries are counted.
         with Node(database_url, tmp_path / "node-last", **NODE):
             await receiver.wait_for(len(lost), timeout=60)
             await asyncio.sleep(1)  # a duplicate would arrive now
         acked = receiver.acked()
-        per_call = Counter(h.payload["data"]["id"] for h in acked)
+        events = {h.id: h.payload["data"]["id"] for h in acked}
+        per_call = Counter(events.values())
         assert set(per_call) == set(lost), per_call
-        assert all(n == 1 for n in per_call.values()), per_call
-        assert len({h.id for h in acked}) == len(acked)
+        assert all(n == 1 for n in per_call.values()), per_call  # one event (webhook-id) per call
         assert all(h.verified_by == ["endpoint"] for h in acked)
         assert max(recovery_s) < 30, recovery_s
-        print(f"kill -9 rounds: {ROUNDS}, calls lost and ended: {len(lost)}, recovery s: {recovery_s}")
+        print(
+            f"kill -9 rounds: {ROUNDS}, calls ended node_lost: {len(lost)}, call.failed events: {len(events)}, "
+            f"deliveries acked: {len(acked)} (redeliveries of the same webhook-id: {len(acked) - len(events)}), "
+            f"recovery s: {[round(s, 1) for s in recovery_s]}"
+        )

@@ -102,6 +102,7 @@ class Dispatcher:
         self._client: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
 
     async def start(self) -> None:
         if self._task is None:
@@ -111,12 +112,20 @@ class Dispatcher:
             self._task = asyncio.create_task(self._loop(), name="webhook-dispatcher")
 
     async def stop(self) -> None:
-        """Stop at once; deliveries in flight are abandoned to their lease and retried later."""
+        """Claim nothing more and let the attempts in flight finish (within one request timeout), so a
+        node stopped on purpose does not leave receivers a duplicate; then stop. An attempt still
+        running after that is abandoned to its lease and retried later (receivers dedupe on
+        ``webhook-id``)."""
         if self._task is not None:
+            self._stopping = True
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), self.retry.timeout_s + 1)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            self._stopping = False
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -126,13 +135,13 @@ class Dispatcher:
         self._wake.set()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 sent = await self.run_once()
             except CallgateError:
                 log.warning("webhook dispatch round failed; will retry", exc_info=True)
                 sent = 0
-            if sent < self._batch:
+            if sent < self._batch and not self._stopping:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_s)
