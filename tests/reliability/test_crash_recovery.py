@@ -153,8 +153,9 @@ async def test_kill_9_rounds_leave_no_dangling_call_and_lose_no_turn_or_webhook(
         assert all(n == 1 for n in per_call.values()), per_call  # one event (webhook-id) per call
         assert all(h.verified_by == ["endpoint"] for h in acked)
         assert max(recovery_s) < 30, recovery_s
+        redelivered = len(acked) - len(events)
         print(
-            f"kill -9 rounds: {ROUNDS}, calls ended node_lost: {len(lost)}, call.failed events: {len(events)}, "
-            f"deliveries acked: {len(acked)} (redeliveries of the same webhook-id: {len(acked) - len(events)}), "
+            f"kill -9 rounds: {ROUNDS}, calls ended node_lost: {len(lost)}, call.failed events: "
+            f"{len(events)}, deliveries acked: {len(acked)} (redeliveries of one webhook-id: {redelivered}), "
             f"recovery s: {[round(s, 1) for s in recovery_s]}"
         )
