@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 
 from callgate.api.deps import RuntimeDep, SecretPrincipal
 from callgate.api.schemas.agents import AgentCreate, AgentPublic, AgentUpdate
-from callgate.api.schemas.common import ListPage
+from callgate.api.schemas.common import Cursor, ListPage
 from callgate.domain import agents
 from callgate.errors import ValidationFailed
 
@@ -29,7 +29,7 @@ async def create_agent(body: AgentCreate, principal: SecretPrincipal, runtime: R
 
 @router.get("", operation_id="listAgents")
 async def list_agents(
-    principal: SecretPrincipal, runtime: RuntimeDep, limit: Limit = 50, cursor: str | None = None
+    principal: SecretPrincipal, runtime: RuntimeDep, limit: Limit = 50, cursor: Cursor = None
 ) -> ListPage[AgentPublic]:
     async with runtime.db.read() as s:
         page = await agents.list_agents(s, team_id=principal.team_id, limit=limit, cursor=cursor)

@@ -37,6 +37,8 @@ from callgate.store.models import Agent, Call
 PREFIX = "/dialects/vocode"
 router = APIRouter(prefix=PREFIX, tags=["dialect: vocode"])
 CallId = Annotated[uuid.UUID, Query(alias="id")]
+MAX_PAGE = 1_000_000
+"""Pages past this are refused (422): ``(page - 1) * size`` must stay a small integer for the database."""
 
 
 async def _view(runtime: Runtime, *, team_id: str, call_id: str) -> dict[str, Any]:
@@ -141,7 +143,7 @@ async def get_call(id_: CallId, principal: SecretPrincipal, runtime: RuntimeDep)
 async def list_calls(
     principal: SecretPrincipal,
     runtime: RuntimeDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     size: Annotated[int, Query(ge=1, le=100)] = 10,
     sort_column: Annotated[str | None, Query(max_length=64)] = None,
     sort_desc: bool = False,
