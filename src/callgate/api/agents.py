@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
@@ -11,15 +11,25 @@ from callgate.api.schemas.agents import AgentCreate, AgentPublic, AgentUpdate
 from callgate.api.schemas.common import Cursor, ListPage
 from callgate.domain import agents
 from callgate.errors import ValidationFailed
+from callgate.net_guard import check_url
+from callgate.runtime import Runtime
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
 Limit = Annotated[int, Query(ge=1, le=200)]
 
 
+async def check_webhook_url(runtime: Runtime, fields: dict[str, Any]) -> None:
+    """An agent's ``webhook_url`` passes the outbound guard when saved, as endpoint and call URLs do
+    (deliveries check it again when they connect)."""
+    if (url := fields.get("webhook_url")) is not None:
+        await check_url(url, runtime.webhooks.policy, field="body.webhook_url")
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, operation_id="createAgent")
 async def create_agent(body: AgentCreate, principal: SecretPrincipal, runtime: RuntimeDep) -> AgentPublic:
     fields = body.model_dump(mode="json") | {"turn_detection": body.turn_detection.stored()}
+    await check_webhook_url(runtime, fields)
     now = runtime.clock.now()
     agent = await runtime.db.write(
         lambda s: agents.create_agent(s, team_id=principal.team_id, fields=fields, now=now)
@@ -51,6 +61,7 @@ async def update_agent(
         changes = body.changes()
     except ValueError as exc:
         raise ValidationFailed(str(exc)) from exc
+    await check_webhook_url(runtime, changes)
     now = runtime.clock.now()
     agent = await runtime.db.write(
         lambda s: agents.update_agent(
