@@ -6,7 +6,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 T = TypeVar("T")
 
@@ -77,5 +85,13 @@ def _utc_representable(value: datetime) -> datetime:
 
 Time = Annotated[datetime, AfterValidator(_utc_representable)]
 """A time in a query filter."""
-StrictTime = Annotated[datetime, Field(strict=True), AfterValidator(_utc_representable)]
+
+
+def _text_only(value: Any) -> Any:
+    if not isinstance(value, str | datetime):
+        raise ValueError("give the time as an RFC 3339 string, e.g. 2030-01-01T00:00:00Z")
+    return value
+
+
+BodyTime = Annotated[datetime, BeforeValidator(_text_only), AfterValidator(_utc_representable)]
 """A time in a JSON body: an RFC 3339 string only (a number is not taken as a Unix time)."""

@@ -22,7 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.api import problems
 from callgate.api.deps import RuntimeDep, SecretPrincipal
-from callgate.api.dialects.errors import error_headers, public_message, validation_detail
+from callgate.api.dialects.errors import (
+    VALIDATION_DETAIL,
+    error_headers,
+    public_message,
+    validation_detail,
+)
 from callgate.api.dialects.vocode.schemas import AgentParams, CreateCallRequest, parse_agent
 from callgate.api.dialects.vocode.views import call_object, callgate_id
 from callgate.api.dialects.vocode.webhooks import call_webhook
@@ -208,4 +213,9 @@ def render(request: Request, error: CallgateError) -> Response:
     )
 
 
-problems.register_dialect(PREFIX, render)
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["detail"],
+    "properties": {"detail": {"anyOf": [{"type": "string"}, VALIDATION_DETAIL]}},
+}
+problems.register_dialect(PREFIX, render, error_schema=ERROR_SCHEMA)
