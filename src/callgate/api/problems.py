@@ -125,9 +125,10 @@ def allowed_methods(request: Request, exc: StarletteHTTPException) -> list[str]:
     matched the path (POST but not GET for ``/v1/agents``); the OpenAPI document knows them all."""
     methods = {m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip()}
     paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
-    for path, item in paths.items():
-        if _template(path).fullmatch(request.url.path):
-            methods |= {m.upper() for m in item if m in _METHODS}
+    matching = [path for path in paths if _template(path).fullmatch(request.url.path)]
+    # A concrete path wins over a templated one (OpenAPI's rule): /calls/web is not /calls/{call_id}.
+    for path in [p for p in matching if "{" not in p] or matching:
+        methods |= {m.upper() for m in paths[path] if m in _METHODS}
     return sorted(methods)
 
 
