@@ -5,9 +5,11 @@ key, so most requests get past authentication); schemathesis generates valid and
 every operation from a fixed seed. The run must find no 5xx answer and no answer that breaks the document
 (status, media type, headers or body not as declared, error responses included).
 
-Volumes: ``CALLGATE_FUZZ_EXAMPLES`` (examples per operation and phase, default 25, about 2,500 requests
-in all) and ``CALLGATE_FUZZ_SEED``. The server counts what it answered (``/metrics``), so the volume and
-the 5xx count are measured on the server, not assumed. See RELIABILITY.md.
+Volumes: ``CALLGATE_FUZZ_EXAMPLES`` (examples per operation in the fuzzing phase, default 25: about 3,100
+requests per engine), ``CALLGATE_FUZZ_SEED``, ``CALLGATE_FUZZ_MIN_REQUESTS`` (default 2,000) and
+``CALLGATE_FUZZ_TIMEOUT_S`` (the fuzzer process's time limit, default 1800). The server counts what it
+answered (``/metrics``), so the volume and the 5xx count are measured on the server, not assumed.
+See RELIABILITY.md.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from callgate.domain.agents import create_agent
 from callgate.domain.keys import create_key, get_or_create_team
 from callgate.store.db import Database
 from tests.conftest import PROMPT_AGENT
-from tests.webhooks.nodes import ROOT, Node
+from tests.webhooks.nodes import Node
 
 EXAMPLES = int(os.environ.get("CALLGATE_FUZZ_EXAMPLES", "25"))
 SEED = int(os.environ.get("CALLGATE_FUZZ_SEED", "20261206"))
 MIN_REQUESTS = int(os.environ.get("CALLGATE_FUZZ_MIN_REQUESTS", "2000"))
+TIMEOUT_S = int(os.environ.get("CALLGATE_FUZZ_TIMEOUT_S", "1800"))
 CHECKS = ",".join(
     (
         "not_a_server_error",
@@ -148,7 +151,10 @@ def test_no_server_error_and_no_schema_violation(database_url: str, tmp_path: Pa
             "--report", "junit", "--report-junit-path", str(report),
             "--no-color",
         ]  # fmt: skip
-        run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800, check=False)
+        # Run from tmp_path: schemathesis keeps a cache directory (.schemathesis/) where it runs.
+        run = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=tmp_path, timeout=TIMEOUT_S, check=False
+        )
         answered = _answered(httpx.get(f"{base}/metrics", timeout=10).text)
         server_log = node.log.read_text(errors="replace")
     output = run.stdout[-20_000:] + run.stderr[-5_000:]
