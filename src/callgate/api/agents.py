@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
 from callgate.api.deps import RuntimeDep, SecretPrincipal
 from callgate.api.schemas.agents import AgentCreate, AgentPublic, AgentUpdate
-from callgate.api.schemas.common import ListPage
+from callgate.api.schemas.common import Cursor, ListPage
 from callgate.domain import agents
 from callgate.errors import ValidationFailed
+from callgate.net_guard import check_url
+from callgate.runtime import Runtime
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
 Limit = Annotated[int, Query(ge=1, le=200)]
+
+
+async def check_webhook_url(runtime: Runtime, fields: dict[str, Any]) -> None:
+    """An agent's ``webhook_url`` passes the outbound guard when saved, as endpoint and call URLs do
+    (deliveries check it again when they connect)."""
+    if (url := fields.get("webhook_url")) is not None:
+        await check_url(url, runtime.webhooks.policy, field="body.webhook_url")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, operation_id="createAgent")
@@ -23,6 +32,7 @@ async def create_agent(body: AgentCreate, principal: SecretPrincipal, runtime: R
         "turn_detection": body.turn_detection.stored(),
         "tools": body.stored_tools(),
     }
+    await check_webhook_url(runtime, fields)
     now = runtime.clock.now()
     agent = await runtime.db.write(
         lambda s: agents.create_agent(s, team_id=principal.team_id, fields=fields, now=now)
@@ -32,7 +42,7 @@ async def create_agent(body: AgentCreate, principal: SecretPrincipal, runtime: R
 
 @router.get("", operation_id="listAgents")
 async def list_agents(
-    principal: SecretPrincipal, runtime: RuntimeDep, limit: Limit = 50, cursor: str | None = None
+    principal: SecretPrincipal, runtime: RuntimeDep, limit: Limit = 50, cursor: Cursor = None
 ) -> ListPage[AgentPublic]:
     async with runtime.db.read() as s:
         page = await agents.list_agents(s, team_id=principal.team_id, limit=limit, cursor=cursor)
@@ -54,6 +64,7 @@ async def update_agent(
         changes = body.changes()
     except ValueError as exc:
         raise ValidationFailed(str(exc)) from exc
+    await check_webhook_url(runtime, changes)
     now = runtime.clock.now()
     agent = await runtime.db.write(
         lambda s: agents.update_agent(

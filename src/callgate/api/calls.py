@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
@@ -21,7 +20,7 @@ from callgate.api.schemas.calls import (
     WebCallPublic,
     WebCallTokenCreate,
 )
-from callgate.api.schemas.common import ListPage
+from callgate.api.schemas.common import Cursor, ListPage, Time
 from callgate.auth.keys import KeyType
 from callgate.domain import calls, telephony
 from callgate.domain.lifecycle import CallStatus, EndReason
@@ -165,11 +164,11 @@ async def list_calls(
     principal: SecretPrincipal,
     runtime: RuntimeDep,
     limit: Limit = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     agent_id: str | None = None,
     status: CallStatus | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: Time | None = None,
+    created_before: Time | None = None,
 ) -> ListPage[CallSummary]:
     for name, value in (("created_after", created_after), ("created_before", created_before)):
         if value is not None and value.tzinfo is None:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from callgate.api.deps import RuntimeDep, SecretPrincipal
-from callgate.api.schemas.common import ListPage
+from callgate.api.schemas.common import Cursor, ListPage
 from callgate.api.schemas.contacts import (
     ContactCreate,
     ContactPublic,
@@ -35,7 +35,7 @@ async def create_contact(
 
 @router.get("/v1/contacts", operation_id="listContacts")
 async def list_contacts(
-    principal: SecretPrincipal, runtime: RuntimeDep, limit: Limit = 50, cursor: str | None = None
+    principal: SecretPrincipal, runtime: RuntimeDep, limit: Limit = 50, cursor: Cursor = None
 ) -> ListPage[ContactPublic]:
     async with runtime.db.read() as s:
         page = await contacts.list_contacts(s, team_id=principal.team_id, limit=limit, cursor=cursor)
@@ -84,7 +84,7 @@ async def create_phone_number(
 
 @router.get("/v1/phone-numbers", operation_id="listPhoneNumbers")
 async def list_phone_numbers(
-    principal: SecretPrincipal, runtime: RuntimeDep, limit: Limit = 50, cursor: str | None = None
+    principal: SecretPrincipal, runtime: RuntimeDep, limit: Limit = 50, cursor: Cursor = None
 ) -> ListPage[PhoneNumberPublic]:
     async with runtime.db.read() as s:
         page = await phone_numbers.list_phone_numbers(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from callgate.api.openapi_errors import document_errors
 from callgate.errors import (
     CallgateError,
     InvalidToken,
@@ -26,14 +28,18 @@ from callgate.errors import (
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 
+_METHODS = frozenset(("get", "put", "post", "delete", "options", "head", "patch", "trace"))
 Renderer = Callable[[Request, CallgateError], Response]
 _DIALECT_RENDERERS: dict[str, Renderer] = {}
+_DIALECT_ERROR_SCHEMAS: dict[str, dict[str, Any]] = {}
 
 
-def register_dialect(prefix: str, renderer: Renderer) -> None:
+def register_dialect(prefix: str, renderer: Renderer, *, error_schema: dict[str, Any]) -> None:
     """Errors on paths under ``prefix`` (e.g. ``/dialects/voxworks``) are rendered by ``renderer``
-    in that vendor's error shape instead of problem+json. Each dialect registers once, at import."""
+    in that vendor's error shape instead of problem+json; ``error_schema`` (JSON Schema) describes
+    those bodies in the OpenAPI document. Each dialect registers once, at import."""
     _DIALECT_RENDERERS[prefix.rstrip("/")] = renderer
+    _DIALECT_ERROR_SCHEMAS[prefix.rstrip("/")] = error_schema
 
 
 def _renderer_for(path: str) -> Renderer | None:
@@ -109,6 +115,23 @@ def problem_response(request: Request, error: CallgateError) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, media_type=PROBLEM, headers=headers)
 
 
+def _template(path: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}]+\})", path)
+    return re.compile("".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts))
+
+
+def allowed_methods(request: Request, exc: StarletteHTTPException) -> list[str]:
+    """Every method the request's path is served with. Starlette's 405 names only the first route that
+    matched the path (POST but not GET for ``/v1/agents``); the OpenAPI document knows them all."""
+    methods = {m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip()}
+    paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
+    matching = [path for path in paths if _template(path).fullmatch(request.url.path)]
+    # A concrete path wins over a templated one (OpenAPI's rule): /calls/web is not /calls/{call_id}.
+    for path in [p for p in matching if "{" not in p] or matching:
+        methods |= {m.upper() for m in paths[path] if m in _METHODS}
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     async def on_ours(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, CallgateError)
@@ -122,12 +145,23 @@ def install(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return render(request, translate_http(exc))
+        response = render(request, translate_http(exc))
+        if exc.status_code == 405:  # RFC 9110: a 405 lists the methods the resource allows
+            response.headers["Allow"] = ", ".join(allowed_methods(request, exc))
+        return response
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
         return render(request, CallgateError("an unexpected error occurred"))
 
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_errors(generate(), render=render, error_schemas=_DIALECT_ERROR_SCHEMAS)
+        return app.openapi_schema  # type: ignore[return-value]  # set by generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_exception_handler(CallgateError, on_ours)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 
 from callgate.api.calls import call_view, new_call_view
 from callgate.api.deps import RuntimeDep, SecretPrincipal
-from callgate.api.schemas.common import ListPage
+from callgate.api.schemas.common import Cursor, ListPage, Time
 from callgate.api.schemas.webhooks import (
     AttemptPublic,
     DeliveryDetail,
@@ -113,7 +113,7 @@ async def create_endpoint(
 
 @router.get("/v1/webhook-endpoints", operation_id="listWebhookEndpoints")
 async def list_endpoints(
-    principal: SecretPrincipal, runtime: RuntimeDep, limit: Limit = 50, cursor: str | None = None
+    principal: SecretPrincipal, runtime: RuntimeDep, limit: Limit = 50, cursor: Cursor = None
 ) -> ListPage[WebhookEndpointPublic]:
     async with runtime.db.read() as s:
         page = await endpoints.list_endpoints(s, team_id=principal.team_id, limit=limit, cursor=cursor)
@@ -205,13 +205,13 @@ async def list_deliveries(
     principal: SecretPrincipal,
     runtime: RuntimeDep,
     limit: Limit = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     status: DeliveryStatus | None = None,
     event_type: events.EventType | None = None,
     call_id: str | None = None,
     endpoint_id: str | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: Time | None = None,
+    created_before: Time | None = None,
 ) -> ListPage[DeliveryPublic]:
     _aware(created_after=created_after, created_before=created_before)
     filters = {

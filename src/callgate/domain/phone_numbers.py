@@ -23,7 +23,7 @@ async def create_phone_number(
     taken = await session.execute(select(PhoneNumber.id).where(PhoneNumber.number == number))
     if taken.first() is not None:
         raise Conflict(f"the number {number} is already registered")
-    if fields.get("agent_id"):
+    if fields.get("agent_id") is not None:  # "" too: a 404 here, not a foreign-key failure at flush
         await get_agent(session, team_id=team_id, agent_id=fields["agent_id"])
     if fields.get("carrier_id"):
         await get_carrier(session, team_id=team_id, carrier_id=fields["carrier_id"])
@@ -58,7 +58,7 @@ async def update_phone_number(
     session: AsyncSession, *, team_id: str, number_id: str, changes: dict[str, Any], now: datetime
 ) -> PhoneNumber:
     row = await get_phone_number(session, team_id=team_id, number_id=number_id, for_update=True)
-    if changes.get("agent_id"):
+    if changes.get("agent_id") is not None:
         await get_agent(session, team_id=team_id, agent_id=changes["agent_id"])
     if changes.get("carrier_id"):
         await get_carrier(session, team_id=team_id, carrier_id=changes["carrier_id"])

@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from callgate.errors import CallgateError, ServiceUnavailable
+from callgate.errors import CallgateError, Conflict, ServiceUnavailable
 from callgate.store import inloop_sqlite
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,16 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int, in_loop: bool =
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _conflict(exc: IntegrityError) -> Conflict:
+    """A constraint the write broke (a duplicate, or a reference to a row that is not there) is the
+    request's fault, not an outage: a 409. Domain functions check what they can first, with clearer
+    messages; this is the backstop (e.g. a race between two requests)."""
+    log.warning("database write refused by a constraint: %s", exc.orig)
+    error = Conflict("the change conflicts with existing data (a duplicate, or a missing referenced object)")
+    error.__cause__ = exc
+    return error
 
 
 class Database:
@@ -161,6 +171,8 @@ class Database:
                         results.append((fut, True, value))
                     except (CallgateError, ValueError) as exc:
                         results.append((fut, False, exc))
+                    except IntegrityError as exc:
+                        results.append((fut, False, _conflict(exc)))
                     except SQLAlchemyError as exc:
                         log.exception("database write job failed")
                         results.append((fut, False, ServiceUnavailable("the database write failed")))
@@ -204,6 +216,10 @@ class Database:
                 except (CallgateError, ValueError) as exc:
                     await session.rollback()
                     fail(exc)
+                    return
+                except IntegrityError as exc:
+                    await session.rollback()
+                    fail(_conflict(exc))
                     return
                 except SQLAlchemyError:
                     log.exception("database write job failed")

@@ -10,7 +10,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, and_, or_, select
@@ -46,7 +46,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, id_ = json.loads(raw)
         at = datetime.fromisoformat(created)
-    except (binascii.Error, ValueError, TypeError) as exc:
+        if at.tzinfo is not None:
+            at.astimezone(UTC)  # compared in UTC: a time that has no UTC equivalent is not a cursor
+    except (binascii.Error, ValueError, TypeError, OverflowError) as exc:
         raise BadRequest("the cursor is not valid") from exc
     if at.tzinfo is None or "\x00" in str(id_):
         raise BadRequest("the cursor is not valid")

@@ -71,3 +71,18 @@ def error_headers(error: CallgateError) -> dict[str, str]:
 def public_message(error: CallgateError) -> str:
     """The error's message; an unexpected error says no more than FastAPI would."""
     return "Internal Server Error" if type(error) is CallgateError else error.detail
+
+
+VALIDATION_DETAIL: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["loc", "msg", "type"],
+        "properties": {
+            "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+            "msg": {"type": "string"},
+            "type": {"type": "string"},
+        },
+    },
+}
+"""FastAPI's 422 ``detail`` list, as JSON Schema (for the dialects' OpenAPI error responses)."""

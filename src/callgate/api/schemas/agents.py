@@ -10,8 +10,10 @@ from pydantic import AnyHttpUrl, Field, StringConstraints, field_validator, mode
 from callgate.api.schemas.common import Name, Public, Strict, Variables
 from callgate.api.schemas.tools import AgentTool, check_tools
 from callgate.domain.tools import public_tools
+from callgate.errors import ValidationFailed
 from callgate.flows.schema import validate_flow
-from callgate.providers.registry import validate_engine_settings
+from callgate.providers.registry import default_engine, validate_engine_settings
+from callgate.providers.settings import Role
 
 EngineSettings = dict[str, Any]
 Language = Annotated[str, StringConstraints(max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")]
@@ -22,10 +24,15 @@ class TurnDetection(Strict):
     optional: a missing one takes the server's default."""
 
     end_of_turn_silence_ms: int | None = Field(
-        default=None, ge=100, le=5000, description="Silence after speech that ends the caller's turn (550)."
+        default=None,
+        strict=True,
+        ge=100,
+        le=5000,
+        description="Silence after speech that ends the caller's turn (550).",
     )
     early_end_silence_ms: int | None = Field(
         default=None,
+        strict=True,
         ge=0,
         le=5000,
         description=(
@@ -34,14 +41,20 @@ class TurnDetection(Strict):
         ),
     )
     vad_threshold: float | None = Field(
-        default=None, gt=0.0, le=1.0, description="Speech probability that counts as speech (0.5)."
+        default=None,
+        strict=True,
+        gt=0.0,
+        le=1.0,
+        description="Speech probability that counts as speech (0.5).",
     )
     min_speech_ms: int | None = Field(
-        default=None, ge=20, le=2000, description="Shorter sounds never start a turn (100)."
+        default=None, strict=True, ge=20, le=2000, description="Shorter sounds never start a turn (100)."
     )
-    allow_interruptions: bool | None = Field(default=None, description="The caller may barge in (true).")
+    allow_interruptions: bool | None = Field(
+        default=None, strict=True, description="The caller may barge in (true)."
+    )
     interruption_min_speech_ms: int | None = Field(
-        default=None, ge=0, le=5000, description="Speech needed to cut the agent off (250)."
+        default=None, strict=True, ge=0, le=5000, description="Speech needed to cut the agent off (250)."
     )
 
     @model_validator(mode="after")
@@ -77,8 +90,8 @@ class AgentFields(Strict):
         default_factory=dict, description='TTS engine settings, e.g. {"engine": "piper"}'
     )
     turn_detection: TurnDetection = Field(default_factory=TurnDetection)
-    max_duration_s: int = Field(default=1800, ge=10, le=14400)
-    silence_timeout_s: int = Field(default=60, ge=5, le=3600)
+    max_duration_s: int = Field(default=1800, strict=True, ge=10, le=14400)
+    silence_timeout_s: int = Field(default=60, strict=True, ge=5, le=3600)
     webhook_url: AnyHttpUrl | None = None
     tools: list[AgentTool] = Field(
         default_factory=list,
@@ -89,16 +102,35 @@ class AgentFields(Strict):
         return check_tools(self.tools)
 
 
+def _check(role: Role, settings: Any, *, at: list[str]) -> None:
+    if not isinstance(settings, dict):
+        raise ValidationFailed(
+            f"invalid {role} settings",
+            errors=[{"loc": at, "msg": "Input should be an object", "type": "dict_type"}],
+        )
+    if "engine" not in settings and default_engine(role) is None:
+        # Settings without an engine name the default one; with none installed (never for the LLM) the
+        # request is what is wrong, a 422, not an outage (503).
+        raise ValidationFailed(
+            f"invalid {role} settings",
+            errors=[
+                {"loc": [*at, "engine"], "msg": f"give `engine`: no default {role} engine", "type": "missing"}
+            ],
+        )
+    validate_engine_settings(role, settings)
+
+
 def check_engines(values: dict[str, Any]) -> None:
     """Engine settings are checked when given; ``{}`` means the embedded default."""
-    for role in ("stt", "llm", "tts"):
+    roles: tuple[Role, ...] = ("stt", "llm", "tts")
+    for role in roles:
         settings = values.get(role)
         if settings:
             engine_settings = {k: v for k, v in settings.items() if not (role == "stt" and k == "vad")}
             if engine_settings:
-                validate_engine_settings(role, engine_settings)
+                _check(role, engine_settings, at=[role])
             if role == "stt" and settings.get("vad"):
-                validate_engine_settings("vad", settings["vad"])
+                _check("vad", settings["vad"], at=["stt", "vad"])
 
 
 class AgentCreate(AgentFields):
@@ -140,8 +172,8 @@ class AgentUpdate(Strict):
     llm: EngineSettings | None = None
     tts: EngineSettings | None = None
     turn_detection: TurnDetection | None = None
-    max_duration_s: int | None = Field(default=None, ge=10, le=14400)
-    silence_timeout_s: int | None = Field(default=None, ge=5, le=3600)
+    max_duration_s: int | None = Field(default=None, strict=True, ge=10, le=14400)
+    silence_timeout_s: int | None = Field(default=None, strict=True, ge=5, le=3600)
     webhook_url: AnyHttpUrl | None = None
     tools: list[AgentTool] | None = None
 

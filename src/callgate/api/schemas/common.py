@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from fastapi import Query
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 T = TypeVar("T")
 
@@ -54,3 +64,34 @@ Variables = Annotated[
     ],
     Field(description="Values for `{{name}}` placeholders in the agent's prompt, flow and messages."),
 ]
+
+Cursor = Annotated[
+    str | None,
+    Query(max_length=512, description="The `next_cursor` of the previous page (opaque)."),
+]
+"""A page cursor: ours are well under 512 characters; anything longer is a 422, not a database query."""
+
+
+def _utc_representable(value: datetime) -> datetime:
+    """A time with a zone must also exist in UTC, as it is stored and compared (9999-12-31T23:00-14:00
+    and 0001-01-01T00:00+14:00 do not)."""
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("the time is out of range") from exc
+    return value
+
+
+Time = Annotated[datetime, AfterValidator(_utc_representable)]
+"""A time in a query filter."""
+
+
+def _text_only(value: Any) -> Any:
+    if not isinstance(value, str | datetime):
+        raise ValueError("give the time as an RFC 3339 string, e.g. 2030-01-01T00:00:00Z")
+    return value
+
+
+BodyTime = Annotated[datetime, BeforeValidator(_text_only), AfterValidator(_utc_representable)]
+"""A time in a JSON body: an RFC 3339 string only (a number is not taken as a Unix time)."""

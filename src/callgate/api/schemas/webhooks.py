@@ -7,7 +7,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import AnyHttpUrl, Field, UrlConstraints, field_validator, model_validator
 
-from callgate.api.schemas.common import Public, Strict
+from callgate.api.schemas.common import BodyTime, Public, Strict
 from callgate.webhooks.events import EventType
 from callgate.webhooks.schema_check import check_schema
 
@@ -29,7 +29,7 @@ class _EndpointFields(Strict):
     agent_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
         default_factory=list, max_length=100, description="Only calls of these agents; empty: all agents."
     )
-    enabled: bool = True
+    enabled: bool = Field(default=True, strict=True)
 
     @field_validator("events", "agent_ids")
     @classmethod
@@ -50,7 +50,7 @@ class WebhookEndpointUpdate(Strict):
     agent_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
         default=None, max_length=100
     )
-    enabled: bool | None = None
+    enabled: bool | None = Field(default=None, strict=True)
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:
@@ -88,6 +88,7 @@ class WebhookEndpointCreated(WebhookEndpointPublic):
 class SecretRotate(Strict):
     overlap_s: int = Field(
         default=86_400,
+        strict=True,
         ge=0,
         le=MAX_OVERLAP_S,
         description="How long the old secret keeps signing too (both signatures are sent).",
@@ -144,8 +145,8 @@ class ReplayCreate(Strict):
     """Send recorded events again: all of one call's, or all in a time range."""
 
     call_id: str | None = Field(default=None, max_length=64)
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    created_after: BodyTime | None = None
+    created_before: BodyTime | None = None
     endpoint_id: str | None = Field(default=None, max_length=64, description="Only to this endpoint.")
     event_types: list[EventType] | None = None
 

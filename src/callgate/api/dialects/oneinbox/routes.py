@@ -21,7 +21,13 @@ from pydantic import Field, field_validator
 
 from callgate.api import problems
 from callgate.api.deps import BrowserPrincipal, RuntimeDep, SecretPrincipal
-from callgate.api.dialects.errors import Lenient, error_headers, public_message, validation_detail
+from callgate.api.dialects.errors import (
+    VALIDATION_DETAIL,
+    Lenient,
+    error_headers,
+    public_message,
+    validation_detail,
+)
 from callgate.api.dialects.oneinbox.views import STATUS, call_response, iso
 from callgate.api.issue import BaseURLs, issue_web_call
 from callgate.api.schemas.calls import MAX_METADATA_BYTES
@@ -193,4 +199,20 @@ def render(request: Request, error: CallgateError) -> Response:
     return JSONResponse(body, status_code=error.status, headers=error_headers(error))
 
 
-problems.register_dialect(PREFIX, render)
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                },
+                VALIDATION_DETAIL,
+            ]
+        }
+    },
+}
+problems.register_dialect(PREFIX, render, error_schema=ERROR_SCHEMA)

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from callgate.api.deps import RuntimeDep, principal_for
+from callgate.api.dialects.errors import VALIDATION_DETAIL
 from callgate.api.issue import BaseURLs, issue_web_call
 from callgate.api.problems import register_dialect
 from callgate.auth import tokens
@@ -82,7 +83,21 @@ def render(request: Request, error: CallgateError) -> Response:
     return JSONResponse({"error": kind, "message": message}, status_code=code, headers=headers)
 
 
-register_dialect(PREFIX, render)
+ERROR_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "object",
+            "required": ["detail"],
+            "properties": {"detail": {"anyOf": [{"type": "string"}, VALIDATION_DETAIL]}},
+        },
+        {
+            "type": "object",
+            "required": ["error", "message"],
+            "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+        },
+    ]
+}
+register_dialect(PREFIX, render, error_schema=ERROR_SCHEMA)
 
 
 # ------------------------------------------------------------------------------------------ routes

@@ -20,7 +20,12 @@ from pydantic import ValidationError
 
 from callgate.api import problems
 from callgate.api.deps import RuntimeDep, SecretPrincipal
-from callgate.api.dialects.errors import error_headers, public_message, validation_detail
+from callgate.api.dialects.errors import (
+    VALIDATION_DETAIL,
+    error_headers,
+    public_message,
+    validation_detail,
+)
 from callgate.api.dialects.vocode.schemas import AgentParams, CreateCallRequest, parse_agent
 from callgate.api.dialects.vocode.views import call_object, callgate_id
 from callgate.api.dialects.vocode.webhooks import call_webhook
@@ -44,6 +49,8 @@ PREFIX = "/dialects/vocode"
 router = APIRouter(prefix=PREFIX, tags=["dialect: vocode"])
 RING_TIMEOUT_S = 30  # Vocode's create-call request has no ring timeout: the phone-call default
 CallId = Annotated[uuid.UUID, Query(alias="id")]
+MAX_PAGE = 1_000_000
+"""Pages past this are refused (422): ``(page - 1) * size`` must stay a small integer for the database."""
 
 
 async def _view(runtime: Runtime, *, team_id: str, call_id: str) -> dict[str, Any]:
@@ -154,7 +161,7 @@ async def get_call(id_: CallId, principal: SecretPrincipal, runtime: RuntimeDep)
 async def list_calls(
     principal: SecretPrincipal,
     runtime: RuntimeDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     size: Annotated[int, Query(ge=1, le=100)] = 10,
     sort_column: Annotated[str | None, Query(max_length=64)] = None,
     sort_desc: bool = False,
@@ -224,4 +231,9 @@ def render(request: Request, error: CallgateError) -> Response:
     )
 
 
-problems.register_dialect(PREFIX, render)
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["detail"],
+    "properties": {"detail": {"anyOf": [{"type": "string"}, VALIDATION_DETAIL]}},
+}
+problems.register_dialect(PREFIX, render, error_schema=ERROR_SCHEMA)

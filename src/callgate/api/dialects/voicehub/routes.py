@@ -116,7 +116,16 @@ def render(request: Request, error: CallgateError) -> Response:
     return JSONResponse(body, status_code=code, headers=headers)
 
 
-register_dialect(PREFIX, render)
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["statusCode", "message", "error"],
+    "properties": {
+        "statusCode": {"type": "integer"},
+        "message": {"type": "string"},
+        "error": {"type": "string"},
+    },
+}
+register_dialect(PREFIX, render, error_schema=ERROR_SCHEMA)
 
 
 # ------------------------------------------------------------------------------------------ auth

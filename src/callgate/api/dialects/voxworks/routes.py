@@ -135,7 +135,13 @@ def _validation_message(error: ValidationFailed) -> str:
     return "Invalid request data" + (f" ({'; '.join(parts)})" if parts else "")
 
 
-register_dialect(PREFIX, render)
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["success", "message"],
+    "properties": {"success": {"const": False}, "message": {"type": "string"}},
+}
+"""The seed's ``ErrorResponse``."""
+register_dialect(PREFIX, render, error_schema=ERROR_SCHEMA)
 
 
 def _not_found(exc: NotFound) -> NotFound:
