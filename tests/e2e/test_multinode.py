@@ -490,3 +490,16 @@ async def test_kill_9_of_one_node_ends_its_calls_and_spares_the_others(lb: Clust
             for _, client in calls:
                 await client.send("disconnect-bot")
                 await client.__aexit__(None, None, None)
+
+
+def _directives(text: str) -> list[str]:
+    lines = (re.sub(r"\s+#.*$|^\s*#.*$", "", line).strip() for line in text.splitlines())
+    return [" ".join(line.split()) for line in lines if line]
+
+
+def test_the_deploy_guide_shows_the_nginx_file_this_test_runs() -> None:
+    """docs/deploy.md shows deploy/nginx/callgate.conf without its comments: the same directives."""
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    shown = re.search(r"```nginx\n# deploy/nginx/callgate.conf\n(.*?)```", guide, re.DOTALL)
+    assert shown is not None
+    assert _directives(shown.group(1)) == _directives((ROOT / "deploy/nginx/callgate.conf").read_text())
