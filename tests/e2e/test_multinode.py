@@ -21,6 +21,7 @@ recordings store, ``CALLGATE_RECORDINGS_URL``, being built separately).
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -35,8 +36,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import websockets
+from redis.asyncio import Redis
 
 from callgate.flows.demo import demo_flow
+from callgate.realtime.control import CHANNEL as CONTROL_CHANNEL
 from tests.support.balancer import Balancer
 from tests.support.node import ROOT, Node
 from tests.support.receiver import Receiver
@@ -315,11 +318,27 @@ async def test_an_end_from_a_third_node_reaches_the_node_holding_the_call(lb: Cl
         call, ws = joined.call, joined.client
         (third,) = c.other_than(joined.created_on, joined.joined_on)
         await exchange(ws, BOOKING, answer="tomorrow")
-        r = await c.http.post(f"{third.url}/v1/calls/{call['id']}/end", headers=auth(key))
-        assert r.status_code in (200, 202), r.text
-        assert r.headers[NODE_HEADER] == c.id_of(third)
-        ended = await ws.wait_for("server-message", timeout=30)
-        assert ended["data"] == {"type": "call-ended", "reason": "api_request"}
+        # Listen on the control channel: the end must travel over Redis (each node also polls the
+        # database for calls ended elsewhere, which alone would end the call a little later).
+        redis = Redis.from_url(c.env["CALLGATE_REDIS_URL"])
+        control = redis.pubsub()
+        try:
+            await control.subscribe(CONTROL_CHANNEL)
+            r = await c.http.post(f"{third.url}/v1/calls/{call['id']}/end", headers=auth(key))
+            assert r.status_code in (200, 202), r.text
+            assert r.headers[NODE_HEADER] == c.id_of(third)
+            ended = await ws.wait_for("server-message", timeout=30)
+            assert ended["data"] == {"type": "call-ended", "reason": "api_request"}
+            published = []
+            async with asyncio.timeout(10):
+                while not published:
+                    message = await control.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if message is not None:
+                        published.append(json.loads(message["data"]))
+            assert published[0] == {"op": "end", "call_id": call["id"], "reason": "api_request"}
+        finally:
+            await control.aclose()
+            await redis.aclose()
     body = await settled(c, key, call["id"])
     assert (body["status"], body["end_reason"]) == ("ended", "api_request")
 
@@ -463,7 +482,7 @@ async def test_kill_9_of_one_node_ends_its_calls_and_spares_the_others(lb: Clust
             bodies = [await get_call(c, key, call_id) for call_id, _ in lost]
             return all(b["status"] == "failed" for b in bodies)
 
-        await until("the killed node's calls to end", all_lost, timeout=45)
+        await until("the killed node's calls to end", all_lost, timeout=30)
         for call_id, _ in lost:
             body = await get_call(c, key, call_id)
             assert body["end_reason"] == "node_lost"
