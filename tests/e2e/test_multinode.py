@@ -14,8 +14,8 @@ checked, not assumed. Where a test needs a *particular* node — ending a call f
 spent on A then tried on B, calls placed on the node that will be killed — it talks to that node's own
 port, as an operator's internal client could.
 
-Not here: reading a recording from a node other than the one that wrote it (that needs the S3
-recordings store, ``CALLGATE_RECORDINGS_URL``, being built separately).
+Not here: reading a recording from a node other than the one that wrote it. That needs the S3
+recordings store (``CALLGATE_RECORDINGS_URL``), built on another branch; it belongs here once both meet.
 """
 
 from __future__ import annotations
