@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Run every check CI runs: ./scripts/test.sh [pytest arguments]
-# Installs what is missing (PostgreSQL, Redis, Chromium, espeak-ng, sox, Node.js, baresip, kamailio from
-# Debian's packages; the Python dev, speech, piper and s3 extras into .venv; JS packages when package.json
-# exists), then runs
+# Installs what is missing (PostgreSQL, Redis, nginx, Chromium, espeak-ng, sox, Node.js, baresip, kamailio
+# from Debian's packages; the Python dev, speech, piper and s3 extras into .venv; JS packages when
+# package.json exists), then runs
 # ruff check, ruff format --check, mypy (strict, over src/), lint-imports and pytest, stopping at the first
 # failure.
-# The tests start their own PostgreSQL and Redis on free ports; servers already running are not used.
+# The tests start their own PostgreSQL, Redis and nginx on free ports; servers already running are not used.
 # shellcheck source=_common.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 
 # shellcheck disable=SC2046  # word splitting intended: zero or one package name
-apt_install_missing postgresql:initdb redis-server chromium espeak-ng sox nodejs:node npm iproute2:ip util-linux:unshare baresip kamailio \
+apt_install_missing postgresql:initdb redis-server nginx chromium espeak-ng sox nodejs:node npm iproute2:ip util-linux:unshare baresip kamailio \
   $(venv_package_if_missing) \
   || die "install the Debian packages above, then run this again"
 ensure_venv dev speech piper s3

@@ -36,7 +36,7 @@ from callgate.api.dialects.verbex import routes as verbex
 from callgate.api.dialects.vocode import routes as vocode
 from callgate.api.dialects.voicehub import routes as voicehub
 from callgate.api.dialects.voxworks import routes as voxworks
-from callgate.api.middleware import BodyLimit, BrowserCORS, PublicAssets, RejectNUL, RequestLog
+from callgate.api.middleware import BodyLimit, BrowserCORS, NodeHeader, PublicAssets, RejectNUL, RequestLog
 from callgate.config import Environment, Settings
 from callgate.realtime.sip_ws import endpoint as sip_endpoint
 from callgate.realtime.twilio import routes as twilio_routes
@@ -168,4 +168,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(RejectNUL)
     app.add_middleware(RequestLog, metrics=runtime.metrics)
+    app.add_middleware(NodeHeader, node_id=runtime.node_id)
     return app

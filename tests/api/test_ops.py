@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import websockets
 
 from callgate.auth import tokens
 from callgate.auth.keys import KeyType
@@ -18,6 +19,7 @@ from callgate.domain.keys import revoke_key
 from callgate.errors import InvalidToken
 from callgate.log import JSONFormatter
 from tests.api.helpers import assert_problem
+from tests.support.live import LiveServer
 from tests.support.services import PostgresServer, RedisServer
 from tests.support.world import World, WorldFactory, make_settings, open_world
 
@@ -178,3 +180,17 @@ async def test_logs_never_carry_keys_or_tokens(world: World, caplog: pytest.LogC
             parsed_secret = secret[-32:]  # a key's secret part, or a token's signature tail
             assert secret not in rendered, (record.name, rendered)
             assert parsed_secret not in rendered, (record.name, rendered)
+
+
+async def test_every_response_and_handshake_names_the_node(live: LiveServer) -> None:
+    """Behind a load balancer, ``X-Callgate-Node`` tells which node answered (tests/e2e/test_multinode.py)."""
+    node = live.runtime.node_id
+    for path in ("/healthz", "/v1/agents", "/no-such-route"):  # answered, refused, unrouted
+        r = await live.world.client.get(path)
+        assert r.headers["x-callgate-node"] == node, path
+    team = await live.world.team("acme")
+    call = await live.web_call(team, team.agent_id, mode="text")
+    url = f"{live.url.replace('http', 'ws')}/v1/calls/{call['id']}/ws?token={call['token']}"
+    async with websockets.connect(url) as ws:
+        assert ws.response is not None
+        assert ws.response.headers["x-callgate-node"] == node

@@ -3,6 +3,7 @@ autogenerate diff), and downgrade/upgrade round-trips."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,3 +123,31 @@ async def test_upgrade_is_idempotent_and_downgrade_round_trips(empty_database: s
 
     await upgrade(empty_database)
     assert await run_sync(empty_database, _diff) == []
+
+
+async def test_nodes_starting_together_migrate_and_seed_once(pg_server: PostgresServer) -> None:
+    """Three ``callgate serve`` on an empty PostgreSQL at the same moment: every one starts, one seeds."""
+    from callgate.clock import utcnow
+    from callgate.domain.bootstrap import bootstrap
+    from callgate.store.db import Database
+
+    name = f"together_{next(_names)}"
+    url = pg_server.create_database(name)
+    try:
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(upgrade(url) for _ in range(3)))
+        assert (await run_sync(url, _state))[0] == heads()
+        dbs = [Database(url) for _ in range(3)]
+        for db in dbs:
+            await db.start()
+        try:
+            seeded = await asyncio.gather(
+                *(db.write(lambda s: bootstrap(s, now=utcnow(), max_live_calls=5)) for db in dbs)
+            )
+        finally:
+            for db in dbs:
+                await db.close()
+        assert sorted(b.created for b in seeded) == [False, False, True]
+        assert len({b.team_id for b in seeded}) == 1
+    finally:
+        pg_server.drop_database(name)

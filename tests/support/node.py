@@ -1,4 +1,5 @@
-"""callgate nodes as real processes (uvicorn running the app factory) for restart and kill -9 tests."""
+"""callgate nodes as real processes for restart, kill -9 and multi-node tests: uvicorn running the app
+factory, or the real ``callgate serve`` command (migrations, first-start seeding, proxy headers)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Node:
-    """``callgate.app:create_app`` in its own process, on ``database_url``, with webhook settings."""
+    """``callgate.app:create_app`` in its own process, on ``database_url``, with ``settings``
+    (``CALLGATE_*``); ``serve=True`` starts it with ``callgate serve`` instead of bare uvicorn."""
 
     def __init__(
-        self, database_url: str, data_dir: Path, *, env: dict[str, str] | None = None, **settings: object
+        self,
+        database_url: str,
+        data_dir: Path,
+        *,
+        serve: bool = False,
+        env: dict[str, str] | None = None,
+        **settings: object,
     ) -> None:
         self.port = free_port()
+        self.serve = serve
         self.env = {
             **os.environ,
             "CALLGATE_DATABASE_URL": database_url,
@@ -34,6 +43,7 @@ class Node:
             "CALLGATE_LOG_JSON": "false",
             "CALLGATE_LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(ROOT / "src"),
+            "PYTHONUNBUFFERED": "1",  # what the CLI prints is in the log as soon as it is printed
             **{
                 f"CALLGATE_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)
                 for k, v in settings.items()
@@ -44,13 +54,34 @@ class Node:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 180.0) -> Self:
+        self.launch()
+        return self.wait_started(timeout=timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (several nodes start at once, as under compose)."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            sys.executable, "-m", "uvicorn", "callgate.app:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
-        ]  # fmt: skip
+        if self.serve:
+            cmd = [
+                sys.executable,
+                "-m",
+                "callgate.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ]
+        else:
+            cmd = [
+                sys.executable, "-m", "uvicorn", "callgate.app:create_app", "--factory",
+                "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+            ]  # fmt: skip
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def wait_started(self, *, timeout: float = 180.0) -> Self:
+        """Wait until the node answers ``/healthz``; raises with the log's tail if it exited or hangs."""
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
@@ -58,13 +89,17 @@ class Node:
                     f"node exited ({self.process.returncode}):\n{self.log.read_text()[-3000:]}"
                 )
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code < 500:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code < 500:
                     return self
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"node did not start:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.1)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def kill(self) -> None:
         """``kill -9``: no shutdown, nothing flushed."""

@@ -53,6 +53,12 @@ class RTClient:
             with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
                 await self._reader
 
+    @property
+    def handshake_headers(self) -> dict[str, str]:
+        """The server's WebSocket handshake response headers (lower-case names)."""
+        assert self._ws is not None and self._ws.response is not None
+        return {k.lower(): v for k, v in self._ws.response.headers.raw_items()}
+
     async def send(self, type_: str, data: dict[str, Any] | None = None) -> None:
         assert self._ws is not None
         await self._ws.send(json.dumps({"label": "rtvi-ai", "type": type_, "id": "c", "data": data or {}}))

@@ -95,6 +95,8 @@ class RTCClient:
         self.pc = RTCPeerConnection()
         self.channel = self.pc.createDataChannel("rtvi")
         self.answer_sdp = ""
+        self.answer_headers: dict[str, str] = {}
+        """The offer's HTTP answer headers (lower-case names)."""
         self._changed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
@@ -123,6 +125,7 @@ class RTCClient:
             await self.pc.close()
             raise httpx.HTTPStatusError(r.text, request=r.request, response=r)
         self.answer_sdp = r.json()["sdp"]
+        self.answer_headers = {k.lower(): v for k, v in r.headers.items()}
         await self.pc.setRemoteDescription(RTCSessionDescription(self.answer_sdp, "answer"))
         async with asyncio.timeout(10):
             await opened.wait()

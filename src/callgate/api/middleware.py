@@ -1,4 +1,5 @@
-"""Pure-ASGI middleware: body size cap, request log + metrics, CORS for browser-facing routes."""
+"""Pure-ASGI middleware: body size cap, request log + metrics, the serving node's id, CORS for
+browser-facing routes."""
 
 from __future__ import annotations
 
@@ -129,6 +130,32 @@ class RequestLog:
                     elapsed * 1000,
                 )
             request_id_var.reset(token)
+
+
+class NodeHeader:
+    """``X-Callgate-Node: <node id>`` on every HTTP response and WebSocket handshake: behind a load
+    balancer, which node answered (the id in node leases and ``call.node_id``; new at every start)."""
+
+    def __init__(self, app: ASGIApp, *, node_id: str) -> None:
+        self.app = app
+        self.header = (b"x-callgate-node", node_id.encode("ascii"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+
+        async def tagged(message: Message) -> None:
+            # http.response.start, websocket.accept and a refused handshake's websocket.http.response.start
+            if message["type"] in (
+                "http.response.start",
+                "websocket.accept",
+                "websocket.http.response.start",
+            ):
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, tagged)
 
 
 class BrowserCORS:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callgate.auth.keys import KeyType
 from callgate.domain.agents import create_agent
 from callgate.domain.keys import DEFAULT_TEAM, create_key, get_or_create_team
+from callgate.store import locks
 from callgate.store.models import Agent, Team
 
 DEMO_AGENT_NAME = "Maple Street Clinic (demo)"
@@ -52,7 +53,9 @@ async def demo_agent_id(session: AsyncSession, *, team_id: str) -> str | None:
 
 
 async def bootstrap(session: AsyncSession, *, now: datetime, max_live_calls: int) -> Bootstrap:
-    """Seed an empty database; on a seeded one, only report what is there."""
+    """Seed an empty database; on a seeded one, only report what is there. Nodes starting together
+    seed once: the others wait for the first one's transaction and find the database seeded."""
+    await locks.hold(session, locks.SETUP)
     empty = (await session.execute(select(func.count()).select_from(Team))).scalar_one() == 0
     team = await get_or_create_team(session, name=DEFAULT_TEAM, now=now, max_live_calls=max_live_calls)
     if not empty:

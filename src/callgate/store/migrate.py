@@ -10,6 +10,8 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from callgate.store import locks
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -27,7 +29,8 @@ def _upgrade(connection: Connection, url: str, revision: str) -> None:
 
 
 async def upgrade(url: str, revision: str = "heads") -> None:
-    """Migrate the database at ``url`` to ``revision``."""
+    """Migrate the database at ``url`` to ``revision``. Several processes may do it at once: one
+    migrates, the others wait and then find nothing to do (PostgreSQL's DDL is transactional)."""
     if url.startswith("sqlite"):
         from sqlalchemy.engine import make_url
 
@@ -37,6 +40,7 @@ async def upgrade(url: str, revision: str = "heads") -> None:
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
+            await locks.hold(conn, locks.SETUP)
             await conn.run_sync(_upgrade, url, revision)
     finally:
         await engine.dispose()
