@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from callgate.domain.live_calls import AgentPlan, CallPlan
 from callgate.errors import ProviderUnavailable
@@ -29,14 +30,21 @@ _TURN_DETECTION = frozenset(
         "vad_threshold",
         "min_speech_ms",
         "allow_interruptions",
+        "interruption_hold_ms",
         "interruption_min_speech_ms",
+        "semantic",
+        "semantic_threshold",
+        "max_wait_ms",
+        "hangover_cut_db",
     }
 )
 
 
 def pipeline_options(agent: AgentPlan, *, mode: Mode, output_sample_rate: int) -> PipelineOptions:
     """A call's pipeline tuning: the agent's ``turn_detection`` over the defaults."""
-    turn = {k: v for k, v in agent.turn_detection.items() if k in _TURN_DETECTION}
+    turn: dict[str, Any] = {k: v for k, v in agent.turn_detection.items() if k in _TURN_DETECTION}
+    if (backchannels := agent.turn_detection.get("backchannels")) is not None:
+        turn["backchannels"] = tuple(backchannels)
     return PipelineOptions(mode=mode, output_sample_rate=output_sample_rate, **turn)
 
 
@@ -71,7 +79,9 @@ def _build(registry: EngineRegistry, plan: CallPlan, mode: Mode) -> Engines:
         if mode != "text":
             raise
         tts = None  # the call stays in text mode (switching to audio is refused)
-    return Engines(vad=vad, stt=stt, tts=tts, agent=brain)
+    semantic = bool(agent.turn_detection.get("semantic")) and mode != "text"
+    end_of_turn = registry.end_of_turn() if semantic else None
+    return Engines(vad=vad, stt=stt, tts=tts, agent=brain, end_of_turn=end_of_turn)
 
 
 async def build_engines(registry: EngineRegistry, plan: CallPlan, *, mode: Mode) -> Engines:
