@@ -13,7 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 apt_install_missing postgresql:initdb redis-server nginx chromium espeak-ng sox nodejs:node npm iproute2:ip util-linux:unshare baresip kamailio \
   $(venv_package_if_missing) \
   || die "install the Debian packages above, then run this again"
-ensure_venv dev speech piper s3
+ensure_venv dev speech piper s3 turns
 
 # JS packages, reinstalled only when package.json or package-lock.json changed.
 js_key() { cat package.json; [ ! -f package-lock.json ] || cat package-lock.json; }

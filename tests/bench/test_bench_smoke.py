@@ -100,3 +100,31 @@ def test_sessions_over_both_transports(runs: dict[str, tuple[int, str]]) -> None
         assert values["last_agent_frames"] > 0 and values["last_client_frames"] > 0, (transport, values)
         assert values["last_cpu_per_session_pct"] > 0, (transport, values)
     assert "| 2 (1) |" in output  # the step's row of the table
+
+
+def test_turn_taking_benchmark_in_its_tiny_configuration(tmp_path: Path) -> None:
+    """``bench/turns.py --limit 1``: one utterance of each kind, the three configurations side by side."""
+    pytest.importorskip("callgate.providers.smart_turn")
+    try:
+        from callgate.providers.smart_turn import model_path
+
+        model_path()
+    except Exception as exc:  # the turns extra is not installed
+        pytest.skip(str(exc))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME", "")}
+    if not env["XDG_CACHE_HOME"]:
+        del env["XDG_CACHE_HOME"]
+    done = subprocess.run(
+        [sys.executable, "bench/turns.py", "--limit", "1", "--no-write"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    modes = {
+        m.group(1): m.group(2) for m in re.finditer(r"^RESULT turns mode=(\w+) (.*)$", done.stdout, re.M)
+    }
+    assert set(modes) == {"before", "silence", "semantic"}, done.stdout[-4000:]
+    for mode, rest in modes.items():
+        values = {k: float(v) for k, v in (kv.split("=", 1) for kv in rest.split())}
+        assert values["real"] == 1 and values["paused"] == 1 and values["over_agent"] == 2, (mode, values)
+        assert 0 < values["endpoint_p50_ms"] < 3000, (mode, values)
+    assert "| barge-in stop p95 |" in done.stdout

@@ -131,3 +131,19 @@ async def test_name_and_yes_no_slots_in_a_custom_flow() -> None:
     assert events[0] == AgentData({"name": "Maria Lopez", "ok": True})
     assert said(events) == "Thanks Maria Lopez, noted: yes."
     assert isinstance(events[-1], AgentEndCall)
+
+
+async def test_expected_answers_are_recognised_while_the_caller_pauses() -> None:
+    a = agent()
+    assert not a.expected_answer("tomorrow")  # nothing asked yet
+    await turn(a)
+    await turn(a, "Can I make an appointment?")  # asks for the day
+    assert a.expected_answer("Tomorrow.")
+    assert a.expected_answer("on Friday")
+    assert not a.expected_answer("I was thinking")
+    await turn(a, "Friday")  # asks for the time
+    assert a.expected_answer("at three pm") and a.expected_answer("half past two")
+    assert not a.expected_answer("erm")
+    await turn(a, "at three pm")  # "Shall I book that for you?"
+    assert a.expected_answer("Yes.") and a.expected_answer("no")
+    assert a.state == "confirm"

@@ -118,6 +118,23 @@ class FlowAgent(AgentEngine):
             self._miss(state, turn)
         return self._events(turn)
 
+    def expected_answer(self, text: str) -> bool:
+        """True if ``text`` answers the current step: fills a slot it still waits for ("tomorrow", "at
+        three pm") or matches one of its own intents ("yes" to a confirmation). The caller's turn may then
+        end at the first short pause."""
+        if not self._started or self._finished:
+            return False
+        state = self._flow.states[self._state_name]
+        words, today = normalize(text), self._today()
+        if state.intents and match_intent(state.intents, words) is not None:
+            return True
+        missing = [s for s in state.collect if s not in self._slots]
+        return any(
+            parse_slot(self._flow.slots[s].type, words, original=text, today=today, asked=s == self._asked)
+            is not None
+            for s in missing
+        )
+
     # ------------------------------------------------------------------ steps
 
     def _enter(self, name: str, turn: _Turn, *, utterance: tuple[str, str] | None) -> None:

@@ -66,6 +66,23 @@ class TurnLatency:
 
 
 @dataclass(frozen=True, slots=True)
+class BargeIn:
+    """What the caller's sound over the agent did to it, and why."""
+
+    outcome: Literal["resumed", "interrupted"]
+    reason: Literal["noise", "no_words", "backchannel", "long_speech", "words", "text", "turn"]
+    """resumed: ``noise`` (too short to be speech), ``no_words`` (speech STT heard nothing in),
+    ``backchannel`` ("uh-huh"); interrupted: ``long_speech`` (longer than any backchannel), ``words``
+    (more than a backchannel), ``text`` (a typed message), ``turn`` (a finished caller turn)."""
+    held_ms: float | None = None
+    """How long the agent's audio was held before the decision; None if it was never held."""
+    words: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "reason": self.reason, "held_ms": self.held_ms, "words": self.words}
+
+
+@dataclass(frozen=True, slots=True)
 class TurnRecord:
     """One finished turn of the conversation, as it should be stored."""
 
@@ -77,6 +94,9 @@ class TurnRecord:
     interrupted: bool = False
     latency: TurnLatency | None = None
     """Agent turns only."""
+    barge_ins: tuple[BargeIn, ...] = ()
+    """Agent turns only: each time the caller's sound held the agent's audio, and what came of it (the
+    last one is why an interrupted turn stopped)."""
 
 
 # --------------------------------------------------------------------------- system frames

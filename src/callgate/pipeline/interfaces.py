@@ -56,6 +56,31 @@ class VAD(ABC):
         """Release process-wide resources (worker threads); streams created later may restart them."""
 
 
+# --------------------------------------------------------------------------- end of turn
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfTurnCapabilities:
+    sample_rate: int = 16000
+    max_audio_ms: int = 8000
+    """The model sees at most this much of the end of the utterance; callers may send only that."""
+
+
+class EndOfTurnModel(ABC):
+    """Judges from the caller's audio (its words and its intonation) whether they finished their turn.
+    Shared by all calls; an engine may batch requests across calls off the event loop."""
+
+    capabilities: EndOfTurnCapabilities
+
+    @abstractmethod
+    async def predict(self, pcm16: bytes) -> float:
+        """Probability (0..1) that the caller is done, given their utterance up to and including the
+        pause so far, at ``capabilities.sample_rate``. Raises :class:`~callgate.errors.ProviderError`."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release process-wide resources (worker threads)."""
+
+
 # --------------------------------------------------------------------------- STT
 
 
@@ -230,6 +255,12 @@ class AgentEngine(ABC):
 
     def on_interrupted(self, spoken_text: str) -> None:  # noqa: B027 - optional hook
         """The previous answer was cut off after ``spoken_text``; keep history truthful."""
+
+    def expected_answer(self, text: str) -> bool:
+        """True if ``text`` (the caller's words so far) already answers what the agent waits for (a flow
+        step's slot: "tomorrow", "at three pm", "yes"): the turn may end at the first short pause.
+        Called on the event loop while the caller pauses; must be quick."""
+        return False
 
     def bind(self, host: ToolHost) -> None:  # noqa: B027 - optional hook
         """The call's tool host, given once before the first turn (agents without tools ignore it)."""

@@ -4,22 +4,28 @@
 bound (the oldest audio is dropped and counted when the pipeline falls behind). :meth:`Listener.run`
 consumes the queue and reports to its :class:`ListenerHooks` (the pipeline): speech started, each speech
 frame (for barge-in), and each finished :class:`Utterance`.
+
+At each pause the turn may end early: when the words so far answer what the agent expects, or when the
+end-of-turn model (``semantic``) judges the caller done; a "not done" from the model lets the pause run to
+``max_wait_ms``. Without the model, a transcript that reads as a finished sentence ends the turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from callgate.clock import Clock
-from callgate.pipeline.audio import SAMPLE_WIDTH, Framer, StreamResampler
+from callgate.pipeline.audio import SAMPLE_WIDTH, Framer, StreamResampler, resample
 from callgate.pipeline.frames import InputAudio
-from callgate.pipeline.interfaces import STT, VAD, Transcript, VADStream
+from callgate.pipeline.interfaces import STT, VAD, EndOfTurnModel, Transcript, VADStream
 from callgate.pipeline.options import INPUT_SAMPLE_RATE, PipelineMetrics, PipelineOptions
 from callgate.pipeline.recording import Recorder
 from callgate.pipeline.turns import (
+    SpeechAborted,
     SpeechEnded,
     SpeechPaused,
     SpeechResumed,
@@ -27,7 +33,9 @@ from callgate.pipeline.turns import (
     SpeechState,
     TurnDetector,
 )
-from callgate.pipeline.utterance import Utterance
+from callgate.pipeline.utterance import Utterance, sounds_finished
+
+logger = logging.getLogger(__name__)
 
 INPUT_GAP_S = 0.1
 """Mid-turn, this long without caller audio is taken as silence (the transport stopped sending)."""
@@ -41,9 +49,14 @@ class ListenerHooks:
     """True if speech starting now is not to be answered (the agent speaks; no interruptions)."""
     on_speech_started: Callable[[], Awaitable[None]]
     on_speech_frame: Callable[[float], Awaitable[None]]
-    """Each frame while the caller speaks, with the speech so far in this utterance in ms."""
+    """Each frame from the first one VAD judges speech until the turn ends, with the speech so far in
+    this utterance in ms (before ``min_speech_ms`` too: barge-in holds the agent early)."""
     on_speech_ended: Callable[[Utterance], Awaitable[None]]
     on_interim: Callable[[Transcript], Awaitable[None]]
+    on_speech_aborted: Callable[[], Awaitable[None]]
+    """The sound that began was too short to be speech."""
+    expected_answer: Callable[[str], bool] = lambda text: False
+    """True if the words so far answer what the agent waits for (ends the turn at the pause)."""
 
 
 class Listener:
@@ -57,8 +70,14 @@ class Listener:
         metrics: PipelineMetrics,
         hooks: ListenerHooks,
         recorder: Recorder | None = None,
+        end_of_turn: EndOfTurnModel | None = None,
     ) -> None:
         self._vad, self._stt, self._clock = vad, stt, clock
+        self._end_of_turn = end_of_turn if options.semantic else None
+        if options.semantic and end_of_turn is None:
+            logger.info("semantic end of turn asked for, but no end-of-turn model: silence only")
+        self._verdict: asyncio.Task[float] | None = None
+        """The end-of-turn model's answer for the current pause."""
         self._opts = options
         self._metrics = metrics
         self._hooks = hooks
@@ -134,6 +153,7 @@ class Listener:
         """Drop queued audio and release the utterance in progress (its STT stream)."""
         self._queue.clear()
         self._queued_bytes = 0
+        self._drop_verdict()
         utterance, self.utterance = self.utterance, None
         if utterance is not None:
             await utterance.aclose()
@@ -154,8 +174,8 @@ class Listener:
         if probability >= self._opts.vad_threshold:
             self.last_speech_at = at
         event = self.detector.process(frame, probability, at)
-        if event is None and self.detector.in_speech and self.utterance and self.utterance.finished_early:
-            event = self.detector.end_now()  # the words at the pause are a finished sentence
+        if event is None and self.detector.in_speech and self._ends_at_pause():
+            event = self.detector.end_now()
         if isinstance(event, SpeechStarted):
             self.utterance = Utterance(
                 self._stt,
@@ -164,22 +184,82 @@ class Listener:
                 first_speech_at=event.first_speech_at,
                 on_interim=self._hooks.on_interim,
                 ignored=self._hooks.ignore_new_speech(),
+                ends_turn=self._words_end_turn,
             )
             self.utterance.push(event.audio)
             await self._hooks.on_speech_started()
         elif isinstance(event, SpeechEnded):
+            self._drop_verdict()
             utterance, self.utterance = self.utterance, None
             if utterance is not None:
                 decided_at = self._clock.monotonic()
                 utterance.end(event.audio, last_speech_at=event.last_speech_at, decided_at=decided_at)
                 await self._hooks.on_speech_ended(utterance)
             return
+        elif isinstance(event, SpeechAborted):
+            await self._hooks.on_speech_aborted()
+            return
         elif self.utterance is not None:
             if isinstance(event, SpeechPaused):
                 self.utterance.speculate(event.audio)
+                self._ask_model(event.audio)
             elif isinstance(event, SpeechResumed):
                 self.utterance.discard_speculation()
+                self._drop_verdict()
             if self.detector.in_speech:
                 self.utterance.push(frame)
-        if self.detector.in_speech:
+        if self.detector.state is not SpeechState.QUIET:
             await self._hooks.on_speech_frame(self.detector.speech_ms)
+
+    # ------------------------------------------------------------------ early end of turn
+
+    def _words_end_turn(self, text: str) -> bool:
+        if self._hooks.expected_answer(text):
+            return True
+        # With the model, intonation decides; Whisper ends a trailing-off phrase with a full stop too.
+        return self._end_of_turn is None and sounds_finished(text)
+
+    def _ask_model(self, audio: bytes) -> None:
+        model = self._end_of_turn
+        if model is None or self.utterance is None or self.utterance.ignored:
+            return
+        self._drop_verdict()
+        caps = model.capabilities
+        pcm = (
+            audio
+            if caps.sample_rate == INPUT_SAMPLE_RATE
+            else resample(audio, INPUT_SAMPLE_RATE, caps.sample_rate)
+        )
+        keep = caps.sample_rate * caps.max_audio_ms // 1000 * SAMPLE_WIDTH
+        task = asyncio.create_task(model.predict(pcm[-keep:]), name="end-of-turn")
+        task.add_done_callback(_retrieve)
+        self._verdict = task
+
+    def _drop_verdict(self) -> None:
+        task, self._verdict = self._verdict, None
+        if task is not None:
+            task.cancel()
+
+    def _ends_at_pause(self) -> bool:
+        """At a pause: True if the turn ends now; a "mid-thought" verdict makes the pause last longer."""
+        utterance = self.utterance
+        if utterance is None:
+            return False
+        if utterance.finished_early:
+            return True
+        task = self._verdict
+        if task is None or not task.done():
+            return False
+        if task.cancelled() or task.exception() is not None:
+            self._verdict = None  # no verdict: the silence decides
+            return False
+        if task.result() >= self._opts.semantic_threshold:
+            return True
+        self.detector.wait_longer(self._opts.max_wait_ms)
+        return False
+
+
+def _retrieve(task: asyncio.Task[float]) -> None:
+    """A model failure only means no early end; log it once here, not as an unretrieved exception."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.warning("end-of-turn model failed: %s", error)

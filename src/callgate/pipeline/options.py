@@ -49,10 +49,32 @@ class PipelineOptions:
     """Audio kept from before the detected speech start, so STT hears the first syllable."""
     max_utterance_ms: int = 30_000
     """An utterance this long is ended even without a pause."""
+    hangover_cut_db: float = 35.0
+    """While the caller speaks, a frame this many dB quieter than the loudest speech of the utterance is
+    silence whatever VAD says: Silero's probability stays high for ~100 ms after the voice stops (its
+    recurrent state and 32 ms windows), which only delays the end of the turn. In noise the level never
+    falls that far and VAD decides alone. 0: off."""
+
+    semantic: bool = False
+    """Ask the end-of-turn model at each pause (``early_end_silence_ms``) whether the caller is done: yes
+    ends the turn then; no waits up to ``max_wait_ms`` of silence. Needs a model (without one: silence
+    only, as if False)."""
+    semantic_threshold: float = 0.5
+    """Probability of "finished" at or above which the model's yes counts."""
+    max_wait_ms: int = 1500
+    """Silence that ends the turn when the model says the caller is mid-thought."""
 
     allow_interruptions: bool = True
-    interruption_min_speech_ms: int = 250
-    """Continuous caller speech needed to cut the agent off (guards against coughs and echo)."""
+    interruption_hold_ms: int = 60
+    """Caller speech that pauses the agent's audio at once (its reply keeps going underneath). The pause
+    ends one of two ways: the agent resumes its sentence where it stopped (the sound was noise, or the
+    words a backchannel such as "uh-huh"), or it is cut off (see ``interruption_min_speech_ms``)."""
+    interruption_min_speech_ms: int = 700
+    """Caller speech this long cuts the agent off without waiting for the words (longer than any
+    backchannel); shorter speech cuts it off only if its transcript is more than a backchannel."""
+    backchannels: tuple[str, ...] | None = None
+    """Phrases that acknowledge without taking the turn, lower case; None: the defaults of ``language``
+    (:data:`callgate.pipeline.backchannel.BACKCHANNELS`); empty: every word interrupts."""
 
     max_input_buffer_ms: int = 1000
     """Caller audio queued beyond this is dropped, oldest first, and counted."""
@@ -81,6 +103,12 @@ class PipelineOptions:
                     raise ConfigError(f"{f.name} must not be negative")
         if self.end_of_turn_silence_ms < self.frame_ms:
             raise ConfigError("end_of_turn_silence_ms must be at least one frame")
+        if not 0.0 < self.semantic_threshold < 1.0:
+            raise ConfigError("semantic_threshold must be in (0, 1)")
+        if self.max_wait_ms < self.end_of_turn_silence_ms:
+            raise ConfigError("max_wait_ms must not be below end_of_turn_silence_ms")
+        if self.hangover_cut_db < 0:
+            raise ConfigError("hangover_cut_db must not be negative")
 
         if self.max_sentence_chars < 20:
             raise ConfigError("max_sentence_chars must be at least 20")
@@ -99,6 +127,9 @@ class PipelineMetrics:
     """Output frames sent more than ``late_frame_ms`` after their scheduled time."""
     max_output_lag_ms: float = 0.0
     interruptions: int = 0
+    barge_in_holds: int = 0
+    """Times caller sound held the agent's audio; ``barge_in_resumes`` of them let it go on."""
+    barge_in_resumes: int = 0
     user_turns: int = 0
     agent_turns: int = 0
     stt_failures: int = 0

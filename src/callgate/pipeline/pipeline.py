@@ -7,9 +7,12 @@
         -> Reply task (agent -> sentences -> TTS -> paced playout) -> PipelineOutput
 
 The session owns the pipeline and the pipeline owns every task it starts: :meth:`stop` cancels them all.
-Barge-in is a :class:`StartInterruption` handled out of band: the reply task is cancelled (so no further
-frame is sent), the client is told (:class:`BotInterrupted`), and the agent turn is recorded truncated to
-what was played.
+Barge-in happens in two steps. Caller sound over the agent (``interruption_hold_ms`` of it) *holds* the
+agent's audio at once, while its reply keeps being produced underneath. Then either the agent *resumes*
+where it stopped (the sound was too short to be speech, STT heard no words in it, or the words were a
+backchannel such as "uh-huh"), or it is *interrupted*: a :class:`StartInterruption` handled out of band
+cancels the reply task, the client is told (:class:`BotInterrupted`), and the agent turn is recorded
+truncated to what was played. Each decision is kept on the agent's turn record (:class:`BargeIn`).
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from callgate.clock import Clock
 from callgate.errors import ConfigError
+from callgate.pipeline.backchannel import Backchannels
 from callgate.pipeline.frames import (
+    BargeIn,
     PipelineEvent,
     StartInterruption,
     TurnEnded,
@@ -33,7 +38,15 @@ from callgate.pipeline.frames import (
     UserStoppedSpeaking,
     UserTranscription,
 )
-from callgate.pipeline.interfaces import STT, TTS, VAD, AgentEngine, AgentEvent, Transcript
+from callgate.pipeline.interfaces import (
+    STT,
+    TTS,
+    VAD,
+    AgentEngine,
+    AgentEvent,
+    EndOfTurnModel,
+    Transcript,
+)
 from callgate.pipeline.listener import Listener, ListenerHooks
 from callgate.pipeline.options import (
     MODES,
@@ -49,6 +62,8 @@ from callgate.pipeline.utterance import Utterance
 logger = logging.getLogger(__name__)
 
 _MAX_PENDING_TURNS = 16
+
+InterruptReason = Literal["long_speech", "words", "text", "turn"]
 
 
 class PipelineState(enum.Enum):
@@ -71,6 +86,7 @@ class ConversationPipeline:
         clock: Clock,
         options: PipelineOptions | None = None,
         recorder: Recorder | None = None,
+        end_of_turn: EndOfTurnModel | None = None,
     ) -> None:
         self._vad, self._stt, self._agent, self._tts = vad, stt, agent, tts
         self._output = output
@@ -86,14 +102,20 @@ class ConversationPipeline:
         self._agent_audio_at: float | None = None
         self._listener = Listener(
             vad=vad, stt=stt, clock=clock, options=options, metrics=self.metrics, recorder=recorder,
+            end_of_turn=end_of_turn,
             hooks=ListenerHooks(
                 ignore_new_speech=self._ignore_new_speech,
                 on_speech_started=self._on_speech_started,
                 on_speech_frame=self._on_speech_frame,
                 on_speech_ended=self._on_speech_ended,
                 on_interim=self._on_interim,
+                on_speech_aborted=self._on_speech_aborted,
+                expected_answer=agent.expected_answer,
             ),
         )  # fmt: skip
+        self._backchannels = Backchannels.for_language(options.language, options.backchannels)
+        self._held_at: float | None = None
+        """When caller sound held the current reply's audio; None while it is not held."""
         self._turns: deque[Utterance | str] = deque()
         self._turn_ready = asyncio.Event()
         self._reply: Reply | None = None
@@ -188,10 +210,18 @@ class ConversationPipeline:
         await self._emit(UserStartedSpeaking())
 
     async def _on_speech_frame(self, speech_ms: float) -> None:
-        if speech_ms >= self._opts.interruption_min_speech_ms and self._can_interrupt():
-            await self._interrupt(StartInterruption("user_speech"))
+        if not self._can_interrupt():
+            return
+        if self._held_at is None and speech_ms >= self._opts.interruption_hold_ms:
+            self._hold()
+        if speech_ms >= self._opts.interruption_min_speech_ms:
+            await self._interrupt(StartInterruption("user_speech"), reason="long_speech")
+
+    async def _on_speech_aborted(self) -> None:
+        self._resume("noise")
 
     async def _on_speech_ended(self, utterance: Utterance) -> None:
+        utterance.over_agent = self._held_at is not None
         await self._emit(UserStoppedSpeaking())
         if utterance.ignored or len(self._turns) >= _MAX_PENDING_TURNS:
             if not utterance.ignored:
@@ -217,12 +247,15 @@ class ConversationPipeline:
             item = self._turns.popleft()
             if isinstance(item, Utterance):
                 result = await self._transcribe(item)
+                if item.over_agent and self._held_at is not None and await self._kept_talking(result):
+                    continue  # noise or a backchannel: the agent goes on, the caller has no turn
                 if result is not None:
+                    await self._record_user_turn(result[0], result[2], result[3])
                     held.append(result[0])
                     timing = result[1]
             else:
                 if self._opts.allow_interruptions:  # cut the agent off before recording the new turn
-                    await self._interrupt(StartInterruption("user_text"))
+                    await self._interrupt(StartInterruption("user_text"), reason="text")
                 held.append(item)
                 timing = UserTurnTiming(transcript_at=self._clock.monotonic())
                 await self._record_user_turn(item, self._clock.now(), self._clock.now())
@@ -232,7 +265,22 @@ class ConversationPipeline:
             held.clear()
             await self._answer(text, timing)
 
-    async def _transcribe(self, utterance: Utterance) -> tuple[str, UserTurnTiming] | None:
+    async def _kept_talking(self, result: tuple[str, UserTurnTiming, datetime, datetime] | None) -> bool:
+        """The utterance that held the agent is transcribed: resume the agent (True) or cut it off."""
+        text = result[0] if result is not None else ""
+        if not text:
+            self._resume("no_words")
+            return True
+        if self._backchannels.matches(text):
+            self._resume("backchannel", text)
+            return True
+        await self._interrupt(StartInterruption("user_speech"), reason="words", words=text)
+        return False
+
+    async def _transcribe(
+        self, utterance: Utterance
+    ) -> tuple[str, UserTurnTiming, datetime, datetime] | None:
+        """The utterance's text, its timing, and what its turn record needs (not recorded yet)."""
         try:
             transcript = await utterance.transcribe()
         except Exception:
@@ -245,12 +293,12 @@ class ConversationPipeline:
             return None
         await self._emit(UserTranscription(text, final=True))
         last = utterance.last_speech_at if utterance.last_speech_at is not None else transcript_at
-        await self._record_user_turn(text, self._wall(utterance.first_speech_at), self._wall(last))
-        return text, UserTurnTiming(
+        timing = UserTurnTiming(
             last_speech_at=utterance.last_speech_at,
             decided_at=utterance.decided_at,
             transcript_at=transcript_at,
         )
+        return text, timing, self._wall(utterance.first_speech_at), self._wall(last)
 
     async def _record_user_turn(self, text: str, started_at: datetime, ended_at: datetime) -> None:
         self.metrics.user_turns += 1
@@ -268,11 +316,12 @@ class ConversationPipeline:
                     self._start_reply(self._agent.respond(text), timing)
                     return
                 if self._opts.allow_interruptions and reply is not None and reply.interruptible:
-                    await self._interrupt_locked(StartInterruption("user_turn"))
+                    await self._interrupt_locked(StartInterruption("user_turn"), reason="turn")
                     continue
             await asyncio.wait({task})  # interruptions are off: the caller waits for the agent
 
     def _start_reply(self, source: AsyncIterator[AgentEvent], timing: UserTurnTiming) -> None:
+        self._held_at = None
         reply = Reply(
             source=source,
             agent=self._agent,
@@ -298,15 +347,44 @@ class ConversationPipeline:
             and reply.interruptible
         )
 
-    async def _interrupt(self, frame: StartInterruption) -> None:
-        async with self._reply_lock:
-            await self._interrupt_locked(frame)
+    def _hold(self) -> None:
+        reply = self._reply
+        if reply is None:
+            return
+        reply.player.hold()
+        self._held_at = self._clock.monotonic()
+        self.metrics.barge_in_holds += 1
+        logger.debug("caller sound over the agent: its audio is held")
 
-    async def _interrupt_locked(self, frame: StartInterruption) -> None:
+    def _held_ms(self) -> float | None:
+        held_at, self._held_at = self._held_at, None
+        return None if held_at is None else round((self._clock.monotonic() - held_at) * 1000.0, 3)
+
+    def _resume(self, reason: Literal["noise", "no_words", "backchannel"], words: str = "") -> None:
+        """The sound that held the agent was not a turn: the agent goes on where it stopped."""
+        reply = self._reply
+        if self._held_at is None or reply is None:
+            return
+        reply.barge_ins.append(BargeIn("resumed", reason, held_ms=self._held_ms(), words=words))
+        self.metrics.barge_in_resumes += 1
+        logger.info("the agent resumes (%s)", reason)
+        reply.player.release()
+
+    async def _interrupt(self, frame: StartInterruption, *, reason: InterruptReason, words: str = "") -> None:
+        async with self._reply_lock:
+            await self._interrupt_locked(frame, reason=reason, words=words)
+
+    async def _interrupt_locked(
+        self, frame: StartInterruption, *, reason: InterruptReason, words: str = ""
+    ) -> None:
         reply, task = self._reply, self._reply_task
         if reply is None or task is None or task.done() or not reply.interruptible:
+            if reply is not None and self._held_at is not None:  # e.g. the agent is saying goodbye
+                self._held_at = None
+                reply.player.release()
             return
-        logger.info("interrupting the agent (%s)", frame.reason)
+        logger.info("interrupting the agent (%s, %s)", frame.reason, reason)
+        reply.barge_ins.append(BargeIn("interrupted", reason, held_ms=self._held_ms(), words=words))
         task.cancel()  # takes effect at the reply's next await: no further frame is sent
         await asyncio.wait({task})
         self.metrics.interruptions += 1

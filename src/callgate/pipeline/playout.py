@@ -8,6 +8,9 @@ A burst restarts when the TTS stage falls behind (the player had nothing to send
 that is an underrun, not lateness. A frame sent more than ``late_frame_ms`` after its scheduled time is
 late (the event loop was busy): it is counted and the schedule re-anchored, so one stall does not turn into
 a burst of catch-up frames.
+
+:meth:`Player.hold` stops the audio at the next frame without losing any (barge-in that may turn out to
+be a backchannel); :meth:`Player.release` goes on from the first frame not sent.
 """
 
 from __future__ import annotations
@@ -65,6 +68,21 @@ class Player:
         self.first_frame_at: float | None = None
         """Monotonic time the first audio frame of the reply was sent."""
         self.speaking = False
+        self._released = asyncio.Event()
+        self._released.set()
+        self.last_frame_at: float | None = None
+        """Monotonic time the latest audio frame was sent."""
+
+    @property
+    def held(self) -> bool:
+        return not self._released.is_set()
+
+    def hold(self) -> None:
+        """Send no further frame until :meth:`release`; the frames keep queueing."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
 
     async def run(self) -> None:
         while True:
@@ -93,8 +111,18 @@ class Player:
                 await self._output.send_event(BotTTSText(frame.text))
         await self._drain()
 
+    async def _wait_release(self) -> bool:
+        """Wait while held; True if it did (the schedule then restarts at the release)."""
+        if self._released.is_set():
+            return False
+        await self._released.wait()
+        self._burst_start, self._burst_frames = self._clock.monotonic(), 0
+        self._underrun = False
+        return True
+
     async def _play(self, pcm16: bytes) -> None:
         clock = self._clock
+        await self._wait_release()
         now = clock.monotonic()
         if self._burst_start is None or (self._underrun and now > self._scheduled()):
             # First frame, or the TTS stage left a gap: start a new burst now.
@@ -103,6 +131,8 @@ class Player:
         due = self._scheduled()
         if due > now:
             await clock.sleep(due - now)
+        if await self._wait_release():
+            due = self._scheduled()
         lag = clock.monotonic() - due
         self._metrics.max_output_lag_ms = max(self._metrics.max_output_lag_ms, lag * 1000.0)
         if lag > self._late_s:
@@ -117,6 +147,7 @@ class Player:
             await self._output.send_event(BotTTSText(self._caption))
             self._caption = None
         await self._output.send_audio(pcm16)
+        self.last_frame_at = clock.monotonic()
         self._burst_frames += 1
         self._metrics.frames_sent += 1
         self._tracker.played(self._segment, len(pcm16) // 2)

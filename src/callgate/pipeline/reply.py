@@ -18,6 +18,7 @@ from callgate.pipeline.audio import Framer, StreamResampler
 from callgate.pipeline.frames import (
     AgentDataCollected,
     AgentTextFrame,
+    BargeIn,
     BotInterrupted,
     BotLLMText,
     BotStoppedSpeaking,
@@ -111,6 +112,8 @@ class Reply:
         self.interruptible = True
         """False once the agent decided to end or transfer the call, or once playout has finished."""
         self.finished = False
+        self.barge_ins: list[BargeIn] = []
+        """The caller's sounds over this reply and what they did (see :class:`BargeIn`)."""
 
     @property
     def ends_call(self) -> bool:
@@ -164,6 +167,7 @@ class Reply:
             ended_at=self._clock.now(),
             interrupted=interrupted,
             latency=latency,
+            barge_ins=tuple(self.barge_ins),
         )
         await self._output.send_event(TurnEnded(record))
         await self._output.send_event(Metrics({"turn": latency.as_dict(), **self._metrics.snapshot()}))

@@ -8,8 +8,13 @@ and independent of event-loop jitter::
                       CANDIDATE --a short gap--> QUIET (noise: a click or a cough)
 
 While SPEAKING, ``early_end_silence_ms`` of silence gives :class:`SpeechPaused` (the words so far can
-be transcribed), speech after it :class:`SpeechResumed`, and the owner may end the turn at once with
-:meth:`TurnDetector.end_now` when those words are a finished sentence.
+be transcribed, the end-of-turn model asked), speech after it :class:`SpeechResumed`, and the owner may
+end the turn at once with :meth:`TurnDetector.end_now` when the caller is judged done, or make this pause
+last up to ``max_wait_ms`` with :meth:`TurnDetector.wait_longer` when they are judged mid-thought. A
+candidate that turns out to be noise gives :class:`SpeechAborted`.
+
+While SPEAKING a frame far quieter than the utterance's loudest speech (``hangover_cut_db``) counts as
+silence whatever VAD says, which removes most of Silero's ~100 ms hang-over after the voice stops.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
+from callgate.pipeline.audio import dbfs
 from callgate.pipeline.options import PipelineOptions
 
 logger = logging.getLogger(__name__)
@@ -68,7 +74,12 @@ class SpeechResumed:
     """Speech again after a :class:`SpeechPaused`: the words heard at the pause were not all."""
 
 
-TurnEvent = SpeechStarted | SpeechEnded | SpeechPaused | SpeechResumed
+@dataclass(frozen=True, slots=True)
+class SpeechAborted:
+    """A speech candidate ended before ``min_speech_ms``: it was noise (a click, a cough)."""
+
+
+TurnEvent = SpeechStarted | SpeechEnded | SpeechPaused | SpeechResumed | SpeechAborted
 
 
 class TurnDetector:
@@ -86,10 +97,18 @@ class TurnDetector:
         self._first_speech_at = 0.0
         self._last_speech_at = 0.0
         self._paused = False
+        self._end_silence_ms = float(options.end_of_turn_silence_ms)
+        self._peak_dbfs = -120.0
+        """Loudest speech frame of the utterance (for the hang-over cut)."""
 
     @property
     def in_speech(self) -> bool:
         return self.state is SpeechState.SPEAKING
+
+    @property
+    def silence_ms(self) -> float:
+        """Silence since the caller's last speech frame in the current utterance."""
+        return self._silence_ms
 
     def process(self, frame: bytes, probability: float, at: float) -> TurnEvent | None:
         is_speech = probability >= self._opts.vad_threshold
@@ -102,6 +121,14 @@ class TurnDetector:
             self._preroll.clear()
             self.speech_ms = self._silence_ms = self._total_ms = 0.0
             self._first_speech_at = at
+            self._peak_dbfs = -120.0
+        cut = self._opts.hangover_cut_db
+        if is_speech and cut > 0:
+            level = dbfs(frame)
+            if level < self._peak_dbfs - cut:
+                is_speech = False  # VAD's hang-over: the voice has stopped
+            else:
+                self._peak_dbfs = max(self._peak_dbfs, level)
         self._utterance.extend(frame)
         self._total_ms += self._frame_ms
         if is_speech:
@@ -114,23 +141,30 @@ class TurnDetector:
         if self.state is SpeechState.CANDIDATE:
             if self._silence_ms >= _CANDIDATE_GAP_MS:
                 self._abort_candidate()
-                return None
+                return SpeechAborted()
             if self.speech_ms >= max(self._opts.min_speech_ms, self._frame_ms):
                 self._set_state(SpeechState.SPEAKING)
                 return SpeechStarted(audio=bytes(self._utterance), first_speech_at=self._first_speech_at)
             return None
 
         forced = self._total_ms >= self._opts.max_utterance_ms
-        if self._silence_ms >= self._opts.end_of_turn_silence_ms or forced:
-            return self._end(forced=forced and self._silence_ms < self._opts.end_of_turn_silence_ms)
+        if self._silence_ms >= self._end_silence_ms or forced:
+            return self._end(forced=forced and self._silence_ms < self._end_silence_ms)
         if is_speech and self._paused:
             self._paused = False
+            self._end_silence_ms = float(self._opts.end_of_turn_silence_ms)
             return SpeechResumed()
         early = self._opts.early_end_silence_ms
         if 0 < early < self._opts.end_of_turn_silence_ms and not self._paused and self._silence_ms >= early:
             self._paused = True
             return SpeechPaused(audio=self._trimmed(), last_speech_at=self._last_speech_at)
         return None
+
+    def wait_longer(self, silence_ms: float) -> None:
+        """Let the current pause last up to ``silence_ms`` before the turn ends (the caller is judged
+        mid-thought); speech resets it."""
+        if self.state is SpeechState.SPEAKING:
+            self._end_silence_ms = max(float(self._opts.end_of_turn_silence_ms), silence_ms)
 
     def end_now(self) -> SpeechEnded:
         """End the turn in progress (SPEAKING) now: its words were judged complete at a pause."""
@@ -144,6 +178,7 @@ class TurnDetector:
         self._utterance = bytearray()
         self.speech_ms = self._silence_ms = self._total_ms = 0.0
         self._paused = False
+        self._end_silence_ms = float(self._opts.end_of_turn_silence_ms)
         self._set_state(SpeechState.QUIET)
 
     def _abort_candidate(self) -> None:
@@ -173,6 +208,7 @@ class TurnDetector:
         self._utterance = bytearray()
         self.speech_ms = self._silence_ms = self._total_ms = 0.0
         self._paused = False
+        self._end_silence_ms = float(self._opts.end_of_turn_silence_ms)
         self._set_state(SpeechState.QUIET)
         return event
 

@@ -5,9 +5,10 @@ arrives and interim results are forwarded; otherwise the utterance is transcribe
 turn ends. Either way :meth:`Utterance.transcribe` returns the final transcript.
 
 A batch engine may also transcribe *speculatively* at a pause (:meth:`Utterance.speculate`): if the caller
-goes on, the guess is dropped (:meth:`Utterance.discard_speculation`); if the words are a finished
-sentence (:func:`sounds_finished`) the listener ends the turn at once; and if only silence follows, the
-guess is the final transcript, so the end of the turn does not wait for the engine again.
+goes on, the guess is dropped (:meth:`Utterance.discard_speculation`); if the words end the turn (by default a
+finished sentence, :func:`sounds_finished`; the listener also accepts an answer the agent expects) the
+listener ends the turn at once; and if only silence follows, the guess is the final transcript, so the end
+of the turn does not wait for the engine again.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Utterance:
         first_speech_at: float,
         on_interim: InterimHandler | None = None,
         ignored: bool = False,
+        ends_turn: Callable[[str], bool] = sounds_finished,
     ) -> None:
         self._stt = stt
         self._input_rate = input_rate
@@ -64,6 +66,9 @@ class Utterance:
         self.first_speech_at = first_speech_at
         self.ignored = ignored
         """Speech the pipeline will not answer (the agent was speaking and interruptions are off)."""
+        self._ends_turn = ends_turn
+        self.over_agent = False
+        """Spoken while the agent's audio was held for it: a backchannel or noise lets the agent go on."""
         self.last_speech_at: float | None = None
         self.decided_at: float | None = None
         self.audio = b""
@@ -110,11 +115,11 @@ class Utterance:
 
     @property
     def finished_early(self) -> bool:
-        """A speculative transcript is ready and reads as a finished sentence."""
+        """A speculative transcript is ready and its words end the turn (``ends_turn``)."""
         task = self._speculation
         if task is None or not task.done() or task.cancelled() or task.exception() is not None:
             return False
-        return sounds_finished(task.result().text)
+        return self._ends_turn(task.result().text)
 
     def end(self, audio: bytes, *, last_speech_at: float, decided_at: float) -> None:
         self.audio = audio

@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from callgate.errors import CallgateError, ConfigError
-from callgate.pipeline.interfaces import LLM, STT, TTS, VAD
+from callgate.errors import CallgateError, ConfigError, ProviderUnavailable
+from callgate.pipeline.interfaces import LLM, STT, TTS, VAD, EndOfTurnModel
 from callgate.providers.fallback import Candidate
 from callgate.providers.settings import (
     AnthropicSettings,
@@ -203,6 +203,24 @@ class EngineRegistry:
         tts: TTS = self._get("tts", settings, credentials=credentials, language=language)
         return tts
 
+    def end_of_turn(self) -> EndOfTurnModel | None:
+        """The process's end-of-turn model (Smart Turn v3), or None with a logged note when it is not
+        installed: semantic turn detection then falls back to silence, never fails the call."""
+        with self._lock:
+            if ("turn", "smart_turn") in self._cache:
+                model: EndOfTurnModel | None = self._cache[("turn", "smart_turn")]
+                return model
+        try:
+            from callgate.providers.smart_turn import SmartTurn
+
+            model = SmartTurn()
+        except ProviderUnavailable as exc:
+            log.warning("no end-of-turn model (%s): semantic turn detection uses silence only", exc)
+            model = None
+        with self._lock:
+            cached: EndOfTurnModel | None = self._cache.setdefault(("turn", "smart_turn"), model)
+            return cached
+
     def llm(
         self, settings: Mapping[str, Any] | None = None, *, credentials: Mapping[str, SecretStr] | None = None
     ) -> LLM:
@@ -236,7 +254,7 @@ class EngineRegistry:
         with self._lock:
             engines, self._cache = list(self._cache.values()), {}
         for engine in engines:
-            if hasattr(engine, "aclose"):
+            if engine is not None and hasattr(engine, "aclose"):
                 await engine.aclose()
 
 

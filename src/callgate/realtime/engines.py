@@ -32,7 +32,12 @@ _TURN_DETECTION = frozenset(
         "vad_threshold",
         "min_speech_ms",
         "allow_interruptions",
+        "interruption_hold_ms",
         "interruption_min_speech_ms",
+        "semantic",
+        "semantic_threshold",
+        "max_wait_ms",
+        "hangover_cut_db",
     }
 )
 
@@ -40,7 +45,9 @@ _TURN_DETECTION = frozenset(
 def pipeline_options(agent: AgentPlan, *, mode: Mode, output_sample_rate: int) -> PipelineOptions:
     """A call's pipeline tuning: the agent's ``turn_detection`` over the defaults, and its language
     (what the STT engines are told to hear)."""
-    turn = {k: v for k, v in agent.turn_detection.items() if k in _TURN_DETECTION}
+    turn: dict[str, Any] = {k: v for k, v in agent.turn_detection.items() if k in _TURN_DETECTION}
+    if (backchannels := agent.turn_detection.get("backchannels")) is not None:
+        turn["backchannels"] = tuple(backchannels)
     return PipelineOptions(mode=mode, output_sample_rate=output_sample_rate, language=agent.language, **turn)
 
 
@@ -99,7 +106,9 @@ def _build(registry: EngineRegistry, plan: CallPlan, mode: Mode) -> Engines:
         if mode != "text":
             raise
         tts = None  # the call stays in text mode (switching to audio is refused)
-    return Engines(vad=vad, stt=stt, tts=tts, agent=brain, switches=switches)
+    semantic = bool(agent.turn_detection.get("semantic")) and mode != "text"
+    end_of_turn = registry.end_of_turn() if semantic else None
+    return Engines(vad=vad, stt=stt, tts=tts, agent=brain, switches=switches, end_of_turn=end_of_turn)
 
 
 async def build_engines(registry: EngineRegistry, plan: CallPlan, *, mode: Mode) -> Engines:

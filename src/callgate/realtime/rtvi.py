@@ -125,7 +125,10 @@ def from_event(event: f.PipelineEvent) -> list[str]:
                         ],
                         "ttfb": [{"processor": "tts", "value": (lat.tts_first_audio_ms or 0) / 1000}],
                         "turn": {k: _ms(v) for k, v in lat.as_dict().items()}
-                        | {"interrupted": record.interrupted},
+                        | {
+                            "interrupted": record.interrupted,
+                            "barge_ins": [b.as_dict() for b in record.barge_ins],
+                        },
                     },
                 )
             ]

@@ -25,7 +25,7 @@ from callgate.errors import CallgateError
 from callgate.log import call_id_var
 from callgate.metrics import Metrics
 from callgate.pipeline import frames as f
-from callgate.pipeline.interfaces import STT, TTS, VAD, AgentEngine
+from callgate.pipeline.interfaces import STT, TTS, VAD, AgentEngine, EndOfTurnModel
 from callgate.pipeline.options import MODES, Mode, PipelineOptions
 from callgate.pipeline.pipeline import ConversationPipeline
 from callgate.pipeline.recording import Recorder
@@ -77,6 +77,8 @@ class Engines:
     agent: AgentEngine
     switches: SwitchLog | None = None
     """Where the call's stages record moving to a fallback engine (``providers/fallback.py``)."""
+    end_of_turn: EndOfTurnModel | None = None
+    """Semantic turn detection's model; None: silence only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +150,7 @@ class CallSession:
             clock=services.clock,
             options=options,
             recorder=self.recorder,
+            end_of_turn=engines.end_of_turn,
         )
         self._started_at = services.clock.monotonic()
         self._last_text_at = self._started_at

@@ -53,8 +53,51 @@ class TurnDetection(Strict):
     allow_interruptions: bool | None = Field(
         default=None, strict=True, description="The caller may barge in (true)."
     )
+    interruption_hold_ms: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=2000,
+        description="Caller sound that pauses the agent's audio at once; it resumes where it stopped if "
+        "the sound was noise or a backchannel (60).",
+    )
     interruption_min_speech_ms: int | None = Field(
-        default=None, strict=True, ge=0, le=5000, description="Speech needed to cut the agent off (250)."
+        default=None,
+        strict=True,
+        ge=0,
+        le=5000,
+        description="Speech that cuts the agent off without waiting for its words (700); shorter speech "
+        "cuts it off when its words are more than a backchannel.",
+    )
+    backchannels: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(
+        default=None,
+        max_length=100,
+        description='Phrases that do not stop the agent ("uh-huh", "yeah"); default: a list for the '
+        "agent's language; [] makes every word an interruption.",
+    )
+    semantic: bool | None = Field(
+        default=None,
+        strict=True,
+        description="Ask the end-of-turn model (Smart Turn v3) at each pause whether the caller is done: "
+        "yes ends the turn at early_end_silence_ms, no waits up to max_wait_ms; without the model "
+        "installed, silence only (false).",
+    )
+    semantic_threshold: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="Probability of 'done' that ends the turn (0.5)."
+    )
+    max_wait_ms: int | None = Field(
+        default=None,
+        strict=True,
+        ge=100,
+        le=10000,
+        description="Longest pause when the model says the caller is mid-thought (1500).",
+    )
+    hangover_cut_db: float | None = Field(
+        default=None,
+        strict=True,
+        ge=0.0,
+        le=90.0,
+        description="Frames this far below the utterance's loudest speech count as silence (35); 0: off.",
     )
 
     @model_validator(mode="after")
@@ -62,6 +105,8 @@ class TurnDetection(Strict):
         early, end = self.early_end_silence_ms, self.end_of_turn_silence_ms
         if early and end is not None and early > end:
             raise ValueError("early_end_silence_ms cannot exceed end_of_turn_silence_ms")
+        if self.max_wait_ms is not None and end is not None and self.max_wait_ms < end:
+            raise ValueError("max_wait_ms cannot be below end_of_turn_silence_ms")
         return self
 
     def stored(self) -> dict[str, Any]:

@@ -7,10 +7,12 @@ from callgate.providers.fake.harness import PipelineHarness
 from callgate.providers.fake.output import RecordingOutput
 from callgate.providers.fake.stt import FakeSTT, FakeSTTStream
 from callgate.providers.fake.tts import FakeTTS
+from callgate.providers.fake.turn import FakeEndOfTurn
 from callgate.providers.fake.vad import FakeVAD, FakeVADStream
 
 __all__ = [
     "FakeAgent",
+    "FakeEndOfTurn",
     "FakeLLM",
     "FakeSTT",
     "FakeSTTStream",

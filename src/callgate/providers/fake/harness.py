@@ -24,6 +24,7 @@ from callgate.providers.fake.clock import VirtualClock
 from callgate.providers.fake.output import RecordingOutput
 from callgate.providers.fake.stt import FakeSTT
 from callgate.providers.fake.tts import FakeTTS
+from callgate.providers.fake.turn import FakeEndOfTurn
 from callgate.providers.fake.vad import FakeVAD
 
 INPUT_RATE = 16000
@@ -46,6 +47,7 @@ class PipelineHarness:
         no_tts: bool = False,
         stt_delay: float = 0.3,
         recorder: Recorder | None = None,
+        end_of_turn: FakeEndOfTurn | None = None,
     ) -> None:
         self.clock = clock or VirtualClock()
         self.vad = vad or FakeVAD()
@@ -64,6 +66,7 @@ class PipelineHarness:
             # it ask for it with their own options.
             options=options or PipelineOptions(early_end_silence_ms=0),
             recorder=recorder,
+            end_of_turn=end_of_turn,
         )
 
     async def __aenter__(self) -> Self:

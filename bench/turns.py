@@ -1,0 +1,397 @@
+"""Turn-taking benchmark: when does the caller's turn end, and what stops the agent?
+
+Runs callgate's conversation pipeline in this process with the real Silero VAD and (for ``semantic``)
+the real Smart Turn v3 model, on a fixed, versioned set of caller utterances (:data:`CORPUS`, version
+:data:`CORPUS_VERSION`) synthesised at run time with piper (joe) and espeak-ng voices (cached on disk)
+plus seeded noise bursts, and reports three configurations side by side:
+
+* ``before``: the turn-taking before issue 15 (barge-in after 250 ms of speech, no backchannels, no
+  hang-over cut, punctuation-based early end at 250 ms);
+* ``silence``: silence-only endpointing with the new barge-in (hold at 60 ms, resume on noise or a
+  backchannel) and the hang-over cut;
+* ``semantic``: the same plus Smart Turn v3 asked at a 150 ms pause (max wait 1500 ms).
+
+STT is an oracle (the known words of the audio heard so far, with Whisper's final full stop, after
+150 ms): this measures turn-taking, not recognition. Figures: endpointing (true end of voice -> the
+turn-end decision) p50/p95 on finished turns; false cut-ins (a turn ended inside a mid-sentence pause);
+false interruptions (agent cut off by a backchannel or noise) and holds that resumed; missed
+interruptions; barge-in stop (true speech onset -> the end of the last agent frame sent; a client's own
+playback buffer comes on top).
+
+    python bench/turns.py [--concurrency 4] [--limit N] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _server import CACHE_DIR, Machine, fmt_ms, percentile, speech_pcm, write_section
+from callgate.clock import SystemClock
+from callgate.pipeline.frames import BotInterrupted, UserStoppedSpeaking
+from callgate.pipeline.interfaces import STT, STTCapabilities, Transcript
+from callgate.pipeline.options import PipelineOptions
+from callgate.pipeline.pipeline import ConversationPipeline
+from callgate.providers.fake import FakeAgent, FakeTTS, RecordingOutput
+
+CORPUS_VERSION = 1
+RATE = 16000
+VOICES = ["piper", "en-us", "en-gb", "en-us+f3", "en-gb-x-rp", "en-us+m3"]
+_FINISHED = [
+    "I would like to book an appointment for tomorrow.", "What are your opening hours on Saturday?",
+    "Can I speak to someone about my bill?", "I need to cancel my reservation.",
+    "My order number is four five six seven.", "Do you have any tables free tonight?",
+    "I think there is a mistake on my invoice.", "Could you send me the details by email?",
+    "I am calling about the job advert.", "Is the pharmacy open on Sunday?",
+    "We are a party of four people.", "Please change the delivery address.",
+    "I lost my card this morning.", "How much does the basic plan cost?",
+    "Thanks, that is all I needed.", "My name is Sarah Johnson.",
+    "I want to move my appointment to next week.", "Where can I park when I arrive?",
+    "The heating in my flat is not working.", "Can you repeat the last part please?",
+]  # fmt: skip
+_SHORT = [
+    "Tomorrow.", "Yes.", "No.", "At three pm.", "Friday morning.", "Two people.", "That's right.",
+    "Next Tuesday.", "Half past ten.", "Sure, go ahead.", "Not really.", "Johnson.",
+]  # fmt: skip
+_PAUSED = [
+    ("I would like to book for", "next Tuesday afternoon."),
+    ("My account number is", "seven seven three one."),
+    ("I was wondering if um", "you deliver on weekends."),
+    ("Can you tell me", "when the doctor is free?"),
+    ("I need an appointment", "for my daughter next week."),
+    ("So the problem is that", "the app keeps crashing."),
+    ("I'd like to change", "the time of my booking."),
+    ("We arrive on", "the twelfth of March."),
+    ("Is it possible to", "pay by bank transfer?"),
+    ("The reason I'm calling is", "my parcel never arrived."),
+    ("I think I'll take", "the larger room."),
+    ("My email is", "sarah at example dot com."),
+    ("Could I um", "speak to the manager please?"),
+    ("It was delivered on", "Monday but it was broken."),
+    ("I want to ask about", "the opening hours."),
+    ("Let me check", "yes I have it here."),
+]  # fmt: skip
+_BACKCHANNELS = ["Uh-huh.", "Yeah.", "Okay.", "Right.", "Mm-hmm.", "Yes.", "Sure.", "I see."]
+_INTERRUPTIONS = [
+    "Wait, I need to change the time.", "Sorry, that's not what I asked.", "No, I said Thursday.",
+    "Hold on, can you repeat that?", "Actually I want to cancel instead.", "Stop, that's the wrong address.",
+    "Excuse me, I have a question.", "No no, the other branch please.",
+]  # fmt: skip
+GREETING = (
+    "Thank you for calling the Maple Street Clinic. Our opening hours are eight in the morning until six "
+    "in the evening on weekdays, and nine until one on Saturdays. How can I help you today?"
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    kind: str  # finished | short | paused | backchannel | noise | interruption
+    parts: tuple[str, ...]
+    voice: str
+    pause_ms: int = 0
+    seed: int = 0
+
+    @property
+    def over_agent(self) -> bool:
+        return self.kind in ("backchannel", "noise", "interruption")
+
+
+def corpus() -> list[Sample]:
+    """The fixed set: 40 finished sentences, 24 short answers, 32 with a pause of 300-800 ms, 16
+    backchannels, 12 noise bursts and 16 real interruptions (each text in two voices)."""
+    out: list[Sample] = []
+    for i, text in enumerate(_FINISHED):
+        out += [Sample("finished", (text,), VOICES[(2 * i + k) % len(VOICES)]) for k in range(2)]
+    for i, text in enumerate(_SHORT):
+        out += [Sample("short", (text,), VOICES[(2 * i + k + 1) % len(VOICES)]) for k in range(2)]
+    for i, parts in enumerate(_PAUSED):
+        out += [
+            Sample("paused", parts, VOICES[(2 * i + k) % len(VOICES)], pause_ms=300 + (i * 2 + k) * 500 // 31)
+            for k in range(2)
+        ]
+    for i, text in enumerate(_BACKCHANNELS):
+        out += [Sample("backchannel", (text,), VOICES[(2 * i + k) % len(VOICES)]) for k in range(2)]
+    out += [Sample("noise", (), "", seed=i) for i in range(12)]
+    for i, text in enumerate(_INTERRUPTIONS):
+        out += [Sample("interruption", (text,), VOICES[(2 * i + k + 3) % len(VOICES)]) for k in range(2)]
+    return out
+
+
+def espeak_pcm(text: str, voice: str) -> bytes:
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    path = CACHE_DIR / f"espeak-{hashlib.sha256(f'{voice}|{text}'.encode()).hexdigest()[:16]}.s16"
+    if path.exists():
+        return path.read_bytes()
+    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        raise SystemExit("espeak-ng and sox are needed (apt-get install espeak-ng sox)")
+    wav = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True).stdout
+    pcm = subprocess.run(
+        ["sox", "-t", "wav", "-", "-t", "raw", "-r", str(RATE), "-e", "signed", "-b", "16", "-c", "1", "-"],
+        input=wav, capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    path.write_bytes(pcm)
+    return pcm
+
+
+def _trim(pcm: bytes, threshold: float = 300.0) -> bytes:
+    """Cut the synthesiser's leading and trailing silence, so the true voice bounds are known."""
+    a = np.frombuffer(pcm, "<i2").astype(np.float32)
+    voiced = np.flatnonzero(np.abs(a) > threshold)
+    return pcm[2 * int(voiced[0]) : 2 * int(voiced[-1] + 1)] if voiced.size else pcm
+
+
+def noise_burst(seed: int) -> bytes:
+    """A cough-like burst: 120-300 ms of shaped noise."""
+    rng = np.random.default_rng(1000 + seed)
+    n = int(RATE * (0.12 + 0.18 * rng.random()))
+    env = np.sin(np.linspace(0, np.pi, n)) ** 2
+    burst = rng.standard_normal(n) * env * 6000 * (0.5 + rng.random())
+    return np.clip(burst, -32767, 32767).astype("<i2").tobytes()
+
+
+def audio_of(sample: Sample) -> tuple[bytes, list[tuple[float, str]]]:
+    """The sample's audio and, per part, (end of its voice in s, its words)."""
+    if sample.kind == "noise":
+        return noise_burst(sample.seed), []
+    pcm, ends = b"", []
+    for i, text in enumerate(sample.parts):
+        if i:
+            pcm += bytes(2 * RATE * sample.pause_ms // 1000)
+        voice = speech_pcm(text) if sample.voice == "piper" else espeak_pcm(text, sample.voice)
+        pcm += _trim(voice)
+        ends.append((len(pcm) / 2 / RATE, text))
+    return pcm, ends
+
+
+class OracleSTT(STT):
+    """The words of the parts heard by now (Whisper ends each guess with a full stop), after 150 ms."""
+
+    def __init__(self) -> None:
+        self.capabilities = STTCapabilities(sample_rate=RATE)
+        self.parts: list[tuple[float, str]] = []  # (wall time the part's voice ended, words)
+
+    async def transcribe(self, pcm16: bytes, *, language: str = "en") -> Transcript:
+        asked = time.monotonic()
+        await asyncio.sleep(0.15)
+        words = " ".join(text.rstrip(".?!") for end, text in self.parts if end <= asked + 0.02)
+        if words and len([p for p in self.parts if p[0] <= asked + 0.02]) == len(self.parts):
+            words = " ".join(t for _, t in self.parts)
+        elif words:
+            words += "."
+        return Transcript(text=words)
+
+
+MODES: dict[str, PipelineOptions] = {
+    "before": PipelineOptions(
+        interruption_hold_ms=250, interruption_min_speech_ms=250, backchannels=(), hangover_cut_db=0
+    ),
+    "silence": PipelineOptions(),
+    "semantic": PipelineOptions(semantic=True, early_end_silence_ms=150, max_wait_ms=1500),
+}
+
+
+@dataclass
+class Outcome:
+    sample: Sample
+    endpoint_ms: float | None = None
+    cut_in: bool = False
+    interrupted: bool = False
+    resumed: bool = False
+    stop_ms: float | None = None
+
+
+async def run_sample(sample: Sample, options: PipelineOptions, vad: Any, model: Any) -> Outcome:
+    clock = SystemClock()
+    pcm, ends = audio_of(sample)
+    stt = OracleSTT()
+    greeting = GREETING if sample.over_agent else None
+    agent = FakeAgent(clock, ["Okay."] * 4, greeting=greeting)
+    output = RecordingOutput(clock)
+    tts = FakeTTS(clock, sample_rate=RATE, ms_per_char=60, first_chunk_delay=0.05, chunk_ms=200)
+    pipeline = ConversationPipeline(
+        vad=vad, stt=stt, agent=agent, tts=tts, output=output, clock=clock, options=options,
+        end_of_turn=model,
+    )  # fmt: skip
+    await pipeline.start()
+    frame = 2 * RATE // 50
+    started = time.monotonic()
+
+    async def push(audio: bytes) -> float:
+        t0 = time.monotonic()
+        for i, offset in enumerate(range(0, len(audio), frame)):
+            await asyncio.sleep(max(0.0, t0 + i * 0.02 - time.monotonic()))
+            pipeline.push_audio(audio[offset : offset + frame].ljust(frame, b"\0"))
+        return t0
+
+    try:
+        await push(bytes(2 * RATE * 3 // 10))
+        if sample.over_agent:
+            while not output.audio and time.monotonic() - started < 5:
+                await push(bytes(frame))
+            await push(bytes(2 * RATE * 8 // 10))
+        t0 = time.monotonic()
+        stt.parts = [(t0 + end, text) for end, text in ends]
+        await push(pcm)
+        await push(bytes(2 * RATE * 25 // 10))
+    finally:
+        await pipeline.stop()
+    out = Outcome(sample)
+    stops = [t for t in output.times_of(UserStoppedSpeaking) if t >= t0]
+    if not sample.over_agent:
+        if stops:
+            first = stops[0]
+            if sample.kind == "paused" and first < t0 + ends[0][0] + sample.pause_ms / 1000 - 0.01:
+                out.cut_in = True
+            else:
+                out.endpoint_ms = (first - (t0 + ends[-1][0])) * 1000
+        return out
+    out.interrupted = bool([t for t in output.times_of(BotInterrupted) if t >= t0])
+    out.resumed = pipeline.metrics.barge_in_resumes > 0
+    sent = [t for t, _ in output.audio if t >= t0]
+    for a, b in zip(sent, [*sent[1:], None], strict=True):
+        if b is None or b - a > 0.05:
+            out.stop_ms = (a + 0.02 - t0) * 1000
+            break
+    return out
+
+
+@dataclass
+class Report:
+    rows: dict[str, list[Outcome]] = field(default_factory=dict)
+
+
+def summary(outcomes: list[Outcome]) -> dict[str, Any]:
+    ends = [o.endpoint_ms for o in outcomes if o.endpoint_ms is not None]
+    paused = [o for o in outcomes if o.sample.kind == "paused"]
+    false = [o for o in outcomes if o.sample.kind in ("backchannel", "noise")]
+    real = [o for o in outcomes if o.sample.kind == "interruption"]
+    stops = [o.stop_ms for o in real if o.stop_ms is not None]
+    return {
+        "turns": len(ends),
+        "endpoint_p50": percentile(ends, 50) if ends else None,
+        "endpoint_p95": percentile(ends, 95) if ends else None,
+        "cut_ins": sum(o.cut_in for o in paused),
+        "paused": len(paused),
+        "false_interruptions": sum(o.interrupted for o in false),
+        "false_resumed": sum(o.resumed and not o.interrupted for o in false),
+        "over_agent": len(false),
+        "missed": sum(not o.interrupted for o in real),
+        "real": len(real),
+        "stop_p50": percentile(stops, 50) if stops else None,
+        "stop_p95": percentile(stops, 95) if stops else None,
+    }
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    from callgate.providers.silero import SileroVAD
+    from callgate.providers.smart_turn import SmartTurn
+
+    vad = SileroVAD()
+    vad.warm_up()
+    model = SmartTurn()
+    model.warm_up()
+    samples = corpus()[: args.limit] if args.limit else corpus()
+    if args.limit:  # a tiny run still covers every kind
+        samples = [next(s for s in corpus() if s.kind == k) for k in dict.fromkeys(s.kind for s in corpus())]
+    for s in samples:
+        audio_of(s)  # synthesise (and cache) before timing anything
+    machine = Machine()
+    load0 = os.getloadavg()[0]
+    results: dict[str, dict[str, Any]] = {}
+    gate = asyncio.Semaphore(args.concurrency)
+
+    async def one(sample: Sample, options: PipelineOptions) -> Outcome:
+        async with gate:
+            return await run_sample(sample, options, vad, model)
+
+    for name, options in MODES.items():
+        outcomes = await asyncio.gather(*(one(s, options) for s in samples))
+        results[name] = summary(list(outcomes))
+        r = results[name]
+        print(
+            f"RESULT turns mode={name} endpoint_p50_ms={r['endpoint_p50'] or 0:.0f} "
+            f"endpoint_p95_ms={r['endpoint_p95'] or 0:.0f} cut_ins={r['cut_ins']} paused={r['paused']} "
+            f"false_interruptions={r['false_interruptions']} over_agent={r['over_agent']} "
+            f"missed={r['missed']} real={r['real']} stop_p50_ms={r['stop_p50'] or 0:.0f} "
+            f"stop_p95_ms={r['stop_p95'] or 0:.0f}",
+            flush=True,
+        )
+    load1 = os.getloadavg()[0]
+    body = render(results, len(samples), machine, args, (load0, load1))
+    print(body)
+    if not args.no_write:
+        write_section("Turn-taking", body)
+        print("\nBENCHMARKS.md: section 'Turn-taking' updated")
+    return 0
+
+
+def _pct(n: int, d: int) -> str:
+    return f"{n}/{d} ({100.0 * n / d:.1f}%)" if d else "-"
+
+
+def render(
+    results: dict[str, dict[str, Any]],
+    n: int,
+    machine: Machine,
+    args: argparse.Namespace,
+    load: tuple[float, float],
+) -> str:
+    cols = list(results)
+    lines = [
+        f"`python bench/turns.py --concurrency {args.concurrency}` — corpus v{CORPUS_VERSION}, {n} caller "
+        "utterances (piper joe + espeak-ng voices, seeded noise bursts), in-process pipeline, Silero VAD "
+        "and Smart Turn v3 on onnxruntime, oracle STT (150 ms). No priority boosts. "
+        f"Measured {machine.line()}; load average {load[0]:.2f} at the start, {load[1]:.2f} at the end.",
+        "",
+        "| | " + " | ".join(cols) + " |",
+        "| --- |" + " --- |" * len(cols),
+    ]
+
+    def row(label: str, fn: Any) -> None:
+        lines.append(f"| {label} | " + " | ".join(fn(results[c]) for c in cols) + " |")
+
+    row("endpointing p50 (end of voice -> turn end)", lambda r: fmt_ms(r["endpoint_p50"]))
+    row("endpointing p95", lambda r: fmt_ms(r["endpoint_p95"]))
+    row("false cut-ins (turn ended in a 300-800 ms pause)", lambda r: _pct(r["cut_ins"], r["paused"]))
+    row("false interruptions (backchannel/noise cut the agent off)",
+        lambda r: _pct(r["false_interruptions"], r["over_agent"]))  # fmt: skip
+    row("backchannel/noise: agent held, then resumed", lambda r: _pct(r["false_resumed"], r["over_agent"]))
+    row("missed interruptions", lambda r: _pct(r["missed"], r["real"]))
+    row("barge-in stop p50 (speech onset -> agent audio ends)", lambda r: fmt_ms(r["stop_p50"]))
+    row("barge-in stop p95", lambda r: fmt_ms(r["stop_p95"]))
+    lines += [
+        "",
+        "`before` is the turn-taking before issue 15 (cut off after 250 ms of speech, no backchannels, no "
+        "hang-over cut); `silence` the new barge-in and hang-over cut with silence-only endpointing (550 ms, "
+        "early end at 250 ms on a finished sentence); `semantic` adds Smart Turn v3 at a 150 ms pause "
+        "(done: end; mid-thought: wait up to 1500 ms). Endpointing counts finished turns only (a cut-in is "
+        "counted apart). The stop time is at the server's output; the client's playback buffer adds its "
+        "depth.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--concurrency", type=int, default=4, help="samples run at once (default 4)")
+    parser.add_argument("--limit", type=int, default=0, help="a tiny run: one sample of each kind")
+    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    sys.exit(asyncio.run(main_async(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()
