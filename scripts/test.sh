@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every check CI runs: ./scripts/test.sh [pytest arguments]
 # Installs what is missing (PostgreSQL, Redis, nginx, Chromium, espeak-ng, sox, Node.js, baresip, kamailio
-# from Debian's packages; the Python dev, speech, piper and s3 extras into .venv; JS packages when
+# from Debian's packages; the Python dev, speech, piper, s3 and turns extras into .venv; JS packages when
 # package.json exists), then runs
 # ruff check, ruff format --check, mypy (strict, over src/), lint-imports and pytest, stopping at the first
 # failure.
