@@ -5,7 +5,7 @@ key, so most requests get past authentication); schemathesis generates valid and
 every operation from a fixed seed. The run must find no 5xx answer and no answer that breaks the document
 (status, media type, headers or body not as declared, error responses included).
 
-Volumes: ``CALLGATE_FUZZ_EXAMPLES`` (examples per operation in the fuzzing phase, default 25: about 3,100
+Volumes: ``CALLGATE_FUZZ_EXAMPLES`` (examples per operation in the fuzzing phase, default 10: about 2,400
 requests per engine), ``CALLGATE_FUZZ_SEED``, ``CALLGATE_FUZZ_MIN_REQUESTS`` (default 2,000) and
 ``CALLGATE_FUZZ_TIMEOUT_S`` (the fuzzer process's time limit, default 1800). The server counts what it
 answered (``/metrics``), so the volume and the 5xx count are measured on the server, not assumed.
@@ -33,7 +33,7 @@ from callgate.store.db import Database
 from tests.support.node import Node
 from tests.support.world import PROMPT_AGENT
 
-EXAMPLES = int(os.environ.get("CALLGATE_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("CALLGATE_FUZZ_EXAMPLES", "10"))
 SEED = int(os.environ.get("CALLGATE_FUZZ_SEED", "20261206"))
 MIN_REQUESTS = int(os.environ.get("CALLGATE_FUZZ_MIN_REQUESTS", "2000"))
 TIMEOUT_S = int(os.environ.get("CALLGATE_FUZZ_TIMEOUT_S", "1800"))
