@@ -70,9 +70,10 @@ class Settings(BaseSettings):
     """A request's headers must be complete this long after the connection (or the request's first byte)."""
     http_idle_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     """The longest pause while a request body is being read."""
-    max_connections_per_client: int = Field(default=64, ge=0)
-    """Open HTTP and WebSocket connections one client address may hold (0: no cap; behind a reverse
-    proxy every client shares its address). See ``server.py``."""
+    max_connections_per_client: int = Field(default=512, ge=0)
+    """Open HTTP and WebSocket connections one client address may hold (0: no cap). Above what one node
+    serves (a few hundred calls), so that behind a reverse proxy, where every client shares the proxy's
+    address, the cap only stops a flood. See ``server.py``."""
     join_deadline_s: int = Field(default=60, ge=5, le=3600)
     default_team_max_live_calls: int = Field(default=20, ge=1)
     sweep_interval_s: float = Field(default=5.0, gt=0)

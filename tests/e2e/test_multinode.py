@@ -44,6 +44,7 @@ from tests.support.balancer import Balancer
 from tests.support.node import ROOT, Node
 from tests.support.receiver import Receiver
 from tests.support.rtvi_client import RTClient, nonsilent_seconds
+from tests.support.s3 import S3Server
 from tests.support.services import PostgresServer, RedisServer
 from tests.support.sip_client import Caller, Creds, SipClient
 from tests.support.webrtc_client import RTCClient, loopback_ice
@@ -75,6 +76,8 @@ class Cluster:
     secret: str
     """The default team's key, printed by the one node that seeded the empty database."""
     env: dict[str, str]
+    s3: S3Server
+    bucket: str
     http: httpx.AsyncClient = field(init=False)
 
     def other_than(self, *node_ids: str) -> list[Node]:
@@ -101,12 +104,17 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(
-    pg_server: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    pg_server: PostgresServer,
+    redis_server: RedisServer,
+    s3_server: S3Server,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Cluster]:
     pg_server.drop_database("multinode")
     database_url = pg_server.create_database("multinode")  # empty: `callgate serve` migrates and seeds
     data = tmp_path_factory.mktemp("multinode")
-    settings = {**NODE_SETTINGS, "redis_url": redis_server.url_for(5)}
+    # Recordings in one S3-compatible bucket (a local moto server): any node serves any call's recording.
+    bucket = s3_server.new_bucket()
+    settings = {**NODE_SETTINGS, "redis_url": redis_server.url_for(5), **s3_server.settings(bucket)}
     nodes = [Node(database_url, data / f"node-{i}", serve=True, **settings) for i in range(NODES)]
     balancer: Balancer | None = None
     try:
@@ -119,7 +127,7 @@ def cluster(
         printed = [re.findall(r"^\s+(cg_sk_\S+)$", n.log.read_text(), re.MULTILINE) for n in nodes]
         assert sorted(len(keys) for keys in printed) == [0] * (NODES - 1) + [1], printed  # seeded once
         balancer = Balancer([n.port for n in nodes], directory=data / "nginx").start()
-        yield Cluster(nodes, ids, balancer, next(k[0] for k in printed if k), nodes[0].env)
+        yield Cluster(nodes, ids, balancer, next(k[0] for k in printed if k), nodes[0].env, s3_server, bucket)
     finally:
         if balancer is not None:
             balancer.stop()
@@ -309,6 +317,20 @@ async def test_a_call_created_on_one_node_is_joined_on_another_over_each_transpo
         finally:
             await caller.close()
     assert (await settled(c, key, call["id"]))["end_reason"] == "caller_hangup"
+
+    # Its recording went to the shared bucket; every node serves the same bytes.
+    async def recorded() -> bool:
+        return (await get_call(c, key, call["id"]))["recording_url"] is not None
+
+    await until("the recording to be kept", recorded, timeout=30)
+    served = []
+    for node in c.nodes:
+        async with httpx.AsyncClient(base_url=node.url, timeout=30) as direct:
+            r = await direct.get(f"/v1/calls/{call['id']}/recording", headers=auth(key))
+            assert r.status_code == 200 and r.headers["content-type"] == "audio/wav", r.text
+            served.append(r.content)
+    [kept] = [k for k in c.s3.keys(c.bucket) if call["id"] in k]
+    assert served == [c.s3.object_bytes(c.bucket, kept)] * len(c.nodes) and served[0][:4] == b"RIFF"
 
 
 async def test_an_end_from_a_third_node_reaches_the_node_holding_the_call(lb: Cluster) -> None:

@@ -86,6 +86,29 @@ async def test_bad_offers_are_refused_before_the_token_is_spent(live: LiveServer
     assert r.status_code == 200, r.text
 
 
+async def test_an_offer_aiortc_cannot_answer_spends_nothing(live: LiveServer) -> None:
+    """An offer that passes the checks but that the media stack refuses (no ICE credentials) is a 400
+    that leaves the token unspent and the call waiting; the token's transport is checked first."""
+    team = await live.world.team("acme")
+    call = await live.web_call(team, team.agent_id, transport="webrtc", mode="text")
+    good = await browser_offer()
+    no_ufrag = "\r\n".join(line for line in good.split("\r\n") if not line.startswith("a=ice-ufrag"))
+    r = await post_offer(live, call, str(call["token"]), sdp=no_ufrag)
+    assert (r.status_code, problem(r)) == (400, "sdp_rejected"), r.text
+    status = await live.world.client.get(f"/v1/calls/{call['id']}", headers=team.auth())
+    assert status.json()["status"] == "created"
+    # A token for another transport is refused as such, whatever the offer.
+    websocket = await live.web_call(team, team.agent_id, mode="text")
+    r = await post_offer(
+        live, {**websocket, "webrtc_offer_url": call["webrtc_offer_url"]}, str(websocket["token"])
+    )
+    assert (r.status_code, problem(r)) == (403, "token_mismatch"), r.text
+    r = await post_offer(live, call, str(websocket["token"]), sdp=no_ufrag)
+    assert r.status_code == 403, r.text
+    r = await post_offer(live, call, str(call["token"]), sdp=good)  # the token still works
+    assert r.status_code == 200, r.text
+
+
 async def test_concurrency_limit(live: LiveServer) -> None:
     team = await live.world.team("tiny", max_live_calls=1)
     first = await live.web_call(team, team.agent_id, transport="webrtc", mode="text")
