@@ -56,7 +56,7 @@ async def create(world: World, team: Team, agent: Any) -> dict[str, Any]:
     r = await world.client.post(CREATE, json=body, headers=team.auth())
     assert r.status_code == 200, r.text
     call: dict[str, Any] = r.json()
-    assert call["status"] == "error"  # no telephony yet: the call fails at once
+    assert call["status"] == "error"  # FROM has no carrier: the call fails at once
     return call
 
 

@@ -34,8 +34,9 @@ _TURN_DETECTION = frozenset(
 
 
 def pipeline_options(agent: AgentPlan, *, mode: Mode, output_sample_rate: int) -> PipelineOptions:
-    """A call's pipeline tuning: the agent's ``turn_detection`` over the defaults."""
-    turn = {k: v for k, v in agent.turn_detection.items() if k in _TURN_DETECTION}
+    """A call's pipeline tuning: the agent's ``turn_detection`` over the defaults (an unset, None,
+    tuning keeps its default: Vocode agents made before their fields were stored like POST /v1/agents)."""
+    turn = {k: v for k, v in agent.turn_detection.items() if k in _TURN_DETECTION and v is not None}
     return PipelineOptions(mode=mode, output_sample_rate=output_sample_rate, **turn)
 
 
