@@ -4,7 +4,8 @@
 minimal config written from :data:`CONFIG` (loopback only, a free UDP+TCP port): every INVITE outside
 a dialog must carry ``Proxy-Authorization`` for ``username``/``password`` (else ``407`` with a digest
 challenge, qop=auth; a wrong user is ``403``); it is record-routed and relayed to ``target`` (a
-``host:port``), its Request-URI's user kept. In-dialog requests follow their Route (loose routing),
+``host:port``; ``routes`` send some Request-URI users elsewhere), its Request-URI's user kept.
+In-dialog requests follow their Route (loose routing; with ``refuse_refer`` a REFER is answered 403),
 CANCEL and ACK their transaction. Each challenge and each relayed INVITE is logged
 (:meth:`Kamailio.count`), so a test can show the challenge happened.
 
@@ -56,7 +57,7 @@ request_route {{
         exit;
     }}
     if (has_totag()) {{
-        if (loose_route()) {{
+{refer_policy}        if (loose_route()) {{
             t_relay();
             exit;
         }}
@@ -97,7 +98,7 @@ request_route {{
     consume_credentials();
     xlog("L_NOTICE", "KAMAILIO-RELAY $ci $rU\\n");
     record_route();
-    $ru = "sip:" + $rU + "@{target_host}:{target_port}";
+{routes}    $ru = "sip:" + $rU + "@{target_host}:{target_port}";
     t_relay();
 }}
 """
@@ -106,10 +107,23 @@ request_route {{
 class Kamailio:
     """One kamailio process (see the module docstring). Use as an async context manager."""
 
-    def __init__(self, tmp: Path, *, target: tuple[str, int], username: str, password: str) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        target: tuple[str, int],
+        username: str,
+        password: str,
+        routes: dict[str, tuple[str, int]] | None = None,
+        refuse_refer: bool = False,
+    ) -> None:
         self.dir = tmp / "kamailio"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.target = target
+        self.routes = routes or {}
+        """Request-URI users relayed elsewhere than ``target``."""
+        self.refuse_refer = refuse_refer
+        """Answer an in-dialog REFER 403, as carriers that do not allow transfers do."""
         self.username = username
         self.password = password
         self.port = 0
@@ -144,6 +158,24 @@ class Kamailio:
                     password=self.password,
                     target_host=self.target[0],
                     target_port=self.target[1],
+                    refer_policy=(
+                        '        if (is_method("REFER")) {\n'
+                        '            xlog("L_NOTICE", "KAMAILIO-REFUSED-REFER $ci '
+                        'Refer-To: $hdr(Refer-To) Referred-By: $hdr(Referred-By)\\n");\n'
+                        '            sl_send_reply("403", "Transfers Not Allowed");\n'
+                        "            exit;\n"
+                        "        }\n"
+                        if self.refuse_refer
+                        else ""
+                    ),
+                    routes="".join(
+                        f'    if ($rU == "{user}") {{\n'
+                        f'        $ru = "sip:" + $rU + "@{host}:{port}";\n'
+                        "        t_relay();\n"
+                        "        exit;\n"
+                        "    }\n"
+                        for user, (host, port) in self.routes.items()
+                    ),
                 )
             )
             runtime = self.dir / "run"
