@@ -330,8 +330,13 @@ class TrunkCall:
             interval = min(interval * 2, T2)
             if not self._acked.is_set() and not self.channel.reliable and self.ok is not None:
                 self.channel.send(self.ok)
-        if not self._acked.is_set() and self._reason is None:
-            log.warning("no ACK for the 200 OK", extra={"call": self.call_id})
-            self._reason = EndReason.TRANSPORT_LOST
-            self.hang_up("no ACK")
+        if not self._acked.is_set():
+            # Never ACKed (or ended before the ACK, e.g. no RTP either): the dialog still stands at the
+            # far end, so it gets a BYE (§13.3.1.4) unless it already sent one.
+            if self._reason is None:
+                log.warning("no ACK for the 200 OK", extra={"call": self.call_id})
+                self._reason = EndReason.TRANSPORT_LOST
+                self.hang_up("no ACK")
+            else:
+                self.hang_up(self._reason.value)
         return self._acked.is_set() and not self._ended.is_set()
