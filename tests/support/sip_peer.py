@@ -128,19 +128,23 @@ class ScriptedPeer:
         extra: str = "",
         sdp: str = "",
         branch: str | None = None,
+        from_tag: str = "peertag",
+        call_id: str | None = None,
+        content_type: str = "application/sdp",
     ) -> str:
-        """Send a request from ``sip:peer@127.0.0.1``; returns its branch."""
+        """Send a request from ``sip:peer@127.0.0.1`` (``sdp``: its body, of ``content_type``); returns
+        its branch."""
         if cseq is None:
             self.cseq += 1
             cseq = self.cseq
         branch = branch or f"z9hG4bKpeer{next(_count)}"
-        content = "Content-Type: application/sdp\r\n" if sdp else ""
+        content = f"Content-Type: {content_type}\r\n" if sdp else ""
         data = (
             f"{verb} {uri} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP 127.0.0.1:{self.sip_port};branch={branch};rport\r\n"
             "Max-Forwards: 70\r\n"
-            f"From: <sip:peer@127.0.0.1>;tag=peertag\r\nTo: {to_header}\r\n"
-            f"Call-ID: {self.call_id}\r\nCSeq: {cseq} {verb}\r\n"
+            f"From: <sip:peer@127.0.0.1>;tag={from_tag}\r\nTo: {to_header}\r\n"
+            f"Call-ID: {call_id or self.call_id}\r\nCSeq: {cseq} {verb}\r\n"
             f"Contact: <sip:peer@127.0.0.1:{self.sip_port}>\r\n{extra}{content}"
             f"Content-Length: {len(sdp.encode())}\r\n\r\n{sdp}"
         ).encode()

@@ -6,6 +6,7 @@ it (baresip does: it calls the target itself), or, when the carrier refuses REFE
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ from tests.support.baresip import Baresip, phone_wav
 from tests.support.kamailio import Kamailio
 from tests.support.live import LiveServer
 from tests.support.rtvi_client import nonsilent_seconds
-from tests.support.trunk import TrunkNumber, trunk_number, wait_ended, wait_turn
+from tests.support.sip_peer import ScriptedPeer, header, method, sdp_offer, status
+from tests.support.trunk import TrunkNumber, trunk_address, trunk_number, wait_ended, wait_turn
 
 pytestmark = pytest.mark.speech
 
@@ -133,3 +135,53 @@ async def test_a_carrier_refusing_refer_gets_the_caller_bridged_to_a_second_leg(
         await phone.wait_event("CALL_CLOSED", timeout=30)
     trunk = live.runtime.sip_trunk
     assert trunk is not None and trunk.server.dialog_count == 0
+
+
+@pytest.mark.parametrize("far_end", ["accepts_then_fails", "refuses_and_the_bridge_is_busy"])
+async def test_transfer_failures_hang_up_the_caller_leg(live: LiveServer, far_end: str) -> None:
+    """A scripted carrier: the REFER is taken (202) but its NOTIFY reports the target busy, or the REFER
+    is refused (405) and the bridged leg's INVITE is answered busy. Either way callgate's leg gets a BYE
+    and the call stays ended ``transferred`` with its target."""
+    async with ScriptedPeer() as carrier:
+        number = await transferring_number(
+            live, {"host": "127.0.0.1", "port": carrier.sip_port, "transport": "udp"}
+        )
+        target = f"tel:{HUMAN}"
+        call = await place(live, number, target)
+        invite = await carrier.next()
+        assert method(invite) == "INVITE"
+        trunk = ("127.0.0.1", trunk_address(live)[1])
+        carrier.respond(invite, 200, "OK", trunk, tag="callee", sdp=sdp_offer(carrier.rtp_port))
+        assert method(await carrier.next()) == "ACK"
+        ours = header(invite, "From") or ""
+        dialog = {"to_header": ours, "from_tag": "callee", "call_id": header(invite, "Call-ID")}
+        contact = re.search(r"<([^>]+)>", header(invite, "Contact") or "")
+        assert contact
+        await wait_turn(live, number.team, call["id"], "clinic", role="agent")  # greeted
+        for key in "0#":  # SIP INFO key presses
+            carrier.request("INFO", contact.group(1), trunk, **dialog, content_type="application/dtmf-relay",
+                            sdp=f"Signal={key}\r\nDuration=160\r\n")  # fmt: skip
+        while method(refer := await carrier.next(timeout=60)) != "REFER":
+            assert status(refer) == 200, refer  # the INFOs' answers
+        assert header(refer, "Refer-To") == f"<sip:{HUMAN}@127.0.0.1:{carrier.sip_port}>"
+        assert header(refer, "Referred-By") == f"<sip:{number.number}@127.0.0.1>"
+        if far_end == "accepts_then_fails":
+            carrier.respond(refer, 202, "Accepted", trunk)
+            state = "Event: refer\r\nSubscription-State: terminated;reason=noresource\r\n"
+            sipfrag = "message/sipfrag;version=2.0"
+            carrier.request("NOTIFY", contact.group(1), trunk, **dialog, extra=state,
+                            content_type=sipfrag, sdp="SIP/2.0 486 Busy Here\r\n")  # fmt: skip
+            assert status(await carrier.next()) == 200  # the NOTIFY's answer
+        else:
+            carrier.respond(refer, 405, "Method Not Allowed", trunk)
+            leg = await carrier.next()
+            assert method(leg) == "INVITE" and header(leg, "Call-ID") != header(invite, "Call-ID")
+            assert leg.startswith(f"INVITE sip:{HUMAN}@127.0.0.1:{carrier.sip_port} ".encode())
+            carrier.respond(leg, 486, "Busy Here", trunk, tag="human")
+            ack = await carrier.next()
+            assert method(ack) == "ACK" and header(ack, "Call-ID") == header(leg, "Call-ID")
+        bye = await carrier.next(timeout=30)
+        assert method(bye) == "BYE" and header(bye, "Call-ID") == header(invite, "Call-ID"), bye
+        carrier.respond(bye, 200, "OK", trunk)
+    ended = await wait_ended(live, number.team, call["id"])
+    assert ended["end_reason"] == "transferred" and ended["data"]["transfer_target"] == target
