@@ -48,6 +48,7 @@ __all__ = ["RtpCallTransport", "TrunkCall", "TrunkCallState"]
 log = logging.getLogger(__name__)
 
 ACK_TIMEOUT_S = 64 * T1
+MAX_REFER_NOTIFIES = 16
 _SIGNAL = re.compile(r"^\s*Signal\s*=\s*([0-9*#A-Da-d])\s*$", re.MULTILINE)
 _SIPFRAG = re.compile(r"^SIP/2\.0\s+(\d{3})")
 
@@ -243,8 +244,8 @@ class TrunkCall:
             tx.send(200)
             event = (request.header("Event") or "").split(";", 1)[0].strip().lower()
             found = _SIPFRAG.match(request.body.decode("utf-8", errors="replace").lstrip())
-            if event == "refer" and found:
-                self.refer_progress.put_nowait(int(found.group(1)))
+            if event == "refer" and found and self.refer_progress.qsize() < MAX_REFER_NOTIFIES:
+                self.refer_progress.put_nowait(int(found.group(1)))  # bounded: a far end may flood
         elif method in ("OPTIONS", "UPDATE"):
             tx.send(200)
         else:
