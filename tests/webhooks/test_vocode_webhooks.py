@@ -285,6 +285,21 @@ async def test_the_mapping_on_real_envelopes(world: World) -> None:
             {"type": "event_phone_call_did_not_connect", "telephony_status": "no-answer"},
         ),
         (
+            [CallStatus.CONNECTING],
+            EndReason.BUSY,
+            {"type": "event_phone_call_did_not_connect", "telephony_status": "busy"},
+        ),
+        (
+            [CallStatus.CONNECTING],
+            EndReason.NO_ANSWER,
+            {"type": "event_phone_call_did_not_connect", "telephony_status": "no-answer"},
+        ),
+        (
+            [CallStatus.CONNECTING],
+            EndReason.DECLINED,
+            {"type": "event_phone_call_did_not_connect", "telephony_status": "failed"},
+        ),
+        (
             [],
             EndReason.TELEPHONY_UNAVAILABLE,
             {"type": "event_phone_call_did_not_connect", "telephony_status": "failed"},

@@ -136,3 +136,36 @@ async def test_vocode_create_call_rings_a_real_phone_and_its_views_and_webhooks_
     assert messages[0] == ("bot", GREETING) and messages[1][0] == "human" and messages[2] == ("bot", ANSWER)
     assert payloads[-1]["conversation_minutes"] > 0
     assert len(hits) == 5
+
+
+async def test_a_busy_phone_is_an_ended_vocode_call_that_did_not_connect(
+    live: LiveServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    async with Baresip(tmp_path, user=CALLEE, answer="manual") as phone:
+        number = await trunk_number(
+            live, outbound={"host": "127.0.0.1", "port": phone.sip_port, "transport": "udp"}
+        )
+        auth = number.team.auth()
+        r = await live.world.client.post(
+            "/v1/webhook-signing-secret/rotate", json={"overlap_s": 0}, headers=auth
+        )
+        assert r.status_code == 200, r.text
+        receiver.secrets = {"team": r.json()["secret"]}
+        hook = {"subscriptions": ["event_phone_call_did_not_connect", "event_phone_call_connected"],
+                "url": receiver.url + "/vocode"}  # fmt: skip
+        agent = {"prompt": "You call patients.", "initial_message": GREETING, "webhook": hook,
+                 "voice": {"type": "voice_azure", "voice_name": "en-US-JennyNeural"}}  # fmt: skip
+        body = {"from_number": number.number, "to_number": CALLEE, "agent": agent}
+        r = await live.world.client.post(CREATE, json=body, headers=auth)
+        assert r.status_code == 200, r.text
+        vocode_id = r.json()["id"]
+        await phone.wait_event("CALL_INCOMING")
+        await phone.hangup()  # refused while ringing: 486 Busy Here
+        view = await wait_view(live, auth, vocode_id, "ended")
+        assert "start_time" not in view and view["transcript"] == ""
+    (hit,) = await receiver.wait_for(1, timeout=60)
+    await asyncio.sleep(0.3)
+    assert len(receiver.all()) == 1
+    assert hit.payload == {
+        "type": "event_phone_call_did_not_connect", "conversation_id": vocode_id, "telephony_status": "busy",
+    }  # fmt: skip
