@@ -89,6 +89,34 @@ async def test_a_transfer_sends_refer_and_the_far_end_calls_the_human(
         assert ("TRANSFER", f"<{target}>", callgate) in seen, seen  # our REFER's Refer-To
 
 
+async def test_an_inbound_caller_is_referred_to_the_human(live: LiveServer, tmp_path: Path) -> None:
+    """The same blind transfer on a call the phone placed: the REFER goes back to the caller's UA."""
+    async with (
+        Baresip(tmp_path, user="caller") as phone,
+        Baresip(tmp_path, user="human", rtp_ports=(30500, 30999)) as human,
+    ):
+        team = await live.world.team("acme")
+        flow = demo_flow().model_dump(mode="json", exclude_none=True)
+        flow["intents"].append({"name": "operator", "keywords": ["dtmf 0"], "goto": "human"})
+        flow["variables"]["front_desk"] = human.uri
+        agent_id = await live.flow_agent(team, flow=flow)
+        number = await trunk_number(live, team=team, agent_id=agent_id)
+        host, port = trunk_address(live)
+        await phone.dial(f"sip:{number.number}@{host}:{port};transport=tcp")
+        await phone.wait_event("CALL_ESTABLISHED")
+        await phone.wait_heard(1.0)
+        await phone.send_dtmf("0#")
+        await human.wait_event("CALL_ESTABLISHED", timeout=60)
+        closed = await phone.wait_event("CALL_CLOSED")  # our leg, BYEd once the transfer went through
+        assert f"{host}:{port}" in closed["peeruri"] or number.number in closed["peeruri"], closed
+        seen = [(e.get("type"), e.get("param")) for e in phone.all_events]
+        assert ("TRANSFER", f"<{human.uri}>") in seen, seen
+        r = await live.world.client.get("/v1/calls", headers=team.auth())
+        (call,) = r.json()["data"]
+    ended = await wait_ended(live, team, call["id"])
+    assert ended["end_reason"] == "transferred" and ended["data"]["transfer_target"] == human.uri
+
+
 async def test_a_carrier_refusing_refer_gets_the_caller_bridged_to_a_second_leg(
     live: LiveServer, tmp_path: Path
 ) -> None:
