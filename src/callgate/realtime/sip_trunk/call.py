@@ -303,6 +303,7 @@ class TrunkCall:
             if self._reason is not None:
                 session.end(self._reason)
             reason = await run_session(session)
+            self.session = None  # over: what the far end still sends (a transfer's wait) goes nowhere
             if reason is EndReason.TRANSFERRED and self.transfer_target and self.dialog.live:
                 transfer = self._signalling.transfer
                 if transfer is None:
