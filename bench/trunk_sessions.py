@@ -64,6 +64,8 @@ class Step:
     lost: int = 0
     dropped_input_s: float = 0.0
     server_cores: float = 0.0
+    loop_cores: float = 0.0
+    """Of ``server_cores``, the event-loop (main) thread's: 1.0 is a saturated loop."""
     rss_mb: float = 0.0
     healthz_ms: float = 0.0
     client_cores: float = 0.0
@@ -182,6 +184,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Step], Machine, float]:
                 pids = {os.getpid(), *server.pids()}
                 before = server.metrics()
                 cpu0, mine0 = server.cpu_seconds(), process_cpu_seconds(os.getpid())
+                loop0 = server.thread_cpu_seconds()["main"]
                 busy0, ours0 = machine_busy_seconds(), sum(process_cpu_seconds(p) for p in pids)
                 lateness0 = len(clock.lateness)
                 since = time.monotonic()
@@ -190,6 +193,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Step], Machine, float]:
                 wall = until - since
                 after = server.metrics()
                 step.server_cores = (server.cpu_seconds() - cpu0) / wall
+                step.loop_cores = (server.thread_cpu_seconds()["main"] - loop0) / wall
                 step.client_cores = (process_cpu_seconds(os.getpid()) - mine0) / wall
                 ours = (sum(process_cpu_seconds(p) for p in pids) - ours0) / wall
                 step.foreign_cores = max(0.0, (machine_busy_seconds() - busy0) / wall - ours)
@@ -213,7 +217,8 @@ async def run(args: argparse.Namespace) -> tuple[list[Step], Machine, float]:
                     f"  {step.calls} calls: {step.up} up, late {step.late_pct:.2f}% "
                     f"lost {step.lost_pct:.2f}% of {step.packets} packets, "
                     f"dropped input {step.dropped_input_s:.2f} s, server "
-                    f"{step.server_cores:.2f} cores {step.rss_mb:.0f} MB, healthz {step.healthz_ms:.0f} ms, "
+                    f"{step.server_cores:.2f} cores (loop {step.loop_cores:.2f}) {step.rss_mb:.0f} MB, "
+                    f"healthz {step.healthz_ms:.0f} ms, "
                     f"client {step.client_cores:.2f} cores (send lateness p99 "
                     f"{fmt_ms(1000 * percentile(step.client_lateness, 99))} ms), others "
                     f"{step.foreign_cores:.2f} cores: {'ok' if step.ok else 'FAILED'}"
@@ -244,14 +249,16 @@ def report(steps: list[Step], machine: Machine, load1: float, command: str) -> s
         "the server's packets arrive > 40 ms late against each call's own clock, <= 1% are lost, no "
         "caller audio is dropped and every call is up. No priority changes.",
         "",
-        "| calls | up | late packets | lost | input dropped (s) | server cores | server RSS (MB) | "
-        "`/healthz` (ms) | client cores | client send lateness p99 (ms) | other processes (cores) | |",
+        "| calls | up | late packets | lost | input dropped (s) | server cores (event loop) | "
+        "server RSS (MB) | `/healthz` (ms) | client cores | client send lateness p99 (ms) | "
+        "other processes (cores) | |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for s in steps:
         lines.append(
             f"| {s.calls} | {s.up} | {s.late_pct:.2f}% | {s.lost_pct:.2f}% | {s.dropped_input_s:.2f} | "
-            f"{s.server_cores:.2f} | {s.rss_mb:.0f} | {s.healthz_ms:.0f} | {s.client_cores:.2f} | "
+            f"{s.server_cores:.2f} ({s.loop_cores:.2f}) | {s.rss_mb:.0f} | {s.healthz_ms:.0f} | "
+            f"{s.client_cores:.2f} | "
             f"{fmt_ms(1000 * percentile(s.client_lateness, 99))} | {s.foreign_cores:.2f} | "
             f"{'ok' if s.ok else '**failed**'} |"
         )
@@ -272,7 +279,10 @@ def report(steps: list[Step], machine: Machine, load1: float, command: str) -> s
             why.append(f"{failed.dropped_input_s:.1f} s of caller audio dropped")
         lines.append(
             f"At {failed.calls} calls: {', '.join(why)}, with the server at {failed.server_cores:.2f} "
-            f"cores of the machine's {machine.nproc} (one process, one event loop) and other processes "
+            f"cores of the machine's {machine.nproc}, {failed.loop_cores:.2f} of them its event-loop "
+            "thread (one process: every call's media runs on that one loop"
+            + (", which is saturated" if failed.loop_cores >= 0.9 else "")
+            + f") and other processes "
             f"using {failed.foreign_cores:.2f} cores"
             + (f" ({'; '.join(f'{c:.2f}: {cmd}' for c, cmd in failed.foreign)})" if failed.foreign else "")
             + ". What dominates per call is the listening path every 20 ms: RTP in, jitter buffer, μ-law "
