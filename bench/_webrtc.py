@@ -41,7 +41,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.realtime
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.support
 
 from tests.support.webrtc_client import RTCClient, loopback_ice
 

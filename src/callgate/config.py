@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     (aioice's choice). Needed on a host with only loopback; also limits the offer to one interface."""
     rtp_ports: str = Field(default="10000-20000", pattern=r"^\d{1,5}-\d{1,5}$")
     """UDP ports for SIP trunks' RTP (even ports, RTCP on the next one), as ``LOW-HIGH``."""
+    rtp_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    """A SIP trunk call whose far end sends no RTP for this long (not while it holds the call) ends
+    ``transport_lost``."""
     sip_listen: str | None = None
     """``HOST:PORT`` for SIP from carriers, over UDP and TCP (e.g. ``0.0.0.0:5060``); off when unset."""
     sip_public_address: str | None = None

@@ -1,8 +1,9 @@
-"""The real-time benchmarks still run: ``bench/latency.py`` and ``bench/sessions.py`` in their tiny
-configurations, over WebSocket and WebRTC, each in a subprocess (its own server subprocess too).
+"""The real-time benchmarks still run: ``bench/latency.py`` and ``bench/sessions.py`` (over WebSocket and
+WebRTC) and ``bench/trunk_latency.py`` and ``bench/trunk_sessions.py`` (phone calls over the SIP trunk)
+in their tiny configurations, each in a subprocess (its own server subprocesses too).
 
-The two scripts run at the same time (they only wait on real time: greetings, speech, measurement
-windows) so that the module stays well under 90 s on two cores. They run without priority changes and
+The scripts run at the same time (they only wait on real time: greetings, speech, measurement
+windows) so that the module stays short on two cores. They run without priority changes and
 never write ``BENCHMARKS.md``. The figures are checked for plausibility only: timing is the benchmarks'
 business, not the tests'.
 """
@@ -21,14 +22,19 @@ import pytest
 pytestmark = pytest.mark.speech
 
 REPO = Path(__file__).resolve().parents[2]
-TIMEOUT_S = 150
-EQUAL_TERMS = ["--server-nice", "0", "--no-client-rt", "--client-nice", "0", "--no-write"]
+TIMEOUT_S = 240
+EQUAL_TERMS = ["--transport", "both", "--server-nice", "0", "--no-client-rt", "--client-nice", "0"]
 COMMANDS = {
-    "latency": ["bench/latency.py", "--quick", "--turns", "1"],
+    "latency": ["bench/latency.py", "--quick", "--turns", "1", *EQUAL_TERMS, "--no-write"],
     "sessions": [
         "bench/sessions.py", "--steps", "2", "--probes", "1", "--window", "2", "--settle", "1",
         "--wait-quiet", "0", "--profile", "0", "--no-vad-cost",
-        "--server-env", "CALLGATE_SPEECH_WARMUP=false",
+        "--server-env", "CALLGATE_SPEECH_WARMUP=false", *EQUAL_TERMS, "--no-write",
+    ],
+    "trunk_latency": ["bench/trunk_latency.py", "--quick", "--turns", "1", "--no-write"],
+    "trunk_sessions": [
+        "bench/trunk_sessions.py", "--ramp", "2,4", "--window", "2", "--settle", "1",
+        "--server-env", "CALLGATE_SPEECH_WARMUP=false", "--no-write",
     ],
 }  # fmt: skip
 RESULT = re.compile(r"^RESULT (\w+) transport=(\w+) (.*)$", re.M)
@@ -39,7 +45,7 @@ def _start(name: str, tmp_path: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with (tmp_path / f"{name}.log").open("w") as log:
         return subprocess.Popen(
-            [sys.executable, *COMMANDS[name], "--transport", "both", *EQUAL_TERMS],
+            [sys.executable, *COMMANDS[name]],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
 
@@ -128,3 +134,27 @@ def test_turn_taking_benchmark_in_its_tiny_configuration(tmp_path: Path) -> None
         assert values["real"] == 1 and values["paused"] == 1 and values["over_agent"] == 2, (mode, values)
         assert 0 < values["endpoint_p50_ms"] < 3000, (mode, values)
     assert "| barge-in stop p95 |" in done.stdout
+
+
+def test_trunk_latency_beside_websocket(runs: dict[str, tuple[int, str]]) -> None:
+    code, output = runs["trunk_latency"]
+    assert code == 0, output[-4000:]
+    found = figures(output, "trunk_latency")
+    assert set(found) == {"websocket", "sip_trunk"}, output[-4000:]
+    for transport, values in found.items():
+        assert values["answered"] == values["spoken"] == 1, (transport, values)
+        assert 300 < values["p50_ms"] < 10_000, (transport, values)
+        assert 0 <= values["wer"] < 1, (transport, values)  # the line was heard, if not word for word
+    assert "| **voice-to-voice, at the client (ms)** |" in output
+    assert "| **WER of the caller's turns** |" in output
+
+
+def test_trunk_sessions(runs: dict[str, tuple[int, str]]) -> None:
+    code, output = runs["trunk_sessions"]
+    assert code == 0, output[-4000:]
+    (values,) = figures(output, "trunk_sessions").values()
+    # The calls were placed and lived through the window, the server's RTP reached them (whether the
+    # step stayed in real time depends on the machine's load: not asserted).
+    assert values["steps"] >= 1 and values["last_up"] == values["last_calls"] >= 2, values
+    assert values["last_packets"] > 0 and values["last_server_cores"] > 0, values
+    assert "| 2 | 2 |" in output  # the first step's row of the table

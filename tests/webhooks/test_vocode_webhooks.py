@@ -56,7 +56,7 @@ async def create(world: World, team: Team, agent: Any) -> dict[str, Any]:
     r = await world.client.post(CREATE, json=body, headers=team.auth())
     assert r.status_code == 200, r.text
     call: dict[str, Any] = r.json()
-    assert call["status"] == "error"  # no telephony yet: the call fails at once
+    assert call["status"] == "error"  # FROM has no carrier: the call fails at once
     return call
 
 
@@ -283,6 +283,21 @@ async def test_the_mapping_on_real_envelopes(world: World) -> None:
             [],
             EndReason.JOIN_DEADLINE_MISSED,
             {"type": "event_phone_call_did_not_connect", "telephony_status": "no-answer"},
+        ),
+        (
+            [CallStatus.CONNECTING],
+            EndReason.BUSY,
+            {"type": "event_phone_call_did_not_connect", "telephony_status": "busy"},
+        ),
+        (
+            [CallStatus.CONNECTING],
+            EndReason.NO_ANSWER,
+            {"type": "event_phone_call_did_not_connect", "telephony_status": "no-answer"},
+        ),
+        (
+            [CallStatus.CONNECTING],
+            EndReason.DECLINED,
+            {"type": "event_phone_call_did_not_connect", "telephony_status": "failed"},
         ),
         (
             [],

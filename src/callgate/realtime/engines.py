@@ -44,8 +44,11 @@ _TURN_DETECTION = frozenset(
 
 def pipeline_options(agent: AgentPlan, *, mode: Mode, output_sample_rate: int) -> PipelineOptions:
     """A call's pipeline tuning: the agent's ``turn_detection`` over the defaults, and its language
-    (what the STT engines are told to hear)."""
-    turn: dict[str, Any] = {k: v for k, v in agent.turn_detection.items() if k in _TURN_DETECTION}
+    (what the STT engines are told to hear). An unset (None) tuning keeps its default: Vocode agents
+    made before their fields were stored like ``POST /v1/agents``."""
+    turn: dict[str, Any] = {
+        k: v for k, v in agent.turn_detection.items() if k in _TURN_DETECTION and v is not None
+    }
     if (backchannels := agent.turn_detection.get("backchannels")) is not None:
         turn["backchannels"] = tuple(backchannels)
     return PipelineOptions(mode=mode, output_sample_rate=output_sample_rate, language=agent.language, **turn)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.baresip import Baresip
+from tests.support.kamailio import Kamailio
 from tests.support.live import LiveServer
 from tests.support.trunk import TrunkNumber, get_call, trunk_number, wait_ended
 
@@ -130,3 +131,44 @@ async def test_a_challenging_carrier_gets_credentials_and_a_decline_ends_decline
         assert sum(1 for r in uas.requests if r.startswith(b"ACK")) >= 2  # both failures ACKed
     finally:
         transport.close()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_through_a_digest_challenging_kamailio_proxy_to_a_phone(
+    live: LiveServer, tmp_path: Path, transport: str
+) -> None:
+    """callgate → kamailio (407, then relays with the carrier's outbound credentials) → baresip."""
+    async with (
+        Baresip(tmp_path, user=CALLEE) as phone,
+        Kamailio(tmp_path, target=("127.0.0.1", phone.sip_port), username="acct", password="s3cret") as proxy,
+    ):
+        outbound = {
+            "host": "127.0.0.1", "port": proxy.port, "transport": transport,
+            "username": "acct", "password": "s3cret",
+        }  # fmt: skip
+        number = await trunk_number(live, outbound=outbound)
+        call = await place(live, number)
+        await phone.wait_event("CALL_INCOMING", "CALL_ESTABLISHED")
+        await phone.wait_heard(1.0)  # the agent talks, media straight between callgate and baresip
+        assert proxy.count("KAMAILIO-CHALLENGE") == 1 and proxy.count("KAMAILIO-RELAY") == 1
+        r = await live.world.client.post(f"/v1/calls/{call['id']}/end", headers=number.team.auth())
+        assert r.status_code in (200, 202), r.text
+        await phone.wait_event("CALL_CLOSED")  # our BYE, loose-routed through the proxy
+    ended = await wait_ended(live, number.team, call["id"])
+    assert ended["end_reason"] == "api_request"
+
+
+async def test_kamailio_refusing_wrong_credentials_ends_carrier_error(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    async with (
+        Baresip(tmp_path, user=CALLEE) as phone,
+        Kamailio(tmp_path, target=("127.0.0.1", phone.sip_port), username="acct", password="s3cret") as proxy,
+    ):
+        outbound = {"host": "127.0.0.1", "port": proxy.port, "username": "acct", "password": "wrong"}
+        number = await trunk_number(live, outbound=outbound)
+        call = await place(live, number)
+        ended = await wait_ended(live, number.team, call["id"])
+        assert ended["end_reason"] == "carrier_error" and ended["status"] == "failed"
+        assert proxy.count("KAMAILIO-CHALLENGE") == 2  # answered once, challenged again: given up
+        assert proxy.count("KAMAILIO-RELAY") == 0 and phone.all_events == []

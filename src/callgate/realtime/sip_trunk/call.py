@@ -11,7 +11,12 @@ on :meth:`TrunkCall.run` (one task, owned by the listener) waits for the ACK whe
 
 Inside the dialog: a re-INVITE is answered with the same media (hold: ``sendonly``/``inactive`` is
 mirrored and the inactivity timer waits; unhold resumes), RFC 4733 keys and SIP INFO ``dtmf-relay``
-go to :meth:`CallSession.press_key`, OPTIONS and INFO get 200.
+go to :meth:`CallSession.press_key`, OPTIONS and INFO get 200; a NOTIFY of our REFER's progress
+(``message/sipfrag``) is kept for the transfer.
+
+A session that ends ``transferred`` (a flow's ``transfer`` step, the ``transfer_call`` action) sends no
+BYE: the call's task hands the still-live dialog to :mod:`.transfer` (REFER, or a bridged second leg)
+before it releases the media.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from callgate.domain.lifecycle import EndReason
 from callgate.domain.live_calls import CallPlan
@@ -34,7 +39,8 @@ from callgate.realtime.session import CallSession
 from callgate.realtime.sip.message import Request
 from callgate.realtime.sip_trunk import sdp
 from callgate.realtime.sip_trunk.dialog import TrunkDialog
-from callgate.realtime.sip_trunk.transactions import T1, T2, Channel, ServerTransaction
+from callgate.realtime.sip_trunk.transactions import T1, T2, Channel, ClientTransaction, ServerTransaction
+from callgate.realtime.sip_trunk.uac import Credentials
 from callgate.realtime.start import CallStarter, run_session
 
 __all__ = ["RtpCallTransport", "TrunkCall", "TrunkCallState"]
@@ -42,7 +48,9 @@ __all__ = ["RtpCallTransport", "TrunkCall", "TrunkCallState"]
 log = logging.getLogger(__name__)
 
 ACK_TIMEOUT_S = 64 * T1
+MAX_REFER_NOTIFIES = 16
 _SIGNAL = re.compile(r"^\s*Signal\s*=\s*([0-9*#A-Da-d])\s*$", re.MULTILINE)
+_SIPFRAG = re.compile(r"^SIP/2\.0\s+(\d{3})")
 
 
 class TrunkCallState(enum.Enum):
@@ -57,9 +65,17 @@ class RtpCallTransport:
     RTVI messages only ``bot-interrupted`` matters (it drops the queued agent audio: barge-in);
     closing sends the BYE."""
 
-    def __init__(self, rtp: RtpSession, *, hang_up: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        rtp: RtpSession,
+        *,
+        hang_up: Callable[[str], None],
+        transfer: Callable[[str], None] | None = None,
+    ) -> None:
         self._rtp = rtp
         self._hang_up = hang_up
+        self._transfer = transfer
+        self._transfer_target: str | None = None
         self._closed = False
 
     async def send_audio(self, pcm16: bytes) -> None:
@@ -70,27 +86,46 @@ class RtpCallTransport:
             with contextlib.suppress(ValueError, AttributeError):
                 if json.loads(text).get("type") == "bot-interrupted":
                     self._rtp.flush()
+        elif '"transfer"' in text:
+            with contextlib.suppress(ValueError, AttributeError):
+                msg = json.loads(text)
+                data = msg.get("data") or {}
+                if msg.get("type") == "server-message" and data.get("type") == "transfer":
+                    self._transfer_target = str(data.get("target") or "") or None
 
     async def close(self, code: int, reason: str) -> None:
-        if not self._closed:
-            self._closed = True
+        if self._closed:
+            return
+        self._closed = True
+        if self._transfer_target and self._transfer is not None and reason.endswith("transferred"):
+            self._transfer(self._transfer_target)  # the call's task transfers instead of a BYE
+        else:
             self._hang_up(reason)
 
 
+Transfer = Callable[["TrunkCall", str], Awaitable[None]]
+"""Hand a call whose session ended ``transferred`` to its target (:class:`~.transfer.Transfers`)."""
+
+
 class Signalling:
-    """What a call needs of the listener: send a request in a client transaction (fire and forget),
-    register its dialog, and the local contact."""
+    """What a call needs of the listener: send a request in a client transaction (fire and forget, or
+    ``transact`` to follow its responses), register its dialog, and who transfers calls."""
 
     def __init__(
         self,
         *,
         send_request: Callable[[Channel, bytes, str, str], None],
+        transact: Callable[[Channel, bytes, str, str], ClientTransaction],
+        forget: Callable[[ClientTransaction], None],
         register: Callable[[str, TrunkCall], None],
         unregister: Callable[[str, TrunkCall], None],
     ) -> None:
         self.send_request = send_request
+        self.transact = transact
+        self.forget = forget
         self.register = register
         self.unregister = unregister
+        self.transfer: Transfer | None = None
 
 
 class TrunkCall:
@@ -129,6 +164,13 @@ class TrunkCall:
         self.sdp_session = secrets.randbelow(2**62)
         """The SDP session id of our descriptions in this call (the version counts up per answer)."""
         self._sdp_version = 1
+        self.credentials: Credentials | None = None
+        """The carrier's digest credentials (outbound calls): a bridged transfer leg answers with them."""
+        self.transfer_target: str | None = None
+        self.refer_progress: asyncio.Queue[int] = asyncio.Queue()
+        """The status codes of the NOTIFYs (``message/sipfrag``) about our REFER."""
+        self.relay: Callable[[bytes], None] | None = None
+        """While bridged (a transfer leg), where the caller's audio (16 kHz PCM) goes."""
 
     def _set_state(self, state: TrunkCallState) -> None:
         if state is not self.state:
@@ -138,7 +180,9 @@ class TrunkCall:
     # ------------------------------------------------------------------ media callbacks
 
     def audio(self, pcm16: bytes) -> None:
-        if self.session is not None:
+        if self.relay is not None:
+            self.relay(pcm16)
+        elif self.session is not None:
             self.session.push_audio(pcm16)
 
     def dtmf(self, event: DtmfEvent) -> None:
@@ -157,6 +201,15 @@ class TrunkCall:
         self._ended.set()
         if self.session is not None:
             self.session.end(reason)
+
+    @property
+    def ended(self) -> asyncio.Event:
+        """Set once the far end hung up, the media timed out or the node ends the call."""
+        return self._ended
+
+    def transfer_to(self, target: str) -> None:
+        """The session ended ``transferred`` to ``target``: :meth:`run` transfers rather than BYE."""
+        self.transfer_target = target
 
     def hang_up(self, reason: str) -> None:
         """Send our BYE unless the dialog already ended."""
@@ -187,10 +240,16 @@ class TrunkCall:
             found = _SIGNAL.search(request.body.decode("utf-8", errors="replace"))
             if found and self.session is not None:
                 self.session.press_key(found.group(1).upper())
+        elif method == "NOTIFY":
+            tx.send(200)
+            event = (request.header("Event") or "").split(";", 1)[0].strip().lower()
+            found = _SIPFRAG.match(request.body.decode("utf-8", errors="replace").lstrip())
+            if event == "refer" and found and self.refer_progress.qsize() < MAX_REFER_NOTIFIES:
+                self.refer_progress.put_nowait(int(found.group(1)))  # bounded: a far end may flood
         elif method in ("OPTIONS", "UPDATE"):
             tx.send(200)
         else:
-            tx.send(405, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO")])
+            tx.send(405, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY")])
 
     def _reinvite(self, request: Request, tx: ServerTransaction) -> None:
         offer = self.offer
@@ -243,7 +302,19 @@ class TrunkCall:
             self.session = session
             if self._reason is not None:
                 session.end(self._reason)
-            return await run_session(session)
+            reason = await run_session(session)
+            self.session = None  # over: what the far end still sends (a transfer's wait) goes nowhere
+            if reason is EndReason.TRANSFERRED and self.transfer_target and self.dialog.live:
+                transfer = self._signalling.transfer
+                if transfer is None:
+                    self.hang_up("transferred")
+                else:
+                    try:
+                        await transfer(self, self.transfer_target)
+                    except Exception:
+                        log.exception("the transfer failed", extra={"call": self.call_id})
+                        self.hang_up("transfer failed")
+            return reason
         finally:
             self._set_state(TrunkCallState.ENDED)
             self._signalling.unregister(self.dialog.call_id, self)
@@ -261,8 +332,13 @@ class TrunkCall:
             interval = min(interval * 2, T2)
             if not self._acked.is_set() and not self.channel.reliable and self.ok is not None:
                 self.channel.send(self.ok)
-        if not self._acked.is_set() and self._reason is None:
-            log.warning("no ACK for the 200 OK", extra={"call": self.call_id})
-            self._reason = EndReason.TRANSPORT_LOST
-            self.hang_up("no ACK")
+        if not self._acked.is_set():
+            # Never ACKed (or ended before the ACK, e.g. no RTP either): the dialog still stands at the
+            # far end, so it gets a BYE (§13.3.1.4) unless it already sent one.
+            if self._reason is None:
+                log.warning("no ACK for the 200 OK", extra={"call": self.call_id})
+                self._reason = EndReason.TRANSPORT_LOST
+                self.hang_up("no ACK")
+            else:
+                self.hang_up(self._reason.value)
         return self._acked.is_set() and not self._ended.is_set()

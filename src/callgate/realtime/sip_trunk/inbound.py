@@ -54,6 +54,10 @@ class InboundCalls:
         self._inactivity_s = inactivity_s
         self.signalling = Signalling(
             send_request=server.send_request,
+            transact=lambda channel, data, branch, method: server.transact(
+                channel, data, branch=branch, method=method, keep=True
+            ),
+            forget=server.forget_client,
             register=server.register_dialog,
             unregister=server.unregister_dialog,
         )
@@ -119,7 +123,7 @@ class InboundCalls:
             try:
                 session = await self._starter.start(
                     plan,
-                    transport=RtpCallTransport(rtp, hang_up=call.hang_up),
+                    transport=RtpCallTransport(rtp, hang_up=call.hang_up, transfer=call.transfer_to),
                     mode="audio",
                     output_sample_rate=8000,
                 )

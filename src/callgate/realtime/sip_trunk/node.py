@@ -11,6 +11,7 @@ from callgate.domain.trunks import TrunkDirectory
 from callgate.realtime.sip_trunk.inbound import InboundCalls
 from callgate.realtime.sip_trunk.outbound import OutboundCalls
 from callgate.realtime.sip_trunk.server import AllowList, SipTrunkServer
+from callgate.realtime.sip_trunk.transfer import Transfers
 from callgate.realtime.start import CallStarter
 
 __all__ = ["SipTrunk"]
@@ -34,13 +35,17 @@ class SipTrunk:
         self.outbound: OutboundCalls | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
+        inactivity_s = self.starter.settings.rtp_timeout_s
         inbound = InboundCalls(
-            server=self.server, starter=self.starter, open_call=self._directory.open_call, bind_host=host
-        )
+            server=self.server, starter=self.starter, open_call=self._directory.open_call,
+            bind_host=host, inactivity_s=inactivity_s,
+        )  # fmt: skip
         self.server.start_call = inbound
+        inbound.signalling.transfer = Transfers(server=self.server, starter=self.starter, bind_host=host)
         self.outbound = OutboundCalls(
-            server=self.server, starter=self.starter, signalling=inbound.signalling, bind_host=host
-        )
+            server=self.server, starter=self.starter, signalling=inbound.signalling, bind_host=host,
+            inactivity_s=inactivity_s,
+        )  # fmt: skip
         return await self.server.start(host, port)
 
     def dial(self, dial: Dial) -> None:

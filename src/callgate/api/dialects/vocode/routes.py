@@ -3,8 +3,9 @@
 ``POST /v1/calls/create`` (the seed), plus what Vocode's client library uses for the same resource:
 ``GET /v1/calls?id=``, ``GET /v1/calls/list``, ``POST /v1/calls/end?id=``, ``GET /v1/calls/recording?id=``.
 Keys are callgate secret keys, sent as ``Authorization: Bearer``. Errors are FastAPI's ``{"detail": …}``.
-Telephony is not built yet: a created call is kept and fails at once with a clear ``error_message``
-(see ``callgate.domain.telephony``). An agent's ``webhook`` receives Vocode's events
+A created call is placed through the ``from_number``'s carrier (SIP trunk or Twilio); from a number
+without a carrier it is kept and fails at once with a clear ``error_message`` (see
+``callgate.domain.telephony``). An agent's ``webhook`` receives Vocode's events
 (:mod:`callgate.api.dialects.vocode.webhooks`).
 """
 
@@ -76,12 +77,14 @@ def _inline_agent(params: AgentParams) -> tuple[dict[str, Any], vocode_agents.Vo
         if isinstance(action, str):
             raise NotFound(f"Action {action} not found: give the action inline")
     try:
-        fields = AgentCreate(
+        created = AgentCreate(
             name=params.name or "Vocode agent",
             prompt=params.prompt_text,
             initial_message=params.initial_message,
             voice=params.voice.name[:200],
-        ).model_dump(mode="json")
+        )
+        # As POST /v1/agents stores it: turn detection without its unset (None) tunings.
+        fields = created.model_dump(mode="json") | {"turn_detection": created.turn_detection.stored()}
     except ValidationError as exc:
         raise ValidationFailed(
             "invalid fields: body.agent",

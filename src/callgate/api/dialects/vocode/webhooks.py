@@ -9,7 +9,7 @@ which Vocode event:
 - ``call.started`` → ``event_phone_call_connected``: ``to_phone_number``, ``from_phone_number``;
 - ``call.ended`` or ``call.failed`` of a call that connected → ``event_phone_call_ended``:
   ``conversation_minutes``; of one that never connected → ``event_phone_call_did_not_connect``:
-  ``telephony_status`` (``no-answer``, ``canceled`` or ``failed``);
+  ``telephony_status`` (``no-answer``, ``busy``, ``canceled`` or ``failed``);
 - ``transcript.final`` (one turn) → ``event_message``: ``text``, ``sender`` (``bot``/``human``),
   ``timestamp`` (the turn's start, Unix seconds);
 - ``call.recording.available`` → ``event_recording``: ``recording_url`` (the dialect's recording route);
@@ -41,6 +41,8 @@ __all__ = ["FORMAT", "call_webhook", "event_type", "render"]
 SENDERS = {"agent": "bot", "user": "human"}
 TELEPHONY_STATUS = {
     EndReason.JOIN_DEADLINE_MISSED.value: "no-answer",
+    EndReason.NO_ANSWER.value: "no-answer",
+    EndReason.BUSY.value: "busy",
     EndReason.API_REQUEST.value: "canceled",
 }
 """Why a call never connected, in the telephony status words Vocode passes on; otherwise ``failed``."""
