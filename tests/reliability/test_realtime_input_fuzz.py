@@ -21,8 +21,8 @@ from callgate.realtime import rtvi
 from callgate.realtime.media.offer import Offer, OfferRejected, check_offer
 from callgate.realtime.sip import message
 from callgate.realtime.sip.message import Request, Response, SipParseError
-from tests.realtime.sip.test_limits import options
 from tests.realtime.sip.test_message import INVITE, REGISTER, RESPONSE, mutated
+from tests.realtime.sip_ws.test_limits import options
 
 SCALE = float(os.environ.get("CALLGATE_FUZZ_SCALE", "1"))
 SLOWEST_S = 0.5
