@@ -130,6 +130,16 @@ def nonsilent_seconds(samples: np.ndarray, rate: int, *, threshold: int = 300) -
     return float(loud.sum()) * 0.02
 
 
+def onset_seconds(samples: np.ndarray, rate: int, *, threshold: int = 300) -> float:
+    """Where the first 20 ms frame louder than ``threshold`` (RMS, int16 units) starts, in seconds."""
+    frame = rate // 50
+    for i in range(len(samples) // frame):
+        chunk = samples[i * frame : (i + 1) * frame].astype(np.float64)
+        if np.sqrt((chunk**2).mean()) > threshold:
+            return i * 0.02
+    raise ValueError("no sound in these samples")
+
+
 async def next_message(ws: ClientConnection, type_: str, *, timeout: float = 15) -> dict[str, Any]:
     async with asyncio.timeout(timeout):
         while True:

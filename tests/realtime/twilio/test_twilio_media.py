@@ -92,7 +92,6 @@ async def test_inbound_call_greets_hears_a_booking_and_hangs_up(
     assert any(t["role"] == "agent" and t["seq"] > user[0]["seq"] for t in turns)
 
 
-@pytest.mark.xfail(reason=HOLD_THEN_DECIDE, strict=False)
 @pytest.mark.speech
 async def test_barge_in_clears_twilio_and_keeps_only_confirmed_sentences(
     live: LiveServer, fake_twilio: FakeTwilio, tmp_path: Path
