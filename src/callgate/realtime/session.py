@@ -450,6 +450,7 @@ class CallSession:
             "role": record.role,
             "text": record.text,
             "interrupted": record.interrupted,
+            "barge_ins": [b.as_dict() for b in record.barge_ins] or None,
             "started_at": record.started_at,
             "ended_at": record.ended_at,
             **{

@@ -189,6 +189,8 @@ class TranscriptTurn(Base):
     total_ms: Mapped[int | None] = mapped_column(Integer)
     tool: Mapped[dict[str, Any] | None]
     """Role ``tool`` only: ``{tool_call_id, name, kind, arguments, result, error, latency_ms}``."""
+    barge_ins: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, nullable=True)
+    """Role ``agent`` only, when the caller's sound held it: ``[{outcome, reason, held_ms, words}]``."""
 
     __table_args__ = (UniqueConstraint("call_id", "seq"),)
 

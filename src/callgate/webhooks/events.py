@@ -139,4 +139,5 @@ def turn_data(turn: TranscriptTurn) -> dict[str, Any]:
         "tts_first_audio_ms": turn.tts_first_audio_ms,
         "total_ms": turn.total_ms,
         "tool": turn.tool,
+        "barge_ins": turn.barge_ins or [],
     }

@@ -119,3 +119,7 @@ async def test_barge_in_stops_the_agent_at_once(live: LiveServer, tmp_path: Path
     body = await wait_settled(live, auth, str(call["id"]))
     greeting = body["transcript"][0]  # type: ignore[index]
     assert greeting["role"] == "agent" and greeting["interrupted"] is True
+    # Why the agent stopped is kept on its turn: held, then interrupted by words or by long speech.
+    (barge_in,) = [b for b in greeting["barge_ins"] if b["outcome"] == "interrupted"]
+    assert barge_in["reason"] in {"words", "long_speech"}
+    assert 0 < barge_in["held_ms"] < 3000

@@ -110,6 +110,16 @@ class ToolCallPublic(Public):
     latency_ms: int
 
 
+class BargeInPublic(Public):
+    outcome: str = Field(description="`resumed` (the agent went on where it stopped) or `interrupted`.")
+    reason: str = Field(
+        description="resumed: `noise`, `no_words`, `backchannel`; interrupted: `long_speech`, `words`, "
+        "`text` (a typed message), `turn` (a finished caller turn)."
+    )
+    held_ms: float | None = Field(description="How long the agent's audio was held before the decision.")
+    words: str = Field(description="What the caller said over the agent, when STT heard words.")
+
+
 class TurnPublic(Public):
     seq: int
     role: str = Field(description="user, agent or tool.")
@@ -125,6 +135,15 @@ class TurnPublic(Public):
     tool: ToolCallPublic | None = Field(
         default=None, description="Role `tool`: the call, its arguments and its result or error."
     )
+    barge_ins: list[BargeInPublic] = Field(
+        default_factory=list,
+        description="Role `agent`: each time the caller's sound held the agent, and what was decided.",
+    )
+
+    @field_validator("barge_ins", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return [] if value is None else value
 
 
 class LatencySummary(Public):
