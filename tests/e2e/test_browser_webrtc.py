@@ -1,10 +1,10 @@
 """End to end over WebRTC in real headless Chromium: callgate's SDK (``transport: "webrtc"``) against a
 real callgate server, Opus both ways, RTVI on the data channel.
 
-Each ``test_*`` runs its ``case_*`` in a child pytest inside a fresh network namespace that has only
+The ``case_*`` functions run in one child pytest inside a fresh network namespace that has only
 loopback (``unshare -n``, as root; without root the child runs on the host network), so ICE sees
-127.0.0.1 alone. In the child, aioice is told to gather 127.0.0.1 (it skips loopback by default) and
-Chromium runs with ``--allow-loopback-in-peer-connection``.
+127.0.0.1 alone; each ``test_*`` reports its case. In the child, aioice is told to gather 127.0.0.1 (it
+skips loopback by default) and Chromium runs with ``--allow-loopback-in-peer-connection``.
 
 The agent's audio is measured twice in the page: by the SDK's ``stats`` and by an independent
 AnalyserNode on the received stream (an ``<audio>`` element's ``inbound-rtp.audioLevel`` stays 0 while
@@ -25,6 +25,7 @@ import sys
 import wave
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -92,18 +93,26 @@ def _namespace_prefix() -> list[str]:
     return []  # not root: the child runs on the host network (still loopback-only ICE on the server)
 
 
-def run_case(name: str) -> None:
+CASES = ("case_voice_call", "case_barge_in", "case_demo_page")
+
+
+@pytest.fixture(scope="module")
+def namespace_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str | None]:
+    """Run every ``case_*`` in one child pytest in the namespace (one interpreter, one model warm-up);
+    answer each case's failure text, or None when it passed."""
+    report = tmp_path_factory.mktemp("webrtc") / "cases.xml"
     cmd = [
         *_namespace_prefix(),
         sys.executable,
         "-m",
         "pytest",
-        f"{Path(__file__).relative_to(REPO_ROOT)}::{name}",
+        *(f"{Path(__file__).relative_to(REPO_ROOT)}::{name}" for name in CASES),
         "-o",
         "python_functions=case_*",
         "-p",
         "no:cacheprovider",
         "-q",
+        f"--junitxml={report}",
     ]
     child = subprocess.Popen(
         cmd,
@@ -115,24 +124,37 @@ def run_case(name: str) -> None:
         start_new_session=True,  # one process group: the browser goes with it on a timeout
     )
     try:
-        output, _ = child.communicate(timeout=CHILD_TIMEOUT_S)
+        output, _ = child.communicate(timeout=CHILD_TIMEOUT_S * len(CASES))
     except subprocess.TimeoutExpired:
         os.killpg(child.pid, signal.SIGKILL)
         output, _ = child.communicate()
-        pytest.fail(f"{name} timed out after {CHILD_TIMEOUT_S} s:\n{output[-8000:]}")
-    assert child.returncode == 0, f"{name} failed in the network namespace:\n{output[-8000:]}"
+        pytest.fail(f"the WebRTC cases timed out:\n{output[-8000:]}")
+    assert report.exists(), f"the child pytest did not run:\n{output[-8000:]}"
+    results: dict[str, str | None] = {}
+    for case in ElementTree.parse(report).getroot().iter("testcase"):
+        problems = [e for e in case if e.tag in ("failure", "error", "skipped")]
+        text = "\n".join(f"{p.get('message') or ''}\n{p.text or ''}" for p in problems)
+        results[case.get("name", "")] = text if problems else None
+    missing = set(CASES) - set(results)
+    assert not missing, f"cases that did not run: {missing}\n{output[-8000:]}"
+    return results
 
 
-def test_voice_call_over_webrtc() -> None:
-    run_case("case_voice_call")
+def run_case(results: dict[str, str | None], name: str) -> None:
+    failure = results[name]
+    assert failure is None, f"{name} failed in the network namespace:\n{failure[-8000:]}"
 
 
-def test_barge_in_over_webrtc() -> None:
-    run_case("case_barge_in")
+def test_voice_call_over_webrtc(namespace_run: dict[str, str | None]) -> None:
+    run_case(namespace_run, "case_voice_call")
 
 
-def test_demo_page_over_webrtc() -> None:
-    run_case("case_demo_page")
+def test_barge_in_over_webrtc(namespace_run: dict[str, str | None]) -> None:
+    run_case(namespace_run, "case_barge_in")
+
+
+def test_demo_page_over_webrtc(namespace_run: dict[str, str | None]) -> None:
+    run_case(namespace_run, "case_demo_page")
 
 
 # ---- the child side: server and browser inside the namespace ------------------------------------
