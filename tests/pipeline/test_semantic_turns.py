@@ -26,16 +26,35 @@ async def test_the_model_ends_a_finished_turn_at_the_first_pause() -> None:
     clock = VirtualClock()
     model = FakeEndOfTurn(clock, [0.9], delay=0.04)
     async with PipelineHarness(
-        clock=clock, transcripts=["I need an"], replies=["Sure."], options=SEMANTIC, stt_delay=0.1,
-        end_of_turn=model,
+        clock=clock, transcripts=["I need an appointment"], replies=["Sure."], options=SEMANTIC,
+        stt_delay=0.1, end_of_turn=model,
     ) as h:  # fmt: skip
         await h.speak(1000)
         await h.silence(2000)
-        assert h.agent.respond_calls == ["I need an"]  # the model, not the words, decided
+        assert h.agent.respond_calls == ["I need an appointment"]  # the model, not punctuation, decided
         assert len(model.requests) == 1
         assert len(model.requests[0]) == (1000 + 160) * 32  # the speech and the pause so far (whole frames)
-        # 150 ms of pause, 40 ms of model: decided at the next frame.
-        assert first_answer_latency(h).endpointing_ms == pytest.approx(200, abs=1)
+        # 150 ms of pause, then the words of the same pause (100 ms of STT, the model took 40): decided
+        # at the next frame. The words are the final transcript, so the answer waits for nothing more.
+        assert first_answer_latency(h).endpointing_ms == pytest.approx(260, abs=1)
+
+
+@pytest.mark.parametrize("words", ["I'd like to book for", "My account number is", "So I was wondering um..."])
+async def test_words_that_trail_off_overrule_a_finished_verdict(words: str) -> None:
+    """Synthetic or flat speech can sound finished mid-sentence; the words at the pause can tell."""
+    clock = VirtualClock()
+    model = FakeEndOfTurn(clock, default=0.9, delay=0.04)
+    async with PipelineHarness(
+        clock=clock, transcripts=[words, f"{words} next Tuesday."], replies=["Sure."], options=SEMANTIC,
+        stt_delay=0.1, end_of_turn=model,
+    ) as h:  # fmt: skip
+        await h.speak(800)
+        await h.silence(700)  # past the early end and past end_of_turn_silence_ms: mid-thought
+        assert h.agent.respond_calls == []
+        await h.speak(600)
+        await h.silence(2000)
+        assert h.agent.respond_calls == [f"{words} next Tuesday."]  # finished: the model's verdict stands
+        assert first_answer_latency(h).endpointing_ms == pytest.approx(260, abs=1)
 
 
 async def test_a_caller_mid_thought_may_pause_up_to_the_cap() -> None:

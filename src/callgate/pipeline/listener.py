@@ -33,7 +33,7 @@ from callgate.pipeline.turns import (
     SpeechState,
     TurnDetector,
 )
-from callgate.pipeline.utterance import Utterance, sounds_finished
+from callgate.pipeline.utterance import Utterance, sounds_finished, trails_off
 
 logger = logging.getLogger(__name__)
 
@@ -254,6 +254,17 @@ class Listener:
             self._verdict = None  # no verdict: the silence decides
             return False
         if task.result() >= self._opts.semantic_threshold:
+            # The model hears a finished turn. A batch STT is transcribing the same pause: its words can
+            # still veto a cut-in ("I'd like to book for"). Waiting for them costs no answer time, since
+            # the agent needs those words anyway (they become the final transcript if silence follows).
+            if utterance.speculating:
+                words = utterance.speculated_text()
+                if words is None:
+                    return False
+                if trails_off(words):
+                    self._verdict = None  # judged: mid-thought; speech resumed asks the model again
+                    self.detector.wait_longer(self._opts.max_wait_ms)
+                    return False
             return True
         self.detector.wait_longer(self._opts.max_wait_ms)
         return False

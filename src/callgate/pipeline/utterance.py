@@ -48,6 +48,20 @@ def sounds_finished(text: str) -> bool:
     return stripped[-1] != "." or words[-1] not in _TRAILING
 
 
+def trails_off(text: str) -> bool:
+    """True if ``text`` stops where a sentence goes on: its last word is one a speaker pauses on
+    mid-sentence ("I'd like to book for", "my number is", "um"), or it ends with ``...``. A question or an
+    exclamation never trails off."""
+    stripped = text.strip().rstrip("\"')")
+    if not stripped or stripped[-1] in "?!":
+        return False
+    if stripped.endswith(("...", "…")):
+        return True
+    words = ["".join(c for c in w.lower() if c.isalpha()) for w in stripped.split()]
+    words = [w for w in words if w]
+    return bool(words) and words[-1] in _TRAILING
+
+
 class Utterance:
     def __init__(
         self,
@@ -112,6 +126,21 @@ class Utterance:
         task, self._speculation = self._speculation, None
         if task is not None:
             task.cancel()
+
+    @property
+    def speculating(self) -> bool:
+        """A speculative transcript is on its way, or ready (not failed)."""
+        task = self._speculation
+        if task is None or task.cancelled():
+            return False
+        return not task.done() or task.exception() is None
+
+    def speculated_text(self) -> str | None:
+        """The speculative transcript's words once ready; None while the engine is at it (or it failed)."""
+        task = self._speculation
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        return task.result().text
 
     @property
     def finished_early(self) -> bool:
