@@ -6,13 +6,15 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from callgate.api.dashboard import actions, pages, signin
-from callgate.api.dashboard.session import SignInRequired, login_path
+from callgate.api import problems
+from callgate.api.dashboard import actions, errors, pages, signin, telephony
+from callgate.api.dashboard.session import PREFIX, SignInRequired, login_path
 
 
 def install(app: FastAPI) -> None:
-    for module in (signin, pages, actions):
+    for module in (signin, pages, actions, telephony, errors):  # errors' catch-all last
         app.include_router(module.router)
+    problems.register_renderer(PREFIX, errors.error_page)
 
     async def on_sign_in_required(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SignInRequired)
