@@ -89,13 +89,14 @@ async def _agent_fields(
             errors["prompt"] = "a prompt agent needs a prompt"
     if errors:
         return None, errors
+    if "tools" in body:  # first on their own: the checks across tools then land at the field too
+        try:
+            check_tools(_TOOLS.validate_python(body["tools"]))
+        except ValidationError as exc:
+            return None, field_errors(exc, AGENT_FIELDS, tags=TOOL_TYPES, at=("tools",))
+        except ValueError as exc:
+            return None, {"tools": str(exc)}
     try:
-        if "tools" in body:  # first on their own: the checks across tools then land at the field too
-            tools = _TOOLS.validate_python(body["tools"])
-            try:
-                check_tools(tools)
-            except ValueError as exc:
-                return None, {"tools": str(exc)}
         parsed = AgentCreate.model_validate(body)
         fields = parsed.model_dump(mode="json") | {
             "turn_detection": parsed.turn_detection.stored(),

@@ -38,12 +38,17 @@ def _where(parts: list[str | int]) -> str:
 
 
 def field_errors(
-    exc: ValidationError | ValidationFailed, known: Collection[str], *, tags: Collection[str] = ()
+    exc: ValidationError | ValidationFailed,
+    known: Collection[str],
+    *,
+    tags: Collection[str] = (),
+    at: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """The first error for each form field of ``known`` that ``exc`` locates (``outbound.host`` is
     the field ``outbound_host``); what falls under no field goes under :data:`FORM`. ``tags`` are the
     values of discriminators (a tool's ``type``, a carrier's ``kind``) that pydantic puts in a location
-    and a person would not recognise there."""
+    and a person would not recognise there. ``at`` is where the validated value sits in the form
+    (a part validated on its own)."""
     if isinstance(exc, ValidationError):
         found = [(e["loc"], str(e["msg"]).removeprefix("Value error, ")) for e in exc.errors()]
     else:
@@ -53,7 +58,7 @@ def field_errors(
         ]
     errors: dict[str, str] = {}
     for location, message in found:
-        parts = [p for p in _parts(location) if p not in tags]
+        parts = [p for p in [*at, *_parts(location)] if p not in tags]
         field, where = _field(parts, known)
         errors.setdefault(field, f"{where}: {message}" if where else message)
     return errors

@@ -235,7 +235,7 @@ async def carrier_create(request: Request, viewer: Admin, runtime: RuntimeDep) -
         )
     except (ValidationError, ValidationFailed) as exc:
         errors = field_errors(exc, CARRIER_FIELDS, tags=KINDS)
-        return _carrier_page(request, viewer, None, values, errors, status.HTTP_422_UNPROCESSABLE_ENTITY)
+        return _carrier_page(request, viewer, None, values, errors, 422)
     return back(f"/carriers/{carrier.id}?saved=1")
 
 
@@ -255,7 +255,7 @@ async def carrier_update(carrier_id: str, request: Request, viewer: Admin, runti
         )
     except (ValidationError, ValidationFailed) as exc:
         errors = field_errors(exc, CARRIER_FIELDS, tags=KINDS)
-        return _carrier_page(request, viewer, carrier, values, errors, status.HTTP_422_UNPROCESSABLE_ENTITY)
+        return _carrier_page(request, viewer, carrier, values, errors, 422)
     return back(f"/carriers/{carrier_id}?saved=1")
 
 
