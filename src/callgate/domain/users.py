@@ -206,9 +206,7 @@ async def signed_in(
 
 async def touch_session(session: AsyncSession, *, session_id: str, now: datetime) -> None:
     """The session was used at ``now`` (its idle time starts again)."""
-    await session.execute(
-        update(UserSession).where(UserSession.id == session_id).values(last_seen_at=now)
-    )
+    await session.execute(update(UserSession).where(UserSession.id == session_id).values(last_seen_at=now))
 
 
 async def end_session(session: AsyncSession, *, session_id: str) -> None:
