@@ -7,13 +7,13 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
 from callgate.api.agents import check_webhook_url
 from callgate.api.dashboard.forms import field_errors
 from callgate.api.dashboard.pages import agent_form_values
-from callgate.api.dashboard.session import PREFIX, checked_form, render, require
+from callgate.api.dashboard.session import PREFIX, back, checked_form, render, require
 from callgate.api.deps import RuntimeDep
 from callgate.api.issue import BaseURLs, issue_web_call
 from callgate.api.schemas.agents import AgentCreate
@@ -45,10 +45,6 @@ JSON_FIELDS = ("flow", "variables", "stt", "llm", "tts", "turn_detection", "tool
 AGENT_FIELDS = tuple(agent_form_values(None))
 TOOL_TYPES = ("http", "client", "end_call", "transfer_call", "send_dtmf", "wait")
 _TOOLS = TypeAdapter(list[AgentTool])
-
-
-def back(path: str) -> RedirectResponse:
-    return RedirectResponse(f"{PREFIX}{path}", status_code=status.HTTP_303_SEE_OTHER)
 
 
 # ---------------------------------------------------------------------------------------------- agents

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from callgate.api.deps import RuntimeDep
@@ -157,6 +157,11 @@ async def form_fields(request: Request) -> dict[str, str]:
     """A urlencoded form's fields (the dashboard posts no files; the last value of a name wins)."""
     body = (await request.body()).decode("utf-8", errors="replace")
     return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=200))
+
+
+def back(path: str) -> RedirectResponse:
+    """After a change: see the dashboard page at ``path`` (303, so a reload does not post again)."""
+    return RedirectResponse(f"{PREFIX}{path}", status_code=303)
 
 
 def login_path(next_path: str) -> str:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
 from callgate.api.carriers import body_fields
 from callgate.api.dashboard.forms import field_errors, secret
-from callgate.api.dashboard.session import PREFIX, Viewer, checked_form, render, require
+from callgate.api.dashboard.session import PREFIX, Viewer, back, checked_form, render, require
 from callgate.api.deps import RuntimeDep
 from callgate.api.schemas.carriers import CarrierCreate, CarrierUpdate
 from callgate.api.schemas.contacts import PhoneNumberCreate, PhoneNumberUpdate
@@ -37,10 +37,6 @@ CARRIER_FIELDS = (
 KINDS = ("sip", "twilio")
 _CREATE = TypeAdapter(CarrierCreate)
 _SEPARATORS = re.compile(r"[\s,]+")
-
-
-def back(path: str) -> RedirectResponse:
-    return RedirectResponse(f"{PREFIX}{path}", status_code=status.HTTP_303_SEE_OTHER)
 
 
 # ------------------------------------------------------------------------------------ phone numbers
@@ -234,8 +230,9 @@ async def carrier_create(request: Request, viewer: Admin, runtime: RuntimeDep) -
             lambda s: carriers.create_carrier(s, team_id=viewer.team_id, fields=fields, now=now)
         )
     except (ValidationError, ValidationFailed) as exc:
-        errors = field_errors(exc, CARRIER_FIELDS, tags=KINDS)
-        return _carrier_page(request, viewer, None, values, errors, 422)
+        return _carrier_page(
+            request, viewer, None, values, field_errors(exc, CARRIER_FIELDS, tags=KINDS), 422
+        )
     return back(f"/carriers/{carrier.id}?saved=1")
 
 
@@ -255,7 +252,7 @@ async def carrier_update(carrier_id: str, request: Request, viewer: Admin, runti
         )
     except (ValidationError, ValidationFailed) as exc:
         errors = field_errors(exc, CARRIER_FIELDS, tags=KINDS)
-        return _carrier_page(request, viewer, carrier, values, errors, 422)
+        return _carrier_page(request, viewer, carrier, values, errors, status_code=422)
     return back(f"/carriers/{carrier_id}?saved=1")
 
 
