@@ -281,6 +281,8 @@ async def test_errors_are_pages_in_the_dashboard_and_problems_in_the_api(world: 
             r = await admin.get(path, headers=HTML)
             assert r.status_code == 404 and is_dashboard_page(r), path
             assert "Not found" in r.text and 'aria-current="page"' not in r.text
+        r = await admin.get("/dashboard/", headers=HTML)
+        assert r.status_code == 307 and r.headers["location"] == "/dashboard"
         # The same from a script: problem+json; the REST API: always problem+json.
         r = await admin.get(f"/dashboard/calls/{foreign_call}")
         assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
@@ -352,6 +354,14 @@ async def test_sessions_end_after_idle_time_and_at_their_absolute_limit(
             await sign_in(c, "m@example.com")
             assert await at(24.01 + 7.99) == 200
             assert await at(24.01 + 7.99 + 8.01) == 401  # idle for just over 8 h
+            # A form posted after that: sign in, then back to the page the form was on.
+            r = await c.post(
+                "/dashboard/numbers",
+                data={"number": "+14155550123"},
+                headers={**HTML, "referer": "http://testserver/dashboard/numbers?saved=1"},
+            )
+            assert r.status_code == 303
+            assert r.headers["location"] == "/dashboard/login?next=%2Fdashboard%2Fnumbers%3Fsaved%3D1"
         # Both limits are settings.
         settings = make_settings(
             tmp_path, database_url, dashboard_session_idle_s=600, dashboard_session_max_s=3600

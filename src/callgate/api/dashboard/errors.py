@@ -7,7 +7,7 @@ Scripts (``fetch`` from the dashboard's own pages) keep ``application/problem+js
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 from callgate.api.dashboard.session import PREFIX, Viewer, render
 from callgate.api.problems import problem_response
@@ -64,5 +64,7 @@ def error_page(request: Request, error: CallgateError) -> Response:
 @router.get("/{rest:path}")
 async def no_such_page(rest: str, viewer: Viewer) -> Response:
     """A path the dashboard does not have: signed-in users get the 404 page (others sign in first,
-    so the dashboard's paths are not probed anonymously)."""
+    so the dashboard's paths are not probed anonymously); ``/dashboard/`` is the overview."""
+    if not rest:
+        return RedirectResponse(PREFIX, status_code=307)
     raise NotFound("there is no such page in the dashboard")
