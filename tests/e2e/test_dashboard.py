@@ -113,6 +113,7 @@ async def test_dashboard_pages_with_real_calls(live: LiveServer, receiver: Recei
             ".some(li => /open/i.test(li.textContent))",
             timeout=20000,
         )
+        await page.wait_for_selector("#try-latency tbody tr", timeout=20000)  # the answer's latency
         text_call = await page.evaluate("() => document.getElementById('try').dataset.callId")
         await check_page(page, "agent-try", shots)
         await page.click("#try-hangup")
