@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     a local fake."""
     twilio_ring_timeout_s: int = Field(default=30, ge=5, le=600)
     """How long an outbound Twilio call rings before it ends ``no_answer`` (Twilio's ``Timeout``)."""
+    dashboard_session_idle_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
+    """A dashboard sign-in unused this long ends: the next page asks for the password again."""
+    dashboard_session_max_s: int = Field(default=24 * 3600, ge=60, le=90 * 86400)
+    """A dashboard sign-in ends this long after it started, however active (the absolute limit)."""
     log_level: str = "INFO"
     log_json: bool = True
     speech_warmup: bool = True

@@ -3,24 +3,19 @@ flags, open redirects, sign-out everywhere, and role limits enforced on the serv
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from callgate.domain.users import Role
-from tests.support.dashboard import PASSWORD, form_token, make_user, page_csrf, sign_in
+from tests.support.dashboard import (
+    PASSWORD,
+    client_of,
+    form_token,
+    make_user,
+    page_csrf,
+    sign_in,
+    sqlite_database_url,  # noqa: F401  (the database_url fixture: SQLite only)
+)
 from tests.support.world import World
-
-
-@pytest.fixture
-def database_url(tmp_path, sqlite_template):  # type: ignore[no-untyped-def]
-    """SQLite only: sessions and roles are plain rows; the migrations test covers PostgreSQL."""
-    path = tmp_path / "callgate.db"
-    path.write_bytes(sqlite_template.read_bytes())
-    return f"sqlite+aiosqlite:///{path}"
-
-
-def client_of(world: World, base_url: str = "http://testserver") -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=world.client._transport, base_url=base_url)
 
 
 async def test_sign_in_rotates_the_session_and_sets_safe_cookies(world: World) -> None:

@@ -11,7 +11,9 @@ AnalyserNode on the received stream (an ``<audio>`` element's ``inbound-rtp.audi
 muted, so levels are read from the stream itself).
 
 ``case_demo_page`` drives the demo page at ``/`` as a person would (choose WebRTC, press Call, talk,
-press keys, hang up); the keys go out as Chromium's own RFC 4733 telephone-events.
+press keys, hang up); the keys go out as Chromium's own RFC 4733 telephone-events. In the same browser
+it then calls an agent over WebRTC from the dashboard's "Try it" panel (signed in as a member) and
+from the widget with ``data-transport="webrtc"`` on another origin.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from xml.etree import ElementTree
 
 import numpy as np
 import pytest
-from playwright.async_api import Page
+from playwright.async_api import Page, expect
 
+from callgate.auth.keys import KeyType
 from callgate.clock import utcnow
 from callgate.domain.bootstrap import bootstrap
+from callgate.domain.users import Role
 from tests.support.browser import (
     RAW_MICROPHONE,
     REPO_ROOT,
@@ -40,11 +44,14 @@ from tests.support.browser import (
     launch_chromium,
     make_speech_wav,
     new_page,
+    serve_static,
     wait_event,
 )
+from tests.support.dashboard import PASSWORD, make_user
 from tests.support.live import LiveServer, settled_call
 from tests.support.rtvi_client import nonsilent_seconds
 from tests.support.webrtc_client import loopback_ice
+from tests.support.world import Team
 
 pytestmark = [pytest.mark.e2e, pytest.mark.speech]
 
@@ -153,7 +160,7 @@ def test_barge_in_over_webrtc(namespace_run: dict[str, str | None]) -> None:
     run_case(namespace_run, "case_barge_in")
 
 
-def test_demo_page_over_webrtc(namespace_run: dict[str, str | None]) -> None:
+def test_demo_page_dashboard_and_widget_over_webrtc(namespace_run: dict[str, str | None]) -> None:
     run_case(namespace_run, "case_demo_page")
 
 
@@ -336,6 +343,12 @@ async def case_demo_page(child: LiveServer, tmp_path: Path) -> None:
         )
         assert await status.text_content() == "Call ended: caller_hangup (1000)."
         assert await page.get_by_label("Transport").is_enabled()
+
+        # The same browser, then: the dashboard's Try it and the widget, each over WebRTC.
+        team = await live.world.team("acme")
+        agent_id = await live.flow_agent(team)
+        tried = await try_it_over_webrtc(live, page, team, agent_id)
+        widget_call = await widget_over_webrtc(live, page, team, agent_id)
     assert stats["nonSilentSamplesReceived"] / 16000 >= 1.0, log  # the agent was heard...
     assert rtp["codec"].lower() == "audio/opus" and rtp["packets"] > 100  # ...over Opus
     assert said is not None and keyed["role"] == "user"
@@ -346,6 +359,105 @@ async def case_demo_page(child: LiveServer, tmp_path: Path) -> None:
     assert "appointment" in user[0].lower() and "DTMF 12#" in user
     errors = [line for line in log if line.startswith("pageerror")]
     assert not errors, errors
+    for call_id in (tried, widget_call):
+        body = await settled_call(live, team.auth(), call_id)
+        assert body["transport"] == "webrtc" and body["end_reason"] == "caller_hangup", body
+        user = [t["text"] for t in body["transcript"] if t["role"] == "user"]
+        assert user and "opening hours" in user[0].lower(), body["transcript"]
+
+
+async def rtp_in(page: Page, call: str) -> dict[str, Any]:
+    """What the browser's peer connection received: packets and codec of the agent's audio."""
+    found: dict[str, Any] = await page.evaluate(
+        f"""async () => {{
+             const report = await {call}.getStats();
+             const inbound = [...report.values()].find((s) => s.type === 'inbound-rtp');
+             const codec = inbound && report.get(inbound.codecId);
+             return {{packets: inbound?.packetsReceived ?? 0, codec: codec?.mimeType ?? ''}};
+           }}"""
+    )
+    return found
+
+
+async def try_it_over_webrtc(live: LiveServer, page: Page, team: Team, agent_id: str) -> str:
+    """A member signs in and calls the agent from its page, voice and text over WebRTC: the agent is
+    heard over Opus and a typed question is answered. The microphone is muted: the fake one's booking
+    was for the demo call."""
+    await make_user(live.runtime, team.id, "member@example.com", Role.MEMBER)
+    await page.goto(f"{live.url}/dashboard/agents/{agent_id}")
+    await page.fill("#email", "member@example.com")
+    await page.fill("#password", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"**/dashboard/agents/{agent_id}")
+    await page.select_option("#try-mode", "audio_text")
+    await page.select_option("#try-transport", "webrtc")
+    await page.click("#try-start")
+    await page.wait_for_function("() => window.dashboardCall?.state === 'connected'", timeout=15_000)
+    await page.evaluate("() => window.dashboardCall.mute()")
+    assert await page.evaluate("() => window.dashboardCall.transport") == "webrtc"
+    await page.wait_for_selector("#try-transcript .turn.agent", timeout=20_000)
+    await page.wait_for_function("() => !document.getElementById('try-input').disabled")
+    await page.fill("#try-input", "What are your opening hours?")
+    await page.click("#try-send")
+    await page.wait_for_function(
+        "() => [...document.querySelectorAll('#try-transcript .turn.agent')]"
+        ".some(li => /open/i.test(li.textContent))",
+        timeout=20_000,
+    )
+    await page.wait_for_function(
+        "() => window.dashboardCall.stats.nonSilentSamplesReceived >= 16000", timeout=10_000
+    )  # a second of the agent's voice (the answer's latency row: test_dashboard.py, over WebSocket)
+    rtp = await rtp_in(page, "window.dashboardCall")
+    call_id: str = await page.evaluate("() => document.getElementById('try').dataset.callId")
+    await page.click("#try-hangup")
+    await page.wait_for_function(
+        "() => document.getElementById('try-status').textContent.startsWith('Ended')", timeout=10_000
+    )
+    assert rtp["codec"].lower() == "audio/opus" and rtp["packets"] >= 50  # the second heard, at least
+    return call_id
+
+
+WIDGET_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><title>Acme Dental</title>
+<h1>Acme Dental</h1>
+<script src="{host}/widget.js" data-publishable-key="{key}" data-agent-id="{agent}"
+  data-transport="webrtc" data-mode="audio_text" async></script>
+"""
+
+
+async def widget_over_webrtc(live: LiveServer, page: Page, team: Team, agent_id: str) -> str:
+    """The widget with ``data-transport="webrtc"`` on another origin under a CSP that allows only
+    callgate: a second of the agent's voice over Opus, a typed question answered, hung up by the
+    keyboard while the answer plays."""
+    ws = live.url.replace("http://", "ws://")
+    policy = (
+        f"default-src 'none'; script-src {live.url}; style-src {live.url}; "
+        f"connect-src {live.url} {ws}; media-src {live.url}"
+    )
+    pages = {"/": ""}
+    with serve_static(mounts={}, pages=pages, headers={"Content-Security-Policy": policy}) as origin:
+        key = await team.key(KeyType.PUBLISHABLE, allowed_origins=[origin])
+        pages["/"] = WIDGET_PAGE.format(host=live.url, key=key, agent=agent_id)
+        await page.goto(f"{origin}/")
+        call = "document.querySelector('[data-callgate-widget]').call"
+        await page.get_by_role("button", name="Talk to us").click()
+        hangup = page.get_by_role("button", name="Hang up")
+        await expect(hangup).to_be_focused(timeout=20_000)
+        await page.get_by_role("button", name="Mute").click()
+        assert await page.evaluate(f"() => {call}.transport") == "webrtc"
+        transcript = page.get_by_role("log", name="Transcript")
+        await expect(transcript.locator(".turn.agent").first).to_be_visible(timeout=20_000)
+        box = page.get_by_role("textbox", name="Type a message")
+        await box.fill("What are your opening hours?")
+        await box.press("Enter")
+        await expect(transcript.locator(".turn.agent", has_text="open").first).to_be_visible(timeout=20_000)
+        await page.wait_for_function(f"() => {call}.stats.nonSilentSamplesReceived >= 16000", timeout=10_000)
+        rtp = await rtp_in(page, call)
+        call_id: str = await page.evaluate(f"() => {call}.id")
+        await hangup.focus()
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_role("status")).to_have_text("Call ended.", timeout=15_000)
+    assert rtp["codec"].lower() == "audio/opus" and rtp["packets"] >= 50  # the second heard, at least
+    return call_id
 
 
 async def _wait_turn(live: LiveServer, auth: dict[str, str], call_id: str, text: str) -> dict[str, Any]:

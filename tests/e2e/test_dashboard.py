@@ -1,7 +1,8 @@
 """The dashboard end to end in real headless Chromium against a real server, with data made by real
 calls: a text call from the agent page's "Try it", a voice call through the SDK (for the recording and
 the latency chart), and hostile names, transcripts and metadata that must come out escaped. Every page
-is checked with axe-core (no serious or critical violations) and screenshotted (paths printed)."""
+is checked with axe-core (no serious or critical violations) and screenshotted (paths printed), the
+carrier and phone-number forms and a 404 page included."""
 
 from __future__ import annotations
 
@@ -112,6 +113,7 @@ async def test_dashboard_pages_with_real_calls(live: LiveServer, receiver: Recei
             ".some(li => /open/i.test(li.textContent))",
             timeout=20000,
         )
+        await page.wait_for_selector("#try-latency tbody tr", timeout=20000)  # the answer's latency
         text_call = await page.evaluate("() => document.getElementById('try').dataset.callId")
         await check_page(page, "agent-try", shots)
         await page.click("#try-hangup")
@@ -151,6 +153,29 @@ async def test_dashboard_pages_with_real_calls(live: LiveServer, receiver: Recei
         await page.wait_for_selector("#replayed")
         assert not (await page.locator("#replayed").inner_text()).startswith("0 ")
 
+        # A carrier and a phone number, made with their forms; the stored password shows as ********.
+        await page.goto(live.url + "/dashboard/carriers/new")
+        await check_page(page, "carrier-new", shots)
+        await page.fill("#f-name", "Trunk " + HOSTILE)
+        await page.fill("#f-outbound_host", "sip.example.com")
+        await page.fill("#f-outbound_password", "out-secret-1")
+        await page.click("form button.primary")
+        await page.wait_for_url("**/dashboard/carriers/*?saved=1")
+        assert await page.input_value("#f-outbound_password") == "********"
+        assert "out-secret-1" not in await page.content()
+        await check_page(page, "carrier", shots)
+        await page.goto(live.url + "/dashboard/numbers")
+        await page.fill("#f-number", "+14155550123")
+        await page.select_option("#f-agent_id", agent_id)
+        await page.select_option("#f-carrier_id", label="Trunk " + HOSTILE)
+        await page.click("form[action$='/numbers'] button.primary")
+        await page.wait_for_url("**/dashboard/numbers?saved=1")
+        assert await page.locator("#numbers tbody tr").count() == 1
+        # Another team's (or no) object: a 404 page in the dashboard's layout.
+        response = await page.goto(live.url + "/dashboard/calls/call_of_another_team")
+        assert response is not None and response.status == 404
+        await check_page(page, "not-found", shots)
+
         for name in ("", "/agents", "/live", "/numbers", "/webhooks", "/keys", "/users", "/agents/new"):
             await page.goto(f"{live.url}/dashboard{name}")
             await check_page(page, name.strip("/").replace("/", "-") or "overview", shots)
@@ -161,8 +186,14 @@ async def test_dashboard_pages_with_real_calls(live: LiveServer, receiver: Recei
         await page.goto(live.url + "/dashboard/agents/new")
         await page.fill("#f-name", "x")
         await page.fill("#f-variables", "{not json")
+        await page.fill("#f-tools", '[{"type": "http", "name": "x", "description": "d", "url": "nope"}]')
         await page.click("form button.primary")
         await page.wait_for_selector("#e-variables")
         assert await page.get_attribute("#f-variables", "aria-invalid") == "true"
+        await page.fill("#f-variables", "")
+        await page.fill("#f-prompt", "You answer questions.")
+        await page.click("form button.primary")
+        await page.wait_for_selector("#e-tools")
+        assert (await page.inner_text("#e-tools")).startswith("tools[0].url:")
         await check_page(page, "agent-errors", shots)
     assert not [line for line in log if "pageerror" in line], log

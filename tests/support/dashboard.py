@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
+import pytest
 
 from callgate.auth.passwords import hash_password
 from callgate.clock import utcnow
 from callgate.domain.users import Role, create_user
 from callgate.runtime import Runtime
+from tests.support.world import World
 
 PASSWORD = "correct horse battery"
+HTML = {"accept": "text/html"}
+"""What a browser sends when it opens a page or posts a form."""
+
+
+@pytest.fixture(name="database_url")
+def sqlite_database_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """SQLite only: sessions and roles are plain rows; the migrations test covers PostgreSQL.
+    (Import it into a test module to use it there.)"""
+    path = tmp_path / "callgate.db"
+    path.write_bytes(sqlite_template.read_bytes())
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def client_of(world: World, base_url: str = "http://testserver") -> httpx.AsyncClient:
+    """Another in-process client on the world's app, with its own cookies (one browser)."""
+    return httpx.AsyncClient(transport=world.client._transport, base_url=base_url)
 
 
 async def make_user(runtime: Runtime, team_id: str, email: str, role: Role, password: str = PASSWORD) -> str:

@@ -11,7 +11,7 @@ import httpx
 
 from callgate.app import create_app
 from callgate.auth.keys import KeyType
-from callgate.clock import utcnow
+from callgate.clock import Clock, utcnow
 from callgate.config import Settings
 from callgate.domain.agents import create_agent
 from callgate.domain.keys import create_key, get_or_create_team
@@ -94,9 +94,10 @@ class World:
 
 
 @asynccontextmanager
-async def open_world(settings: Settings) -> AsyncIterator[World]:
-    """The app on ``settings``, started, with an in-process client on it (what ``world`` yields)."""
-    runtime = Runtime(settings)
+async def open_world(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[World]:
+    """The app on ``settings``, started, with an in-process client on it (what ``world`` yields);
+    ``clock`` replaces the system clock (e.g. ``tests.support.live.MovableClock``)."""
+    runtime = Runtime(settings, clock=clock)
     app = create_app(runtime=runtime)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

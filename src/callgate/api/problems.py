@@ -38,8 +38,14 @@ def register_dialect(prefix: str, renderer: Renderer, *, error_schema: dict[str,
     """Errors on paths under ``prefix`` (e.g. ``/dialects/voxworks``) are rendered by ``renderer``
     in that vendor's error shape instead of problem+json; ``error_schema`` (JSON Schema) describes
     those bodies in the OpenAPI document. Each dialect registers once, at import."""
-    _DIALECT_RENDERERS[prefix.rstrip("/")] = renderer
+    register_renderer(prefix, renderer)
     _DIALECT_ERROR_SCHEMAS[prefix.rstrip("/")] = error_schema
+
+
+def register_renderer(prefix: str, renderer: Renderer) -> None:
+    """Errors on paths under ``prefix`` are rendered by ``renderer`` (e.g. the dashboard's HTML
+    pages), for routes that are not in the OpenAPI document."""
+    _DIALECT_RENDERERS[prefix.rstrip("/")] = renderer
 
 
 def _renderer_for(path: str) -> Renderer | None:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.auth.passwords import new_token, token_digest
@@ -19,8 +19,10 @@ from callgate.domain.ids import new_id
 from callgate.errors import Conflict, NotFound, ValidationFailed
 from callgate.store.models_users import User, UserInvite, UserSession
 
-SESSION_TTL = timedelta(hours=12)
 INVITE_TTL = timedelta(days=7)
+TOUCH_EVERY = timedelta(minutes=1)
+"""How stale a session's ``last_seen_at`` may get before a request writes it again: the idle limit is
+kept to within this, without a database write on every page."""
 
 
 class Role(StrEnum):
@@ -49,6 +51,7 @@ class SignedIn:
     email: str
     role: Role
     csrf_token: str
+    last_seen_at: datetime
 
 
 def normalize_email(email: str, *, field: str = "email") -> str:
@@ -134,9 +137,25 @@ async def delete_user(session: AsyncSession, *, team_id: str, user_id: str) -> N
 # ------------------------------------------------------------------------------------------ sessions
 
 
-async def start_session(session: AsyncSession, *, user: User, now: datetime) -> tuple[str, SignedIn]:
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """How long a sign-in lasts: ``idle`` without a request, ``absolute`` at most from sign-in."""
+
+    idle: timedelta
+    absolute: timedelta
+
+
+async def start_session(
+    session: AsyncSession, *, user: User, now: datetime, limits: SessionLimits
+) -> tuple[str, SignedIn]:
     """A new session for ``user`` (a fresh id at every sign-in: no session fixation). Returns the
-    cookie's token and who it signs in."""
+    cookie's token and who it signs in. The user's sessions that have run out are removed."""
+    await session.execute(
+        delete(UserSession).where(
+            UserSession.user_id == user.id,
+            (UserSession.expires_at <= now) | (UserSession.last_seen_at <= now - limits.idle),
+        )
+    )
     token = new_token()
     row = UserSession(
         id=token_digest(token),
@@ -144,7 +163,7 @@ async def start_session(session: AsyncSession, *, user: User, now: datetime) -> 
         csrf_token=new_token(),
         created_at=now,
         last_seen_at=now,
-        expires_at=now + SESSION_TTL,
+        expires_at=now + limits.absolute,
     )
     user.last_login_at = now
     session.add(row)
@@ -160,21 +179,34 @@ def _signed_in(row: UserSession, user: User) -> SignedIn:
         email=user.email,
         role=Role(user.role),
         csrf_token=row.csrf_token,
+        last_seen_at=row.last_seen_at,
     )
 
 
-async def signed_in(session: AsyncSession, *, token: str, now: datetime) -> SignedIn | None:
-    """Who the session token belongs to, or None (unknown, expired, or signed out)."""
+async def signed_in(
+    session: AsyncSession, *, token: str, now: datetime, limits: SessionLimits
+) -> SignedIn | None:
+    """Who the session token belongs to, or None (unknown, signed out, past its absolute limit, or
+    idle longer than ``limits.idle``)."""
     stmt = (
         select(UserSession, User)
         .join(User, User.id == UserSession.user_id)
-        .where(UserSession.id == token_digest(token), UserSession.expires_at > now)
+        .where(
+            UserSession.id == token_digest(token),
+            UserSession.expires_at > now,
+            UserSession.last_seen_at > now - limits.idle,
+        )
     )
     found = (await session.execute(stmt)).one_or_none()
     if found is None:
         return None
     row, user = found
     return _signed_in(row, user)
+
+
+async def touch_session(session: AsyncSession, *, session_id: str, now: datetime) -> None:
+    """The session was used at ``now`` (its idle time starts again)."""
+    await session.execute(update(UserSession).where(UserSession.id == session_id).values(last_seen_at=now))
 
 
 async def end_session(session: AsyncSession, *, session_id: str) -> None:

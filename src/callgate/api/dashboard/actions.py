@@ -7,16 +7,19 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, status
-from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
+from fastapi.responses import HTMLResponse, Response
+from pydantic import TypeAdapter, ValidationError
 
+from callgate.api.agents import check_webhook_url
+from callgate.api.dashboard.forms import field_errors
 from callgate.api.dashboard.pages import agent_form_values
-from callgate.api.dashboard.session import PREFIX, checked_form, render, require
+from callgate.api.dashboard.session import PREFIX, back, checked_form, render, require
 from callgate.api.deps import RuntimeDep
 from callgate.api.issue import BaseURLs, issue_web_call
 from callgate.api.schemas.agents import AgentCreate
 from callgate.api.schemas.calls import Mode, Transport, WebCallPublic
 from callgate.api.schemas.common import Strict
+from callgate.api.schemas.tools import AgentTool, check_tools
 from callgate.api.schemas.webhooks import WebhookEndpointCreate
 from callgate.api.webhooks import checked_url
 from callgate.auth.keys import KeyType
@@ -24,10 +27,13 @@ from callgate.domain import agents, calls, keys, reports, users
 from callgate.domain.keys import Principal
 from callgate.domain.users import Role, SignedIn
 from callgate.errors import CallgateError, ValidationFailed
+from callgate.runtime import Runtime
 from callgate.webhooks import endpoints, outbox
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
+
+    from callgate.store.models import Agent
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -35,29 +41,32 @@ Member = Annotated[SignedIn, require(Role.MEMBER)]
 Admin = Annotated[SignedIn, require(Role.ADMIN)]
 Owner = Annotated[SignedIn, require(Role.OWNER)]
 
-JSON_FIELDS = ("flow", "variables", "stt", "llm", "tts", "turn_detection")
-
-
-def back(path: str) -> RedirectResponse:
-    return RedirectResponse(f"{PREFIX}{path}", status_code=status.HTTP_303_SEE_OTHER)
+JSON_FIELDS = ("flow", "variables", "stt", "llm", "tts", "turn_detection", "tools")
+AGENT_FIELDS = tuple(agent_form_values(None))
+TOOL_TYPES = ("http", "client", "end_call", "transfer_call", "send_dtmf", "wait")
+_TOOLS = TypeAdapter(list[AgentTool])
 
 
 # ---------------------------------------------------------------------------------------------- agents
 
 
-def _agent_fields(form: dict[str, str]) -> tuple[dict[str, Any] | None, dict[str, str]]:
-    """The agent the form describes, validated as the REST API validates it; or the errors by field."""
+async def _agent_fields(
+    runtime: Runtime, form: dict[str, str]
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The agent the form describes, validated as ``POST /v1/agents`` validates it (the same schema,
+    tool checks and webhook URL guard); or the errors by form field."""
     errors: dict[str, str] = {}
     body: dict[str, Any] = {
         "name": form.get("name", ""),
         "initial_message": form.get("initial_message") or None,
         "voice": form.get("voice") or None,
+        "language": form.get("language") or None,
         "webhook_url": form.get("webhook_url") or None,
     }
     for name in ("max_duration_s", "silence_timeout_s"):
-        body[name] = form.get(name) or None
-        if body[name] is None:
-            body.pop(name)
+        text = form.get(name, "").strip()
+        if text:
+            body[name] = int(text) if text.isdigit() else text  # a strict int field: "12" is not one
     for name in JSON_FIELDS:
         text = form.get(name, "").strip()
         if not text:
@@ -67,7 +76,6 @@ def _agent_fields(form: dict[str, str]) -> tuple[dict[str, Any] | None, dict[str
         except json.JSONDecodeError as exc:
             errors[name] = f"not valid JSON: {exc.msg} (line {exc.lineno})"
     if form.get("kind") == "flow":
-        body.pop("prompt", None)
         if "flow" not in body and "flow" not in errors:
             errors["flow"] = "a flow agent needs a flow (JSON)"
     else:
@@ -77,36 +85,47 @@ def _agent_fields(form: dict[str, str]) -> tuple[dict[str, Any] | None, dict[str
             errors["prompt"] = "a prompt agent needs a prompt"
     if errors:
         return None, errors
+    if "tools" in body:  # first on their own: the checks across tools then land at the field too
+        try:
+            check_tools(_TOOLS.validate_python(body["tools"]))
+        except ValidationError as exc:
+            return None, field_errors(exc, AGENT_FIELDS, tags=TOOL_TYPES, at=("tools",))
+        except ValueError as exc:
+            return None, {"tools": str(exc)}
     try:
         parsed = AgentCreate.model_validate(body)
-    except ValidationError as exc:
-        for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "prompt"
-            errors.setdefault(field, error["msg"].removeprefix("Value error, "))
-        return None, errors
-    except ValidationFailed as exc:
-        failures: list[dict[str, Any]] = exc.errors or [{"field": "flow", "message": exc.detail}]
-        for failure in failures:
-            where = str(failure.get("field") or ".".join(map(str, failure.get("loc", ["flow"]))))
-            field = next((f for f in (*JSON_FIELDS, "prompt", "name") if f in where.split(".")), "flow")
-            errors.setdefault(field, str(failure.get("message") or failure.get("msg") or exc.detail))
-        return None, errors
-    return parsed.model_dump(mode="json") | {"turn_detection": parsed.turn_detection.stored()}, {}
+        fields = parsed.model_dump(mode="json") | {
+            "turn_detection": parsed.turn_detection.stored(),
+            "tools": parsed.stored_tools(),
+        }
+        await check_webhook_url(runtime, fields)
+    except (ValidationError, ValidationFailed) as exc:
+        return None, field_errors(exc, AGENT_FIELDS, tags=TOOL_TYPES)
+    return fields, {}
+
+
+def _agent_form_again(
+    request: Request, viewer: SignedIn, agent: Agent | None, form: dict[str, str], errors: dict[str, str]
+) -> HTMLResponse:
+    """The agent form as posted, with the errors at their fields (422)."""
+    values = agent_form_values(agent) | {k: form.get(k, "") for k in AGENT_FIELDS}
+    return render(request, "agent.html", viewer=viewer, agent=agent, values=values, errors=errors, status=422)
 
 
 @router.post("/agents")
 async def agent_create(request: Request, viewer: Admin, runtime: RuntimeDep) -> Response:
     form = await checked_form(request, viewer)
-    fields, errors = _agent_fields(form)
+    fields, errors = await _agent_fields(runtime, form)
     if fields is None:
-        values = agent_form_values(None) | {k: form.get(k, "") for k in agent_form_values(None)}
-        return render(
-            request, "agent.html", viewer=viewer, agent=None, values=values, errors=errors, status=422
-        )
+        return _agent_form_again(request, viewer, None, form, errors)
     now = runtime.clock.now()
-    agent = await runtime.db.write(
-        lambda s: agents.create_agent(s, team_id=viewer.team_id, fields=fields, now=now)
-    )
+    try:
+        agent = await runtime.db.write(
+            lambda s: agents.create_agent(s, team_id=viewer.team_id, fields=fields, now=now)
+        )
+    except ValidationFailed as exc:  # e.g. a tool header given as ******** on a new agent
+        errors = field_errors(exc, AGENT_FIELDS, tags=TOOL_TYPES)
+        return _agent_form_again(request, viewer, None, form, errors)
     return back(f"/agents/{agent.id}")
 
 
@@ -115,16 +134,19 @@ async def agent_update(agent_id: str, request: Request, viewer: Admin, runtime: 
     form = await checked_form(request, viewer)
     async with runtime.db.read() as s:
         agent = await agents.get_agent(s, team_id=viewer.team_id, agent_id=agent_id)
-    fields, errors = _agent_fields(form)
+    fields, errors = await _agent_fields(runtime, form)
     if fields is None:
-        values = agent_form_values(agent) | {k: form.get(k, "") for k in agent_form_values(None)}
-        return render(
-            request, "agent.html", viewer=viewer, agent=agent, values=values, errors=errors, status=422
-        )
+        return _agent_form_again(request, viewer, agent, form, errors)
     now = runtime.clock.now()
-    await runtime.db.write(
-        lambda s: agents.update_agent(s, team_id=viewer.team_id, agent_id=agent_id, changes=fields, now=now)
-    )
+    try:
+        await runtime.db.write(
+            lambda s: agents.update_agent(
+                s, team_id=viewer.team_id, agent_id=agent_id, changes=fields, now=now
+            )
+        )
+    except ValidationFailed as exc:  # e.g. a tool header kept as ******** that has no stored value
+        errors = field_errors(exc, AGENT_FIELDS, tags=TOOL_TYPES)
+        return _agent_form_again(request, viewer, agent, form, errors)
     return back(f"/agents/{agent_id}?saved=1")
 
 

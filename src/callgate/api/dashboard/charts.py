@@ -76,15 +76,20 @@ def calls_per_day(days: list[Day]) -> Chart:
 
 
 def latency_over_time(days: list[Day]) -> Chart:
+    """A p50 and a p95 line across the days, with a marker per day that has calls (its title gives
+    the day's figures)."""
     top = max([d.p95_ms or 0 for d in days] + [1])
     slot = (WIDTH - PAD) / len(days)
     labels = [(PAD + i * slot + slot / 2, d.day.strftime("%d")) for i, d in enumerate(days)]
-    lines = []
+    lines, marks = [], []
     for name, css in (("p50_ms", "l-p50"), ("p95_ms", "l-p95")):
-        points = [
-            f"{PAD + i * slot + slot / 2:.1f},{HEIGHT - PAD - _scale(v, top):.1f}"
-            for i, d in enumerate(days)
-            if (v := getattr(d, name)) is not None
-        ]
+        points = []
+        for i, d in enumerate(days):
+            if (v := getattr(d, name)) is None:
+                continue
+            x, y = PAD + i * slot + slot / 2, HEIGHT - PAD - _scale(v, top)
+            points.append(f"{x:.1f},{y:.1f}")
+            label = name.removesuffix("_ms")
+            marks.append(Rect(x - 3, y - 3, 6, 6, f"m-{css}", f"{d.day}: {label} {v} ms"))
         lines.append((css, " ".join(points), name.removesuffix("_ms")))
-    return Chart(rects=[], labels=labels, max_value=top, lines=lines)
+    return Chart(rects=marks, labels=labels, max_value=top, lines=lines)

@@ -13,9 +13,10 @@ from callgate.api.dashboard import charts
 from callgate.api.dashboard.session import PREFIX, Viewer, render
 from callgate.api.deps import RuntimeDep
 from callgate.api.recordings import recording_response
-from callgate.domain import agents, calls, carriers, phone_numbers, reports, users
+from callgate.domain import agents, calls, reports, users
 from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.domain.recording_store import ByteRange
+from callgate.domain.tools import public_tools
 from callgate.webhooks import deliveries, endpoints
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def agent_form_values(agent: Agent | None) -> dict[str, str]:
             "initial_message": "",
             "variables": "",
             "voice": "",
+            "language": "",
             "stt": "",
             "llm": "",
             "tts": "",
@@ -47,6 +49,7 @@ def agent_form_values(agent: Agent | None) -> dict[str, str]:
             "max_duration_s": "1800",
             "silence_timeout_s": "60",
             "webhook_url": "",
+            "tools": "",
         }
     return {
         "name": agent.name,
@@ -56,6 +59,7 @@ def agent_form_values(agent: Agent | None) -> dict[str, str]:
         "initial_message": agent.initial_message or "",
         "variables": js(agent.variables),
         "voice": agent.voice or "",
+        "language": agent.language or "",
         "stt": js(agent.stt),
         "llm": js(agent.llm),
         "tts": js(agent.tts),
@@ -63,6 +67,7 @@ def agent_form_values(agent: Agent | None) -> dict[str, str]:
         "max_duration_s": str(agent.max_duration_s),
         "silence_timeout_s": str(agent.silence_timeout_s),
         "webhook_url": agent.webhook_url or "",
+        "tools": js(public_tools(agent.tools)),  # header values as ********, never their value
     }
 
 
@@ -247,17 +252,6 @@ async def live_json(viewer: Viewer, runtime: RuntimeDep) -> JSONResponse:
             for c in live
         ],
         headers={"Cache-Control": "no-store"},
-    )
-
-
-@router.get("/numbers")
-async def numbers_page(request: Request, viewer: Viewer, runtime: RuntimeDep) -> HTMLResponse:
-    async with runtime.db.read() as s:
-        numbers = await phone_numbers.list_phone_numbers(s, team_id=viewer.team_id, limit=200, cursor=None)
-        trunks = await carriers.list_carriers(s, team_id=viewer.team_id, limit=200, cursor=None)
-        names = await reports.agent_names(s, team_id=viewer.team_id)
-    return render(
-        request, "numbers.html", viewer=viewer, numbers=numbers.items, carriers=trunks.items, names=names
     )
 
 

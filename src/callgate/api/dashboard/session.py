@@ -8,12 +8,13 @@ CSRF token, in a form field or an ``X-CSRF-Token`` header, compared in constant 
 from __future__ import annotations
 
 import hmac
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from callgate.api.deps import RuntimeDep
@@ -21,6 +22,7 @@ from callgate.config import Environment as Env
 from callgate.domain import users
 from callgate.domain.users import Role, SignedIn
 from callgate.errors import Forbidden
+from callgate.runtime import Runtime
 
 PREFIX = "/dashboard"
 SESSION_COOKIE = "callgate_session"
@@ -94,16 +96,30 @@ def safe_next(value: str | None) -> str:
     return value
 
 
+def session_limits(runtime: Runtime) -> users.SessionLimits:
+    settings = runtime.settings
+    return users.SessionLimits(
+        idle=timedelta(seconds=settings.dashboard_session_idle_s),
+        absolute=timedelta(seconds=settings.dashboard_session_max_s),
+    )
+
+
 async def current(request: Request, runtime: RuntimeDep) -> SignedIn:
+    """The signed-in user (kept on ``request.state.viewer`` for error pages); a request renews the
+    session's idle time (written at most once per ``users.TOUCH_EVERY``)."""
     token = request.cookies.get(SESSION_COOKIE)
     viewer = None
     if token:
         now = runtime.clock.now()
         async with runtime.db.read() as s:
-            viewer = await users.signed_in(s, token=token, now=now)
+            viewer = await users.signed_in(s, token=token, now=now, limits=session_limits(runtime))
+        if viewer is not None and now - viewer.last_seen_at >= users.TOUCH_EVERY:
+            session_id = viewer.session_id
+            await runtime.db.write(lambda s: users.touch_session(s, session_id=session_id, now=now))
     if viewer is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(target)
+    request.state.viewer = viewer
     return viewer
 
 
@@ -141,6 +157,11 @@ async def form_fields(request: Request) -> dict[str, str]:
     """A urlencoded form's fields (the dashboard posts no files; the last value of a name wins)."""
     body = (await request.body()).decode("utf-8", errors="replace")
     return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=200))
+
+
+def back(path: str) -> RedirectResponse:
+    """After a change: see the dashboard page at ``path`` (303, so a reload does not post again)."""
+    return RedirectResponse(f"{PREFIX}{path}", status_code=303)
 
 
 def login_path(next_path: str) -> str:

@@ -25,12 +25,12 @@ from callgate.api.dashboard.session import (
     form_fields,
     render,
     safe_next,
+    session_limits,
     set_cookie,
 )
 from callgate.api.deps import RuntimeDep
 from callgate.auth import passwords
 from callgate.domain import users
-from callgate.domain.users import SESSION_TTL
 from callgate.errors import CallgateError, NotFound
 from callgate.runtime import Runtime
 
@@ -71,20 +71,21 @@ def _login_page(
 async def _signed_in_response(request: Request, runtime: Runtime, user_email: str, target: str) -> Response:
     now = runtime.clock.now()
     old = request.cookies.get(SESSION_COOKIE)
+    limits = session_limits(runtime)
 
     async def job(s: AsyncSession) -> str:
         if old:  # never carry a session across a sign-in
-            found = await users.signed_in(s, token=old, now=now)
+            found = await users.signed_in(s, token=old, now=now, limits=limits)
             if found is not None:
                 await users.end_session(s, session_id=found.session_id)
         user = await users.find_user(s, email=user_email)
         assert user is not None
-        token, _ = await users.start_session(s, user=user, now=now)
+        token, _ = await users.start_session(s, user=user, now=now, limits=limits)
         return token
 
     token: str = await runtime.db.write(job)
     response = RedirectResponse(target, status_code=303)
-    set_cookie(request, response, SESSION_COOKIE, token, max_age=int(SESSION_TTL.total_seconds()))
+    set_cookie(request, response, SESSION_COOKIE, token, max_age=int(limits.absolute.total_seconds()))
     clear_cookie(request, response, LOGIN_COOKIE)
     return response
 
