@@ -84,3 +84,35 @@ async def test_tools_are_in_the_openapi_schema(world: World) -> None:
     create = schema["components"]["schemas"]["AgentCreate"]["properties"]["tools"]
     kinds = {ref["$ref"].rsplit("/", 1)[1] for ref in create["items"]["oneOf"]}
     assert {"HttpTool", "ClientTool", "TransferCallTool", "EndCallTool", "SendDtmfTool", "WaitTool"} <= kinds
+
+
+async def test_a_flow_step_must_name_one_of_the_agents_http_tools(world: World) -> None:
+    team = await world.team("acme")
+    step = {"name": "lookup_order", "arguments": {"order_id": "{{order}}"}, "store": {"status": "status"}}
+    flow = {
+        "start": "look",
+        "variables": {"order": "A1"},
+        "states": {
+            "look": {"tool": step, "next": "told", "on_error": "sorry"},
+            "told": {"say": "It is {{status}}.", "end": True},
+            "sorry": {"say": "Sorry.", "end": True},
+        },
+    }
+    body = {"name": "shop", "flow": flow}
+    for tools in (
+        [],
+        [{**LOOKUP, "name": "other"}],
+        [{"type": "client", **{k: LOOKUP[k] for k in ("name", "description")}}],
+    ):
+        r = await world.client.post("/v1/agents", json={**body, "tools": tools}, headers=team.auth())
+        assert r.status_code == 422, r.text
+        fields = {e["field"]: e["message"] for e in r.json()["errors"]}
+        assert list(fields) == ["flow.states.look.tool.name"], fields
+        assert "'lookup_order' is not" in fields["flow.states.look.tool.name"]
+
+    r = await world.client.post("/v1/agents", json={**body, "tools": [LOOKUP]}, headers=team.auth())
+    assert r.status_code == 201, r.text
+    # Taking the tool away from the agent would break the flow: refused too.
+    r = await world.client.patch(f"/v1/agents/{r.json()['id']}", json={"tools": []}, headers=team.auth())
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["flow.states.look.tool.name"]

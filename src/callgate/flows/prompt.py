@@ -37,7 +37,14 @@ from callgate.pipeline.interfaces import (
     ToolCall,
     ToolSpec,
 )
-from callgate.pipeline.tools import ToolDefinition, ToolHost, ToolOutcome, ToolRecord
+from callgate.pipeline.tools import (
+    ToolDefinition,
+    ToolHost,
+    ToolOutcome,
+    ToolRecord,
+    instant_record,
+    run_recorded,
+)
 
 __all__ = ["END_CALL", "TRANSFER_CALL", "PromptAgent"]
 
@@ -284,40 +291,18 @@ class PromptAgent(AgentEngine):
         return None, None
 
     def _record(self, call: ToolCall, tool: ToolDefinition | None, outcome: ToolOutcome) -> ToolRecord:
-        stamp = self._host.now() if self._host is not None else utcnow()
-        arguments = call.arguments if call.error is None else call.raw_arguments
-        return ToolRecord(
+        return instant_record(
+            at=self._host.now() if self._host is not None else utcnow(),
             tool_call_id=call.id,
             name=call.name,
             kind=tool.kind if tool is not None else "unknown",
-            arguments=arguments,
+            arguments=call.arguments if call.error is None else call.raw_arguments,
             outcome=outcome,
-            started_at=stamp,
-            ended_at=stamp,
-            latency_ms=0,
         )
 
     async def _execute(self, tool: ToolDefinition, call: ToolCall) -> ToolRecord:
-        host = self._host
-        assert host is not None
-        started_at, t0 = host.now(), host.monotonic()
-        try:
-            outcome = await host.run_tool(tool, tool_call_id=call.id, arguments=call.arguments)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a host bug must not end the call: the model hears of a failure
-            log.exception("tool %s failed", tool.name)
-            outcome = ToolOutcome(error=f"the tool failed: {type(exc).__name__}")
-        return ToolRecord(
-            tool_call_id=call.id,
-            name=tool.name,
-            kind=tool.kind,
-            arguments=call.arguments,
-            outcome=outcome,
-            started_at=started_at,
-            ended_at=host.now(),
-            latency_ms=round((host.monotonic() - t0) * 1000),
-        )
+        assert self._host is not None
+        return await run_recorded(self._host, tool, tool_call_id=call.id, arguments=call.arguments)
 
     def _record_later(self, entry: asyncio.Task[ToolRecord] | ToolRecord) -> None:
         host = self._host
