@@ -15,6 +15,7 @@ import pytest
 from callgate.clock import utcnow
 from callgate.flows import PromptAgent
 from callgate.pipeline.interfaces import AgentText
+from callgate.pipeline.sentences import SentenceSplitter
 from callgate.pipeline.tools import ToolDefinition, ToolHost, ToolOutcome, ToolRecord
 from callgate.providers.openai import OpenAILLM
 from tests.support.fake_openai import FakeOpenAI, Reply, text_events, tool_events
@@ -67,7 +68,8 @@ async def test_result_goes_back_for_a_second_pass(llm: OpenAILLM, fake_openai: F
         Reply(events=text_events("Booked for nine.")),
     ]
     events = [e async for e in agent.respond("Nine please.")]
-    assert events == [AgentText("One moment."), AgentText(" Booked for nine.")]
+    # The message ends its sentence (a trailing space), so it is spoken while the tool runs.
+    assert events == [AgentText("One moment. "), AgentText("Booked for nine.")]
     assert [r.outcome.result for r in host.records] == [{"booked": {"at": "09:00"}}]
     assert [m.role for m in agent.history] == ["user", "assistant", "tool", "assistant"]
     assert agent.history[1].content == "One moment." and agent.history[1].tool_calls[0].name == "book_slot"
@@ -84,7 +86,8 @@ async def test_barge_in_drops_the_spoken_result_not_the_side_effect(
         Reply(events=text_events("Anything else?")),
     ]
     stream = agent.respond("Nine please.")
-    assert await anext(stream) == AgentText("One moment.")
+    first = await anext(stream)
+    assert host.ran == [] and SentenceSplitter().push(first.text) == ["One moment."]  # heard while it runs
     waiting = asyncio.ensure_future(anext(stream))
     await asyncio.sleep(0.05)
     waiting.cancel()  # the caller barges in while the tool runs

@@ -181,7 +181,7 @@ class PromptAgent(AgentEngine):
         self.history.append(ChatMessage(role="user", content=user_text))
         self._trim()
         self._reply_start = len(self.history)
-        self._spoke = False
+        self._spoke = self._closed = False
         for round_ in range(self._max_rounds + 1):
             specs = self._specs if round_ < self._max_rounds else ()
             said: list[str] = []
@@ -191,8 +191,8 @@ class PromptAgent(AgentEngine):
                     if chunk.text:
                         said.append(chunk.text)
                         # A later pass continues what was said: keep its first word apart.
-                        gap = " " if self._spoke and len(said) == 1 else ""
-                        self._spoke = True
+                        gap = " " if self._spoke and len(said) == 1 and not self._closed else ""
+                        self._spoke, self._closed = True, False
                         yield AgentText(gap + chunk.text)
                     calls.extend(chunk.tool_calls)
             finally:
@@ -231,10 +231,17 @@ class PromptAgent(AgentEngine):
             entries.append(self._record(call, tool, outcome or ToolOutcome(result=_OK)))
         content = " ".join(p for p in [said.strip(), *spoken] if p)
         self.history.append(ChatMessage(role="assistant", content=content, tool_calls=tuple(calls)))
-        for line in spoken:
-            gap = " " if self._spoke else ""
-            self._spoke = True
-            yield AgentText(gap + line)
+        # While tools run, what was said so far must be heard: a trailing space closes its last sentence
+        # (the sentence splitter only lets a sentence go once something follows it).
+        running = any(isinstance(entry, asyncio.Task) for entry in entries)
+        for i, line in enumerate(spoken):
+            gap = " " if self._spoke and not self._closed else ""
+            end = " " if running and i == len(spoken) - 1 else ""
+            self._spoke, self._closed = True, bool(end)
+            yield AgentText(gap + line + end)
+        if running and self._spoke and not self._closed:
+            self._closed = True
+            yield AgentText(" ")
         records: list[ToolRecord] = []
         try:
             for entry in entries:
@@ -262,6 +269,8 @@ class PromptAgent(AgentEngine):
 
     _finished = False
     _spoke = False
+    _closed = False
+    """The last text given ended a sentence with a space: the next needs no gap."""
 
     def _check(
         self, call: ToolCall, tool: ToolDefinition | None
