@@ -28,7 +28,7 @@ from typing import Any
 
 from callgate.clock import utcnow as _utcnow
 from callgate.flows.matching import match_intent
-from callgate.flows.schema import Flow, State
+from callgate.flows.schema import Flow, Intent, SlotType, State
 from callgate.flows.slots import SlotValue, parse_slot
 from callgate.flows.text import normalize, render
 from callgate.flows.tool_args import argument_error
@@ -81,7 +81,8 @@ class FlowAgent(AgentEngine):
 
     ``variables`` override the flow's defaults for ``{{name}}`` placeholders. ``today`` gives the
     date relative days ("tomorrow") count from, in the caller's time zone. ``tools`` are the agent's
-    (:func:`callgate.pipeline.tools.definitions`): tool states call its ``http`` tools.
+    (:func:`callgate.pipeline.tools.definitions`): tool states call its ``http`` tools. ``language`` (the
+    agent's, BCP 47) is the one yes/no answers and numbers are heard in (English or Spanish).
     """
 
     def __init__(
@@ -91,8 +92,10 @@ class FlowAgent(AgentEngine):
         variables: Mapping[str, Any] | None = None,
         today: Callable[[], date] = date.today,
         tools: Sequence[ToolDefinition] = (),
+        language: str = "en",
     ) -> None:
         self._flow = flow
+        self._language = language
         self._variables = {**flow.variables, **{k: str(v) for k, v in (variables or {}).items()}}
         self._today = today
         self._tools = {t.name: t for t in tools}
@@ -157,7 +160,7 @@ class FlowAgent(AgentEngine):
         state = self._flow.states[self._state_name]
         if not state.waits:
             return
-        intent = match_intent(state.intents, text) or match_intent(self._flow.intents, text)
+        intent = self._intent(state.intents, text) or self._intent(self._flow.intents, text)
         if intent is not None:
             log.debug("flow %s: intent %s -> %s", self._state_name, intent.name, intent.goto)
             self._enter(intent.goto, turn, utterance=(text, user_text))
@@ -214,11 +217,11 @@ class FlowAgent(AgentEngine):
             return False
         state = self._flow.states[self._state_name]
         words, today = normalize(text), self._today()
-        if state.intents and match_intent(state.intents, words) is not None:
+        if state.intents and self._intent(state.intents, words) is not None:
             return True
         missing = [s for s in state.collect if s not in self._slots]
         return any(
-            parse_slot(self._flow.slots[s].type, words, original=text, today=today, asked=s == self._asked)
+            self._parse(self._flow.slots[s].type, words, text, today=today, asked=s == self._asked)
             is not None
             for s in missing
         )
@@ -258,7 +261,7 @@ class FlowAgent(AgentEngine):
         today = self._today()
         for slot in [s for s in state.collect if s not in self._slots]:
             spec = self._flow.slots[slot]
-            value = parse_slot(spec.type, text, original=original, today=today, asked=slot == self._asked)
+            value = self._parse(spec.type, text, original, today=today, asked=slot == self._asked)
             if value is not None:
                 self._slots[slot] = value
                 self._store(slot, value.value, turn)
@@ -360,6 +363,14 @@ class FlowAgent(AgentEngine):
         return {**self._variables, **{k: v.value for k, v in self._slots.items()}, **self._results}
 
     # ------------------------------------------------------------------ helpers
+
+    def _intent(self, intents: Sequence[Intent], text: str) -> Intent | None:
+        return match_intent(intents, text, language=self._language)
+
+    def _parse(
+        self, kind: SlotType, text: str, original: str, *, today: date, asked: bool
+    ) -> SlotValue | None:
+        return parse_slot(kind, text, original=original, today=today, asked=asked, language=self._language)
 
     def _values(self) -> dict[str, str]:
         spoken = {name: value.spoken for name, value in self._slots.items()}

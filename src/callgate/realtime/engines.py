@@ -86,6 +86,7 @@ def _build(registry: EngineRegistry, plan: CallPlan, mode: Mode) -> Engines:
             validate_flow(agent.flow, known_variables=variables),
             variables=variables,
             tools=definitions(agent.tools),
+            language=agent.language,
         )
     else:
         assert agent.prompt is not None
