@@ -1,10 +1,14 @@
-"""A fake OpenAI-compatible LLM for benchmarks, in its own process: every chat request is answered with a
-fixed line per caller turn, streamed after a fixed first-token delay and then all at once.
+"""A fake OpenAI-compatible LLM for benchmarks, in its own process: it answers every chat request with
+what the demo clinic flow would say to the same conversation, streamed after a fixed first-token delay
+and then all at once.
 
     python bench/_fake_llm.py --first-token-ms 300    # prints "URL http://127.0.0.1:<port>/v1", serves
 
-It runs apart from the benchmark client so that the client's real-time audio and the fake's answers do not
-share one interpreter (one GIL): the delay the server sees is the delay asked for.
+Answering with the flow's own words makes a prompt agent on this LLM do the same work as the flow agent
+after the answer is decided (the same sentences to synthesise), so the two differ only by the LLM hop and
+what the pipeline does around it. It runs apart from the benchmark client so that the client's real-time
+audio and the fake's answers do not share one interpreter (one GIL): the delay the server sees is the
+delay asked for.
 """
 
 from __future__ import annotations
@@ -17,27 +21,34 @@ import threading
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.support
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # for tests.support
+sys.path.insert(1, str(REPO / "src"))
 
-from tests.support.fake_openai import FakeOpenAI, Reply, serve, text_events
+from callgate.flows import FlowAgent  # noqa: E402
+from callgate.flows.demo import demo_flow  # noqa: E402
+from callgate.pipeline.interfaces import AgentText  # noqa: E402
+from tests.support.fake_openai import FakeOpenAI, Reply, serve, text_events  # noqa: E402
 
-# By the caller's turn in the call: the same line gets the same answer in every call (so the TTS cache
-# helps the prompt agent as much as it helps the flow, whose answers repeat too).
-ANSWERS = [
-    "Of course, I can help with that. Which day would suit you?",
-    "Let me check that for you. What time would you like?",
-    "That works. Shall I book it for you?",
-    "Great, you are booked in. Is there anything else?",
-    "You are welcome. Anything else I can do?",
-    "We are open from nine to five on weekdays, and nine to noon on Saturday.",
-    "Thank you for calling. Goodbye!",
-]
+FLOW = demo_flow()
 
 
-def answer(request: dict[str, Any], *, first_token_s: float) -> Reply:
-    turn = sum(1 for m in request.get("messages", []) if m.get("role") == "user")
-    words = ANSWERS[max(0, turn - 1) % len(ANSWERS)].split(" ")
-    pieces = [w + " " for w in words[:-1]] + words[-1:]
+async def flow_says(request: dict[str, Any]) -> str:
+    """What the demo flow answers to the request's last caller turn, after the turns before it."""
+    agent = FlowAgent(FLOW)
+    async for _ in agent.greet():
+        pass
+    said = ""
+    for message in request.get("messages", []):
+        if message.get("role") == "user":
+            events = [e async for e in agent.respond(str(message.get("content") or ""))]
+            said = " ".join(e.text for e in events if isinstance(e, AgentText))
+    return said or "Sorry, I didn't catch that."
+
+
+async def answer(request: dict[str, Any], *, first_token_s: float) -> Reply:
+    words = (await flow_says(request)).split(" ")
+    pieces = [w + " " for w in words[:-1]] + words[-1:]  # streamed word by word, all at once
     return Reply(events=text_events(*pieces), first_token_delay=first_token_s)
 
 

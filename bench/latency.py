@@ -34,9 +34,11 @@ message per agent turn, cross-checked with ``GET /v1/calls/{id}``), plus two cli
 misheard answers lead to a transfer) is continued in a new call, so every line is spoken.
 
 With ``--llm`` every conversation is also held (over WebSocket, on the same server, calls alternating)
-with a *prompt* agent whose LLM is a local fake OpenAI-compatible server answering every request after a
-fixed first-token delay of 300 ms (then its whole answer at once), so the pipeline's own overhead around
-an LLM is measured: client latency - 300 ms, against the flow agent's latency in the same run.
+with a *prompt* agent whose LLM is a local fake OpenAI-compatible server (``bench/_fake_llm.py``) that
+answers with the demo flow's own words for the same conversation, after a fixed first-token delay of
+300 ms (then its whole answer at once). Both agents then have the same sentences to say, and the server's
+TTS cache is off (each would otherwise reuse the other's audio), so the pipeline's own overhead around an
+LLM is measured: client latency - 300 ms, against the flow agent's latency in the same run.
 
 On a shared machine the server runs at niceness -10 in a scheduler autogroup of nice -10 and this client
 under SCHED_RR (``--server-nice 0 --no-client-rt`` to compete on equal terms); the CPU other processes
@@ -498,7 +500,7 @@ def overhead(result: Result) -> list[float]:
     return [v - LLM_FIRST_TOKEN_MS for v in result.client]
 
 
-def report_llm(flow: Result, prompt: Result, run: Run) -> str:
+def report_llm(flow: Result, prompt: Result, run: Run, *, env_cache: str) -> str:
     """The ``--llm`` section: the prompt agent on the fake LLM against the flow agent, same run."""
     calls = {r.title: len({t.call for t in r.turns}) for r in (flow, prompt)}
     lines = [
@@ -516,12 +518,14 @@ def report_llm(flow: Result, prompt: Result, run: Run) -> str:
         "to one `callgate serve` subprocess (default engines: Silero VAD, faster-whisper tiny.en int8, "
         "piper joe-medium), calls alternating between the demo clinic **flow** and a **prompt** agent "
         "whose LLM (`engine: openai`) is a local fake OpenAI-compatible server (`bench/_fake_llm.py`, its "
-        "own process): "
-        f"it streams every answer (a fixed line per turn) after a fixed **{LLM_FIRST_TOKEN_MS} ms** "
-        "first-token delay, then all of it at once. So the prompt agent's latency is the flow's plus "
-        f"{LLM_FIRST_TOKEN_MS} ms plus whatever the pipeline adds around an LLM (the request, SSE "
-        "parsing, the chat history, the sentence splitter). Latency as above (first audible agent audio "
-        "- last voiced frame handed over).",
+        "own process): it answers with **the demo flow's own words for the same conversation**, streamed "
+        f"after a fixed **{LLM_FIRST_TOKEN_MS} ms** first-token delay, then all at once. Both agents "
+        "have the same sentences to say, and the server's TTS cache is off "
+        f"(`CALLGATE_TTS_CACHE_MB={env_cache}`) so that neither reuses the other's audio. So the prompt "
+        f"agent's latency is the flow's plus {LLM_FIRST_TOKEN_MS} ms plus whatever the pipeline adds "
+        "around an LLM (the request, SSE parsing, the chat history, the sentence splitter) and minus "
+        "what a flow gains from knowing what answer it waits for (its early end of turn). Latency as "
+        "above (first audible agent audio - last voiced frame handed over).",
         "",
         *table([flow, prompt]),
         f"| prompt agent: client latency - {LLM_FIRST_TOKEN_MS} ms | - | - | - "
@@ -542,14 +546,13 @@ def report_llm(flow: Result, prompt: Result, run: Run) -> str:
         f"{first - LLM_FIRST_TOKEN_MS:+.0f} ms around the {LLM_FIRST_TOKEN_MS} ms the LLM waited (the "
         "HTTP request, the first SSE event, the OpenAI client); the flow answers in "
         f"{fmt_ms(percentile(flow.stage('agent_first_token_ms'), 50))} ms. The other stages are the "
-        "same code for both agents but not the same work: piper's first audio (p50 "
+        "same code doing the same work for both agents, but for endpointing: piper's first audio p50 "
         f"{fmt_ms(percentile(flow.stage('tts_first_audio_ms'), 50))} ms for the flow, "
-        f"{fmt_ms(percentile(prompt.stage('tts_first_audio_ms'), 50))} ms for the prompt agent) depends "
-        "on the first sentence's length (the fake's lines are not the flow's), and endpointing (p50 "
+        f"{fmt_ms(percentile(prompt.stage('tts_first_audio_ms'), 50))} ms for the prompt agent (the same "
+        "sentences); endpointing p50 "
         f"{fmt_ms(percentile(flow.stage('endpointing_ms'), 50))} vs "
-        f"{fmt_ms(percentile(prompt.stage('endpointing_ms'), 50))} ms) on whether the words answer "
-        "what a flow step waits for (a flow's turn may end early on them; a prompt agent's only on a "
-        "finished sentence).",
+        f"{fmt_ms(percentile(prompt.stage('endpointing_ms'), 50))} ms: a flow's turn may end early "
+        "when the words answer what its step waits for, a prompt agent's only on a finished sentence.",
         "",
         load_line([flow, prompt], run),
     ]
@@ -578,6 +581,8 @@ async def main_async(args: argparse.Namespace) -> int:
         results["websocket"].name = "flow agent"
     run = Run(machine=machine, command=command_line(args), load_before=os.getloadavg()[0])
     env = dict(item.split("=", 1) for item in args.server_env)
+    if args.llm:  # both agents say the same sentences: neither may reuse the other's synthesis
+        env.setdefault("CALLGATE_TTS_CACHE_MB", "0")
     run.prioritized = args.server_nice < 0 and prioritize_session(args.server_nice)
     run.nice = args.server_nice
     if args.client_nice:
@@ -644,7 +649,11 @@ async def main_async(args: argparse.Namespace) -> int:
     print()
     print(text)
     print()
-    llm_text = report_llm(results["websocket"], prompt, run) if args.llm and prompt.client else ""
+    llm_text = (
+        report_llm(results["websocket"], prompt, run, env_cache=env.get("CALLGATE_TTS_CACHE_MB", "64"))
+        if args.llm and prompt.client
+        else ""
+    )
     if llm_text:
         print(llm_text)
         print()

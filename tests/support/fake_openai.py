@@ -6,10 +6,11 @@ Tests queue replies; the server records each request and notices when a client g
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,7 +98,7 @@ class FakeOpenAI:
         self.in_flight = 0
         self.max_in_flight = 0
         """The most requests answered at the same time."""
-        self.answer: Callable[[dict[str, Any]], Reply] | None = None
+        self.answer: Callable[[dict[str, Any]], Reply | Awaitable[Reply]] | None = None
         """Makes the reply to a request when none is queued (default: "Hello.")."""
 
     async def _chat(self, request: Request) -> Response:
@@ -106,8 +107,11 @@ class FakeOpenAI:
         self.headers.append(dict(request.headers))
         if self.replies:
             reply = self.replies.pop(0)
+        elif self.answer is not None:
+            made = self.answer(body)
+            reply = await made if inspect.isawaitable(made) else made
         else:
-            reply = self.answer(body) if self.answer is not None else Reply(events=text_events("Hello."))
+            reply = Reply(events=text_events("Hello."))
         if reply.status != 200:
             body = {"error": {"message": reply.error, "type": "invalid_request_error", "code": None}}
             return JSONResponse(body, status_code=reply.status)
