@@ -537,12 +537,22 @@ def report_llm(flow: Result, prompt: Result, run: Run, *, env_cache: str) -> str
     pairs = paired(flow, prompt)
     diff = percentile([p - f for f, p in pairs], 50) if pairs else math.nan
     first = percentile(prompt.stage("agent_first_token_ms"), 50)
+    by_stage = []
+    for stage, label in (("endpointing_ms", "endpointing"), ("stt_ms", "STT"),
+                         ("agent_first_token_ms", "agent"), ("tts_first_audio_ms", "TTS")):  # fmt: skip
+        diffs = [p - f for f, p in paired(flow, prompt, lambda t, s=stage: t.server.get(s))]
+        if diffs:
+            by_stage.append(f"{label} {percentile(diffs, 50):+.0f} ms")
+    tails = [p - f for f, p in paired(flow, prompt, Result.tail_of)]
+    if tails:
+        by_stage.append(f"Silero hang-over and transport {percentile(tails, 50):+.0f} ms")
     lines += [
         f"**Target: prompt agent's client latency - {LLM_FIRST_TOKEN_MS} ms <= the flow agent's p50 + "
         f"{LLM_TARGET_MS} ms: {'met' if met else 'not met'}** (p50 {fmt_ms(o50)} ms against "
-        f"{fmt_ms(f50)} + {LLM_TARGET_MS} ms). Line by line the prompt agent took {diff:+.0f} ms more than "
+        f"{fmt_ms(f50)} + {LLM_TARGET_MS} ms). Line by line the prompt agent took {diff:+.0f} ms against "
         f"the flow (median of {len(pairs)} paired turns; {LLM_FIRST_TOKEN_MS} ms of it is the fake LLM's "
-        f"delay). The server's `agent_first_token_ms` for the prompt agent: p50 {fmt_ms(first)} ms, i.e. "
+        f"delay); stage by stage, the paired medians (prompt - flow): {', '.join(by_stage)}. The "
+        f"server's `agent_first_token_ms` for the prompt agent: p50 {fmt_ms(first)} ms, i.e. "
         f"{first - LLM_FIRST_TOKEN_MS:+.0f} ms around the {LLM_FIRST_TOKEN_MS} ms the LLM waited (the "
         "HTTP request, the first SSE event, the OpenAI client); the flow answers in "
         f"{fmt_ms(percentile(flow.stage('agent_first_token_ms'), 50))} ms. The other stages are the "

@@ -146,9 +146,10 @@ class FlowAgent(AgentEngine):
                 yield event
             turn = _Turn()
         quiet = False
-        if self._pending is not None:  # a barge-in left a tool's result to apply: it comes first
-            pending, self._pending = self._pending, None
-            self._apply(pending.state, (await asyncio.shield(pending.task)).outcome, turn)
+        if (pending := self._pending) is not None:  # a barge-in left a tool's result: it comes first
+            record = await asyncio.shield(pending.task)  # kept pending if this turn is cut off too
+            self._pending = None
+            self._apply(pending.state, record.outcome, turn)
             quiet = True  # the caller spoke over "one moment": only words that answer the new step count
         if not self._finished and turn.tool is None:
             self._hear(user_text, turn, quiet=quiet)
