@@ -346,40 +346,44 @@ def table(results: list[Result]) -> list[str]:
     return rows
 
 
+def head(results: list[Result], run: Run, about: str) -> list[str]:
+    """A section's first lines: the machine, the command, then how many turns each kind of call had,
+    the wall time and ``about`` (what was measured, how) in one paragraph."""
+    counts = "; ".join(
+        f"{r.title}: {len(r.answered)} answered turns of {len(r.turns)} spoken in "
+        f"{len({t.call for t in r.turns})} calls"
+        for r in results
+    )
+    paragraph = f"{counts} ({run.wall_s:.0f} s wall time). {about}"
+    return [f"Measured {run.machine.line()}.", "", "```", run.command, "```", "", paragraph]
+
+
 def report(results: list[Result], run: Run) -> str:
     by = {r.transport: r for r in results}
-    calls = {r.transport: len({t.call for t in r.turns}) for r in results}
     lines = [
-        f"Measured {run.machine.line()}.",
-        "",
-        "```",
-        run.command,
-        "```",
-        "",
-        "; ".join(
-            f"{LABELS[r.transport]}: {len(r.answered)} answered turns of {len(r.turns)} spoken in "
-            f"{calls[r.transport]} calls"
-            for r in results
-        )
-        + f" ({run.wall_s:.0f} s wall time). The demo clinic flow with the server's default engines (Silero "
-        "VAD, faster-whisper tiny.en int8, piper joe-medium). One `callgate serve` subprocess per "
-        "transport, both up for the whole run, so that each one's state (warm models, the TTS cache of "
-        "sentences already said) follows the same history; the same conversations over each transport, "
-        "calls alternating between them (who goes first alternates too). The client streams a "
-        "microphone in real time (20 ms frames, a -60 dBFS noise floor between utterances), speaks "
-        "piper-synthesised lines the flow answers (opening hours, a booking with day, time and "
-        "confirmation, goodbye) and waits for each answer to play out. **Latency = arrival of the first "
-        "audible (> -60 dBFS) agent audio frame - the moment the client handed over the last voiced "
-        "(> -40 dBFS) frame of the utterance.** WebSocket: RTVI JSON + PCM16 16 kHz binary frames over "
-        "TCP. WebRTC: an aiortc peer (SDP offer to `webrtc_offer_url`, RTVI on the `rtvi` data channel), "
-        "Opus 48 kHz both ways over SRTP/UDP; its figure also includes Opus encoding (client) and "
-        "decoding (server) of the caller's audio, the server's inbound reorder buffer (no delay for "
-        "packets in order), Opus encoding of the agent's audio and the server's outbound track (no "
-        "prebuffer: each frame in the first 20 ms slot after it arrives). Agent audio is taken at RTP "
-        "arrival and decoded there: no client playout buffer is included (for either transport); the "
-        "last row shows what aiortc's own receive jitter buffer adds. Server stages are the server's "
-        "own per-turn figures (RTVI `metrics`); `total_ms` starts at the last frame Silero still called "
-        "speech.",
+        *head(
+            results,
+            run,
+            "The demo clinic flow with the server's default engines (Silero "
+            "VAD, faster-whisper tiny.en int8, piper joe-medium). One `callgate serve` subprocess per "
+            "transport, both up for the whole run, so that each one's state (warm models, the TTS cache of "
+            "sentences already said) follows the same history; the same conversations over each transport, "
+            "calls alternating between them (who goes first alternates too). The client streams a "
+            "microphone in real time (20 ms frames, a -60 dBFS noise floor between utterances), speaks "
+            "piper-synthesised lines the flow answers (opening hours, a booking with day, time and "
+            "confirmation, goodbye) and waits for each answer to play out. **Latency = arrival of the first "
+            "audible (> -60 dBFS) agent audio frame - the moment the client handed over the last voiced "
+            "(> -40 dBFS) frame of the utterance.** WebSocket: RTVI JSON + PCM16 16 kHz binary frames over "
+            "TCP. WebRTC: an aiortc peer (SDP offer to `webrtc_offer_url`, RTVI on the `rtvi` data channel), "
+            "Opus 48 kHz both ways over SRTP/UDP; its figure also includes Opus encoding (client) and "
+            "decoding (server) of the caller's audio, the server's inbound reorder buffer (no delay for "
+            "packets in order), Opus encoding of the agent's audio and the server's outbound track (no "
+            "prebuffer: each frame in the first 20 ms slot after it arrives). Agent audio is taken at RTP "
+            "arrival and decoded there: no client playout buffer is included (for either transport); the "
+            "last row shows what aiortc's own receive jitter buffer adds. Server stages are the server's "
+            "own per-turn figures (RTVI `metrics`); `total_ms` starts at the last frame Silero still called "
+            "speech.",
+        ),
         "",
         *table(results),
         "",
@@ -502,30 +506,24 @@ def overhead(result: Result) -> list[float]:
 
 def report_llm(flow: Result, prompt: Result, run: Run, *, env_cache: str) -> str:
     """The ``--llm`` section: the prompt agent on the fake LLM against the flow agent, same run."""
-    calls = {r.title: len({t.call for t in r.turns}) for r in (flow, prompt)}
     lines = [
-        f"Measured {run.machine.line()}.",
-        "",
-        "```",
-        run.command,
-        "```",
-        "",
-        "; ".join(
-            f"{r.title}: {len(r.answered)} answered turns of {len(r.turns)} spoken in {calls[r.title]} calls"
-            for r in (flow, prompt)
-        )
-        + f" ({run.wall_s:.0f} s wall time). The same conversations as the section above, over WebSocket, "
-        "to one `callgate serve` subprocess (default engines: Silero VAD, faster-whisper tiny.en int8, "
-        "piper joe-medium), calls alternating between the demo clinic **flow** and a **prompt** agent "
-        "whose LLM (`engine: openai`) is a local fake OpenAI-compatible server (`bench/_fake_llm.py`, its "
-        "own process): it answers with **the demo flow's own words for the same conversation**, streamed "
-        f"after a fixed **{LLM_FIRST_TOKEN_MS} ms** first-token delay, then all at once. Both agents "
-        "have the same sentences to say, and the server's TTS cache is off "
-        f"(`CALLGATE_TTS_CACHE_MB={env_cache}`) so that neither reuses the other's audio. So the prompt "
-        f"agent's latency is the flow's plus {LLM_FIRST_TOKEN_MS} ms plus whatever the pipeline adds "
-        "around an LLM (the request, SSE parsing, the chat history, the sentence splitter) and minus "
-        "what a flow gains from knowing what answer it waits for (its early end of turn). Latency as "
-        "above (first audible agent audio - last voiced frame handed over).",
+        *head(
+            [flow, prompt],
+            run,
+            "The same conversations as the section above, over WebSocket, "
+            "to one `callgate serve` subprocess (default engines: Silero VAD, faster-whisper tiny.en int8, "
+            "piper joe-medium), calls alternating between the demo clinic **flow** and a **prompt** agent "
+            "whose LLM (`engine: openai`) is a local fake OpenAI-compatible server "
+            "(`bench/_fake_llm.py`, its own process): it answers with **the demo flow's own words for the "
+            "same conversation**, streamed "
+            f"after a fixed **{LLM_FIRST_TOKEN_MS} ms** first-token delay, then all at once. Both agents "
+            "have the same sentences to say, and the server's TTS cache is off "
+            f"(`CALLGATE_TTS_CACHE_MB={env_cache}`) so that neither reuses the other's audio. So the prompt "
+            f"agent's latency is the flow's plus {LLM_FIRST_TOKEN_MS} ms plus whatever the pipeline adds "
+            "around an LLM (the request, SSE parsing, the chat history, the sentence splitter) and minus "
+            "what a flow gains from knowing what answer it waits for (its early end of turn). Latency as "
+            "above (first audible agent audio - last voiced frame handed over).",
+        ),
         "",
         *table([flow, prompt]),
         f"| prompt agent: client latency - {LLM_FIRST_TOKEN_MS} ms | - | - | - "

@@ -4,16 +4,16 @@ stored, success and error branches, what is said while the request runs, barge-i
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 import pytest
 
-from callgate.clock import utcnow
 from callgate.errors import ValidationFailed
 from callgate.flows import FlowAgent, validate_flow
 from callgate.pipeline.interfaces import AgentData, AgentEvent, AgentText
-from callgate.pipeline.tools import ToolDefinition, ToolHost, ToolOutcome, ToolRecord
+from callgate.pipeline.tools import ToolDefinition, ToolHost, ToolOutcome
+from tests.support.tool_host import ScriptedHost
 
 SUNDAY = date(2026, 11, 22)
 LOOKUP = ToolDefinition(
@@ -57,34 +57,6 @@ FLOW: dict[str, Any] = {
 }
 
 
-class ScriptedHost(ToolHost):
-    """Answers each request with the next scripted outcome, after ``delay`` seconds."""
-
-    def __init__(self, *outcomes: ToolOutcome, delay: float = 0.0) -> None:
-        self.outcomes = list(outcomes)
-        self.delay = delay
-        self.calls: list[dict[str, Any]] = []
-        self.records: list[ToolRecord] = []
-        self.recorded = asyncio.Event()
-
-    async def run_tool(
-        self, tool: ToolDefinition, *, tool_call_id: str, arguments: dict[str, Any]
-    ) -> ToolOutcome:
-        self.calls.append(arguments)
-        await asyncio.sleep(self.delay)
-        return self.outcomes.pop(0)
-
-    def record_tool(self, record: ToolRecord) -> None:
-        self.records.append(record)
-        self.recorded.set()
-
-    def now(self) -> datetime:
-        return utcnow()
-
-    def monotonic(self) -> float:
-        return asyncio.get_running_loop().time()
-
-
 def agent(host: ToolHost | None, flow: dict[str, Any] | None = None) -> FlowAgent:
     a = FlowAgent(validate_flow(flow or FLOW), today=lambda: SUNDAY, tools=[LOOKUP])
     if host is not None:
@@ -111,7 +83,7 @@ async def test_answer_fields_are_stored_and_spoken_on_success() -> None:
         "Your order is shipped and arrives Tuesday.",
     ]
     # Slots go in as stored (a number stays a number, a date is ISO); text templates are filled.
-    assert host.calls == [{"order_id": 42, "day": "2026-11-23", "note": "Acme order 42"}]
+    assert host.ran == [{"order_id": 42, "day": "2026-11-23", "note": "Acme order 42"}]
     data = [e.data for e in got if isinstance(e, AgentData)]
     assert data[-1] == {"order_id": 42, "day": "2026-11-23", "status": "shipped", "eta": "Tuesday"}
     assert [r.name for r in host.records] == ["lookup_order"] and host.records[0].outcome.ok
@@ -145,7 +117,7 @@ async def test_arguments_off_the_schema_are_an_error_without_a_request() -> None
     await events(a.greet())
     got = await events(a.respond("order 42 for tomorrow"))
     assert texts(got)[-1] == "Sorry, I cannot find that order."
-    assert host.calls == []  # never sent
+    assert host.ran == []  # never sent
     assert "do not match the tool's schema at order_id" in str(host.records[0].outcome.error)
 
 
@@ -175,7 +147,7 @@ async def test_a_tool_state_at_the_start_runs_before_the_greeting_ends() -> None
     host = ScriptedHost(ToolOutcome(result={"customer": "Ann"}))
     a = agent(host, flow)
     assert texts(await events(a.greet())) == ["One moment while I check. ", "Hello Ann, how can I help?"]
-    assert host.calls == [{"order_id": 7}]
+    assert host.ran == [{"order_id": 7}]
 
 
 async def test_barge_in_keeps_the_request_and_applies_its_result_next_turn() -> None:
@@ -198,7 +170,7 @@ async def test_barge_in_keeps_the_request_and_applies_its_result_next_turn() -> 
     # The caller's words ("hello?") do not count as a miss; the result is applied and spoken.
     got = await events(a.respond("hello?"))
     assert texts(got) == ["Your order is shipped and arrives Tuesday."]
-    assert a.data["status"] == "shipped" and len(host.calls) == 1
+    assert a.data["status"] == "shipped" and len(host.ran) == 1
 
 
 def test_tool_states_are_validated() -> None:

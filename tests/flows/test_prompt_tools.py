@@ -7,49 +7,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
-from typing import Any
 
 import pytest
 
-from callgate.clock import utcnow
 from callgate.flows import PromptAgent
 from callgate.pipeline.interfaces import AgentText
 from callgate.pipeline.sentences import SentenceSplitter
-from callgate.pipeline.tools import ToolDefinition, ToolHost, ToolOutcome, ToolRecord
+from callgate.pipeline.tools import ToolDefinition
 from callgate.providers.openai import OpenAILLM
 from tests.support.fake_openai import FakeOpenAI, Reply, text_events, tool_events
+from tests.support.tool_host import ScriptedHost
 
 SLOW = ToolDefinition(
     kind="http", name="book_slot", description="Book a slot.", message="One moment.", timeout_ms=5000
 )
-
-
-class ScriptedHost(ToolHost):
-    """Runs every tool after ``delay`` seconds, answering ``{"booked": <arguments>}``."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.ran: list[dict[str, Any]] = []
-        self.records: list[ToolRecord] = []
-        self.recorded = asyncio.Event()
-
-    async def run_tool(
-        self, tool: ToolDefinition, *, tool_call_id: str, arguments: dict[str, Any]
-    ) -> ToolOutcome:
-        await asyncio.sleep(self.delay)
-        self.ran.append(arguments)  # the side effect
-        return ToolOutcome(result={"booked": arguments})
-
-    def record_tool(self, record: ToolRecord) -> None:
-        self.records.append(record)
-        self.recorded.set()
-
-    def now(self) -> datetime:
-        return utcnow()
-
-    def monotonic(self) -> float:
-        return asyncio.get_running_loop().time()
 
 
 @pytest.fixture

@@ -5,12 +5,9 @@ the call keeps the switch as an event, and the agent's webhook gets ``call.provi
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-import pytest
-
-from callgate.config import Settings
 from callgate.domain import calls
+from tests.realtime.websocket.test_websocket_tools import live_settings  # noqa: F401 - loopback allowed
 from tests.support.fake_anthropic import KEY, FakeAnthropic
 from tests.support.fake_anthropic import Reply as ClaudeReply
 from tests.support.fake_anthropic import text_events as claude_text
@@ -18,20 +15,6 @@ from tests.support.fake_openai import FakeOpenAI, Reply, text_events
 from tests.support.live import LiveServer, settled_call
 from tests.support.receiver import Receiver
 from tests.support.rtvi_client import RTClient
-from tests.support.world import make_settings
-
-
-@pytest.fixture
-def live_settings(tmp_path: Path, sqlite_template: Path) -> Settings:
-    path = tmp_path / "callgate.db"
-    path.write_bytes(sqlite_template.read_bytes())
-    return make_settings(
-        tmp_path,
-        f"sqlite+aiosqlite:///{path}",
-        public_url=None,
-        webhooks_allowed_networks=["127.0.0.0/8"],  # the receiver and both fake LLMs are on loopback
-        webhooks_poll_interval_s=0.05,
-    )
 
 
 async def test_an_llm_failing_mid_call_switches_to_the_fallback_and_the_call_goes_on(

@@ -29,7 +29,8 @@ UNROUTABLE_PRIVATE = "http://10.255.255.1:9/orders"
 
 @pytest.fixture
 def live_settings(tmp_path: Path, sqlite_template: Path) -> Settings:
-    """Loopback is allowed (the receiver lives there); every other private address stays refused."""
+    """Loopback is allowed (the receiver and the fake LLMs live there); every other private address
+    stays refused."""
     path = tmp_path / "callgate.db"
     path.write_bytes(sqlite_template.read_bytes())
     return make_settings(
