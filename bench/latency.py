@@ -4,6 +4,7 @@
     python bench/latency.py --transport webrtc   # one transport (prints only: the section compares both)
     python bench/latency.py --quick              # 1 call per transport (~1 min each); nothing written
     python bench/latency.py --quick --turns 1    # the CI smoke configuration (~40 s)
+    python bench/latency.py --transport websocket --llm   # also a prompt agent on a fake LLM (~4 min)
 
 What it does: starts ``callgate serve`` in a subprocess (default engines: Silero VAD, faster-whisper
 tiny.en, piper), creates the demo clinic flow agent through the REST API, and makes voice calls. The
@@ -32,6 +33,13 @@ message per agent turn, cross-checked with ``GET /v1/calls/{id}``), plus two cli
 (``user-stopped-speaking`` and the final ``user-transcription``). A call the flow ends early (e.g.
 misheard answers lead to a transfer) is continued in a new call, so every line is spoken.
 
+With ``--llm`` every conversation is also held (over WebSocket, on the same server, calls alternating)
+with a *prompt* agent whose LLM is a local fake OpenAI-compatible server (``bench/_fake_llm.py``) that
+answers with the demo flow's own words for the same conversation, after a fixed first-token delay of
+300 ms (then its whole answer at once). Both agents then have the same sentences to say, and the server's
+TTS cache is off (each would otherwise reuse the other's audio), so the pipeline's own overhead around an
+LLM is measured: client latency - 300 ms, against the flow agent's latency in the same run.
+
 On a shared machine the server runs at niceness -10 in a scheduler autogroup of nice -10 and this client
 under SCHED_RR (``--server-nice 0 --no-client-rt`` to compete on equal terms); the CPU other processes
 used during the run is reported.
@@ -45,6 +53,7 @@ import concurrent.futures
 import contextlib
 import math
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -81,6 +90,12 @@ LABELS = {"websocket": "WebSocket", "webrtc": "WebRTC"}
 STOPPED = "end of turn decided (user-stopped-speaking)"
 FINAL = "final transcript (user-transcription)"
 AIORTC = "first agent audio after aiortc's receive jitter buffer"
+LLM_FIRST_TOKEN_MS = 300
+"""The fake LLM's time to first token (``--llm``)."""
+LLM_SECTION = "Voice-to-voice latency with an LLM (prompt agent on a fake LLM)"
+LLM_TARGET_MS = 50
+"""Target: client latency - the LLM's first-token delay <= the flow agent's p50 + this."""
+PROMPT_GREETING = "Hello, and thank you for calling Maple Street Clinic. How can I help you today?"
 
 # Conversations the demo flow follows; every line gets a spoken answer. The first line of the first one
 # has a short answer, so the smoke configuration (--quick --turns 1) stays short.
@@ -201,7 +216,7 @@ async def run_call(
     info = server.web_call(agent_id, transport=transport)
     result.call_ids.append(str(info["id"]))
     call: Call = WSCall(info) if transport == "websocket" else RTCCall(info)
-    label = f"{LABELS[transport]} call {index}"
+    label = f"{result.title} call {index}"
     try:
         await call.open()
         # The greeting plays out first (speaking over it would be a barge-in).
@@ -250,6 +265,12 @@ class Result:
     call_ids: list[str] = field(default_factory=list)
     stored: list[dict[str, Any]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    name: str = ""
+    """What the report calls these calls (default: the transport's label)."""
+
+    @property
+    def title(self) -> str:
+        return self.name or LABELS[self.transport]
 
     @property
     def answered(self) -> list[Turn]:
@@ -297,6 +318,8 @@ class Run:
     foreign: list[tuple[float, str]] = field(default_factory=list)
     prioritized: bool = False
     nice: int = 0
+    load_before: float = 0.0
+    load_after: float = 0.0
 
 
 def _cells(values: list[float]) -> str:
@@ -306,7 +329,7 @@ def _cells(values: list[float]) -> str:
 
 
 def table(results: list[Result]) -> list[str]:
-    head = "| measure (ms) | " + " | ".join(f"{LABELS[r.transport]} p50 | p95 | max" for r in results)
+    head = "| measure (ms) | " + " | ".join(f"{r.title} p50 | p95 | max" for r in results)
     rows = [head + " |", "| --- |" + " --- | --- | --- |" * len(results)]
 
     def row(name: str, get: Any) -> None:
@@ -323,40 +346,44 @@ def table(results: list[Result]) -> list[str]:
     return rows
 
 
+def head(results: list[Result], run: Run, about: str) -> list[str]:
+    """A section's first lines: the machine, the command, then how many turns each kind of call had,
+    the wall time and ``about`` (what was measured, how) in one paragraph."""
+    counts = "; ".join(
+        f"{r.title}: {len(r.answered)} answered turns of {len(r.turns)} spoken in "
+        f"{len({t.call for t in r.turns})} calls"
+        for r in results
+    )
+    paragraph = f"{counts} ({run.wall_s:.0f} s wall time). {about}"
+    return [f"Measured {run.machine.line()}.", "", "```", run.command, "```", "", paragraph]
+
+
 def report(results: list[Result], run: Run) -> str:
     by = {r.transport: r for r in results}
-    calls = {r.transport: len({t.call for t in r.turns}) for r in results}
     lines = [
-        f"Measured {run.machine.line()}.",
-        "",
-        "```",
-        run.command,
-        "```",
-        "",
-        "; ".join(
-            f"{LABELS[r.transport]}: {len(r.answered)} answered turns of {len(r.turns)} spoken in "
-            f"{calls[r.transport]} calls"
-            for r in results
-        )
-        + f" ({run.wall_s:.0f} s wall time). The demo clinic flow with the server's default engines (Silero "
-        "VAD, faster-whisper tiny.en int8, piper joe-medium). One `callgate serve` subprocess per "
-        "transport, both up for the whole run, so that each one's state (warm models, the TTS cache of "
-        "sentences already said) follows the same history; the same conversations over each transport, "
-        "calls alternating between them (who goes first alternates too). The client streams a "
-        "microphone in real time (20 ms frames, a -60 dBFS noise floor between utterances), speaks "
-        "piper-synthesised lines the flow answers (opening hours, a booking with day, time and "
-        "confirmation, goodbye) and waits for each answer to play out. **Latency = arrival of the first "
-        "audible (> -60 dBFS) agent audio frame - the moment the client handed over the last voiced "
-        "(> -40 dBFS) frame of the utterance.** WebSocket: RTVI JSON + PCM16 16 kHz binary frames over "
-        "TCP. WebRTC: an aiortc peer (SDP offer to `webrtc_offer_url`, RTVI on the `rtvi` data channel), "
-        "Opus 48 kHz both ways over SRTP/UDP; its figure also includes Opus encoding (client) and "
-        "decoding (server) of the caller's audio, the server's inbound reorder buffer (no delay for "
-        "packets in order), Opus encoding of the agent's audio and the server's outbound track (no "
-        "prebuffer: each frame in the first 20 ms slot after it arrives). Agent audio is taken at RTP "
-        "arrival and decoded there: no client playout buffer is included (for either transport); the "
-        "last row shows what aiortc's own receive jitter buffer adds. Server stages are the server's "
-        "own per-turn figures (RTVI `metrics`); `total_ms` starts at the last frame Silero still called "
-        "speech.",
+        *head(
+            results,
+            run,
+            "The demo clinic flow with the server's default engines (Silero "
+            "VAD, faster-whisper tiny.en int8, piper joe-medium). One `callgate serve` subprocess per "
+            "transport, both up for the whole run, so that each one's state (warm models, the TTS cache of "
+            "sentences already said) follows the same history; the same conversations over each transport, "
+            "calls alternating between them (who goes first alternates too). The client streams a "
+            "microphone in real time (20 ms frames, a -60 dBFS noise floor between utterances), speaks "
+            "piper-synthesised lines the flow answers (opening hours, a booking with day, time and "
+            "confirmation, goodbye) and waits for each answer to play out. **Latency = arrival of the first "
+            "audible (> -60 dBFS) agent audio frame - the moment the client handed over the last voiced "
+            "(> -40 dBFS) frame of the utterance.** WebSocket: RTVI JSON + PCM16 16 kHz binary frames over "
+            "TCP. WebRTC: an aiortc peer (SDP offer to `webrtc_offer_url`, RTVI on the `rtvi` data channel), "
+            "Opus 48 kHz both ways over SRTP/UDP; its figure also includes Opus encoding (client) and "
+            "decoding (server) of the caller's audio, the server's inbound reorder buffer (no delay for "
+            "packets in order), Opus encoding of the agent's audio and the server's outbound track (no "
+            "prebuffer: each frame in the first 20 ms slot after it arrives). Agent audio is taken at RTP "
+            "arrival and decoded there: no client playout buffer is included (for either transport); the "
+            "last row shows what aiortc's own receive jitter buffer adds. Server stages are the server's "
+            "own per-turn figures (RTVI `metrics`); `total_ms` starts at the last frame Silero still called "
+            "speech.",
+        ),
         "",
         *table(results),
         "",
@@ -416,14 +443,49 @@ def report(results: list[Result], run: Run) -> str:
             f"{p('tts_first_audio_ms', 95)} ms (sentences said before come from the TTS cache). The flow: "
             f"{p('agent_first_token_ms', 50)} ms.",
         ]
+    lines += ["", load_line(results, run)]
+    notes = [t for r in results for t in r.turns if t.note]
+    if notes:
+        lines += [
+            "",
+            "Anomalies: "
+            + "; ".join(f"{t.transport} call {t.call} {t.text!r}: {t.note}" for t in notes)
+            + ".",
+        ]
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def fake_llm() -> Any:
+    """``bench/_fake_llm.py`` in its own process; yields its base URL."""
+    script = Path(__file__).resolve().parent / "_fake_llm.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--first-token-ms", str(LLM_FIRST_TOKEN_MS)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("URL "):
+            raise RuntimeError(f"the fake LLM did not start: {line!r}")
+        yield line.split(" ", 1)[1].strip()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def load_line(results: list[Result], run: Run) -> str:
     load = "; ".join(
-        f"{LABELS[r.transport]} calls: server {r.usage.server_cores:.2f} cores, this client "
+        f"{r.title} calls: server {r.usage.server_cores:.2f} cores, this client "
         f"{r.usage.client_cores:.2f} cores (send lateness p99 "
         f"{fmt_ms(1000 * percentile(r.usage.lateness, 99))} ms)"
         for r in results
     )
-    lines += [
-        "",
+    return (
         (
             f"The server ran at niceness {run.nice} in a scheduler autogroup of nice {run.nice}, so other "
             "processes on this shared machine got only what it left. "
@@ -432,16 +494,76 @@ def report(results: list[Result], run: Run) -> str:
         )
         + f"Load during the run: {load}; other processes on the machine {run.foreign_cores:.2f} cores"
         + (f" ({'; '.join(f'{c:.2f} cores: {cmd}' for c, cmd in run.foreign)})" if run.foreign else "")
-        + ".",
+        + f"; the 1-minute load average was {run.load_before:.2f} before the run and "
+        f"{run.load_after:.2f} after it."
+    )
+
+
+def overhead(result: Result) -> list[float]:
+    """Client latency - the fake LLM's first-token delay: the pipeline's own share around the LLM."""
+    return [v - LLM_FIRST_TOKEN_MS for v in result.client]
+
+
+def report_llm(flow: Result, prompt: Result, run: Run, *, env_cache: str) -> str:
+    """The ``--llm`` section: the prompt agent on the fake LLM against the flow agent, same run."""
+    lines = [
+        *head(
+            [flow, prompt],
+            run,
+            "The same conversations as the section above, over WebSocket, "
+            "to one `callgate serve` subprocess (default engines: Silero VAD, faster-whisper tiny.en int8, "
+            "piper joe-medium), calls alternating between the demo clinic **flow** and a **prompt** agent "
+            "whose LLM (`engine: openai`) is a local fake OpenAI-compatible server "
+            "(`bench/_fake_llm.py`, its own process): it answers with **the demo flow's own words for the "
+            "same conversation**, streamed "
+            f"after a fixed **{LLM_FIRST_TOKEN_MS} ms** first-token delay, then all at once. Both agents "
+            "have the same sentences to say, and the server's TTS cache is off "
+            f"(`CALLGATE_TTS_CACHE_MB={env_cache}`) so that neither reuses the other's audio. So the prompt "
+            f"agent's latency is the flow's plus {LLM_FIRST_TOKEN_MS} ms plus whatever the pipeline adds "
+            "around an LLM (the request, SSE parsing, the chat history, the sentence splitter) and minus "
+            "what a flow gains from knowing what answer it waits for (its early end of turn). Latency as "
+            "above (first audible agent audio - last voiced frame handed over).",
+        ),
+        "",
+        *table([flow, prompt]),
+        f"| prompt agent: client latency - {LLM_FIRST_TOKEN_MS} ms | - | - | - "
+        f"| {_cells(overhead(prompt))} |",
+        "",
     ]
-    notes = [t for r in results for t in r.turns if t.note]
-    if notes:
-        lines += [
-            "",
-            "Anomalies: "
-            + "; ".join(f"{LABELS[t.transport]} call {t.call} {t.text!r}: {t.note}" for t in notes)
-            + ".",
-        ]
+    f50, o50 = percentile(flow.client, 50), percentile(overhead(prompt), 50)
+    met = o50 <= f50 + LLM_TARGET_MS
+    pairs = paired(flow, prompt)
+    diff = percentile([p - f for f, p in pairs], 50) if pairs else math.nan
+    first = percentile(prompt.stage("agent_first_token_ms"), 50)
+    by_stage = []
+    for stage, label in (("endpointing_ms", "endpointing"), ("stt_ms", "STT"),
+                         ("agent_first_token_ms", "agent"), ("tts_first_audio_ms", "TTS")):  # fmt: skip
+        diffs = [p - f for f, p in paired(flow, prompt, lambda t, s=stage: t.server.get(s))]
+        if diffs:
+            by_stage.append(f"{label} {percentile(diffs, 50):+.0f} ms")
+    tails = [p - f for f, p in paired(flow, prompt, Result.tail_of)]
+    if tails:
+        by_stage.append(f"Silero hang-over and transport {percentile(tails, 50):+.0f} ms")
+    lines += [
+        f"**Target: prompt agent's client latency - {LLM_FIRST_TOKEN_MS} ms <= the flow agent's p50 + "
+        f"{LLM_TARGET_MS} ms: {'met' if met else 'not met'}** (p50 {fmt_ms(o50)} ms against "
+        f"{fmt_ms(f50)} + {LLM_TARGET_MS} ms). Line by line the prompt agent took {diff:+.0f} ms against "
+        f"the flow (median of {len(pairs)} paired turns; {LLM_FIRST_TOKEN_MS} ms of it is the fake LLM's "
+        f"delay); stage by stage, the paired medians (prompt - flow): {', '.join(by_stage)}. The "
+        f"server's `agent_first_token_ms` for the prompt agent: p50 {fmt_ms(first)} ms, i.e. "
+        f"{first - LLM_FIRST_TOKEN_MS:+.0f} ms around the {LLM_FIRST_TOKEN_MS} ms the LLM waited (the "
+        "HTTP request, the first SSE event, the OpenAI client); the flow answers in "
+        f"{fmt_ms(percentile(flow.stage('agent_first_token_ms'), 50))} ms. The other stages are the "
+        "same code doing the same work for both agents, but for endpointing: piper's first audio p50 "
+        f"{fmt_ms(percentile(flow.stage('tts_first_audio_ms'), 50))} ms for the flow, "
+        f"{fmt_ms(percentile(prompt.stage('tts_first_audio_ms'), 50))} ms for the prompt agent (the same "
+        "sentences); endpointing p50 "
+        f"{fmt_ms(percentile(flow.stage('endpointing_ms'), 50))} vs "
+        f"{fmt_ms(percentile(prompt.stage('endpointing_ms'), 50))} ms: a flow's turn may end early "
+        "when the words answer what its step waits for, a prompt agent's only on a finished sentence.",
+        "",
+        load_line([flow, prompt], run),
+    ]
     return "\n".join(lines)
 
 
@@ -451,6 +573,9 @@ def report(results: list[Result], run: Run) -> str:
 async def main_async(args: argparse.Namespace) -> int:
     machine = Machine()
     transports = TRANSPORTS if args.transport == "both" else (args.transport,)
+    if args.llm and "websocket" not in transports:
+        print("--llm runs its prompt agent over WebSocket: use --transport websocket or both")
+        return 2
     scripts = [SCRIPTS[i % len(SCRIPTS)][: args.turns] for i in range(args.calls)]
     print("synthesising caller speech (cached after the first run)...")
     for lines in scripts:
@@ -459,8 +584,13 @@ async def main_async(args: argparse.Namespace) -> int:
     if "webrtc" in transports:
         use_loopback()
     results = {t: Result(t) for t in transports}
-    run = Run(machine=machine, command=command_line(args))
+    prompt = Result("websocket", name="prompt agent (fake LLM)")
+    if args.llm:
+        results["websocket"].name = "flow agent"
+    run = Run(machine=machine, command=command_line(args), load_before=os.getloadavg()[0])
     env = dict(item.split("=", 1) for item in args.server_env)
+    if args.llm:  # both agents say the same sentences: neither may reuse the other's synthesis
+        env.setdefault("CALLGATE_TTS_CACHE_MB", "0")
     run.prioritized = args.server_nice < 0 and prioritize_session(args.server_nice)
     run.nice = args.server_nice
     if args.client_nice:
@@ -468,6 +598,7 @@ async def main_async(args: argparse.Namespace) -> int:
     if args.client_rt:
         realtime_priority()
     with contextlib.ExitStack() as stack:
+        llm_url = stack.enter_context(fake_llm()) if args.llm else ""
         # One server per transport, started together and both up for the whole run: each one's state
         # (warm models, the TTS cache of sentences already said) follows the same conversations.
         with concurrent.futures.ThreadPoolExecutor() as pool:
@@ -483,6 +614,13 @@ async def main_async(args: argparse.Namespace) -> int:
             agents[transport] = server.create_agent(
                 {"name": "clinic-bench", "flow": demo_flow_body(), "silence_timeout_s": 120,
                  "max_duration_s": 600}
+            )  # fmt: skip
+        prompt_agent = ""
+        if args.llm:
+            prompt_agent = servers["websocket"].create_agent(
+                {"name": "llm-bench", "prompt": "You are the receptionist of a clinic. Answer briefly.",
+                 "initial_message": PROMPT_GREETING, "silence_timeout_s": 120, "max_duration_s": 600,
+                 "llm": {"engine": "openai", "base_url": llm_url, "model": "bench-llm"}}
             )  # fmt: skip
         pids = {os.getpid(), *(p for server in servers.values() for p in server.pids())}
         started = time.monotonic()
@@ -500,13 +638,18 @@ async def main_async(args: argparse.Namespace) -> int:
                     index += 1
                     if not lines:
                         break
+                if args.llm and transport == "websocket":  # the same lines to the prompt agent
+                    await run_call(servers["websocket"], prompt_agent, "websocket", index, script, prompt,
+                                   key=(n, 0))  # fmt: skip
+                    index += 1
         run.wall_s = time.monotonic() - started
         ours = (sum(process_cpu_seconds(p) for p in pids) - ours0) / run.wall_s
         run.foreign_cores = max(0.0, (machine_busy_seconds() - busy0) / run.wall_s - ours)
         if run.foreign_cores > 0.15:
             run.foreign = busiest_processes(pids)
+        run.load_after = os.getloadavg()[0]
         await asyncio.sleep(1.0)  # turn records are written asynchronously
-        for transport, result in results.items():
+        for transport, result in [*results.items(), *([("websocket", prompt)] if args.llm else [])]:
             for call_id in result.call_ids:
                 with contextlib.suppress(Exception):
                     result.stored.append(servers[transport].get_call(call_id))
@@ -514,10 +657,25 @@ async def main_async(args: argparse.Namespace) -> int:
     print()
     print(text)
     print()
+    llm_text = (
+        report_llm(results["websocket"], prompt, run, env_cache=env.get("CALLGATE_TTS_CACHE_MB", "64"))
+        if args.llm and prompt.client
+        else ""
+    )
+    if llm_text:
+        print(llm_text)
+        print()
     for r in results.values():
         print(
             f"RESULT latency transport={r.transport} answered={len(r.answered)} spoken={len(r.turns)} "
             f"p50_ms={percentile(r.client, 50):.0f} p95_ms={percentile(r.client, 95):.0f}"
+        )
+    if args.llm:
+        p50 = percentile(prompt.client, 50) if prompt.client else math.nan
+        o50 = percentile(overhead(prompt), 50) if prompt.client else math.nan
+        print(
+            f"RESULT latency transport=prompt answered={len(prompt.answered)} spoken={len(prompt.turns)} "
+            f"p50_ms={p50:.0f} overhead_p50_ms={o50:.0f}"
         )
     if args.write and not args.quick and args.turns >= 7:
         short = [r for r in results.values() if len(r.answered) < 20]
@@ -528,7 +686,16 @@ async def main_async(args: argparse.Namespace) -> int:
         else:
             write_section("Voice-to-voice latency", text)
             print("\nBENCHMARKS.md: section 'Voice-to-voice latency' updated")
-    return 0 if all(r.answered for r in results.values()) else 1
+    if args.write and not args.quick and args.turns >= 7 and llm_text:
+        if len(prompt.answered) < 20:
+            print(
+                f"\nonly {len(prompt.answered)} answered prompt-agent turns (< 20): LLM section not written"
+            )
+        else:
+            write_section(LLM_SECTION, llm_text)
+            print(f"\nBENCHMARKS.md: section '{LLM_SECTION}' updated")
+    everyone = [*results.values(), *([prompt] if args.llm else [])]
+    return 0 if all(r.answered for r in everyone) else 1
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -539,6 +706,12 @@ def command_line(args: argparse.Namespace) -> str:
         command += f" --calls {args.calls}"
     if args.turns < 7:
         command += f" --turns {args.turns}"
+    if args.llm:
+        command += " --llm"
+    if args.server_nice == 0 and not args.client_rt:
+        command += " --server-nice 0 --no-client-rt" + (
+            f" --client-nice {args.client_nice}" if args.client_nice != -15 else ""
+        )
     return command
 
 
@@ -574,6 +747,11 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--client-nice", type=int, default=-15, help="niceness of this client process")
     parser.add_argument("--no-write", dest="write", action="store_false", help="do not update BENCHMARKS.md")
+    parser.add_argument(
+        "--llm", action="store_true",
+        help=f"also hold every conversation with a prompt agent on a local fake LLM ({LLM_FIRST_TOKEN_MS} ms "
+        "to first token), over WebSocket on the same server, and compare it with the flow agent",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.quick:
         args.calls = 1

@@ -19,7 +19,7 @@ from callgate.auth.ratelimit import RateLimiter
 from callgate.auth.tokens import TokenLedger
 from callgate.clock import Clock, SystemClock
 from callgate.config import Settings
-from callgate.domain import carriers, provider_credentials
+from callgate.domain import carriers, provider_credentials, tools
 from callgate.domain.analysis import AnalysisWorker
 from callgate.domain.keys import KeyAuthenticator
 from callgate.domain.live_calls import CallRecords
@@ -133,6 +133,7 @@ class Runtime:
         sealed = await self.db.write(endpoints.seal_stored_secrets)
         sealed += await self.db.write(carriers.seal_stored_secrets)
         sealed += await self.db.write(provider_credentials.seal_stored_secrets)
+        sealed += await self.db.write(tools.seal_stored_secrets)
         if sealed:
             log.info("sealed %d stored secrets (in plain text or under an old key)", sealed)
         await self.control.start()

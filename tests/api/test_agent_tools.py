@@ -3,12 +3,13 @@ rest and never returned (sending the placeholder back keeps them)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from tests.support.world import World
+from tests.support.world import World, WorldFactory
 
 LOOKUP: dict[str, Any] = {
     "type": "http",
@@ -84,3 +85,72 @@ async def test_tools_are_in_the_openapi_schema(world: World) -> None:
     create = schema["components"]["schemas"]["AgentCreate"]["properties"]["tools"]
     kinds = {ref["$ref"].rsplit("/", 1)[1] for ref in create["items"]["oneOf"]}
     assert {"HttpTool", "ClientTool", "TransferCallTool", "EndCallTool", "SendDtmfTool", "WaitTool"} <= kinds
+
+
+async def test_a_flow_step_must_name_one_of_the_agents_http_tools(world: World) -> None:
+    team = await world.team("acme")
+    step = {"name": "lookup_order", "arguments": {"order_id": "{{order}}"}, "store": {"status": "status"}}
+    flow = {
+        "start": "look",
+        "variables": {"order": "A1"},
+        "states": {
+            "look": {"tool": step, "next": "told", "on_error": "sorry"},
+            "told": {"say": "It is {{status}}.", "end": True},
+            "sorry": {"say": "Sorry.", "end": True},
+        },
+    }
+    body = {"name": "shop", "flow": flow}
+    for tools in (
+        [],
+        [{**LOOKUP, "name": "other"}],
+        [{"type": "client", **{k: LOOKUP[k] for k in ("name", "description")}}],
+    ):
+        r = await world.client.post("/v1/agents", json={**body, "tools": tools}, headers=team.auth())
+        assert r.status_code == 422, r.text
+        fields = {e["field"]: e["message"] for e in r.json()["errors"]}
+        assert list(fields) == ["flow.states.look.tool.name"], fields
+        assert "'lookup_order' is not" in fields["flow.states.look.tool.name"]
+
+    r = await world.client.post("/v1/agents", json={**body, "tools": [LOOKUP]}, headers=team.auth())
+    assert r.status_code == 201, r.text
+    # Taking the tool away from the agent would break the flow: refused too.
+    r = await world.client.patch(f"/v1/agents/{r.json()['id']}", json={"tools": []}, headers=team.auth())
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["flow.states.look.tool.name"]
+
+
+async def test_header_secrets_are_resealed_when_the_secret_key_rolls_over(world_with: WorldFactory) -> None:
+    from callgate.domain import tools
+    from callgate.store import sealing
+
+    old_key, new_key = "old-secret-key-" + "o" * 32, "new-secret-key-" + "n" * 32
+
+    async def stored_headers(world: World, agent_id: str) -> dict[str, str]:
+        async with world.runtime.db.read() as s:
+            raw = (
+                await s.execute(text("SELECT tools FROM agent WHERE id = :id"), {"id": agent_id})
+            ).scalar_one()
+        headers: dict[str, str] = (json.loads(raw) if isinstance(raw, str) else raw)[0]["headers"]
+        return headers
+
+    async with world_with(secret_key=old_key, webhooks_dispatch=False) as world:
+        team = await world.team("acme")
+        r = await world.client.post("/v1/agents", json=AGENT, headers=team.auth())
+        assert r.status_code == 201, r.text
+        agent_id = r.json()["id"]
+        before = await stored_headers(world, agent_id)
+        flow_agent = await world.client.post(  # an agent without header secrets is left alone
+            "/v1/agents", json={**AGENT, "tools": [{"type": "wait"}]}, headers=team.auth()
+        )
+        assert flow_agent.status_code == 201
+    async with world_with(
+        secret_key=new_key, previous_secret_keys=[old_key], webhooks_dispatch=False
+    ) as world:
+        after = await stored_headers(world, agent_id)  # the start re-sealed them under the new key
+        current = sealing.current_prefix()
+        assert all(not v.startswith(current) for v in before.values())
+        assert all(v.startswith(current) for v in after.values()) and after != before
+        assert {k: sealing.open_(v) for k, v in after.items()} == LOOKUP["headers"]
+        assert await world.runtime.db.write(tools.seal_stored_secrets) == 0  # nothing left to do
+        r = await world.client.get(f"/v1/agents/{agent_id}", headers=team.auth())
+        assert r.json()["tools"][0]["headers"] == {"Authorization": "********", "X-Shop": "********"}

@@ -1,6 +1,7 @@
-"""The real-time benchmarks still run: ``bench/latency.py`` and ``bench/sessions.py`` (over WebSocket and
-WebRTC) and ``bench/trunk_latency.py`` and ``bench/trunk_sessions.py`` (phone calls over the SIP trunk)
-in their tiny configurations, each in a subprocess (its own server subprocesses too).
+"""The real-time benchmarks still run: ``bench/latency.py`` (over WebSocket and WebRTC, plus one call of a
+prompt agent on the benchmark's fake LLM) and ``bench/sessions.py`` (over WebSocket and WebRTC) and
+``bench/trunk_latency.py`` and ``bench/trunk_sessions.py`` (phone calls over the SIP trunk) in their tiny
+configurations, each in a subprocess (its own server subprocesses too).
 
 The scripts run at the same time (they only wait on real time: greetings, speech, measurement
 windows) so that the module stays short on two cores. They run without priority changes and
@@ -25,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 240
 EQUAL_TERMS = ["--transport", "both", "--server-nice", "0", "--no-client-rt", "--client-nice", "0"]
 COMMANDS = {
-    "latency": ["bench/latency.py", "--quick", "--turns", "1", *EQUAL_TERMS, "--no-write"],
+    "latency": ["bench/latency.py", "--quick", "--turns", "1", "--llm", *EQUAL_TERMS, "--no-write"],
     "sessions": [
         "bench/sessions.py", "--steps", "2", "--probes", "1", "--window", "2", "--settle", "1",
         "--wait-quiet", "0", "--profile", "0", "--no-vad-cost",
@@ -85,13 +86,16 @@ def test_latency_over_both_transports(runs: dict[str, tuple[int, str]]) -> None:
     code, output = runs["latency"]
     assert code == 0, output[-4000:]
     found = figures(output, "latency")
-    assert set(found) == {"websocket", "webrtc"}, output[-4000:]
+    assert set(found) == {"websocket", "webrtc", "prompt"}, output[-4000:]  # prompt: --llm, over WebSocket
     for transport, values in found.items():
         assert values["answered"] == values["spoken"] == 1, (transport, values)
         # a real answer comes after the caller stops: more than the end-of-turn silence, less than 10 s
         assert 300 < values["p50_ms"] < 10_000, (transport, values)
+    # the prompt agent waited for its LLM's first token (300 ms) on top of the pipeline
+    assert found["prompt"]["p50_ms"] - found["prompt"]["overhead_p50_ms"] == 300
     assert "| **voice-to-voice, at the client** |" in output
     assert "WebRTC vs WebSocket in this run" in output
+    assert "| prompt agent: client latency - 300 ms |" in output
 
 
 def test_sessions_over_both_transports(runs: dict[str, tuple[int, str]]) -> None:

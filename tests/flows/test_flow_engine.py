@@ -147,3 +147,35 @@ async def test_expected_answers_are_recognised_while_the_caller_pauses() -> None
     await turn(a, "at three pm")  # "Shall I book that for you?"
     assert a.expected_answer("Yes.") and a.expected_answer("no")
     assert a.state == "confirm"
+
+
+async def test_a_spanish_agent_hears_numbers_and_yes_no_in_spanish() -> None:
+    flow = validate_flow(
+        {
+            "start": "party",
+            "slots": {"people": {"type": "number", "prompt": "¿Para cuántas personas?"}},
+            "states": {
+                "party": {"collect": ["people"], "next": "confirm"},
+                "confirm": {
+                    "say": "Mesa para {{people}}. ¿Correcto?",
+                    "intents": [
+                        {"name": "si", "answer": "yes", "goto": "done"},
+                        {"name": "no", "answer": "no", "goto": "party"},
+                    ],
+                },
+                "done": {"say": "Reservado.", "end": True},
+            },
+        }
+    )
+    a = FlowAgent(flow, language="es-MX", today=lambda: SUNDAY)
+    assert said(await turn(a)) == "¿Para cuántas personas?"
+    events = await turn(a, "Seremos veintidós.")
+    assert events[0] == AgentData({"people": 22}) and said(events) == "Mesa para 22. ¿Correcto?"
+    assert a.expected_answer("No, espera")  # a step's Spanish answer may end the caller's turn early
+    assert said(await turn(a, "No, espera.")) == "¿Para cuántas personas?"
+    await turn(a, "treinta y uno")
+    events = await turn(a, "Sí, de acuerdo.")
+    assert said(events) == "Reservado." and a.finished
+    english = FlowAgent(flow, today=lambda: SUNDAY)  # the same flow for an English agent
+    await turn(english)
+    assert said(await turn(english, "veintidós")) != "Mesa para 22. ¿Correcto?"

@@ -95,3 +95,32 @@ def test_number_and_text_need_the_question() -> None:
 
 def test_render() -> None:
     assert render("At {{time}}. Bye {{who}}!", {"time": "three p.m."}) == "At three p.m. Bye !"
+
+
+@pytest.mark.parametrize(
+    ("said", "answer"),
+    [("Sí, por favor.", True), ("si", True), ("Claro que sí", True), ("Vale.", True), ("De acuerdo", True),
+     ("Por supuesto", True), ("No, gracias.", False), ("No está bien", False), ("Eso no es correcto", False),
+     ("Nunca", False), ("Hmm, a ver", None), ("yes", None)],
+)  # fmt: skip
+def test_yes_no_in_spanish(said: str, answer: bool | None) -> None:
+    parsed = parse_yes_no(normalize(said), language="es-ES")
+    assert (parsed.value if parsed else None) == answer
+    assert parse_yes_no(normalize("sí"), language="en") is None  # an English agent hears English only
+
+
+@pytest.mark.parametrize(
+    ("said", "value"),
+    [("Dos", 2), ("quince", 15), ("Dieciséis", 16), ("dieciseis", 16), ("veintitrés personas", 23),
+     ("Treinta y cinco", 35), ("noventa y nueve", 99), ("cuarenta", 40), ("Somos 12", 12), ("cien", 100),
+     ("una", 1)],
+)  # fmt: skip
+def test_numbers_in_spanish(said: str, value: int) -> None:
+    parsed = parse_slot(
+        SlotType.NUMBER, normalize(said), original=said, today=SUNDAY, asked=True, language="es"
+    )
+    assert parsed is not None and (parsed.value, parsed.spoken) == (value, str(value))
+    assert (
+        parse_slot(SlotType.NUMBER, normalize(said), original=said, today=SUNDAY, asked=False, language="es")
+        is None
+    )

@@ -7,48 +7,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
-from typing import Any
 
 import pytest
 
-from callgate.clock import utcnow
 from callgate.flows import PromptAgent
 from callgate.pipeline.interfaces import AgentText
-from callgate.pipeline.tools import ToolDefinition, ToolHost, ToolOutcome, ToolRecord
+from callgate.pipeline.sentences import SentenceSplitter
+from callgate.pipeline.tools import ToolDefinition
 from callgate.providers.openai import OpenAILLM
 from tests.support.fake_openai import FakeOpenAI, Reply, text_events, tool_events
+from tests.support.tool_host import ScriptedHost
 
 SLOW = ToolDefinition(
     kind="http", name="book_slot", description="Book a slot.", message="One moment.", timeout_ms=5000
 )
-
-
-class ScriptedHost(ToolHost):
-    """Runs every tool after ``delay`` seconds, answering ``{"booked": <arguments>}``."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.ran: list[dict[str, Any]] = []
-        self.records: list[ToolRecord] = []
-        self.recorded = asyncio.Event()
-
-    async def run_tool(
-        self, tool: ToolDefinition, *, tool_call_id: str, arguments: dict[str, Any]
-    ) -> ToolOutcome:
-        await asyncio.sleep(self.delay)
-        self.ran.append(arguments)  # the side effect
-        return ToolOutcome(result={"booked": arguments})
-
-    def record_tool(self, record: ToolRecord) -> None:
-        self.records.append(record)
-        self.recorded.set()
-
-    def now(self) -> datetime:
-        return utcnow()
-
-    def monotonic(self) -> float:
-        return asyncio.get_running_loop().time()
 
 
 @pytest.fixture
@@ -67,7 +39,8 @@ async def test_result_goes_back_for_a_second_pass(llm: OpenAILLM, fake_openai: F
         Reply(events=text_events("Booked for nine.")),
     ]
     events = [e async for e in agent.respond("Nine please.")]
-    assert events == [AgentText("One moment."), AgentText(" Booked for nine.")]
+    # The message ends its sentence (a trailing space), so it is spoken while the tool runs.
+    assert events == [AgentText("One moment. "), AgentText("Booked for nine.")]
     assert [r.outcome.result for r in host.records] == [{"booked": {"at": "09:00"}}]
     assert [m.role for m in agent.history] == ["user", "assistant", "tool", "assistant"]
     assert agent.history[1].content == "One moment." and agent.history[1].tool_calls[0].name == "book_slot"
@@ -84,7 +57,8 @@ async def test_barge_in_drops_the_spoken_result_not_the_side_effect(
         Reply(events=text_events("Anything else?")),
     ]
     stream = agent.respond("Nine please.")
-    assert await anext(stream) == AgentText("One moment.")
+    first = await anext(stream)
+    assert host.ran == [] and SentenceSplitter().push(first.text) == ["One moment."]  # heard while it runs
     waiting = asyncio.ensure_future(anext(stream))
     await asyncio.sleep(0.05)
     waiting.cancel()  # the caller barges in while the tool runs

@@ -162,3 +162,11 @@ async def test_whisper_one_word_answers_stay_in_the_short_window(whisper, tmp_pa
     transcript = await whisper.transcribe(pcm)
     assert transcript.text.lower().strip(".?! ") == word.lower().strip(".")
     assert whisper.stats["short"] == before["short"] + 1  # no second pass in the 30 s window
+
+
+@pytest.mark.parametrize(("tag", "code"), [("de-DE", "de"), ("es", "es"), ("pt-BR", "pt"), ("EN-us", "en")])
+def test_whisper_is_given_the_primary_language_of_a_bcp47_tag(tag: str, code: str) -> None:
+    pytest.importorskip("faster_whisper")
+    from callgate.providers.whisper.stt import whisper_language
+
+    assert whisper_language(tag) == code  # faster-whisper refuses "de-DE" (a ValueError on every turn)

@@ -6,10 +6,11 @@ Tests queue replies; the server records each request and notices when a client g
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,8 @@ class Reply:
     """Keep the stream open after the events (no [DONE])."""
     raw: list[str] = field(default_factory=list)
     """Extra raw SSE text sent before the events (comments, odd lines)."""
+    first_token_delay: float = 0.0
+    """Seconds before the first event (a model's time to first token)."""
 
 
 def text_events(*pieces: str, model: str = "fake-model") -> list[dict[str, Any]]:
@@ -95,11 +98,20 @@ class FakeOpenAI:
         self.in_flight = 0
         self.max_in_flight = 0
         """The most requests answered at the same time."""
+        self.answer: Callable[[dict[str, Any]], Reply | Awaitable[Reply]] | None = None
+        """Makes the reply to a request when none is queued (default: "Hello.")."""
 
     async def _chat(self, request: Request) -> Response:
-        self.requests.append(await request.json())
+        body = await request.json()
+        self.requests.append(body)
         self.headers.append(dict(request.headers))
-        reply = self.replies.pop(0) if self.replies else Reply(events=text_events("Hello."))
+        if self.replies:
+            reply = self.replies.pop(0)
+        elif self.answer is not None:
+            made = self.answer(body)
+            reply = await made if inspect.isawaitable(made) else made
+        else:
+            reply = Reply(events=text_events("Hello."))
         if reply.status != 200:
             body = {"error": {"message": reply.error, "type": "invalid_request_error", "code": None}}
             return JSONResponse(body, status_code=reply.status)
@@ -109,6 +121,8 @@ class FakeOpenAI:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
+                if reply.first_token_delay:
+                    await asyncio.sleep(reply.first_token_delay)
                 for line in reply.raw:
                     yield line
                 for event in reply.events:

@@ -2,7 +2,8 @@
 carrier that holds and resumes a call, goes silent, never ACKs, or answers an INVITE as it is cancelled.
 
 :class:`ScriptedPeer` keeps every message it receives (:meth:`next`), sends hand-written requests and
-responses, and has an RTP socket that can stream PCMU silence at 20 ms (:meth:`start_rtp`).
+responses, and has an RTP socket that can stream PCMU silence at 20 ms (:meth:`start_rtp`) and keeps
+the key presses that reach it as RFC 4733 telephone-events (:meth:`keys_heard`).
 """
 
 from __future__ import annotations
@@ -53,11 +54,17 @@ class _Udp(asyncio.DatagramProtocol):
     def __init__(self, queue: asyncio.Queue[bytes] | None) -> None:
         self.queue = queue
         self.count = 0
+        self.events: list[tuple[int, int, bytes]] = []
+        """RTP packets that are not PCMU (payload type, timestamp, payload): telephone-events."""
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.count += 1
         if self.queue is not None:
             self.queue.put_nowait(data)
+        elif len(data) >= 12 and data[0] >> 6 == 2 and data[1] & 0x7F != 0:
+            count = data[0] & 0x0F  # CSRCs before the payload
+            timestamp = struct.unpack("!I", data[4:8])[0]
+            self.events.append((data[1] & 0x7F, timestamp, data[12 + 4 * count :]))
 
 
 class ScriptedPeer:
@@ -101,6 +108,16 @@ class ScriptedPeer:
     def rtp_received(self) -> int:
         """RTP packets that reached the peer's RTP port."""
         return self._rtp_proto.count if self._rtp_proto is not None else 0
+
+    def keys_heard(self, payload_type: int = 101) -> str:
+        """The key presses received as RFC 4733 events (one per event start timestamp, once its end
+        packet came), in order."""
+        keys, ended = "", set()
+        for pt, timestamp, payload in self._rtp_proto.events if self._rtp_proto else []:
+            if pt == payload_type and len(payload) >= 4 and payload[1] & 0x80 and timestamp not in ended:
+                ended.add(timestamp)
+                keys += "0123456789*#ABCD"[payload[0]] if payload[0] < 16 else "!"
+        return keys
 
     def send(self, data: bytes, to: tuple[str, int]) -> None:
         assert self._sip is not None

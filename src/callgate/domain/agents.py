@@ -85,8 +85,9 @@ async def update_agent(
                 }
             ],
         )
-    if merged["flow"] is not None and ("flow" in changes or "variables" in changes):
-        validate_flow(merged["flow"], known_variables=merged["variables"])
+    if merged["flow"] is not None and {"flow", "variables", "tools"} & set(changes):
+        tools = {t.get("name") or t["type"]: t["type"] for t in merged["tools"] or []}
+        validate_flow(merged["flow"], known_variables=merged["variables"], tools=tools)
     await check_references(session, team_id=team_id, fields=changes)
     if "tools" in changes:
         changes = {**changes, "tools": _sealed_tools(changes["tools"], agent.tools)}

@@ -3,7 +3,9 @@
 Stored form: the agent's ``tools`` column holds the validated definitions; every ``http`` header value is
 sealed (:mod:`callgate.store.sealing`) when saved and opened only here, when a request is made. The API
 shows header names with :data:`HIDDEN` for values; sending :data:`HIDDEN` back on an update keeps the
-stored value, so a read-modify-write of an agent never loses its secrets.
+stored value, so a read-modify-write of an agent never loses its secrets. Like the other sealed secrets,
+header values sealed under a previous ``CALLGATE_SECRET_KEY`` are re-sealed under the current one at
+start (:func:`seal_stored_secrets`).
 
 :class:`HttpTools` makes the request of one ``http`` tool call: a JSON body with the arguments, the
 call's id and variables, signed with Standard Webhooks headers under the team's signing secret (the one
@@ -22,18 +24,22 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+from sqlalchemy import Text, cast, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import flag_modified
 
 from callgate.clock import Clock
 from callgate.errors import CallgateError
 from callgate.net_guard import OutboundPolicy, OutboundRefused, guarded_client
 from callgate.pipeline.tools import ToolDefinition, ToolOutcome
 from callgate.store.db import Database
-from callgate.store.sealing import PREFIX, SealingError, open_, seal
+from callgate.store.models import Agent
+from callgate.store.sealing import PREFIX, SealingError, current_prefix, open_, seal
 from callgate.webhooks import endpoints, wire
 from callgate.webhooks.events import new_id
 from callgate.webhooks.signing import UnusableSecret, signed_headers
 
-__all__ = ["HIDDEN", "MAX_ANSWER_BYTES", "HttpTools", "public_tools", "seal_tools"]
+__all__ = ["HIDDEN", "MAX_ANSWER_BYTES", "HttpTools", "public_tools", "seal_stored_secrets", "seal_tools"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,33 @@ def public_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         {**t, "headers": {name: HIDDEN for name in t["headers"]}} if t.get("headers") else t
         for t in tools or []
     ]
+
+
+async def seal_stored_secrets(session: AsyncSession) -> int:
+    """Re-seal ``http`` tool header values sealed under a previous secret key (like the carriers'
+    secrets); returns how many agents were rewritten. A value no installed key opens is left as it is
+    (the tool then answers the model an error; setting the header again replaces it)."""
+    current = current_prefix()
+    stmt = select(Agent).where(cast(Agent.tools, Text).contains(PREFIX))
+    count = 0
+    for agent in (await session.execute(stmt)).scalars():
+        changed = False
+        tools: list[dict[str, Any]] = []
+        for tool in agent.tools or []:
+            headers = dict(tool.get("headers") or {})
+            for name, value in headers.items():
+                if isinstance(value, str) and value.startswith(PREFIX) and not value.startswith(current):
+                    try:
+                        headers[name], changed = seal(open_(value)), True
+                    except SealingError as exc:
+                        log.error("agent %s: tool header %s cannot be re-sealed (%s)", agent.id, name, exc)
+            tools.append({**tool, "headers": headers} if tool.get("headers") else tool)
+        if changed:
+            agent.tools = tools
+            flag_modified(agent, "tools")
+            count += 1
+    await session.flush()
+    return count
 
 
 class HttpTools:

@@ -3,20 +3,35 @@
 Each caller turn is handled synchronously (string matching is microseconds), producing at most:
 one :class:`AgentData` (the call's collected data, when it changed), one :class:`AgentText` (what
 to say, all prompts of the turn joined), then :class:`AgentEndCall` or :class:`AgentTransfer`.
+
+A turn that reaches a tool state stops there: what it has to say so far goes out (so it is spoken
+while the request runs), the agent's ``http`` tool runs on the call's
+:class:`~callgate.pipeline.tools.ToolHost`, fields of its answer are stored, and the turn goes on at
+the state's ``next`` (or ``on_error``). A caller who barges in abandons what was to be said, not the
+request: its result is applied when the caller's next turn comes, and that turn's words are matched
+in the state it led to.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
+import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+import re
+import secrets
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from callgate.clock import utcnow as _utcnow
 from callgate.flows.matching import match_intent
-from callgate.flows.schema import Flow, State
+from callgate.flows.schema import Flow, Intent, SlotType, State
 from callgate.flows.slots import SlotValue, parse_slot
 from callgate.flows.text import normalize, render
+from callgate.flows.tool_args import argument_error
 from callgate.pipeline.interfaces import (
     AgentData,
     AgentEndCall,
@@ -25,12 +40,22 @@ from callgate.pipeline.interfaces import (
     AgentText,
     AgentTransfer,
 )
+from callgate.pipeline.tools import (
+    ToolDefinition,
+    ToolHost,
+    ToolOutcome,
+    ToolRecord,
+    instant_record,
+    run_recorded,
+)
 
 __all__ = ["FlowAgent"]
 
 log = logging.getLogger(__name__)
 
 _MAX_HOPS = 32  # auto-advancing states per turn; the schema forbids loops, this is a backstop
+_WHOLE_PLACEHOLDER = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+_MISSING = object()
 
 
 @dataclass
@@ -39,13 +64,25 @@ class _Turn:
     data_changed: bool = False
     final: AgentEndCall | AgentTransfer | None = None
     hops: int = 0
+    tool: str | None = None
+    """The tool state the turn stopped at: its request runs before the turn goes on."""
+
+
+@dataclass
+class _Pending:
+    """A tool state's request, running or done, whose result the flow has not applied yet."""
+
+    state: str
+    task: asyncio.Task[ToolRecord]
 
 
 class FlowAgent(AgentEngine):
     """One call's run through ``flow``.
 
     ``variables`` override the flow's defaults for ``{{name}}`` placeholders. ``today`` gives the
-    date relative days ("tomorrow") count from, in the caller's time zone.
+    date relative days ("tomorrow") count from, in the caller's time zone. ``tools`` are the agent's
+    (:func:`callgate.pipeline.tools.definitions`): tool states call its ``http`` tools. ``language`` (the
+    agent's, BCP 47) is the one yes/no answers and numbers are heard in (English or Spanish).
     """
 
     def __init__(
@@ -54,17 +91,24 @@ class FlowAgent(AgentEngine):
         *,
         variables: Mapping[str, Any] | None = None,
         today: Callable[[], date] = date.today,
+        tools: Sequence[ToolDefinition] = (),
+        language: str = "en",
     ) -> None:
         self._flow = flow
+        self._language = language
         self._variables = {**flow.variables, **{k: str(v) for k, v in (variables or {}).items()}}
         self._today = today
+        self._tools = {t.name: t for t in tools}
+        self._host: ToolHost | None = None
         self._state_name = flow.start
         self._slots: dict[str, SlotValue] = {}
+        self._results: dict[str, Any] = {}
         self._data: dict[str, Any] = {}
         self._asked: str | None = None
         self._retries = 0
         self._started = False
         self._finished = False
+        self._pending: _Pending | None = None
 
     @property
     def state(self) -> str:
@@ -72,7 +116,7 @@ class FlowAgent(AgentEngine):
 
     @property
     def data(self) -> dict[str, Any]:
-        """Slots and ``set`` values collected so far (as stored on the call)."""
+        """Slots, ``set`` values and stored tool results so far (as stored on the call)."""
         return dict(self._data)
 
     @property
@@ -81,42 +125,90 @@ class FlowAgent(AgentEngine):
 
     # ------------------------------------------------------------------ AgentEngine
 
+    def bind(self, host: ToolHost) -> None:
+        self._host = host
+
     async def greet(self) -> AsyncIterator[AgentEvent]:
-        for event in self.greet_now():
-            yield event
-
-    async def respond(self, user_text: str) -> AsyncIterator[AgentEvent]:
-        for event in self.respond_now(user_text):
-            yield event
-
-    def greet_now(self) -> list[AgentEvent]:
-        """:meth:`greet`, synchronously."""
         if self._started:
-            return []
+            return
         turn = _Turn()
         self._started = True
         self._enter(self._flow.start, turn, utterance=None)
-        return self._events(turn)
+        async for event in self._play(turn):
+            yield event
 
-    def respond_now(self, user_text: str) -> list[AgentEvent]:
-        """:meth:`respond`, synchronously."""
-        if not self._started:
-            self.greet_now()  # the caller spoke first: start silently, then answer
-        if self._finished:
-            return []
+    async def respond(self, user_text: str) -> AsyncIterator[AgentEvent]:
         turn = _Turn()
+        if not self._started:  # the caller spoke first: start silently, then answer
+            self._started = True
+            self._enter(self._flow.start, turn, utterance=None)
+            async for event in self._play(turn, silent=True):
+                yield event
+            turn = _Turn()
+        quiet = False
+        if (pending := self._pending) is not None:  # a barge-in left a tool's result: it comes first
+            record = await asyncio.shield(pending.task)  # kept pending if this turn is cut off too
+            self._pending = None
+            self._apply(pending.state, record.outcome, turn)
+            quiet = True  # the caller spoke over "one moment": only words that answer the new step count
+        if not self._finished and turn.tool is None:
+            self._hear(user_text, turn, quiet=quiet)
+        async for event in self._play(turn):
+            yield event
+
+    def _hear(self, user_text: str, turn: _Turn, *, quiet: bool) -> None:
         text = normalize(user_text)
         state = self._flow.states[self._state_name]
-        intent = match_intent(state.intents, text) or match_intent(self._flow.intents, text)
+        if not state.waits:
+            return
+        intent = self._intent(state.intents, text) or self._intent(self._flow.intents, text)
         if intent is not None:
             log.debug("flow %s: intent %s -> %s", self._state_name, intent.name, intent.goto)
             self._enter(intent.goto, turn, utterance=(text, user_text))
         elif state.collect and self._fill(state, text, user_text, turn):
             self._retries = 0
             self._after_fill(state, turn)
-        else:
+        elif not quiet:
             self._miss(state, turn)
-        return self._events(turn)
+
+    async def _play(self, turn: _Turn, *, silent: bool = False) -> AsyncIterator[AgentEvent]:
+        """The turn's events; at each tool state, what it has said so far goes out before the request
+        is awaited. ``silent``: the data only (the caller spoke first; the greeting is skipped)."""
+        while turn.tool is not None:
+            name, turn.tool = turn.tool, None
+            pending = self._start_tool(name, turn)
+            self._pending = pending
+            for event in self._events(turn, more=True):
+                if not silent or isinstance(event, AgentData):
+                    yield event
+            turn = _Turn(hops=turn.hops)
+            record = await asyncio.shield(pending.task)  # a barge-in cancels the wait, not the request
+            self._pending = None
+            if self._host is not None:
+                self._host.record_tool(record)
+            self._apply(name, record.outcome, turn)
+        for event in self._events(turn):
+            if not silent or isinstance(event, AgentData):
+                yield event
+
+    async def aclose(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending.task
+
+    def on_interrupted(self, spoken_text: str) -> None:
+        """A barge-in: a request still running is recorded (marked interrupted) when it completes."""
+        pending, host = self._pending, self._host
+        if pending is None or host is None:
+            return
+
+        def done(task: asyncio.Task[ToolRecord]) -> None:
+            if not task.cancelled() and task.exception() is None:
+                host.record_tool(dataclasses.replace(task.result(), interrupted=True))
+
+        pending.task.add_done_callback(done)
 
     def expected_answer(self, text: str) -> bool:
         """True if ``text`` answers the current step: fills a slot it still waits for ("tomorrow", "at
@@ -126,11 +218,11 @@ class FlowAgent(AgentEngine):
             return False
         state = self._flow.states[self._state_name]
         words, today = normalize(text), self._today()
-        if state.intents and match_intent(state.intents, words) is not None:
+        if state.intents and self._intent(state.intents, words) is not None:
             return True
         missing = [s for s in state.collect if s not in self._slots]
         return any(
-            parse_slot(self._flow.slots[s].type, words, original=text, today=today, asked=s == self._asked)
+            self._parse(self._flow.slots[s].type, words, text, today=today, asked=s == self._asked)
             is not None
             for s in missing
         )
@@ -155,6 +247,8 @@ class FlowAgent(AgentEngine):
             turn.final, self._finished = AgentEndCall(), True
         elif state.transfer is not None:
             turn.final, self._finished = AgentTransfer(render(state.transfer, self._values())), True
+        elif state.tool is not None:
+            turn.tool = name
         elif state.collect:
             if utterance is not None:
                 self._fill(state, *utterance, turn)
@@ -168,7 +262,7 @@ class FlowAgent(AgentEngine):
         today = self._today()
         for slot in [s for s in state.collect if s not in self._slots]:
             spec = self._flow.slots[slot]
-            value = parse_slot(spec.type, text, original=original, today=today, asked=slot == self._asked)
+            value = self._parse(spec.type, text, original, today=today, asked=slot == self._asked)
             if value is not None:
                 self._slots[slot] = value
                 self._store(slot, value.value, turn)
@@ -200,10 +294,88 @@ class FlowAgent(AgentEngine):
         else:
             self._say(state.say, turn)
 
+    # ------------------------------------------------------------------ tool states
+
+    def _start_tool(self, name: str, turn: _Turn) -> _Pending:
+        """Start the request of tool state ``name``; its ``message`` joins what the turn says."""
+        step = self._flow.states[name].tool
+        assert step is not None
+        tool = self._tools.get(step.name)
+        arguments = {key: self._argument(value) for key, value in step.arguments.items()}
+        call_id = f"flow_{secrets.token_hex(8)}"
+        if tool is not None and tool.message:
+            self._say(tool.message, turn)
+        task = asyncio.create_task(self._run(tool, step.name, call_id, arguments), name=f"flow-tool-{name}")
+        return _Pending(name, task)
+
+    async def _run(
+        self, tool: ToolDefinition | None, name: str, call_id: str, arguments: dict[str, Any]
+    ) -> ToolRecord:
+        host = self._host
+        problem: str | None
+        if tool is None or tool.kind != "http":
+            problem = f"the agent has no http tool named {name!r}"
+        elif host is None:
+            problem = "tools cannot run in this conversation"
+        else:
+            problem = argument_error(tool.parameters, arguments)
+        if problem is not None or host is None or tool is None:
+            return instant_record(
+                at=host.now() if host is not None else _utcnow(),
+                tool_call_id=call_id,
+                name=name,
+                kind=tool.kind if tool is not None else "unknown",
+                arguments=arguments,
+                outcome=ToolOutcome(error=problem),
+            )
+        return await run_recorded(host, tool, tool_call_id=call_id, arguments=arguments)
+
+    def _apply(self, name: str, outcome: ToolOutcome, turn: _Turn) -> None:
+        """Store what tool state ``name`` asked for of ``outcome`` and go on to its next state."""
+        state = self._flow.states[name]
+        assert state.tool is not None and state.next is not None and state.on_error is not None
+        picked = {key: _pick(outcome.result, path) for key, path in state.tool.store.items()}
+        missing = [path for key, path in state.tool.store.items() if picked[key] is _MISSING]
+        if not outcome.ok or missing:
+            why = outcome.error or f"the answer has no {', '.join(missing)}"
+            log.info("flow %s: tool %s failed (%s) -> %s", name, state.tool.name, why, state.on_error)
+            self._enter(state.on_error, turn, utterance=None)
+            return
+        for key, value in picked.items():
+            self._results[key] = value
+            self._store(key, value, turn)
+        self._enter(state.next, turn, utterance=None)
+
+    def _argument(self, value: Any) -> Any:
+        """An argument template with the call's values: ``"{{day}}"`` alone is the value itself."""
+        if isinstance(value, str):
+            raw = self._raw_values()
+            if whole := _WHOLE_PLACEHOLDER.match(value.strip()):
+                return raw.get(whole.group(1))
+            return render(value, {k: _as_text(v) for k, v in raw.items()})
+        if isinstance(value, dict):
+            return {key: self._argument(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._argument(item) for item in value]
+        return value
+
+    def _raw_values(self) -> dict[str, Any]:
+        """Variables, slots as stored (ISO dates, ``HH:MM``), stored results."""
+        return {**self._variables, **{k: v.value for k, v in self._slots.items()}, **self._results}
+
     # ------------------------------------------------------------------ helpers
 
+    def _intent(self, intents: Sequence[Intent], text: str) -> Intent | None:
+        return match_intent(intents, text, language=self._language)
+
+    def _parse(
+        self, kind: SlotType, text: str, original: str, *, today: date, asked: bool
+    ) -> SlotValue | None:
+        return parse_slot(kind, text, original=original, today=today, asked=asked, language=self._language)
+
     def _values(self) -> dict[str, str]:
-        return {**self._variables, **{name: value.spoken for name, value in self._slots.items()}}
+        spoken = {name: value.spoken for name, value in self._slots.items()}
+        return {**self._variables, **{k: _as_text(v) for k, v in self._results.items()}, **spoken}
 
     def _say(self, template: str, turn: _Turn) -> None:
         text = render(template, self._values())
@@ -215,12 +387,38 @@ class FlowAgent(AgentEngine):
             self._data[key] = value
             turn.data_changed = True
 
-    def _events(self, turn: _Turn) -> list[AgentEvent]:
+    def _events(self, turn: _Turn, *, more: bool = False) -> list[AgentEvent]:
+        """``more``: the turn goes on after a tool's request, so its last sentence is closed now (a
+        trailing space) and spoken while the request runs."""
         events: list[AgentEvent] = []
         if turn.data_changed:
             events.append(AgentData(dict(self._data)))
         if turn.texts:
-            events.append(AgentText(" ".join(turn.texts)))
+            events.append(AgentText(" ".join(turn.texts) + (" " if more else "")))
         if turn.final is not None:
             events.append(turn.final)
         return events
+
+
+def _pick(answer: Any, path: str) -> Any:
+    """The value at dotted ``path`` in a JSON answer ("delivery.eta", "slots.0"), or :data:`_MISSING`."""
+    node = answer
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+def _as_text(value: Any) -> str:
+    """A value as it is read aloud or put into a text template."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return ""
+    if isinstance(value, str | int | float):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)

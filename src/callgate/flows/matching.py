@@ -20,21 +20,22 @@ def phrase_score(words: Sequence[str], phrase: str) -> int:
     return 0
 
 
-def _score(intent: Intent, words: Sequence[str], text: str) -> int:
+def _score(intent: Intent, words: Sequence[str], text: str, language: str) -> int:
     if intent.answer is not None:
-        answer = parse_yes_no(text)
+        answer = parse_yes_no(text, language=language)
         if answer is not None and answer.value == (intent.answer == "yes"):
             return 1
     return max((phrase_score(words, k) for k in intent.keywords), default=0)
 
 
-def match_intent(intents: Sequence[Intent], text: str) -> Intent | None:
-    """The intent with the longest matching phrase in ``text`` (normalised); earlier wins ties."""
+def match_intent(intents: Sequence[Intent], text: str, *, language: str = "en") -> Intent | None:
+    """The intent with the longest matching phrase in ``text`` (normalised); earlier wins ties.
+    ``answer: yes|no`` intents hear the agent's ``language`` (English or Spanish)."""
     words = text.split()
     best: Intent | None = None
     best_score = 0
     for intent in intents:
-        score = _score(intent, words, text)
+        score = _score(intent, words, text, language)
         if score > best_score:
             best, best_score = intent, score
     return best

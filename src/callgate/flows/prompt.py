@@ -37,7 +37,14 @@ from callgate.pipeline.interfaces import (
     ToolCall,
     ToolSpec,
 )
-from callgate.pipeline.tools import ToolDefinition, ToolHost, ToolOutcome, ToolRecord
+from callgate.pipeline.tools import (
+    ToolDefinition,
+    ToolHost,
+    ToolOutcome,
+    ToolRecord,
+    instant_record,
+    run_recorded,
+)
 
 __all__ = ["END_CALL", "TRANSFER_CALL", "PromptAgent"]
 
@@ -174,7 +181,7 @@ class PromptAgent(AgentEngine):
         self.history.append(ChatMessage(role="user", content=user_text))
         self._trim()
         self._reply_start = len(self.history)
-        self._spoke = False
+        self._spoke = self._closed = False
         for round_ in range(self._max_rounds + 1):
             specs = self._specs if round_ < self._max_rounds else ()
             said: list[str] = []
@@ -184,8 +191,8 @@ class PromptAgent(AgentEngine):
                     if chunk.text:
                         said.append(chunk.text)
                         # A later pass continues what was said: keep its first word apart.
-                        gap = " " if self._spoke and len(said) == 1 else ""
-                        self._spoke = True
+                        gap = " " if self._spoke and len(said) == 1 and not self._closed else ""
+                        self._spoke, self._closed = True, False
                         yield AgentText(gap + chunk.text)
                     calls.extend(chunk.tool_calls)
             finally:
@@ -224,10 +231,17 @@ class PromptAgent(AgentEngine):
             entries.append(self._record(call, tool, outcome or ToolOutcome(result=_OK)))
         content = " ".join(p for p in [said.strip(), *spoken] if p)
         self.history.append(ChatMessage(role="assistant", content=content, tool_calls=tuple(calls)))
-        for line in spoken:
-            gap = " " if self._spoke else ""
-            self._spoke = True
-            yield AgentText(gap + line)
+        # While tools run, what was said so far must be heard: a trailing space closes its last sentence
+        # (the sentence splitter only lets a sentence go once something follows it).
+        running = any(isinstance(entry, asyncio.Task) for entry in entries)
+        for i, line in enumerate(spoken):
+            gap = " " if self._spoke and not self._closed else ""
+            end = " " if running and i == len(spoken) - 1 else ""
+            self._spoke, self._closed = True, bool(end)
+            yield AgentText(gap + line + end)
+        if running and self._spoke and not self._closed:
+            self._closed = True
+            yield AgentText(" ")
         records: list[ToolRecord] = []
         try:
             for entry in entries:
@@ -255,6 +269,8 @@ class PromptAgent(AgentEngine):
 
     _finished = False
     _spoke = False
+    _closed = False
+    """The last text given ended a sentence with a space: the next needs no gap."""
 
     def _check(
         self, call: ToolCall, tool: ToolDefinition | None
@@ -284,40 +300,18 @@ class PromptAgent(AgentEngine):
         return None, None
 
     def _record(self, call: ToolCall, tool: ToolDefinition | None, outcome: ToolOutcome) -> ToolRecord:
-        stamp = self._host.now() if self._host is not None else utcnow()
-        arguments = call.arguments if call.error is None else call.raw_arguments
-        return ToolRecord(
+        return instant_record(
+            at=self._host.now() if self._host is not None else utcnow(),
             tool_call_id=call.id,
             name=call.name,
             kind=tool.kind if tool is not None else "unknown",
-            arguments=arguments,
+            arguments=call.arguments if call.error is None else call.raw_arguments,
             outcome=outcome,
-            started_at=stamp,
-            ended_at=stamp,
-            latency_ms=0,
         )
 
     async def _execute(self, tool: ToolDefinition, call: ToolCall) -> ToolRecord:
-        host = self._host
-        assert host is not None
-        started_at, t0 = host.now(), host.monotonic()
-        try:
-            outcome = await host.run_tool(tool, tool_call_id=call.id, arguments=call.arguments)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a host bug must not end the call: the model hears of a failure
-            log.exception("tool %s failed", tool.name)
-            outcome = ToolOutcome(error=f"the tool failed: {type(exc).__name__}")
-        return ToolRecord(
-            tool_call_id=call.id,
-            name=tool.name,
-            kind=tool.kind,
-            arguments=call.arguments,
-            outcome=outcome,
-            started_at=started_at,
-            ended_at=host.now(),
-            latency_ms=round((host.monotonic() - t0) * 1000),
-        )
+        assert self._host is not None
+        return await run_recorded(self._host, tool, tool_call_id=call.id, arguments=call.arguments)
 
     def _record_later(self, entry: asyncio.Task[ToolRecord] | ToolRecord) -> None:
         host = self._host

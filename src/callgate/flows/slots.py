@@ -1,5 +1,8 @@
 """Slot parsers: pull a date, time, name, yes/no, number or free text out of a caller's words.
 
+Yes/no and numbers are heard in English, or in Spanish for an agent whose ``language`` is Spanish
+(:mod:`callgate.flows.spanish`); dates, times and names in English only.
+
 Every parser takes normalised text (:func:`callgate.flows.text.normalize`) and ``asked``: True when
 the agent has just asked for this slot, which lets loose answers count ("three" for a time, "Ann"
 for a name). Each returns a :class:`SlotValue`: the value stored on the call (ISO date, ``HH:MM``…)
@@ -13,10 +16,11 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from callgate.flows import spanish
 from callgate.flows.schema import SlotType
 from callgate.flows.text import ORDINALS, TENS, number_to_words, ordinal_to_words, parse_number_words
 
-__all__ = ["SlotValue", "parse_slot", "parse_yes_no"]
+__all__ = ["SlotValue", "parse_slot", "parse_yes_no", "speaks_spanish"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +44,17 @@ _NAME_STOP = {"and", "please", "thanks", "thank", "calling", "here", "looking", 
 _FILLERS = {"um", "uh", "er", "erm", "well", "so", "oh", "yes", "yeah", "hi", "hello", "it's", "its"}
 
 
-def parse_yes_no(text: str) -> SlotValue | None:
-    """Whichever of a yes-word and a no-word comes first ("that's not right" → no)."""
+def speaks_spanish(language: str) -> bool:
+    """True for ``es`` and ``es-*`` (BCP 47): the yes/no and number slots hear Spanish words."""
+    return language.lower().split("-", 1)[0] == "es"
+
+
+def parse_yes_no(text: str, *, language: str = "en") -> SlotValue | None:
+    """Whichever of a yes-word and a no-word comes first ("that's not right" → no); Spanish words for
+    a Spanish agent ("sí", "de acuerdo", "no")."""
+    if speaks_spanish(language):
+        said = spanish.yes_no(text)
+        return None if said is None else SlotValue(said, "sí" if said else "no")
     for word in text.split():
         if word in _NO:
             return SlotValue(False, "no")
@@ -215,8 +228,12 @@ def _name(text: str, *, asked: bool) -> SlotValue | None:
     return SlotValue(spoken, spoken)
 
 
-def parse_slot(kind: SlotType, text: str, *, original: str, today: date, asked: bool) -> SlotValue | None:
-    """Parse ``text`` (normalised) for a slot of type ``kind``; ``original`` is the raw transcript."""
+def parse_slot(
+    kind: SlotType, text: str, *, original: str, today: date, asked: bool, language: str = "en"
+) -> SlotValue | None:
+    """Parse ``text`` (normalised) for a slot of type ``kind``; ``original`` is the raw transcript.
+    ``language`` (the agent's, BCP 47): yes/no and numbers are heard in English or Spanish; dates,
+    times and names in English only."""
     if kind is SlotType.DATE:
         return parse_date(text, today=today, asked=asked)
     if kind is SlotType.TIME:
@@ -226,12 +243,15 @@ def parse_slot(kind: SlotType, text: str, *, original: str, today: date, asked: 
     if not asked:  # the rest only make sense as an answer to the question just asked
         return None
     if kind is SlotType.YES_NO:
-        return parse_yes_no(text)
+        return parse_yes_no(text, language=language)
     if kind is SlotType.NUMBER:
         words = text.split()
+        in_spanish = speaks_spanish(language)
         for i in range(len(words)):
-            if (number := parse_number_words(words, i)) is not None:
-                return SlotValue(number[0], number_to_words(number[0]))
+            number = spanish.parse_number(words, i) if in_spanish else parse_number_words(words, i)
+            if number is not None:
+                spoken = spanish.spoken_number(number[0]) if in_spanish else number_to_words(number[0])
+                return SlotValue(number[0], spoken)
         return None
     stripped = original.strip()
     return SlotValue(stripped, stripped) if stripped else None

@@ -10,7 +10,9 @@ it is a :class:`ToolOutcome` with an ``error`` the LLM is told about, so a tool 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,8 +28,12 @@ __all__ = [
     "ToolOutcome",
     "ToolRecord",
     "definitions",
+    "instant_record",
+    "run_recorded",
     "shorten",
 ]
+
+log = logging.getLogger(__name__)
 
 ToolKind = Literal["http", "client", "end_call", "transfer_call", "send_dtmf", "wait"]
 BUILT_IN: frozenset[str] = frozenset({"end_call", "transfer_call", "send_dtmf", "wait"})
@@ -144,3 +150,44 @@ class ToolHost(ABC):
 
     @abstractmethod
     def monotonic(self) -> float: ...
+
+
+def instant_record(
+    *, at: datetime, tool_call_id: str, name: str, kind: str, arguments: Any, outcome: ToolOutcome
+) -> ToolRecord:
+    """The record of a tool call decided without running anything (an error, a built-in's action)."""
+    return ToolRecord(
+        tool_call_id=tool_call_id,
+        name=name,
+        kind=kind,
+        arguments=arguments,
+        outcome=outcome,
+        started_at=at,
+        ended_at=at,
+        latency_ms=0,
+    )
+
+
+async def run_recorded(
+    host: ToolHost, tool: ToolDefinition, *, tool_call_id: str, arguments: dict[str, Any]
+) -> ToolRecord:
+    """Run ``tool`` on ``host``, timed, as a record (not yet kept: the caller decides when and whether
+    it was interrupted). A host that raises gives an error outcome, not an exception."""
+    started_at, t0 = host.now(), host.monotonic()
+    try:
+        outcome = await host.run_tool(tool, tool_call_id=tool_call_id, arguments=arguments)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a host bug must not end the call: the agent hears of a failure
+        log.exception("tool %s failed", tool.name)
+        outcome = ToolOutcome(error=f"the tool failed: {type(exc).__name__}")
+    return ToolRecord(
+        tool_call_id=tool_call_id,
+        name=tool.name,
+        kind=tool.kind,
+        arguments=arguments,
+        outcome=outcome,
+        started_at=started_at,
+        ended_at=host.now(),
+        latency_ms=round((host.monotonic() - t0) * 1000),
+    )

@@ -82,7 +82,12 @@ def _build(registry: EngineRegistry, plan: CallPlan, mode: Mode) -> Engines:
     switches = SwitchLog()
     brain: AgentEngine
     if agent.flow is not None:
-        brain = FlowAgent(validate_flow(agent.flow, known_variables=variables), variables=variables)
+        brain = FlowAgent(
+            validate_flow(agent.flow, known_variables=variables),
+            variables=variables,
+            tools=definitions(agent.tools),
+            language=agent.language,
+        )
     else:
         assert agent.prompt is not None
         brain = PromptAgent(

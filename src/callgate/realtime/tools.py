@@ -5,8 +5,9 @@
   ``llm-function-call`` ``{function_name, tool_call_id, args}`` and waits (the tool's ``timeout_ms``)
   for ``llm-function-call-result`` ``{function_name, tool_call_id, arguments, result}`` (or
   ``error``). Only the RTVI transports (WebSocket, WebRTC) have such an app; elsewhere it is a tool error.
-* ``send_dtmf`` needs a transport that can send key tones (:class:`SendsDigits`). None does yet, so on
-  every call today it answers the model with a tool error saying so.
+* ``send_dtmf`` needs a transport that can send key tones (:class:`SendsDigits`): the SIP trunk does
+  (RFC 4733 events in its RTP). Web calls have no phone line, and Twilio Media Streams cannot carry
+  key tones towards the caller: there the model gets a tool error saying so.
 
 Every failure is a :class:`~callgate.pipeline.tools.ToolOutcome` error, never an exception.
 """
@@ -154,16 +155,25 @@ class CallTools(ToolHost):
 
     async def _dtmf(self, digits: str) -> ToolOutcome:
         if not isinstance(self._transport, SendsDigits):
-            return ToolOutcome(
-                error="this call cannot send key tones (send_dtmf works on phone calls whose line "
-                "supports it; this one does not)"
-            )
+            return ToolOutcome(error=_NO_KEYS.get(self._plan.transport, _NO_KEYS[""]))
         digits = digits.upper()
         if not _DIGITS.match(digits):
             return ToolOutcome(error="digits are 0-9, *, # and A-D, at most 32")
         try:
             await self._transport.send_digits(digits)
+        except ValueError as exc:  # e.g. the far end did not negotiate key events
+            return ToolOutcome(error=f"the keys could not be sent: {exc}")
         except Exception as exc:
             log.warning("sending digits failed: %r", exc)
             return ToolOutcome(error="the keys could not be sent")
         return ToolOutcome(result={"ok": True, "sent": digits})
+
+
+_NO_KEYS = {
+    "websocket": "this is a web call: there is no phone line to press keys on",
+    "webrtc": "this is a web call: there is no phone line to press keys on",
+    "sip": "this is a web call: there is no phone line to press keys on",
+    "twilio": "this call runs on Twilio Media Streams, which cannot send key tones to the line",
+    "": "this call cannot send key tones (send_dtmf works on SIP trunk calls)",
+}
+"""Why ``send_dtmf`` cannot run, by the call's transport."""

@@ -212,6 +212,32 @@ async def test_dtmf_both_ways() -> None:
             r.session.send_dtmf("x")
 
 
+async def test_send_digits_returns_once_every_key_is_out_with_audio_between_keys() -> None:
+    async with rig() as r:
+        await asyncio.wait_for(r.session.send_digits("11#", duration_ms=60), 3)
+        assert r.session.stats.dtmf_sent == 3  # every key's end packets are out when it returns
+
+        def ends() -> list[RtpPacket]:
+            return [p for p in r.peer.audio() if p.payload_type == 101 and parse_event(p.payload)[1]]
+
+        await until(lambda: len(ends()) == 9)  # three end packets per key
+        packets = r.peer.audio()
+        events = [p for p in packets if p.payload_type == 101]
+        starts = sorted({p.timestamp for p in events})
+        assert len(starts) == 3  # three events, the repeated key too
+        codes = [parse_event(next(p for p in events if p.timestamp == t).payload)[0] for t in starts]
+        assert codes == [1, 1, 11]
+        # Between two keys the stream carries audio (60 ms), one sequence and one SSRC throughout.
+        kinds = "".join("e" if p.payload_type == 101 else "a" for p in packets)
+        assert "eaaae" in kinds and kinds.count("eae") == 0
+        seqs = [p.sequence_number for p in packets]
+        assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs))
+
+    plain = RtpSession(RtpCodec(0, "PCMU"), on_audio=lambda _: None)  # no telephone-event negotiated
+    with pytest.raises(ValueError, match="telephone-event"):
+        await plain.send_digits("1")
+
+
 async def test_inactivity_calls_back_once_and_hold_pauses_it() -> None:
     async with rig(inactivity_s=0.3) as r:
         r.session.hold(True)

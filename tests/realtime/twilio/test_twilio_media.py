@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from callgate.realtime.twilio import media
 from tests.realtime.twilio.conftest import CALLER, NUMBER, twilio_line
+from tests.support.fake_openai import FakeOpenAI, Reply, text_events, tool_events
 from tests.support.fake_twilio import FakeTwilio, MediaStream, pcm_of_ulaw, stream_of, ulaw_of_pcm16k
 from tests.support.live import LiveServer, settled_call
 from tests.support.rtvi_client import nonsilent_seconds
@@ -161,6 +163,42 @@ async def test_a_stream_without_a_valid_token_is_closed(live: LiveServer, fake_t
     async with fake_twilio.media_stream(fake_twilio.calls[stream.call_sid], stream_twiml(stream)) as replay:
         await replay.begin()
         assert await replay.wait_closed() in (4401, 4404)
+
+
+@pytest.mark.speech
+async def test_send_dtmf_is_a_tool_error_on_twilio_media_streams(
+    live: LiveServer, fake_twilio: FakeTwilio, fake_openai: FakeOpenAI
+) -> None:
+    """Media Streams carry no key tones towards the caller: the model is told so, and the call goes on."""
+    team = await live.world.team("acme")
+    llm = {"engine": "openai", "base_url": fake_openai.base_url, "model": "fake-model"}
+    body = {"name": "ivr", "prompt": "Press keys.", "llm": llm, "tools": [{"type": "send_dtmf"}]}
+    r = await live.world.client.post("/v1/agents", json=body, headers=team.auth())
+    assert r.status_code == 201, r.text
+    await twilio_line(live.world, fake_twilio, team, r.json()["id"])
+    fake_openai.replies += [
+        Reply(events=tool_events("send_dtmf", '{"digits": "1"}', call_id="keys")),
+        Reply(events=text_events("I cannot press keys here.")),
+    ]
+    call = fake_twilio.add_inbound_call(to=NUMBER, from_=CALLER)
+    r = await fake_twilio.post_webhook(f"{live.url}/telephony/twilio/voice", fake_twilio.voice_params(call))
+    assert r.status_code == 200, r.text
+    call_id = stream_of(r.text)[1]["call_id"]
+    async with fake_twilio.media_stream(call, r.text) as stream:
+        await stream.begin()
+        for key in "5#":
+            await stream.dtmf(key)
+        for _ in range(300):
+            if len(fake_openai.requests) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        await stream.stop()
+        await stream.wait_closed(timeout=30)
+    (tool,) = [m for m in fake_openai.requests[1]["messages"] if m["role"] == "tool"]
+    error = json.loads(tool["content"])["error"]
+    assert error == "this call runs on Twilio Media Streams, which cannot send key tones to the line"
+    body = await settled_call(live, team.auth(), call_id)
+    assert [t["tool"]["error"] for t in body["transcript"] if t["role"] == "tool"] == [error]
 
 
 def stream_twiml(stream: MediaStream) -> str:

@@ -29,7 +29,8 @@ UNROUTABLE_PRIVATE = "http://10.255.255.1:9/orders"
 
 @pytest.fixture
 def live_settings(tmp_path: Path, sqlite_template: Path) -> Settings:
-    """Loopback is allowed (the receiver lives there); every other private address stays refused."""
+    """Loopback is allowed (the receiver and the fake LLMs live there); every other private address
+    stays refused."""
     path = tmp_path / "callgate.db"
     path.write_bytes(sqlite_template.read_bytes())
     return make_settings(
@@ -159,6 +160,60 @@ async def test_http_tool_is_signed_answered_spoken_and_recorded(
     called = [h.payload for h in events if h.path == "/events" and h.payload["type"] == "call.tool_called"]
     assert called and called[0]["data"]["tool"]["name"] == "lookup_order"
     assert all(h.verified_by == ["team"] for h in events)
+
+
+async def test_a_flow_step_calls_an_http_tool_and_speaks_the_stored_answer(
+    live: LiveServer, orders: Receiver
+) -> None:
+    team = await live.world.team("acme")
+    orders.secrets = {"team": await team_secret(live, team)}
+    flow = {
+        "start": "ask",
+        "slots": {"order": {"type": "number", "prompt": "What is your order number?"}},
+        "states": {
+            "ask": {"collect": ["order"], "next": "lookup"},
+            "lookup": {
+                "say": "Let me check.",
+                "tool": {
+                    "name": "lookup_order",
+                    "arguments": {"order_id": "A{{order}}"},
+                    "store": {"order_status": "status", "eta": "eta"},
+                },
+                "next": "told",
+                "on_error": "sorry",
+            },
+            "told": {"say": "Order {{order}} has {{order_status}} and arrives {{eta}}.", "end": True},
+            "sorry": {"say": "Sorry, I cannot find it.", "end": True},
+        },
+    }
+    r = await live.world.client.post(
+        "/v1/agents",
+        json={"name": "orders", "flow": flow, "tools": [lookup_order(orders.url)]},
+        headers=team.auth(),
+    )
+    assert r.status_code == 201, r.text
+    call = await live.web_call(team, r.json()["id"], mode="text")
+    async with RTClient(str(call["websocket_url"])) as client:
+        await client.wait_for("bot-llm-text")
+        since = time.monotonic()
+        await client.send("send-text", {"content": "It's order 123."})
+        ended = await client.wait_for("server-message", since=since)
+        answer = "".join(m["data"]["text"] for m in client.messages("bot-llm-text", since=since))
+    assert ended["data"]["reason"] == "agent_ended"
+    assert answer == (
+        "Let me check. One moment while I check that. Order 123 has shipped and arrives Tuesday."
+    )
+    hit = next(h for h in orders.all() if h.path == "/hooks")
+    assert hit.verified_by == ["team"]  # signed like the prompt agent's tool calls
+    assert hit.payload["arguments"] == {"order_id": "A123"} and hit.payload["tool"] == "lookup_order"
+    assert hit.payload["call"]["id"] == call["id"]
+
+    body = await settled_call(live, team.auth(), str(call["id"]))
+    assert [t["role"] for t in body["transcript"]] == ["agent", "user", "tool", "agent"]
+    tool = body["transcript"][2]["tool"]
+    assert tool["name"] == "lookup_order" and tool["kind"] == "http" and tool["error"] is None
+    assert tool["arguments"] == {"order_id": "A123"} and tool["result"]["status"] == "shipped"
+    assert body["data"] == {"order": 123, "order_status": "shipped", "eta": "Tuesday"}
 
 
 async def test_timeout_and_refused_address_are_tool_errors_and_the_call_goes_on(
@@ -350,7 +405,7 @@ async def test_send_dtmf_on_a_web_call_is_a_tool_error(live: LiveServer, fake_op
         await client.send("disconnect-bot")
         await client.wait_for("server-message")
     error = json.loads(tool_messages(fake_openai.requests[1])[0]["content"])["error"]
-    assert "cannot send key tones" in error
+    assert error == "this is a web call: there is no phone line to press keys on"
 
 
 @pytest.mark.speech

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Self
 from pydantic import AnyHttpUrl, Field, StringConstraints, field_validator, model_validator
 
 from callgate.api.schemas.common import Name, Public, Strict, Variables
-from callgate.api.schemas.tools import AgentTool, check_tools
+from callgate.api.schemas.tools import AgentTool, check_tools, tool_kinds
 from callgate.domain.tools import public_tools
 from callgate.errors import ValidationFailed
 from callgate.flows.schema import validate_flow
@@ -191,7 +191,7 @@ class AgentCreate(AgentFields):
             raise ValueError("give exactly one of `prompt` or `flow`")
         if self.flow is not None:
             # Raises ValidationFailed with errors located under `flow`.
-            validate_flow(self.flow, known_variables=self.variables)
+            validate_flow(self.flow, known_variables=self.variables, tools=tool_kinds(self.tools))
         check_engines({"stt": self.stt, "llm": self.llm, "tts": self.tts})
         check_tools(self.tools)
         return self

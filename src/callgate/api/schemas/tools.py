@@ -10,7 +10,7 @@ from pydantic import AnyHttpUrl, Field, StringConstraints, field_validator, mode
 from callgate.api.schemas.common import Strict
 from callgate.flows.tool_args import schema_error
 
-__all__ = ["AgentTool", "check_tools"]
+__all__ = ["AgentTool", "check_tools", "tool_kinds"]
 
 ToolName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Description = Annotated[str, StringConstraints(max_length=2000)]
@@ -136,7 +136,7 @@ def check_tools(tools: list[Any]) -> list[dict[str, Any]]:
     """Tool names unique (a built-in's name is its type); the stored form."""
     if len(tools) > MAX_TOOLS:
         raise ValueError(f"an agent has at most {MAX_TOOLS} tools")
-    names = [getattr(t, "name", None) or t.type for t in tools]
+    names = [getattr(t, "name", None) or t.type for t in tools]  # as tool_kinds() names them
     seen: set[str] = set()
     for name in names:
         if name in seen:
@@ -147,3 +147,8 @@ def check_tools(tools: list[Any]) -> list[dict[str, Any]]:
         if getattr(tool, "name", None) in builtin:
             raise ValueError(f'{tool.name!r} is a built-in tool: use {{"type": "{tool.name}"}}')
     return [stored(t) for t in tools]
+
+
+def tool_kinds(tools: list[Any]) -> dict[str, str]:
+    """Each tool's name (a built-in's is its type) and its type."""
+    return {getattr(t, "name", None) or t.type: t.type for t in tools}

@@ -53,6 +53,11 @@ def default_model_path() -> str:
     return str(models.get_model_path())
 
 
+def whisper_language(tag: str) -> str:
+    """Whisper's code for a BCP 47 tag: its primary language ("de-DE" → "de"; Whisper refuses regions)."""
+    return tag.split("-", 1)[0].lower() or "en"
+
+
 def _load(model_path: str, compute_type: str, cpu_threads: int) -> Any:
     key = (model_path, compute_type, cpu_threads)
     with _models_lock:
@@ -111,18 +116,20 @@ class WhisperSTT(STT):
         if audio.size < self.capabilities.sample_rate // 10:  # under 100 ms: nothing to hear
             return Transcript(text="", language=language)
 
+        code = whisper_language(language)
+
         def work() -> Transcript:
             model = self._model()
             try:
                 if self._short_window:
-                    short = self._short(model, audio, language)
+                    short = self._short(model, audio, code)
                     if short is not None:
                         self.stats["short"] += 1
                         return short
                     self.stats["fallback"] += 1
                 else:
                     self.stats["full"] += 1
-                return self._full(model, audio, language)
+                return self._full(model, audio, code)
             except Exception as exc:  # CTranslate2 raises plain RuntimeError/ValueError
                 raise ProviderError(f"whisper failed: {exc}") from exc
 

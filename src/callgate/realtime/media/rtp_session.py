@@ -53,6 +53,8 @@ PACKET_MS = 20
 SAMPLES = CLOCK_RATE * PACKET_MS // 1000
 _PACKET_BYTES = SAMPLES * 2
 MAX_QUEUED_S = 30.0
+DIGIT_GAP_PACKETS = 3
+"""Audio packets (60 ms) between two key presses we send: receivers tell repeated keys apart by it."""
 Address = tuple[str, int]
 
 
@@ -158,7 +160,8 @@ class RtpSession:
         self._seq = secrets.randbits(16)
         self._ts = secrets.randbits(32)
         self._queue = bytearray()
-        self._dtmf: list[tuple[str, int]] = []
+        self._dtmf: list[tuple[str, int, asyncio.Future[None] | None]] = []
+        self._gap = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._last_rx = 0.0
         self._timeout_paused = False
@@ -255,26 +258,58 @@ class RtpSession:
 
     def send_dtmf(self, digit: str, *, duration_ms: int = 160) -> None:
         """Send a key press as RFC 4733 events (ValueError for a non-digit or no negotiated type)."""
+        self._queue_digits(digit, duration_ms)
+
+    async def send_digits(self, digits: str, *, duration_ms: int = 160) -> None:
+        """Send key presses as RFC 4733 events, 60 ms of audio between them; returns once the last
+        one's end packets are out. ValueError for a non-digit, or when the far end did not negotiate
+        telephone-event; RuntimeError when the media is not running (or stops before they are sent)."""
+        self._check_digits(digits)
+        if not self._tasks:
+            raise RuntimeError("the call's media is not running")
+        await self._queue_digits(digits, duration_ms)
+
+    def _check_digits(self, digits: str) -> None:
         if self.codec.dtmf_payload_type is None:
-            raise ValueError("the far end did not negotiate telephone-event")
-        event_payloads(digit)  # validates
-        self._dtmf.append((digit, duration_ms))
+            raise ValueError("the far end did not negotiate telephone-event (RFC 4733)")
+        if not digits:
+            raise ValueError("no digits to send")
+        for digit in digits:
+            event_payloads(digit)  # validates
+
+    def _queue_digits(self, digits: str, duration_ms: int) -> asyncio.Future[None]:
+        self._check_digits(digits)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for i, digit in enumerate(digits):
+            self._dtmf.append((digit, duration_ms, done if i == len(digits) - 1 else None))
+        return done
 
     async def _pace(self) -> None:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
-        while True:
-            if self._dtmf:
-                await self._send_event(*self._dtmf.pop(0))
-                next_at = loop.time()
-                continue
-            self._send_audio_slot()
-            next_at += PACKET_MS / 1000
-            delay = next_at - loop.time()
-            if delay < -0.1:  # the loop stalled: skip the lost slots rather than burst them
-                self.stats.late_slots += 1
-                next_at, delay = loop.time(), 0.0
-            await asyncio.sleep(max(0.0, delay))
+        try:
+            while True:
+                if self._dtmf and not self._gap:
+                    digit, duration_ms, done = self._dtmf.pop(0)
+                    await self._send_event(digit, duration_ms)
+                    self._gap = DIGIT_GAP_PACKETS
+                    if done is not None and not done.done():
+                        done.set_result(None)
+                    next_at = loop.time()
+                    continue
+                self._send_audio_slot()
+                self._gap = max(0, self._gap - 1)
+                next_at += PACKET_MS / 1000
+                delay = next_at - loop.time()
+                if delay < -0.1:  # the loop stalled: skip the lost slots rather than burst them
+                    self.stats.late_slots += 1
+                    next_at, delay = loop.time(), 0.0
+                await asyncio.sleep(max(0.0, delay))
+        finally:
+            for _, _, done in self._dtmf:
+                if done is not None and not done.done():
+                    done.set_exception(RuntimeError("the call's media stopped before the keys were sent"))
+            self._dtmf.clear()
 
     def _send_audio_slot(self) -> None:
         if len(self._queue) >= _PACKET_BYTES:

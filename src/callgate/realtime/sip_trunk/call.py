@@ -63,7 +63,8 @@ class TrunkCallState(enum.Enum):
 class RtpCallTransport:
     """The session's transport for a trunk call: agent audio (8 kHz) into the paced RTP stream; of the
     RTVI messages only ``bot-interrupted`` matters (it drops the queued agent audio: barge-in);
-    closing sends the BYE."""
+    closing sends the BYE. It presses keys on the line (the ``send_dtmf`` tool) as RFC 4733 events
+    in the RTP stream (:class:`~callgate.realtime.tools.SendsDigits`)."""
 
     def __init__(
         self,
@@ -80,6 +81,10 @@ class RtpCallTransport:
 
     async def send_audio(self, pcm16: bytes) -> None:
         self._rtp.send_audio(pcm16)
+
+    async def send_digits(self, digits: str) -> None:
+        """Key presses as RFC 4733 events; ValueError when the far end did not negotiate them."""
+        await self._rtp.send_digits(digits)
 
     async def send_message(self, text: str) -> None:
         if '"bot-interrupted"' in text:
