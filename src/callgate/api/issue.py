@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -20,9 +19,6 @@ from callgate.domain.ids import new_id
 from callgate.domain.keys import Principal
 from callgate.errors import NotFound
 from callgate.runtime import Runtime
-
-if TYPE_CHECKING:
-    from callgate.store.models import Call
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +39,7 @@ class BaseURLs:
 
 async def issue_web_call(
     runtime: Runtime, principal: Principal, *, urls: BaseURLs, spec: calls.NewCall
-) -> tuple[Call, WebCallPublic]:
+) -> tuple[calls.CreatedCall, WebCallPublic]:
 
     if not principal.may_use_agent(spec.agent_id):
         raise NotFound(f"no agent with id {spec.agent_id!r}")
@@ -53,9 +49,8 @@ async def issue_web_call(
     creds = sip.new_credentials(call_id=call_id, realm=urls.host) if spec.transport == Transport.SIP else None
     spec = replace(spec, id=call_id, sip_auth=creds.stored() if creds else None)
     deadline = now + timedelta(seconds=ttl)
-    call = await runtime.db.write(
-        lambda s: calls.create_call(s, team_id=principal.team_id, spec=spec, now=now, join_deadline=deadline)
-    )
+    pending = calls.PendingCall(team_id=principal.team_id, spec=spec, now=now, join_deadline=deadline)
+    call = await runtime.db.write_many(calls.create_calls, pending)
     runtime.metrics.calls_created.labels(transport=spec.transport).inc()
     token, claims = tokens.issue(
         key=runtime.signing_key,

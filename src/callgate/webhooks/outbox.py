@@ -13,20 +13,20 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.errors import ValidationFailed
 from callgate.store import repo
-from callgate.store.models import Agent, Call, TranscriptTurn
+from callgate.store.models import Call, TranscriptTurn, table
 from callgate.store.models_webhooks import AnalysisJob, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from callgate.webhooks.events import EventType, envelope, new_id, render_call, turn_data
-from callgate.webhooks.targets import Target, targets_for
+from callgate.webhooks.targets import EndpointFilter, Target, choose_targets, targets_for, team_endpoints
 
 __all__ = [
-    "call_created",
     "call_finished",
     "call_transitioned",
+    "calls_created",
     "enqueue",
     "provider_switched",
     "record",
@@ -42,35 +42,50 @@ _BY_STATUS = {
     "failed": EventType.CALL_FAILED,
 }
 MAX_REPLAY = 10_000
+# Core statements, built once: the hot path (calls_created) skips the ORM's unit of work.
+_INSERT_EVENTS = insert(table(WebhookEvent)).returning(
+    table(WebhookEvent).c.seq, sort_by_parameter_order=True
+)
+_INSERT_DELIVERIES = insert(table(WebhookDelivery))
 ANALYSIS_GRACE_S = 30.0
+
+
+def _delivery(
+    event_seq: int, event: WebhookEvent | dict[str, Any], target: Target, now: datetime
+) -> dict[str, Any]:
+    """The row of one pending delivery of an event (an ORM event, or the row of one being inserted)."""
+    fields = (
+        event
+        if isinstance(event, dict)
+        else {"team_id": event.team_id, "type": event.type, "call_id": event.call_id}
+    )
+    return {
+        "id": new_id("delivery"),
+        "team_id": fields["team_id"],
+        "event_seq": event_seq,
+        "event_type": fields["type"],
+        "call_id": fields["call_id"],
+        "endpoint_id": target.endpoint_id,
+        "target": target.kind,
+        "destination": target.destination,
+        "url": target.url,
+        "method": target.method,
+        "format": target.format,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "last_status_code": None,
+        "last_error": None,
+        "created_at": now,
+        "updated_at": now,
+        "delivered_at": None,
+    }
 
 
 def enqueue(session: AsyncSession, *, event: WebhookEvent, targets: list[Target], now: datetime) -> int:
     """Add one pending delivery of ``event`` per target."""
     for target in targets:
-        session.add(
-            WebhookDelivery(
-                id=new_id("delivery"),
-                team_id=event.team_id,
-                event_seq=event.seq,
-                event_type=event.type,
-                call_id=event.call_id,
-                endpoint_id=target.endpoint_id,
-                target=target.kind,
-                destination=target.destination,
-                url=target.url,
-                method=target.method,
-                format=target.format,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                last_status_code=None,
-                last_error=None,
-                created_at=now,
-                updated_at=now,
-                delivered_at=None,
-            )
-        )
+        session.add(WebhookDelivery(**_delivery(event.seq, event, target, now)))
     return len(targets)
 
 
@@ -81,19 +96,13 @@ async def record(
     type_: EventType,
     now: datetime,
     data: dict[str, Any] | None = None,
-    agent: Agent | None = None,
 ) -> WebhookEvent:
-    """Record an event of ``call`` (``data`` defaults to the call's view) and its deliveries.
-
-    ``agent``: the call's agent when the caller has it loaded (saves reading its ``webhook_url``).
-    """
+    """Record an event of ``call`` (``data`` defaults to the call's view) and its deliveries."""
     if data is None:
-        data = await render_call(session, call, new=type_ is EventType.CALL_CREATED)
+        data = await render_call(session, call)
     payload = envelope(type_, timestamp=now, data=data)
     event = await _add_event(session, call=call, type_=type_, payload=payload, now=now)
-    targets = await targets_for(
-        session, team_id=call.team_id, call=call, type_=type_, envelope=payload, agent=agent
-    )
+    targets = await targets_for(session, team_id=call.team_id, call=call, type_=type_, envelope=payload)
     enqueue(session, event=event, targets=targets, now=now)
     return event
 
@@ -115,11 +124,44 @@ async def _add_event(
     return event
 
 
-async def call_created(
-    session: AsyncSession, *, call: Call, now: datetime, agent: Agent | None = None
-) -> None:
-    """``call`` was just created (in this transaction); ``agent`` is its agent, if loaded."""
-    await record(session, call=call, type_=EventType.CALL_CREATED, now=now, agent=agent)
+async def calls_created(session: AsyncSession, *, created: list[tuple[Call, str | None]]) -> None:
+    """Calls just inserted in this transaction, each with its agent's ``webhook_url``: their
+    ``call.created`` events and deliveries, in two or three statements however many calls there are.
+
+    The calls may be transient objects (built for rendering, not added to the session).
+    """
+    type_ = EventType.CALL_CREATED
+    endpoints: dict[str, list[EndpointFilter]] = {}
+    events: list[dict[str, Any]] = []
+    targets: list[list[Target]] = []
+    for call, agent_url in created:
+        if call.team_id not in endpoints:
+            endpoints[call.team_id] = await team_endpoints(session, team_id=call.team_id)
+        payload = envelope(type_, timestamp=call.created_at, data=await render_call(session, call, new=True))
+        events.append(
+            {
+                "id": new_id("event"),
+                "team_id": call.team_id,
+                "call_id": call.id,
+                "agent_id": call.agent_id,
+                "type": type_.value,
+                "payload": payload,
+                "created_at": call.created_at,
+            }
+        )
+        targets.append(
+            choose_targets(
+                endpoints[call.team_id], call=call, type_=type_, envelope=payload, agent_url=agent_url
+            )
+        )
+    seqs = list((await session.execute(_INSERT_EVENTS, events)).scalars())
+    deliveries = [
+        _delivery(seq, event, target, event["created_at"])
+        for seq, event, event_targets in zip(seqs, events, targets, strict=True)
+        for target in event_targets
+    ]
+    if deliveries:
+        await session.execute(_INSERT_DELIVERIES, deliveries)
 
 
 async def call_transitioned(session: AsyncSession, *, call: Call, now: datetime) -> None:
