@@ -124,16 +124,17 @@ def choose_targets(
     type_: EventType,
     envelope: dict[str, Any],
     agent_url: str | None,
+    endpoints_only: bool = False,
 ) -> list[Target]:
-    """Destinations of one event among ``endpoints`` (the team's) and the call's own URLs;
-    ``agent_url``: the ``webhook_url`` of the call's agent."""
+    """Destinations of one event among ``endpoints`` (the team's) and, unless ``endpoints_only``, the
+    call's own URLs; ``agent_url``: the ``webhook_url`` of the call's agent."""
     agent_id = call.agent_id if call is not None else None
     out = [
         Target("endpoint", e.url, "standard", "POST", endpoint_id=e.id)
         for e in endpoints
         if endpoint_wants(e, type_, agent_id)
     ]
-    if call is None:
+    if call is None or endpoints_only:
         return out
     adhoc: dict[tuple[str, str], Target] = {}
     if agent_url and _default_wanted(type_):
@@ -162,7 +163,9 @@ async def targets_for(
     endpoint (replays)."""
     endpoints = await team_endpoints(session, team_id=team_id, endpoint_id=endpoint_id)
     if call is None or endpoint_id is not None:
-        return choose_targets(endpoints, call=None, type_=type_, envelope=envelope, agent_url=None)
+        return choose_targets(
+            endpoints, call=call, type_=type_, envelope=envelope, agent_url=None, endpoints_only=True
+        )
     agent_url = (
         await session.execute(select(Agent.webhook_url).where(Agent.id == call.agent_id))
     ).scalar_one_or_none()
