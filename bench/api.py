@@ -1,33 +1,40 @@
-"""API throughput and latency: ``POST /v1/web-calls`` against a no-op endpoint, same server, same run.
+"""API throughput and latency of ``POST /v1/web-calls``, on the SQLite default and on PostgreSQL, one command.
 
-    python bench/api.py              # ~1-2 min; writes "## API: create web call" in BENCHMARKS.md
-    python bench/api.py --quick      # 3 s per step; prints, writes nothing
-    python bench/api.py --profile    # and a py-spy profile of the create path (an extra step)
-    python bench/api.py --nice -10   # on a shared machine (root): server and load ahead of others
+    python bench/api.py                      # ~3 min; writes "## API: create web call" in BENCHMARKS.md
+    python bench/api.py --baseline REF       # also git ref REF's code ("before"), same run (~6 min)
+    python bench/api.py --config sqlite      # one configuration (sqlite | postgres | all)
+    python bench/api.py --quick              # 3 s per step; prints, writes nothing
+    python bench/api.py --profile            # and a py-spy profile of the create path (an extra step)
+    python bench/api.py --nice -10           # on a shared machine (root): server and load ahead of others
 
-What it does: starts ``callgate serve`` (one uvicorn worker, SQLite in a fresh temporary data dir, speech
-warm-up off) in a subprocess, creates a secret key with a very high rate limit (``callgate keys create``)
-and a prompt agent, then loads two endpoints from this (separate) process:
+Two configurations, each in a fresh ``callgate serve`` subprocess (speech warm-up off, log level WARNING)
+with a secret key of very high rate limit (``callgate keys create``) and a prompt agent:
 
-* ``GET /healthz`` — the no-op: the same server, middleware stack (request log, metrics, body limit,
-  CORS) and HTTP parsing, but no key, no database, no token. It is a GET because every POST route
-  does real work; the difference between the two rows is what creating a call costs.
-* ``POST /v1/web-calls`` — authenticate the key (cached), count its rate limit, check the agent and the
-  team's live-call cap, insert the call and its ``call.created`` event (group-committed), sign the
-  single-use JWT, answer 201.
+* **SQLite** (the default, WAL) with one worker — target ≥ 500 calls/s;
+* **PostgreSQL** with ``--workers 2`` — target ≥ 1,000 calls/s and p99 ≤ 50 ms at 500 calls/s. The
+  benchmark starts its own throwaway cluster from the installed binaries, as the tests do
+  (``tests/support/services.py``), with production durability switched back on (``fsync``,
+  ``synchronous_commit``, ``full_page_writes``); its CPU is reported separately.
 
-Two kinds of load, each preceded by a short warm-up that is not counted:
+With ``--baseline REF`` the same steps run first on the ``src/`` of git ref ``REF`` (extracted with
+``git archive`` into a temporary directory and put first on the server's ``PYTHONPATH``; the working
+tree is not touched), so *before* and *after* are measured back to back on the same machine.
 
-1. **Saturation** (closed loop, ``wrk`` with 32 connections when installed, otherwise the Python
-   client below): the most requests per second the server completes. Latency here is mostly queueing
-   (Little's law: 32 connections / throughput).
-2. **Fixed rate** (open loop, the target rate, 1,000/s by default): requests are sent on a schedule,
-   whatever the server does, and latency is measured from the *scheduled* send time, so a stalled
-   server cannot hide its stall (no coordinated omission). This is the p50/p99 the target is about.
-   When the server cannot keep that rate, a third step measures latency at half its maximum rate.
+Steps per configuration, each after a short warm-up that is not counted:
 
-Calls are created with a join deadline of 10 minutes so the join-deadline sweeper (which would fail
-them all a minute later) stays out of the measurement.
+1. ``GET /healthz`` at saturation (the no-op: same server, middleware and HTTP parsing; no key, no
+   database, no token);
+2. ``POST /v1/web-calls`` at saturation (closed loop, ``wrk`` with 32 connections when installed,
+   otherwise the Python client below): the most calls per second the server completes. Latency here is
+   mostly queueing (Little's law: 32 connections / throughput);
+3. ``POST /v1/web-calls`` at fixed rates (open loop: 500/s, and the configuration's target rate):
+   requests are sent on a schedule whatever the server does, and latency is measured from the
+   *scheduled* send time, so a stalled server cannot hide its stall (no coordinated omission).
+
+A created call: authenticate the key (cached), count its rate limit, check the agent and the team's
+live-call cap, insert the call and its ``call.created`` event (group-committed with the other calls
+waiting), sign the single-use JWT, answer 201. Calls are created with a join deadline of 10 minutes so
+the join-deadline sweeper stays out of the measurement.
 """
 
 from __future__ import annotations

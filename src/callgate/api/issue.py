@@ -6,6 +6,7 @@ builds the connection details for the chosen transport.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -29,12 +30,16 @@ class BaseURLs:
 
     @classmethod
     def of(cls, runtime: Runtime, request: Request) -> BaseURLs:
-        base = (runtime.settings.public_url or str(request.base_url)).rstrip("/")
-        parts = urlsplit(base)
-        ws_scheme = "wss" if parts.scheme == "https" else "ws"
-        return cls(
-            http=base, ws=f"{ws_scheme}://{parts.netloc}{parts.path}", host=parts.hostname or "localhost"
-        )
+        return _base_urls((runtime.settings.public_url or str(request.base_url)).rstrip("/"))
+
+
+@functools.lru_cache(maxsize=64)
+def _base_urls(base: str) -> BaseURLs:
+    parts = urlsplit(base)
+    ws_scheme = "wss" if parts.scheme == "https" else "ws"
+    return BaseURLs(
+        http=base, ws=f"{ws_scheme}://{parts.netloc}{parts.path}", host=parts.hostname or "localhost"
+    )
 
 
 async def issue_web_call(
