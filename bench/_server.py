@@ -308,6 +308,17 @@ def process_tree(root: int) -> list[int]:
     return out
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU of ``root``, its live descendants, and the children it has reaped (``cutime``/``cstime``: a
+    PostgreSQL backend that exits leaves its CPU in the postmaster's account, not lost)."""
+    try:
+        f = _stat_fields(Path(f"/proc/{root}/stat"))
+        reaped = (int(f[13]) + int(f[14])) / CLK_TCK
+    except (OSError, ValueError, IndexError):
+        reaped = 0.0
+    return reaped + sum(process_cpu_seconds(pid) for pid in process_tree(root))
+
+
 def _stat_fields(path: Path) -> list[str]:
     """Fields of /proc/.../stat after the command name (index 0 = state, 1 = ppid, 11 = utime...)."""
     raw = path.read_text()

@@ -69,7 +69,7 @@ from _server import (
     machine_busy_seconds,
     percentile,
     process_cpu_seconds,
-    process_tree,
+    tree_cpu_seconds,
     write_section,
 )
 
@@ -440,7 +440,7 @@ def _postgres(stack: contextlib.ExitStack) -> tuple[str, Callable[[], float]]:
     pg.execute("SELECT pg_reload_conf()")
     url = pg.create_database("bench")
     postmaster = int((pg.dir / "data" / "postmaster.pid").read_text().split()[0])
-    return url, lambda: sum(process_cpu_seconds(pid) for pid in process_tree(postmaster))
+    return url, lambda: tree_cpu_seconds(postmaster)
 
 
 def run_config(config: Config, args: argparse.Namespace, *, code: str, src: Path | None) -> Run:
@@ -527,8 +527,9 @@ def run_config(config: Config, args: argparse.Namespace, *, code: str, src: Path
 
 def _profile(server: BenchServer, ep: Endpoint, args: argparse.Namespace) -> str | None:
     out = server.dir / "profile.txt"
-    # With several workers py-spy follows one of them (the others serve the same load meanwhile).
-    worker = server.pids()[-1]
+    # With several workers py-spy follows the busiest so far (the others serve the same load meanwhile).
+    pids = server.pids()
+    worker = max(pids[1:] or pids, key=process_cpu_seconds)
     spy = start_profile(worker, args.seconds, out)
     if spy is None:
         return None
