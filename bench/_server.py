@@ -131,6 +131,7 @@ class BenchServer:
         self.log_path = self.dir / "server.log"
         self.env = {
             **os.environ,
+            "PYTHONPATH": str(REPO / "src"),  # this checkout's code (``env`` may name another)
             "CALLGATE_DATA_DIR": str(self.dir / "data"),
             "CALLGATE_DEFAULT_TEAM_MAX_LIVE_CALLS": "100000",
             "CALLGATE_LOG_LEVEL": log_level,
@@ -265,19 +266,7 @@ class BenchServer:
 
     def pids(self) -> list[int]:
         """The server process and its descendants (uvicorn workers)."""
-        root = self.pid
-        children: dict[int, list[int]] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError, IndexError, ValueError):
-                    ppid = int(_stat_fields(entry / "stat")[1])
-                    children.setdefault(ppid, []).append(int(entry.name))
-        out, todo = [], [root]
-        while todo:
-            pid = todo.pop()
-            out.append(pid)
-            todo.extend(children.get(pid, []))
-        return out
+        return process_tree(self.pid)
 
     def cpu_seconds(self) -> float:
         return sum(process_cpu_seconds(pid) for pid in self.pids())
@@ -301,6 +290,33 @@ class BenchServer:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1]) / 1024
         return total
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int(_stat_fields(entry / "stat")[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU of ``root``, its live descendants, and the children it has reaped (``cutime``/``cstime``: a
+    PostgreSQL backend that exits leaves its CPU in the postmaster's account, not lost)."""
+    try:
+        f = _stat_fields(Path(f"/proc/{root}/stat"))
+        reaped = (int(f[13]) + int(f[14])) / CLK_TCK
+    except (OSError, ValueError, IndexError):
+        reaped = 0.0
+    return reaped + sum(process_cpu_seconds(pid) for pid in process_tree(root))
 
 
 def _stat_fields(path: Path) -> list[str]:

@@ -51,6 +51,18 @@ def test_round_trip() -> None:
     assert decoded.expires_at == claims.expires_at == NOW + timedelta(seconds=30)
 
 
+def test_a_token_is_the_jwt_pyjwt_would_sign() -> None:
+    # issue() signs HS256 itself (PyJWT's key checks cost more than the signature): the same bytes.
+    token = issue(transport="sip")
+    claims = jwt.decode(
+        token, KEY, algorithms=["HS256"], audience=tokens.AUDIENCE, options={"verify_exp": False}
+    )
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
+    assert token == jwt.encode(claims, KEY, algorithm="HS256")
+    with pytest.raises(InvalidToken):
+        tokens.decode(issue(key=KEY + "2"), key=KEY, now=NOW)
+
+
 def test_each_token_has_its_own_id() -> None:
     ids = {tokens.decode(issue(), key=KEY, now=NOW).jti for _ in range(50)}
     assert len(ids) == 50

@@ -89,6 +89,9 @@ async def test_bad_input_elsewhere_is_a_problem_never_a_500(world: World) -> Non
         ("POST", "/v1/webhook-replays", {"created_after": "2026-01-01T00:00:00"}, 422),
         ("POST", "/v1/webhook-replays", {"created_after": LATE, "created_before": EARLY}, 422),
         ("POST", "/v1/webhook-replays", {"call_id": "call_nope"}, 404),
+        ("POST", "/v1/webhook-replays", {"created_after": EARLY, "created_before": LATE, "limit": 1001}, 422),
+        ("POST", "/v1/webhook-replays", {"created_after": EARLY, "created_before": LATE, "limit": 0}, 422),
+        ("POST", "/v1/webhook-replays", {"created_after": EARLY, "created_before": LATE, "cursor": "x"}, 422),
         ("GET", "/v1/webhook-deliveries?status=bogus", None, 422),
         ("GET", "/v1/webhook-deliveries?created_after=2026-01-01T00:00:00", None, 422),
         ("GET", "/v1/webhook-deliveries?cursor=%%%", None, 400),
@@ -106,6 +109,39 @@ async def test_bad_input_elsewhere_is_a_problem_never_a_500(world: World) -> Non
         base + "/rotate-secret", content=b"{", headers={**team.auth(), "content-type": "application/json"}
     )
     assert_problem(r, 400, "malformed_json")
+
+
+async def test_a_wide_replay_is_queued_page_by_page_with_a_cursor(world: World) -> None:
+    team = await world.team("acme")
+    endpoint = await add_endpoint(world, team, URL, events=["call.created"])
+    call_ids = [await new_call(world, team) for _ in range(5)]
+    body = {
+        "created_after": "2000-01-01T00:00:00Z",
+        "created_before": "2999-01-01T00:00:00Z",
+        "event_types": ["call.created"],
+        "endpoint_id": endpoint["id"],
+        "limit": 2,
+    }
+    pages: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = {**body, "cursor": cursor} if cursor else body
+        r = await world.client.post("/v1/webhook-replays", json=page, headers=team.auth())
+        assert r.status_code == 202, r.text
+        pages.append(r.json())
+        if (cursor := r.json()["next_cursor"]) is None:
+            break
+    assert [(p["events"], p["deliveries"]) for p in pages] == [(2, 2), (2, 2), (1, 1)]
+    # Every call's event went out once more: its original delivery and one replay, none twice.
+    r = await world.client.get(
+        "/v1/webhook-deliveries", params={"endpoint_id": endpoint["id"], "limit": 50}, headers=team.auth()
+    )
+    per_call = sorted(d["call_id"] for d in r.json()["data"])
+    assert per_call == sorted(call_ids * 2)
+    # The maximum per request is in the OpenAPI document.
+    spec = (await world.client.get("/openapi.json")).json()
+    limit = spec["components"]["schemas"]["ReplayCreate"]["properties"]["limit"]
+    assert limit["maximum"] == 1000 and limit["default"] == 1000
 
 
 async def test_another_team_s_objects_do_not_exist(world: World) -> None:

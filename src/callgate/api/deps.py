@@ -42,11 +42,16 @@ async def principal_for(runtime: Runtime, raw_key: str, response: Response | Non
     return principal
 
 
-async def any_key(request: Request, response: Response, runtime: RuntimeDep) -> Principal:
-    return await principal_for(runtime, bearer(request), response)
+# The key dependencies take only the request and response (no sub-dependencies): FastAPI resolves a
+# dependency tree per request, and on the hottest route (creating calls) each level costs.
 
 
-async def secret_key(principal: Annotated[Principal, Depends(any_key)]) -> Principal:
+async def any_key(request: Request, response: Response) -> Principal:
+    return await principal_for(await get_runtime(request), bearer(request), response)
+
+
+async def secret_key(request: Request, response: Response) -> Principal:
+    principal = await any_key(request, response)
     if principal.type is not KeyType.SECRET:
         raise Forbidden(f"a {principal.type} key cannot use this route; use a secret key")
     return principal
@@ -65,8 +70,9 @@ def check_origin(principal: Principal, request: Request) -> None:
         raise OriginNotAllowed("this publishable key does not allow requests from that origin")
 
 
-async def browser_key(request: Request, principal: Annotated[Principal, Depends(any_key)]) -> Principal:
+async def browser_key(request: Request, response: Response) -> Principal:
     """Publishable or shared keys (the browser-facing routes); secret keys are welcome too."""
+    principal = await any_key(request, response)
     check_origin(principal, request)
     return principal
 

@@ -6,9 +6,9 @@ builds the connection details for the chosen transport.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -21,9 +21,6 @@ from callgate.domain.keys import Principal
 from callgate.errors import NotFound
 from callgate.runtime import Runtime
 
-if TYPE_CHECKING:
-    from callgate.store.models import Call
-
 
 @dataclass(frozen=True, slots=True)
 class BaseURLs:
@@ -33,17 +30,21 @@ class BaseURLs:
 
     @classmethod
     def of(cls, runtime: Runtime, request: Request) -> BaseURLs:
-        base = (runtime.settings.public_url or str(request.base_url)).rstrip("/")
-        parts = urlsplit(base)
-        ws_scheme = "wss" if parts.scheme == "https" else "ws"
-        return cls(
-            http=base, ws=f"{ws_scheme}://{parts.netloc}{parts.path}", host=parts.hostname or "localhost"
-        )
+        return _base_urls((runtime.settings.public_url or str(request.base_url)).rstrip("/"))
+
+
+@functools.lru_cache(maxsize=64)
+def _base_urls(base: str) -> BaseURLs:
+    parts = urlsplit(base)
+    ws_scheme = "wss" if parts.scheme == "https" else "ws"
+    return BaseURLs(
+        http=base, ws=f"{ws_scheme}://{parts.netloc}{parts.path}", host=parts.hostname or "localhost"
+    )
 
 
 async def issue_web_call(
     runtime: Runtime, principal: Principal, *, urls: BaseURLs, spec: calls.NewCall
-) -> tuple[Call, WebCallPublic]:
+) -> tuple[calls.CreatedCall, WebCallPublic]:
 
     if not principal.may_use_agent(spec.agent_id):
         raise NotFound(f"no agent with id {spec.agent_id!r}")
@@ -53,9 +54,8 @@ async def issue_web_call(
     creds = sip.new_credentials(call_id=call_id, realm=urls.host) if spec.transport == Transport.SIP else None
     spec = replace(spec, id=call_id, sip_auth=creds.stored() if creds else None)
     deadline = now + timedelta(seconds=ttl)
-    call = await runtime.db.write(
-        lambda s: calls.create_call(s, team_id=principal.team_id, spec=spec, now=now, join_deadline=deadline)
-    )
+    pending = calls.PendingCall(team_id=principal.team_id, spec=spec, now=now, join_deadline=deadline)
+    call = await runtime.db.write_many(calls.create_calls, pending)
     runtime.metrics.calls_created.labels(transport=spec.transport).inc()
     token, claims = tokens.issue(
         key=runtime.signing_key,

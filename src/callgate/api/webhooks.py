@@ -269,9 +269,11 @@ async def retry_delivery(delivery_id: str, principal: SecretPrincipal, runtime: 
 
 @router.post("/v1/webhook-replays", status_code=status.HTTP_202_ACCEPTED, operation_id="replayWebhookEvents")
 async def replay(body: ReplayCreate, principal: SecretPrincipal, runtime: RuntimeDep) -> ReplayPublic:
-    """Queue recorded events again, to the destinations they have now (or to `endpoint_id` only)."""
+    """Queue recorded events again, to the destinations they have now (or to `endpoint_id` only).
+
+    At most `limit` (≤ 1,000) events per request; `next_cursor` continues a wider replay."""
     now = runtime.clock.now()
-    count = await runtime.db.write(
+    done = await runtime.db.write(
         lambda s: outbox.replay(
             s,
             team_id=principal.team_id,
@@ -281,7 +283,10 @@ async def replay(body: ReplayCreate, principal: SecretPrincipal, runtime: Runtim
             created_before=body.created_before,
             endpoint_id=body.endpoint_id,
             types=[t.value for t in body.event_types] if body.event_types else None,
+            after_seq=int(body.cursor) if body.cursor is not None else None,
+            limit=body.limit,
         )
     )
     runtime.webhooks.dispatcher.wake()
-    return ReplayPublic(deliveries=count)
+    cursor = str(done.after_seq) if done.after_seq is not None else None
+    return ReplayPublic(deliveries=done.deliveries, events=done.events, next_cursor=cursor)

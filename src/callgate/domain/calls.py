@@ -3,43 +3,23 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callgate.domain import credits
-from callgate.domain.agents import get_agent
-from callgate.domain.contacts import create_contact, get_contact
-from callgate.domain.ids import new_id
-from callgate.domain.lifecycle import CallStatus, EndReason, check_transition, terminal_status
-from callgate.errors import ConcurrencyLimited
+# Creation has a module of its own; callers reach it through this one as well.
+from callgate.domain.call_creation import CreatedCall as CreatedCall
+from callgate.domain.call_creation import NewCall as NewCall
+from callgate.domain.call_creation import PendingCall as PendingCall
+from callgate.domain.call_creation import create_calls as create_calls
+from callgate.domain.lifecycle import LIVE, CallStatus, EndReason, check_transition, terminal_status
+from callgate.errors import CallgateError, ConcurrencyLimited
 from callgate.store import repo
 from callgate.store.models import Call, CallEvent, Team, TranscriptTurn
 from callgate.webhooks import outbox
 from callgate.webhooks.events import EventType
-
-LIVE = (CallStatus.CONNECTING.value, CallStatus.IN_PROGRESS.value)
-
-
-@dataclass(frozen=True, slots=True)
-class NewCall:
-    agent_id: str
-    transport: str
-    mode: str
-    variables: dict[str, Any]
-    metadata: dict[str, Any]
-    contact_id: str | None = None
-    kind: str = "web"
-    dialect: str | None = None
-    sip_auth: dict[str, Any] | None = None
-    id: str | None = None
-    webhook: dict[str, Any] | None = None
-    """Per-call webhook destination: ``callgate.webhooks.targets.CallWebhook(...).stored()``."""
-    new_contact: dict[str, Any] | None = None
-    """Without ``contact_id``: create this contact (e.g. an anonymous visitor) with the call."""
 
 
 async def live_call_count(session: AsyncSession, *, team_id: str) -> int:
@@ -59,52 +39,13 @@ async def _check_capacity(session: AsyncSession, *, team_id: str) -> None:
 async def create_call(
     session: AsyncSession, *, team_id: str, spec: NewCall, now: datetime, join_deadline: datetime
 ) -> Call:
-    agent = await get_agent(session, team_id=team_id, agent_id=spec.agent_id)
-    if spec.contact_id is not None:
-        await get_contact(session, team_id=team_id, contact_id=spec.contact_id)
-    await _check_capacity(session, team_id=team_id)
-    await credits.check(session, team_id=team_id, now=now)
-    contact_id = spec.contact_id
-    if contact_id is None and spec.new_contact is not None:
-        contact_id = (await create_contact(session, team_id=team_id, fields=spec.new_contact, now=now)).id
-    call = Call(
-        id=spec.id or new_id("call"),
-        team_id=team_id,
-        agent_id=spec.agent_id,
-        contact_id=contact_id,
-        kind=spec.kind,
-        transport=spec.transport,
-        mode=spec.mode,
-        status=CallStatus.CREATED.value,
-        end_reason=None,
-        dialect=spec.dialect,
-        variables=spec.variables,
-        call_metadata=spec.metadata,
-        data={},
-        recording_path=None,
-        sip_auth=spec.sip_auth,
-        webhook=spec.webhook,
-        created_at=now,
-        join_deadline=join_deadline,
-        connected_at=None,
-        started_at=None,
-        ended_at=None,
-    )
-    session.add(call)
-    session.add(
-        CallEvent(
-            call_id=call.id,
-            type="call.created",
-            from_status=None,
-            to_status=call.status,
-            reason=None,
-            data={},
-            created_at=now,
-        )
-    )
-    # No flush here: call_created() flushes the call, its event and the outbox event together.
-    await outbox.call_created(session, call=call, now=now, agent=agent)
-    return call
+    """Create one call inside a larger write (phone calls: the caller adds the phone side next) and
+    return it loaded; raises what refuses it. Web calls are created in batches by ``create_calls``."""
+    pending = PendingCall(team_id=team_id, spec=spec, now=now, join_deadline=join_deadline)
+    [outcome] = await create_calls(session, [pending])
+    if isinstance(outcome, CallgateError):
+        raise outcome
+    return await get_call(session, team_id=team_id, call_id=outcome.id)
 
 
 async def get_call(session: AsyncSession, *, team_id: str, call_id: str, for_update: bool = False) -> Call:

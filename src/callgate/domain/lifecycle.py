@@ -28,6 +28,10 @@ class CallStatus(StrEnum):
         return self in (CallStatus.CONNECTING, CallStatus.IN_PROGRESS)
 
 
+LIVE = (CallStatus.CONNECTING.value, CallStatus.IN_PROGRESS.value)
+"""The statuses of a call that counts against its team's live-call cap."""
+
+
 class EndReason(StrEnum):
     CALLER_HANGUP = "caller_hangup"
     AGENT_ENDED = "agent_ended"

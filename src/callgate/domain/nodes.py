@@ -13,11 +13,10 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.domain import calls
-from callgate.domain.lifecycle import CallStatus, EndReason
+from callgate.domain.lifecycle import LIVE, CallStatus, EndReason
 from callgate.store.models import Call, NodeLease
 from callgate.webhooks import outbox
 
-LIVE = (CallStatus.CONNECTING.value, CallStatus.IN_PROGRESS.value)
 LEGACY_GRACE = timedelta(days=1)
 """Calls joined before nodes recorded themselves (``node_id`` empty) may still run on a node of the
 previous version during a rolling upgrade: they count as lost only once surely over."""

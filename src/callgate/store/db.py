@@ -7,6 +7,12 @@ per batch, ``BEGIN IMMEDIATE``); on PostgreSQL it saves round trips and commits.
 returned only after its transaction committed, so callers never see unpersisted state. A batch of one
 job runs without the SAVEPOINT (its transaction plays that part).
 
+:meth:`Database.write_many` is for the hot, uniform writes (creating calls): items given to the same
+:data:`ManyJob` that wait together are handed to it in *one* call, which can check them with one query
+and insert them with one statement per table. Such a job refuses items by returning their error
+(before writing anything for them); if the database refuses the group as a whole (a constraint broken
+by a race), each item is tried again on its own so that one item's failure never fails the others.
+
 On SQLite the writer's connection runs its statements on the event loop instead of aiosqlite's thread
 (:mod:`callgate.store.inloop_sqlite`; only ``BEGIN``/``COMMIT`` leave the loop); reads stay on aiosqlite.
 PostgreSQL (asyncpg) is unchanged.
@@ -19,8 +25,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -33,7 +40,12 @@ from callgate.store import inloop_sqlite
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 Job = Callable[[AsyncSession], Awaitable[T]]
+ManyJob = Callable[[AsyncSession, list[Item]], Awaitable[list[T | CallgateError]]]
+"""Writes ``items`` (in the order given) and returns, for each, its result or the error refusing it.
+It must write nothing for a refused item, and be safe to run again on a subset of the items (it is,
+when the database refused a group)."""
 
 MAX_BATCH = 256
 
@@ -80,6 +92,18 @@ def _conflict(exc: IntegrityError) -> Conflict:
     return error
 
 
+@dataclass(frozen=True, slots=True)
+class _Many(Generic[Item, T]):
+    """An item queued for a :data:`ManyJob` (stands in the queue where a plain job would)."""
+
+    job: ManyJob[Item, T]
+    item: Item
+
+
+_Entry = tuple[Job[Any] | _Many[Any, Any], asyncio.Future[Any]]
+_Outcome = tuple[asyncio.Future[Any], bool, Any]
+
+
 class Database:
     """Owns the engines and the writer task. Create with :meth:`open`, release with :meth:`close`."""
 
@@ -97,7 +121,7 @@ class Database:
             self.write_engine = self.read_engine
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
-        self._queue: asyncio.Queue[tuple[Job[Any], asyncio.Future[Any]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Entry] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
 
     @property
@@ -139,6 +163,15 @@ class Database:
         self._queue.put_nowait((job, fut))
         return await fut
 
+    async def write_many(self, job: ManyJob[Item, T], item: Item) -> T:
+        """Write ``item`` with ``job``, together with the other items of ``job`` waiting now (one call
+        of ``job`` for all of them, in the next group commit); its result once durable."""
+        if self._writer is None:
+            raise ServiceUnavailable("the database writer is not running")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((_Many(job, item), fut))
+        return await fut
+
     async def ping(self) -> bool:
         try:
             async with self.read_engine.connect() as conn:
@@ -154,88 +187,160 @@ class Database:
                 batch.append(self._queue.get_nowait())
             await self._run_batch(batch)
 
-    async def _run_batch(self, batch: list[tuple[Job[Any], asyncio.Future[Any]]]) -> None:
-        live = [item for item in batch if not item[1].cancelled()]
-        if len(live) == 1:
-            await self._run_one(*live[0])
+    async def _run_batch(self, batch: list[_Entry]) -> None:
+        units = _units(batch)
+        if len(units) == 1:
+            await self._run_one(units[0])
             return
-        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        outcomes: list[_Outcome] = []
         try:
             async with self._write_sessions() as session, session.begin():
-                for job, fut in batch:
-                    if fut.cancelled():
-                        continue
-                    try:
-                        async with session.begin_nested():
-                            value = await job(session)
-                        results.append((fut, True, value))
-                    except (CallgateError, ValueError) as exc:
-                        results.append((fut, False, exc))
-                    except IntegrityError as exc:
-                        results.append((fut, False, _conflict(exc)))
-                    except SQLAlchemyError as exc:
-                        log.exception("database write job failed")
-                        results.append((fut, False, ServiceUnavailable("the database write failed")))
-                        del exc
+                for unit in units:
+                    outcomes += await self._run_nested(session, unit)
         except SQLAlchemyError as exc:
             log.exception("database commit failed")
-            error = ServiceUnavailable("the database is not available")
-            error.__cause__ = exc
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(error)
+            _fail(_futures(units), _unavailable(exc))
             return
         except Exception as exc:  # a bug in a job: fail that batch, keep the writer alive
             log.exception("database writer batch crashed")
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
+            _fail(_futures(units), exc)
             return
-        for fut, ok, value in results:
-            if fut.done():
-                continue
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
+        _settle(outcomes)
 
-    async def _run_one(self, job: Job[Any], fut: asyncio.Future[Any]) -> None:
-        """A batch of one job: its own transaction is its SAVEPOINT (two statements fewer).
+    async def _run_nested(self, session: AsyncSession, unit: _Unit) -> list[_Outcome]:
+        """One unit of a batch in its own SAVEPOINT: a failure rolls back that unit's writes only."""
+        if isinstance(unit, _Group):
+            try:
+                async with session.begin_nested():
+                    values = await unit.job(session, unit.items)
+            except SQLAlchemyError as exc:
+                if len(unit.entries) > 1:  # one item broke the group: each on its own
+                    return [o for one in unit.split() for o in await self._run_nested(session, one)]
+                return [(unit.entries[0][1], False, _refusal(exc))]
+            except (CallgateError, ValueError) as exc:
+                return [(fut, False, exc) for _, fut in unit.entries]
+            return unit.outcomes(values)
+        job, fut = unit
+        try:
+            async with session.begin_nested():
+                value = await job(session)
+        except (CallgateError, ValueError, SQLAlchemyError) as exc:
+            return [(fut, False, _refusal(exc))]
+        return [(fut, True, value)]
+
+    async def _run_one(self, unit: _Unit) -> None:
+        """A batch of one unit: its own transaction is its SAVEPOINT (two statements fewer).
 
         Same outcomes as in a batch: a job's refusal rolls its writes back and is raised to its caller.
         """
-
-        def fail(error: BaseException) -> None:
-            if not fut.done():
-                fut.set_exception(error)
-
+        futures = _futures([unit])
+        retry: list[_Unit] = []
         try:
             async with self._write_sessions() as session:
                 try:
-                    value = await job(session)
-                except (CallgateError, ValueError) as exc:
+                    if isinstance(unit, _Group):
+                        outcomes = unit.outcomes(await unit.job(session, unit.items))
+                    else:
+                        outcomes = [(unit[1], True, await unit[0](session))]
+                except (CallgateError, ValueError, SQLAlchemyError) as exc:
                     await session.rollback()
-                    fail(exc)
-                    return
-                except IntegrityError as exc:
-                    await session.rollback()
-                    fail(_conflict(exc))
-                    return
-                except SQLAlchemyError:
-                    log.exception("database write job failed")
-                    await session.rollback()
-                    fail(ServiceUnavailable("the database write failed"))
-                    return
-                await session.commit()
+                    if (
+                        isinstance(exc, SQLAlchemyError)
+                        and isinstance(unit, _Group)
+                        and len(unit.entries) > 1
+                    ):
+                        retry = unit.split()  # one item broke the group: each on its own
+                        outcomes = []
+                    else:
+                        outcomes = [(fut, False, _refusal(exc)) for fut in futures]
+                else:
+                    await session.commit()
         except SQLAlchemyError as exc:
             log.exception("database commit failed")
-            error = ServiceUnavailable("the database is not available")
-            error.__cause__ = exc
-            fail(error)
+            _fail(futures, _unavailable(exc))
             return
         except Exception as exc:  # a bug in the job: fail it, keep the writer alive
             log.exception("database writer batch crashed")
-            fail(exc)
+            _fail(futures, exc)
             return
+        _settle(outcomes)
+        for one in retry:
+            await self._run_one(one)
+
+
+@dataclass(frozen=True, slots=True)
+class _Group(Generic[Item, T]):
+    """The items of one :data:`ManyJob` in a batch, run by one call of it."""
+
+    job: ManyJob[Item, T]
+    entries: list[tuple[Item, asyncio.Future[Any]]]
+
+    @property
+    def items(self) -> list[Item]:
+        return [item for item, _ in self.entries]
+
+    def outcomes(self, values: list[T | CallgateError]) -> list[_Outcome]:
+        return [
+            (fut, not isinstance(value, CallgateError), value)
+            for (_, fut), value in zip(self.entries, values, strict=True)
+        ]
+
+    def split(self) -> list[_Unit]:
+        return [_Group(self.job, [entry]) for entry in self.entries]
+
+
+_Unit = tuple[Job[Any], asyncio.Future[Any]] | _Group[Any, Any]
+
+
+def _units(batch: list[_Entry]) -> list[_Unit]:
+    """The batch's jobs in order; the items of each :data:`ManyJob` gathered where it first appears."""
+    units: list[_Unit] = []
+    groups: dict[Any, _Group[Any, Any]] = {}
+    for job, fut in batch:
+        if fut.cancelled():
+            continue
+        if isinstance(job, _Many):
+            if (group := groups.get(job.job)) is None:
+                group = groups[job.job] = _Group(job.job, [])
+                units.append(group)
+            group.entries.append((job.item, fut))
+        else:
+            units.append((job, fut))
+    return units
+
+
+def _futures(units: list[_Unit]) -> list[asyncio.Future[Any]]:
+    return [fut for u in units for fut in ([f for _, f in u.entries] if isinstance(u, _Group) else [u[1]])]
+
+
+def _refusal(exc: Exception) -> Exception:
+    """What the caller of a failed job gets: our errors as they are, a broken constraint as a 409,
+    anything else from the database as a 503."""
+    if isinstance(exc, IntegrityError):
+        return _conflict(exc)
+    if isinstance(exc, SQLAlchemyError):
+        log.error("database write job failed", exc_info=exc)
+        return ServiceUnavailable("the database write failed")
+    return exc
+
+
+def _unavailable(exc: SQLAlchemyError) -> ServiceUnavailable:
+    error = ServiceUnavailable("the database is not available")
+    error.__cause__ = exc
+    return error
+
+
+def _fail(futures: list[asyncio.Future[Any]], error: BaseException) -> None:
+    for fut in futures:
         if not fut.done():
+            fut.set_exception(error)
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    for fut, ok, value in outcomes:
+        if fut.done():
+            continue
+        if ok:
             fut.set_result(value)
+        else:
+            fut.set_exception(value)

@@ -10,23 +10,25 @@ A call that ends after it started also gets an ``analysis_job`` here (see :mod:`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.errors import ValidationFailed
 from callgate.store import repo
-from callgate.store.models import Agent, Call, TranscriptTurn
+from callgate.store.models import Agent, Call, TranscriptTurn, table
 from callgate.store.models_webhooks import AnalysisJob, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from callgate.webhooks.events import EventType, envelope, new_id, render_call, turn_data
-from callgate.webhooks.targets import Target, targets_for
+from callgate.webhooks.targets import EndpointFilter, Target, choose_targets, targets_for, team_endpoints
 
 __all__ = [
-    "call_created",
+    "Replayed",
     "call_finished",
     "call_transitioned",
+    "calls_created",
     "enqueue",
     "provider_switched",
     "record",
@@ -41,36 +43,52 @@ _BY_STATUS = {
     "ended": EventType.CALL_ENDED,
     "failed": EventType.CALL_FAILED,
 }
-MAX_REPLAY = 10_000
+REPLAY_PAGE = 1_000
+"""The most events one replay request queues; a wider range continues with the page's cursor."""
+# Core statements, built once: the hot path (calls_created) skips the ORM's unit of work.
+_INSERT_EVENTS = insert(table(WebhookEvent)).returning(
+    table(WebhookEvent).c.seq, sort_by_parameter_order=True
+)
+_INSERT_DELIVERIES = insert(table(WebhookDelivery))
 ANALYSIS_GRACE_S = 30.0
+
+
+def _delivery(
+    event_seq: int, event: WebhookEvent | dict[str, Any], target: Target, now: datetime
+) -> dict[str, Any]:
+    """The row of one pending delivery of an event (an ORM event, or the row of one being inserted)."""
+    fields = (
+        event
+        if isinstance(event, dict)
+        else {"team_id": event.team_id, "type": event.type, "call_id": event.call_id}
+    )
+    return {
+        "id": new_id("delivery"),
+        "team_id": fields["team_id"],
+        "event_seq": event_seq,
+        "event_type": fields["type"],
+        "call_id": fields["call_id"],
+        "endpoint_id": target.endpoint_id,
+        "target": target.kind,
+        "destination": target.destination,
+        "url": target.url,
+        "method": target.method,
+        "format": target.format,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "last_status_code": None,
+        "last_error": None,
+        "created_at": now,
+        "updated_at": now,
+        "delivered_at": None,
+    }
 
 
 def enqueue(session: AsyncSession, *, event: WebhookEvent, targets: list[Target], now: datetime) -> int:
     """Add one pending delivery of ``event`` per target."""
     for target in targets:
-        session.add(
-            WebhookDelivery(
-                id=new_id("delivery"),
-                team_id=event.team_id,
-                event_seq=event.seq,
-                event_type=event.type,
-                call_id=event.call_id,
-                endpoint_id=target.endpoint_id,
-                target=target.kind,
-                destination=target.destination,
-                url=target.url,
-                method=target.method,
-                format=target.format,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                last_status_code=None,
-                last_error=None,
-                created_at=now,
-                updated_at=now,
-                delivered_at=None,
-            )
-        )
+        session.add(WebhookDelivery(**_delivery(event.seq, event, target, now)))
     return len(targets)
 
 
@@ -81,19 +99,13 @@ async def record(
     type_: EventType,
     now: datetime,
     data: dict[str, Any] | None = None,
-    agent: Agent | None = None,
 ) -> WebhookEvent:
-    """Record an event of ``call`` (``data`` defaults to the call's view) and its deliveries.
-
-    ``agent``: the call's agent when the caller has it loaded (saves reading its ``webhook_url``).
-    """
+    """Record an event of ``call`` (``data`` defaults to the call's view) and its deliveries."""
     if data is None:
-        data = await render_call(session, call, new=type_ is EventType.CALL_CREATED)
+        data = await render_call(session, call)
     payload = envelope(type_, timestamp=now, data=data)
     event = await _add_event(session, call=call, type_=type_, payload=payload, now=now)
-    targets = await targets_for(
-        session, team_id=call.team_id, call=call, type_=type_, envelope=payload, agent=agent
-    )
+    targets = await targets_for(session, team_id=call.team_id, call=call, type_=type_, envelope=payload)
     enqueue(session, event=event, targets=targets, now=now)
     return event
 
@@ -115,11 +127,44 @@ async def _add_event(
     return event
 
 
-async def call_created(
-    session: AsyncSession, *, call: Call, now: datetime, agent: Agent | None = None
-) -> None:
-    """``call`` was just created (in this transaction); ``agent`` is its agent, if loaded."""
-    await record(session, call=call, type_=EventType.CALL_CREATED, now=now, agent=agent)
+async def calls_created(session: AsyncSession, *, created: list[tuple[Call, str | None]]) -> None:
+    """Calls just inserted in this transaction, each with its agent's ``webhook_url``: their
+    ``call.created`` events and deliveries, in two or three statements however many calls there are.
+
+    The calls may be transient objects (built for rendering, not added to the session).
+    """
+    type_ = EventType.CALL_CREATED
+    endpoints: dict[str, list[EndpointFilter]] = {}
+    events: list[dict[str, Any]] = []
+    targets: list[list[Target]] = []
+    for call, agent_url in created:
+        if call.team_id not in endpoints:
+            endpoints[call.team_id] = await team_endpoints(session, team_id=call.team_id)
+        payload = envelope(type_, timestamp=call.created_at, data=await render_call(session, call, new=True))
+        events.append(
+            {
+                "id": new_id("event"),
+                "team_id": call.team_id,
+                "call_id": call.id,
+                "agent_id": call.agent_id,
+                "type": type_.value,
+                "payload": payload,
+                "created_at": call.created_at,
+            }
+        )
+        targets.append(
+            choose_targets(
+                endpoints[call.team_id], call=call, type_=type_, envelope=payload, agent_url=agent_url
+            )
+        )
+    seqs = list((await session.execute(_INSERT_EVENTS, events)).scalars())
+    deliveries = [
+        _delivery(seq, event, target, event["created_at"])
+        for seq, event, event_targets in zip(seqs, events, targets, strict=True)
+        for target in event_targets
+    ]
+    if deliveries:
+        await session.execute(_INSERT_DELIVERIES, deliveries)
 
 
 async def call_transitioned(session: AsyncSession, *, call: Call, now: datetime) -> None:
@@ -211,6 +256,16 @@ async def provider_switched(
         enqueue(session, event=event, targets=targets, now=now)
 
 
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """One page of a replay: how many events and deliveries were queued, and where the next page
+    starts (``after_seq``; None when this page was the last)."""
+
+    events: int
+    deliveries: int
+    after_seq: int | None
+
+
 async def replay(
     session: AsyncSession,
     *,
@@ -221,14 +276,20 @@ async def replay(
     created_before: datetime | None = None,
     endpoint_id: str | None = None,
     types: list[str] | None = None,
-) -> int:
+    after_seq: int | None = None,
+    limit: int = REPLAY_PAGE,
+) -> Replayed:
     """Deliver recorded events again, to the destinations they have *now* (or to one endpoint).
 
     The same event keeps its ``webhook-id``, so receivers that deduplicate see a replay as a repeat.
-    Returns the number of deliveries created.
+    At most ``limit`` events (in the order they happened) are queued per call, after ``after_seq`` (the
+    previous page's ``Replayed.after_seq``): a wide range is replayed page by page, each page one short
+    write, rather than in one transaction that would hold the writer for as long as it takes.
     """
     if call_id is None and (created_after is None or created_before is None):
         raise ValidationFailed("give a call_id, or both created_after and created_before")
+    if not 1 <= limit <= REPLAY_PAGE:
+        raise ValidationFailed(f"a replay page has 1 to {REPLAY_PAGE} events")
     if endpoint_id is not None:
         await repo.get_scoped(session, WebhookEndpoint, team_id=team_id, id=endpoint_id, deleted_at=None)
     stmt = select(WebhookEvent).where(WebhookEvent.team_id == team_id)
@@ -241,23 +302,29 @@ async def replay(
         stmt = stmt.where(WebhookEvent.created_at < created_before)
     if types:
         stmt = stmt.where(WebhookEvent.type.in_(types))
-    events = list((await session.execute(stmt.order_by(WebhookEvent.seq).limit(MAX_REPLAY + 1))).scalars())
-    if len(events) > MAX_REPLAY:
-        raise ValidationFailed(f"a replay covers at most {MAX_REPLAY} events; narrow the time range")
-    calls: dict[str, Call | None] = {}
-    created = 0
+    if after_seq is not None:
+        stmt = stmt.where(WebhookEvent.seq > after_seq)
+    events = list((await session.execute(stmt.order_by(WebhookEvent.seq).limit(limit + 1))).scalars())
+    more = len(events) > limit
+    events = events[:limit]
+    endpoints = await team_endpoints(session, team_id=team_id, endpoint_id=endpoint_id)
+    call_ids = {e.call_id for e in events if e.call_id is not None}
+    calls = {c.id: c for c in (await session.execute(select(Call).where(Call.id.in_(call_ids)))).scalars()}
+    agent_ids = {c.agent_id for c in calls.values()}
+    urls = await session.execute(select(Agent.id, Agent.webhook_url).where(Agent.id.in_(agent_ids)))
+    agent_urls: dict[str, str | None] = {agent_id: url for agent_id, url in urls}
+    deliveries: list[dict[str, Any]] = []
     for event in events:
-        if event.call_id is not None and event.call_id not in calls:
-            calls[event.call_id] = await session.get(Call, event.call_id)
-        call = calls.get(event.call_id) if event.call_id else None
-        targets = await targets_for(
-            session,
-            team_id=team_id,
+        call = calls.get(event.call_id) if event.call_id is not None else None
+        targets = choose_targets(
+            endpoints,
             call=call,
             type_=EventType(event.type),
             envelope=event.payload,
-            endpoint_id=endpoint_id,
+            agent_url=agent_urls.get(call.agent_id) if call is not None else None,
+            endpoints_only=endpoint_id is not None,
         )
-        created += enqueue(session, event=event, targets=targets, now=now)
-    await session.flush()
-    return created
+        deliveries += [_delivery(event.seq, event, target, now) for target in targets]
+    if deliveries:
+        await session.execute(_INSERT_DELIVERIES, deliveries)
+    return Replayed(len(events), len(deliveries), events[-1].seq if more else None)

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callgate.store.models import Agent, Call
+from callgate.store.models import Agent, Call, table
 from callgate.store.models_webhooks import WebhookEndpoint
 from callgate.webhooks.events import OPT_IN, EventType
 from callgate.webhooks.formats import get_format
 from callgate.webhooks.wire import METHODS
 
-__all__ = ["CallWebhook", "Target", "targets_for"]
+__all__ = ["CallWebhook", "EndpointFilter", "Target", "choose_targets", "targets_for", "team_endpoints"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +76,18 @@ class Target:
         return f"url_{digest[:40]}"
 
 
-def endpoint_wants(endpoint: WebhookEndpoint, type_: str, agent_id: str | None) -> bool:
-    if not endpoint.enabled or endpoint.deleted_at is not None:
+class EndpointFilter(Protocol):
+    """What decides whether an endpoint gets an event (a row of :func:`team_endpoints`)."""
+
+    id: str
+    url: str
+    events: list[str]
+    agent_ids: list[str]
+    enabled: bool
+
+
+def endpoint_wants(endpoint: EndpointFilter, type_: str, agent_id: str | None) -> bool:
+    if not endpoint.enabled:
         return False
     if endpoint.agent_ids and agent_id not in endpoint.agent_ids:
         return False
@@ -90,38 +100,43 @@ def _default_wanted(type_: str) -> bool:
     return type_ not in OPT_IN
 
 
-async def targets_for(
-    session: AsyncSession,
+_endpoint = table(WebhookEndpoint).c
+_ENDPOINTS = (
+    select(_endpoint.id, _endpoint.url, _endpoint.events, _endpoint.agent_ids, _endpoint.enabled)
+    .where(_endpoint.team_id == bindparam("team_id"), _endpoint.deleted_at.is_(None))
+    .order_by(_endpoint.created_at)
+)
+
+
+async def team_endpoints(
+    session: AsyncSession, *, team_id: str, endpoint_id: str | None = None
+) -> list[EndpointFilter]:
+    """The team's endpoints (not deleted), oldest first: only what routing needs (no secrets)."""
+    stmt = _ENDPOINTS if endpoint_id is None else _ENDPOINTS.where(_endpoint.id == endpoint_id)
+    rows: list[Any] = list(await session.execute(stmt, {"team_id": team_id}))
+    return rows
+
+
+def choose_targets(
+    endpoints: list[EndpointFilter],
     *,
-    team_id: str,
     call: Call | None,
     type_: EventType,
     envelope: dict[str, Any],
-    endpoint_id: str | None = None,
-    agent: Agent | None = None,
+    agent_url: str | None,
+    endpoints_only: bool = False,
 ) -> list[Target]:
-    """Destinations of one event (``envelope`` is its payload). ``endpoint_id`` limits them to that
-    endpoint (replays). ``agent``: the call's agent, when already loaded in this transaction."""
+    """Destinations of one event among ``endpoints`` (the team's) and, unless ``endpoints_only``, the
+    call's own URLs; ``agent_url``: the ``webhook_url`` of the call's agent."""
     agent_id = call.agent_id if call is not None else None
-    stmt = select(WebhookEndpoint).where(
-        WebhookEndpoint.team_id == team_id, WebhookEndpoint.deleted_at.is_(None)
-    )
-    if endpoint_id is not None:
-        stmt = stmt.where(WebhookEndpoint.id == endpoint_id)
     out = [
         Target("endpoint", e.url, "standard", "POST", endpoint_id=e.id)
-        for e in (await session.execute(stmt.order_by(WebhookEndpoint.created_at))).scalars()
+        for e in endpoints
         if endpoint_wants(e, type_, agent_id)
     ]
-    if call is None or endpoint_id is not None:
+    if call is None or endpoints_only:
         return out
     adhoc: dict[tuple[str, str], Target] = {}
-    if agent is not None and agent.id == call.agent_id:
-        agent_url = agent.webhook_url
-    else:
-        agent_url = (
-            await session.execute(select(Agent.webhook_url).where(Agent.id == call.agent_id))
-        ).scalar_one_or_none()
     if agent_url and _default_wanted(type_):
         adhoc[(agent_url, "standard")] = Target("agent", agent_url, "standard", "POST")
     if call.webhook:
@@ -133,3 +148,25 @@ async def targets_for(
         if wanted:
             adhoc[(spec.url, spec.format)] = Target("call", spec.url, spec.format, spec.method)
     return out + list(adhoc.values())
+
+
+async def targets_for(
+    session: AsyncSession,
+    *,
+    team_id: str,
+    call: Call | None,
+    type_: EventType,
+    envelope: dict[str, Any],
+    endpoint_id: str | None = None,
+) -> list[Target]:
+    """Destinations of one event (``envelope`` is its payload). ``endpoint_id`` limits them to that
+    endpoint (replays)."""
+    endpoints = await team_endpoints(session, team_id=team_id, endpoint_id=endpoint_id)
+    if call is None or endpoint_id is not None:
+        return choose_targets(
+            endpoints, call=call, type_=type_, envelope=envelope, agent_url=None, endpoints_only=True
+        )
+    agent_url = (
+        await session.execute(select(Agent.webhook_url).where(Agent.id == call.agent_id))
+    ).scalar_one_or_none()
+    return choose_targets(endpoints, call=call, type_=type_, envelope=envelope, agent_url=agent_url)

@@ -4,6 +4,7 @@ on the server, then calls the same domain functions as the REST API."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, status
@@ -191,25 +192,27 @@ async def agent_try(
 
 @router.post("/calls/{call_id}/replay")
 async def call_replay(call_id: str, request: Request, viewer: Admin, runtime: RuntimeDep) -> Response:
-    """Queue the call's recorded events again to the destinations they have now."""
+    """Queue the call's recorded events again to the destinations they have now (page by page: one
+    short write per page of events)."""
     await checked_form(request, viewer)
     now = runtime.clock.now()
 
-    async def job(s: AsyncSession) -> int:
-        await calls.get_call(s, team_id=viewer.team_id, call_id=call_id)
-        return await outbox.replay(
-            s,
-            team_id=viewer.team_id,
-            now=now,
-            call_id=call_id,
-            created_after=None,
-            created_before=None,
-            endpoint_id=None,
-            types=None,
-        )
+    def page(after_seq: int | None) -> Callable[[AsyncSession], Awaitable[outbox.Replayed]]:
+        async def job(s: AsyncSession) -> outbox.Replayed:
+            await calls.get_call(s, team_id=viewer.team_id, call_id=call_id)
+            return await outbox.replay(
+                s, team_id=viewer.team_id, now=now, call_id=call_id, after_seq=after_seq
+            )
 
-    count = await runtime.db.write(job)
-    runtime.webhooks.dispatcher.wake()
+        return job
+
+    count, after = 0, None
+    while True:
+        done = await runtime.db.write(page(after))
+        count += done.deliveries
+        runtime.webhooks.dispatcher.wake()
+        if (after := done.after_seq) is None:
+            break
     return back(f"/calls/{call_id}?replayed={count}#deliveries")
 
 

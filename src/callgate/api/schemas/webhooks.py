@@ -9,6 +9,7 @@ from pydantic import AnyHttpUrl, Field, UrlConstraints, field_validator, model_v
 
 from callgate.api.schemas.common import BodyTime, Public, Strict
 from callgate.webhooks.events import EventType
+from callgate.webhooks.outbox import REPLAY_PAGE
 from callgate.webhooks.schema_check import check_schema
 
 WebhookURL = Annotated[AnyHttpUrl, UrlConstraints(max_length=2048)]
@@ -142,13 +143,25 @@ class DeliveryDetail(DeliveryPublic):
 
 
 class ReplayCreate(Strict):
-    """Send recorded events again: all of one call's, or all in a time range."""
+    """Send recorded events again: all of one call's, or all in a time range.
+
+    One request queues at most `limit` events (1,000 at most), oldest first. When more match, the
+    answer's `next_cursor` is set: send the same body again with `cursor` set to it for the next page.
+    """
 
     call_id: str | None = Field(default=None, max_length=64)
     created_after: BodyTime | None = None
     created_before: BodyTime | None = None
     endpoint_id: str | None = Field(default=None, max_length=64, description="Only to this endpoint.")
     event_types: list[EventType] | None = None
+    limit: int = Field(
+        default=REPLAY_PAGE, ge=1, le=REPLAY_PAGE, description="Events queued by this request."
+    )
+    cursor: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{1,18}$",
+        description="`next_cursor` of the previous answer: continue the replay after it.",
+    )
 
     @model_validator(mode="after")
     def _scope(self) -> Self:
@@ -164,6 +177,10 @@ class ReplayCreate(Strict):
 
 class ReplayPublic(Public):
     deliveries: int = Field(description="Deliveries queued.")
+    events: int = Field(description="Events replayed by this request.")
+    next_cursor: str | None = Field(
+        description="Set when more events match: send the same request with this `cursor` to go on."
+    )
 
 
 class EventTypePublic(Public):
