@@ -4,6 +4,8 @@ inbound jitter buffer, outbound track and DTMF receiver fed directly."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -14,7 +16,8 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs import PCMU_CODEC
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket, RtpPacket
 
 from callgate.config import Settings
 from callgate.pipeline.audio import tone
@@ -25,7 +28,7 @@ from callgate.realtime.media import peer as peer_module
 from callgate.realtime.media.encoder import FrameEncoder
 from callgate.realtime.media.inbound import InboundAudio
 from callgate.realtime.media.offer import check_offer
-from callgate.realtime.media.outbound import OutboundAudioTrack
+from callgate.realtime.media.outbound import DTX_HANGOVER, OutboundAudioTrack, mark_talkspurts
 from callgate.realtime.media.telephone_events import DtmfReceiver
 from callgate.realtime.webrtc.transport import WebRTCTransport
 from tests.support.browser import dominant_frequency
@@ -204,9 +207,10 @@ async def test_player_paced_speech_has_no_gaps() -> None:
     sent: list[bool] = []
 
     async def player() -> None:
-        assert track._start is not None
+        assert track._due is not None
+        start = track._due - 0.02  # the first slot's due time
         for n in range(25):
-            due = track._start + (n + 1) * 0.02 + (0.005 if n % 2 else -0.005)
+            due = start + (n + 1) * 0.02 + (0.005 if n % 2 else -0.005)
             await asyncio.sleep(max(0.0, due - loop.time()))
             await track.put(speech[n * 320 : (n + 1) * 320])
 
@@ -220,16 +224,102 @@ async def test_player_paced_speech_has_no_gaps() -> None:
     track.stop()
 
 
-async def test_an_idle_call_sends_opus_silence_without_encoding(opus: Pair) -> None:
+async def test_an_idle_call_sends_nothing_after_dtx(opus: Pair) -> None:
+    """Opus DTX end to end: a few silent packets, one DTX packet, then nothing while the agent is
+    silent; speech goes out as a new talkspurt (marker bit, RTP timestamp moved on by the time that
+    passed, sequence numbers without a gap), and the peer decodes it."""
+    packets: list[RtpPacket] = []
+    arrivals: list[float] = []
+    receiver = opus.peer.getReceivers()[0]
+    handle = receiver._handle_rtp_packet
+
+    async def tap(packet: RtpPacket, arrival_time_ms: int) -> None:
+        packets.append(packet)
+        arrivals.append(time.monotonic())
+        await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = tap  # type: ignore[method-assign]
     await asyncio.sleep(0.5)
     stats = opus.media.outbound_stats
-    assert stats is not None and stats.silent_frames >= 20 and stats.encoded_silence == 0
-    assert len(opus.received) >= 20  # the peer decoded them...
-    assert max(np.abs(f).max() for f in opus.received) < 50  # ...to silence
+    assert stats is not None and stats.encoded_silence == 0
+    assert (stats.silent_frames, stats.dtx_packets) == (DTX_HANGOVER, 1)
+    idle = len(packets)  # (the start's packets went out in the first 120 ms, some before the tap)
+    await asyncio.sleep(0.3)
+    assert len(packets) == idle and stats.silent_frames == DTX_HANGOVER  # nothing at all
     await opus.media.send_audio(tone(200, 48000, freq=1000))
     await asyncio.sleep(0.4)
-    assert stats.frames == 10 and stats.encoded_silence == 1  # speech, then one encoded silent slot
-    assert abs(dominant_frequency(np.concatenate(opus.received).astype(np.float32), 48000) - 1000) < 10
+    assert stats.frames == 10 and stats.encoded_silence == 1 and stats.dtx_packets == 2
+    burst = packets[idle:]
+    assert len(burst) == 10 + DTX_HANGOVER + 1  # speech, the hangover, DTX: then nothing
+    assert [p.marker for p in burst] == [1] + [0] * (len(burst) - 1)
+    assert {b - a for a, b in itertools.pairwise(p.timestamp for p in burst)} == {960}
+    assert len(burst[-1].payload) == 1  # the DTX packet: Opus's TOC byte alone
+    if idle:  # the packets before the silence: numbered on, timestamped by the clock
+        dtx = packets[idle - 1]
+        assert len(dtx.payload) == 1 and (burst[0].sequence_number - dtx.sequence_number) % 65536 == 1
+        silent_s = (burst[0].timestamp - dtx.timestamp) / 48000
+        assert silent_s == pytest.approx(arrivals[idle] - arrivals[idle - 1], abs=0.02)
+    received = np.concatenate(opus.received).astype(np.float32)
+    assert abs(dominant_frequency(received, 48000) - 1000) < 10
+
+
+async def test_dtx_resumes_on_the_clock() -> None:
+    """The track's own timeline, on a scripted clock: at the start and after speech, ``DTX_HANGOVER``
+    silent packets then the DTX packet; no packet (and no timer) while silent; the next frame goes out
+    at once with its timestamp moved on by exactly the silent time."""
+    now = [100.0]
+    track = OutboundAudioTrack(sample_rate=48000, clock=lambda: now[0])
+    silence, dtx = track._encoder.silence, track._encoder.dtx
+    assert dtx is not None and len(dtx) == 1 and dtx[0] >> 3 == silence[0] >> 3 if silence else False
+
+    async def slot() -> av.Packet:
+        packet = await track.recv()
+        now[0] += 0.02
+        return packet
+
+    start = [await slot() for _ in range(DTX_HANGOVER + 1)]
+    assert [bytes(p) for p in start] == [silence] * DTX_HANGOVER + [dtx]
+    assert [p.pts for p in start] == [960 * n for n in range(DTX_HANGOVER + 1)] and track.quiet
+    waiting = asyncio.ensure_future(track.recv())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # nothing to send, and no slot timer either
+    now[0] += 1.2345  # the agent starts talking 1.2345 s after the next slot was due
+    await track.put(tone(60, 48000, freq=700))
+    first = await waiting
+    assert first.pts == 960 * (DTX_HANGOVER + 1) + round(1.2345 * 48000)
+    assert len(bytes(first)) > 1 and not track.quiet
+    now[0] += 0.02
+    rest = [await slot() for _ in range(2 + DTX_HANGOVER + 1)]
+    assert [p.pts - first.pts for p in rest] == [960 * n for n in range(1, len(rest) + 1)]
+    assert len(bytes(rest[2])) > 1 and bytes(rest[2]) != silence  # the encoded tail
+    assert [bytes(p) for p in rest[3:]] == [silence] * (DTX_HANGOVER - 1) + [dtx] and track.quiet
+    assert track.stats.talkspurts == 1 and track.stats.dtx_packets == 2
+    track.stop()
+    with pytest.raises(MediaStreamError):
+        await track.recv()
+
+
+async def test_the_marker_bit_starts_each_talkspurt() -> None:
+    """aiortc marks every audio packet; :func:`mark_talkspurts` keeps the mark on the first packet and
+    after a jump in timestamps only, and leaves RTCP and other streams alone."""
+    sent: list[bytes] = []
+
+    async def send(data: bytes) -> None:
+        sent.append(data)
+
+    marked = mark_talkspurts(send, ssrc=42, step=960)
+    stamps = [2**32 - 960, 0, 960, 60000, 60960]  # a wrap, then a talkspurt after a silence
+    for seq, ts in enumerate(stamps):
+        await marked(RtpPacket(payload_type=111, sequence_number=seq, timestamp=ts, ssrc=42, marker=1,
+                               payload=b"x" * 40).serialize())  # fmt: skip
+    other = RtpPacket(payload_type=111, sequence_number=9, timestamp=5, ssrc=7, marker=1).serialize()
+    report = bytes(RtcpSrPacket(ssrc=42, sender_info=RtcpSenderInfo(0, 0, 0, 0)))
+    await marked(other)
+    await marked(report)
+    parsed = [RtpPacket.parse(data) for data in sent[:5]]
+    assert [p.marker for p in parsed] == [1, 0, 0, 1, 0]
+    assert [p.timestamp for p in parsed] == stamps and {p.payload for p in parsed} == {b"x" * 40}
+    assert sent[5:] == [other, report]
 
 
 def pcmu(seq: int, level: int, *, ssrc: int = 7) -> RtpPacket:

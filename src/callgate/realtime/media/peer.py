@@ -18,9 +18,10 @@ from aiortc.rtp import RtpPacket
 from aiortc.sdp import candidate_from_sdp
 
 from callgate.config import IceServer
+from callgate.pipeline.audio import FRAME_MS
 from callgate.realtime.media.inbound import InboundAudio, InboundStats
 from callgate.realtime.media.offer import AUDIO_CODECS, OfferRejected, audio_codecs, check_offer
-from callgate.realtime.media.outbound import OutboundAudioTrack, OutboundStats
+from callgate.realtime.media.outbound import OutboundAudioTrack, OutboundStats, mark_talkspurts
 from callgate.realtime.media.telephone_events import DtmfEvent, TelephoneEvents
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ CLOSE_GRACE_S = 1.0
 
 OUTPUT_RATES = {"opus": 48000, "g722": 16000, "pcmu": 8000, "pcma": 8000}
 """The rate agent audio is best handed over at, per negotiated codec (no resampling before encoding)."""
+RTP_CLOCKS = {"opus": 48000, "g722": 8000, "pcmu": 8000, "pcma": 8000}
+"""Each codec's RTP clock rate (G.722's is 8000 Hz for historical reasons, RFC 3551)."""
 
 
 _HOST_ADDRESSES: contextvars.ContextVar[Sequence[str]] = contextvars.ContextVar(
@@ -72,8 +75,9 @@ class PeerMedia:
     - Agent audio: ``await send_audio(pcm16)`` at :attr:`output_rate` (chosen for the negotiated codec;
       ``output_rate=`` overrides it), any chunk size, paced by the caller (one 20 ms frame per 20 ms,
       as the session's player does). The track sends one 20 ms frame every 20 ms, each frame in the
-      first slot after it arrived, pre-encoded silence when idle; ``send_audio`` waits while more than
-      two seconds are queued. ``flush()`` drops everything queued at once (barge-in).
+      first slot after it arrived; while the agent is silent, Opus sends nothing (DTX, see
+      ``outbound``), other codecs pre-encoded silence; ``send_audio`` waits while more than two
+      seconds are queued. ``flush()`` drops everything queued at once (barge-in).
     - Data channel: the first channel the peer opens with a label in ``channel_labels`` carries text
       messages: ``on_message(text)`` for each one received, ``send_message(text)`` to send (dropped if not
       open); :attr:`channel_label` says which label it was.
@@ -144,7 +148,7 @@ class PeerMedia:
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             (audio,) = [t for t in self._pc.getTransceivers() if t.kind == "audio"]
-            self._pc.addTrack(self._track)
+            sender = self._pc.addTrack(self._track)
             for transceiver in self._pc.getTransceivers():
                 if transceiver.kind != "audio":
                     transceiver.direction = "inactive"
@@ -157,6 +161,10 @@ class PeerMedia:
             raise OfferRejected(f"the SDP offer cannot be answered: {exc}") from exc
         local = self._pc.localDescription
         self._receive_with_ours(audio, audio_codecs(local.sdp))
+        # Both descriptions are set, so the sender's transport is the bundled one it will send on.
+        dtls = sender.transport
+        step = RTP_CLOCKS[offer.codec.lower()] * FRAME_MS // 1000
+        dtls._send_rtp = mark_talkspurts(dtls._send_rtp, ssrc=sender._ssrc, step=step)  # type: ignore[method-assign]
         self._set_state(MediaState.CONNECTING)
         return local.sdp
 
