@@ -224,10 +224,10 @@ async def test_player_paced_speech_has_no_gaps() -> None:
     track.stop()
 
 
-async def test_an_idle_call_sends_nothing_after_dtx(opus: Pair) -> None:
-    """Opus DTX end to end: a few silent packets, one DTX packet, then nothing while the agent is
-    silent; speech goes out as a new talkspurt (marker bit, RTP timestamp moved on by the time that
-    passed, sequence numbers without a gap), and the peer decodes it."""
+async def test_an_idle_call_sends_only_dtx(opus: Pair) -> None:
+    """Opus DTX end to end: a few silent packets, a DTX packet, then only a DTX packet every 400 ms
+    while the agent is silent; speech goes out as a new talkspurt (marker bit, RTP timestamp moved on
+    by the time that passed, sequence numbers without a gap), and the peer decodes it."""
     packets: list[RtpPacket] = []
     arrivals: list[float] = []
     receiver = opus.peer.getReceivers()[0]
@@ -239,38 +239,45 @@ async def test_an_idle_call_sends_nothing_after_dtx(opus: Pair) -> None:
         await handle(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = tap  # type: ignore[method-assign]
-    await asyncio.sleep(0.5)
-    stats = opus.media.outbound_stats
-    assert stats is not None and stats.encoded_silence == 0
-    assert (stats.silent_frames, stats.dtx_packets) == (DTX_HANGOVER, 1)
-    idle = len(packets)  # (the start's packets went out in the first 120 ms, some before the tap)
     await asyncio.sleep(0.3)
-    assert len(packets) == idle and stats.silent_frames == DTX_HANGOVER  # nothing at all
+    stats = opus.media.outbound_stats
+    assert stats is not None and stats.encoded_silence == 0 and stats.silent_frames == DTX_HANGOVER
+    idle = len(packets)  # (the start's packets went out in the first 120 ms, some before the tap)
+    await asyncio.sleep(0.9)
+    refreshes = packets[idle:]
+    assert 1 <= len(refreshes) <= 3 and {len(p.payload) for p in refreshes} == {1}
+    assert stats.silent_frames == DTX_HANGOVER and stats.dtx_packets == 1 + len(refreshes)
+    for n in range(max(1, idle), len(packets)):  # 400 ms apart, on the RTP clock as on the wall clock
+        gap_s = (packets[n].timestamp - packets[n - 1].timestamp) / 48000
+        assert gap_s == pytest.approx(arrivals[n] - arrivals[n - 1], abs=0.02)
+        assert gap_s == pytest.approx(0.4, abs=0.03)
+    quiet = len(packets)
     await opus.media.send_audio(tone(200, 48000, freq=1000))
-    await asyncio.sleep(0.4)
-    assert stats.frames == 10 and stats.encoded_silence == 1 and stats.dtx_packets == 2
-    burst = packets[idle:]
-    assert len(burst) == 10 + DTX_HANGOVER + 1  # speech, the hangover, DTX: then nothing
+    await asyncio.sleep(0.45)  # 200 ms of speech, 100 ms of hangover, DTX; the refresh is 400 ms on
+    assert stats.frames == 10 and stats.encoded_silence == 1
+    burst = packets[quiet:]
+    assert len(burst) == 10 + DTX_HANGOVER + 1  # speech, the hangover, DTX
     assert [p.marker for p in burst] == [1] + [0] * (len(burst) - 1)
     assert {b - a for a, b in itertools.pairwise(p.timestamp for p in burst)} == {960}
     assert len(burst[-1].payload) == 1  # the DTX packet: Opus's TOC byte alone
-    if idle:  # the packets before the silence: numbered on, timestamped by the clock
-        dtx = packets[idle - 1]
-        assert len(dtx.payload) == 1 and (burst[0].sequence_number - dtx.sequence_number) % 65536 == 1
-        silent_s = (burst[0].timestamp - dtx.timestamp) / 48000
-        assert silent_s == pytest.approx(arrivals[idle] - arrivals[idle - 1], abs=0.02)
+    dtx = packets[quiet - 1]
+    assert len(dtx.payload) == 1 and (burst[0].sequence_number - dtx.sequence_number) % 65536 == 1
+    silent_s = (burst[0].timestamp - dtx.timestamp) / 48000
+    assert silent_s == pytest.approx(arrivals[quiet] - arrivals[quiet - 1], abs=0.02)
     received = np.concatenate(opus.received).astype(np.float32)
     assert abs(dominant_frequency(received, 48000) - 1000) < 10
 
 
 async def test_dtx_resumes_on_the_clock() -> None:
     """The track's own timeline, on a scripted clock: at the start and after speech, ``DTX_HANGOVER``
-    silent packets then the DTX packet; no packet (and no timer) while silent; the next frame goes out
-    at once with its timestamp moved on by exactly the silent time."""
+    silent packets then the DTX packet; while silent, no packet until audio comes or 400 ms passed
+    (a DTX packet again); the next frame goes out at once with its timestamp moved on by exactly the
+    silent time."""
     now = [100.0]
     track = OutboundAudioTrack(sample_rate=48000, clock=lambda: now[0])
     silence, dtx = track._encoder.silence, track._encoder.dtx
-    assert dtx is not None and len(dtx) == 1 and dtx[0] >> 3 == silence[0] >> 3 if silence else False
+    assert silence is not None and dtx is not None
+    assert len(dtx) == 1 and dtx[0] >> 3 == silence[0] >> 3  # the same Opus mode and frame size
 
     async def slot() -> av.Packet:
         packet = await track.recv()
@@ -282,7 +289,7 @@ async def test_dtx_resumes_on_the_clock() -> None:
     assert [p.pts for p in start] == [960 * n for n in range(DTX_HANGOVER + 1)] and track.quiet
     waiting = asyncio.ensure_future(track.recv())
     await asyncio.sleep(0.05)
-    assert not waiting.done()  # nothing to send, and no slot timer either
+    assert not waiting.done()  # nothing to send for another 380 ms
     now[0] += 1.2345  # the agent starts talking 1.2345 s after the next slot was due
     await track.put(tone(60, 48000, freq=700))
     first = await waiting
@@ -293,7 +300,10 @@ async def test_dtx_resumes_on_the_clock() -> None:
     assert [p.pts - first.pts for p in rest] == [960 * n for n in range(1, len(rest) + 1)]
     assert len(bytes(rest[2])) > 1 and bytes(rest[2]) != silence  # the encoded tail
     assert [bytes(p) for p in rest[3:]] == [silence] * (DTX_HANGOVER - 1) + [dtx] and track.quiet
-    assert track.stats.talkspurts == 1 and track.stats.dtx_packets == 2
+    now[0] += 0.5  # past the refresh time: another DTX packet, at once, 520 ms after the last one
+    refresh = await track.recv()
+    assert bytes(refresh) == dtx and refresh.pts - rest[-1].pts == round(0.52 * 48000)
+    assert track.stats.talkspurts == 1 and track.stats.dtx_packets == 3
     track.stop()
     with pytest.raises(MediaStreamError):
         await track.recv()

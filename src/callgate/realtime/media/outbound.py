@@ -9,9 +9,9 @@ DTX, as a browser's own Opus sender does): after a stretch of speech it sends ``
 frames (the first one encoded: it plays out the audio the codec still holds, Opus looks 6.5 ms ahead;
 together they also push the end of the speech out of receivers that hold back the last few packets, as
 aiortc's 4-packet prefetch does), then the DTX packet (the encoder's TOC byte alone), which a WebRTC
-receiver plays as comfort noise rather than as loss; then ``recv`` simply waits, with no timer, until
-audio is queued. A call starts the same way, so the peer's track unmutes. An idle call therefore costs
-nothing: no packet, no SRTP, no ``sendto``.
+receiver plays as comfort noise rather than as loss; then ``recv`` waits until audio is queued,
+sending the DTX packet again every ``DTX_REFRESH_MS`` (400 ms, as browsers do). A call starts the same
+way, so the peer's track unmutes. An idle call therefore costs 2.5 packets a second instead of 50.
 The next talkspurt goes out at once, its RTP timestamp moved forward by exactly the time that passed
 (the receiver's playout clock ran on meanwhile) and its first packet carrying the RTP marker bit
 (:func:`mark_talkspurts`). Other codecs have no DTX here: their silence is a continuous stream of one
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import math
 import struct
 import time
 from collections import deque
@@ -49,6 +50,10 @@ instead of sending a burst of catch-up frames."""
 DTX_HANGOVER = 5
 """Silent frames sent after speech (and at the start) before the DTX packet; libopus's own DTX waits
 10 (200 ms)."""
+DTX_REFRESH_MS = 400
+"""While silent, one DTX packet every 400 ms, as libopus and browsers send one (a comfort-noise update).
+Chromium's NetEq plays DTX as comfort noise only for a while (about a second) after the last packet;
+then it falls back to concealment, as if packets were lost. 2.5 packets a second instead of 50."""
 _FRAME_S = FRAME_MS / 1000
 
 
@@ -61,7 +66,7 @@ class OutboundStats:
     encoded_silence: int = 0
     """Silent slots that had to be encoded (the end of a stretch of speech; every one for G.722)."""
     dtx_packets: int = 0
-    """DTX packets sent: silences in which nothing more was sent (Opus)."""
+    """DTX packets sent (Opus): the first of each silence, then one per ``DTX_REFRESH_MS``."""
     talkspurts: int = 0
     """Stretches of speech sent."""
     underruns: int = 0
@@ -73,7 +78,8 @@ class OutboundStats:
 
 class OutboundAudioTrack(MediaStreamTrack):
     """A paced mono PCM16 track at ``sample_rate``, sent as ``codec``; see the module docstring.
-    ``dtx=False`` sends silence as a continuous stream even for Opus."""
+    ``dtx=False`` sends silence as a continuous stream even for Opus; ``dtx_refresh_ms`` is the interval
+    of DTX packets while silent (0: one only)."""
 
     kind = "audio"
 
@@ -85,6 +91,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         grace_ms: int = 20,
         max_queue_ms: int = 2000,
         dtx: bool = True,
+        dtx_refresh_ms: int = DTX_REFRESH_MS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
@@ -94,6 +101,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._samples = self._encoder.samples
         self._silence = bytes(self._samples * 2)
         self._dtx = self._encoder.dtx if dtx else None
+        self._refresh_s = dtx_refresh_ms / 1000 if dtx_refresh_ms > 0 else math.inf
         self._time_base = fractions.Fraction(1, sample_rate)
         self._framer = Framer(sample_rate)
         self._queue: deque[bytes] = deque()
@@ -107,7 +115,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._pts = 0  # its timestamp, in samples
         self._playing = False
         self._silent_run = 0  # silent packets sent since the last speech (or the start)
-        self._quiet = False  # DTX: nothing more is sent until audio is queued
+        self._quiet = False  # DTX: only DTX packets are sent until audio is queued
         self._flushed = False  # since the last slot: the next one is silence, with no waiting
         self._flushes = 0
 
@@ -122,7 +130,7 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     @property
     def quiet(self) -> bool:
-        """True while nothing is sent (DTX, between talkspurts)."""
+        """True while the agent is silent and only DTX packets are sent (between talkspurts)."""
         return self._quiet
 
     async def put(self, pcm16: bytes) -> None:
@@ -161,7 +169,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         if self._quiet:
-            await self._wait_for_talkspurt()
+            await self._wait_while_quiet()
         else:
             await self._next_slot()
             if not self._queue and self._playing and not self._flushed:
@@ -187,17 +195,24 @@ class OutboundAudioTrack(MediaStreamTrack):
             self.stats.late_slots += 1
             self._due = now
 
-    async def _wait_for_talkspurt(self) -> None:
-        """DTX: wait (no timer) until audio is queued; it goes out at once, the timestamp moved on by
-        the time that passed since the slot that was next when the silence began."""
+    async def _wait_while_quiet(self) -> None:
+        """DTX: wait until audio is queued (it goes out at once) or the next DTX packet is due, with
+        the timestamp moved on by the time that passed since the slot that was next."""
+        assert self._due is not None
+        refresh_at = self._due - _FRAME_S + self._refresh_s  # counted from the last packet sent
         while not self._queue and self.readyState == "live":
             self._arrived.clear()
-            await self._arrived.wait()
-        assert self._due is not None
+            remaining = refresh_at - self._clock()
+            if remaining <= 0:
+                break
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._arrived.wait()
+            except TimeoutError:
+                break
         now = self._clock()
         self._pts += max(0, round((now - self._due) * self.sample_rate))
         self._due = now
-        self._quiet = False
         self._flushed = False
 
     async def _wait_for_frame(self) -> None:
@@ -213,6 +228,11 @@ class OutboundAudioTrack(MediaStreamTrack):
         """The payload for this slot: the next frame encoded, or silence."""
         queue, flushed = self._queue, self._flushed
         self._flushed = False
+        if self._quiet and not queue:
+            assert self._dtx is not None
+            self.stats.dtx_packets += 1
+            return self._dtx  # silence goes on: tell the receiver again
+        self._quiet = False
         if queue:
             frame = queue.popleft()
             if not self._playing:

@@ -75,8 +75,8 @@ class PeerMedia:
     - Agent audio: ``await send_audio(pcm16)`` at :attr:`output_rate` (chosen for the negotiated codec;
       ``output_rate=`` overrides it), any chunk size, paced by the caller (one 20 ms frame per 20 ms,
       as the session's player does). The track sends one 20 ms frame every 20 ms, each frame in the
-      first slot after it arrived; while the agent is silent, Opus sends nothing (DTX, see
-      ``outbound``), other codecs pre-encoded silence; ``send_audio`` waits while more than two
+      first slot after it arrived; while the agent is silent, Opus sends only a DTX packet every
+      400 ms (see ``outbound``), other codecs pre-encoded silence; ``send_audio`` waits while more than two
       seconds are queued. ``flush()`` drops everything queued at once (barge-in).
     - Data channel: the first channel the peer opens with a label in ``channel_labels`` carries text
       messages: ``on_message(text)`` for each one received, ``send_message(text)`` to send (dropped if not
