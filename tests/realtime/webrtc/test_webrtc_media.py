@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs import PCMU_CODEC
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket, RtpPacket
 
 from callgate.config import Settings
