@@ -19,6 +19,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from callgate.config import IceServer
 from callgate.pipeline.audio import FRAME_MS
+from callgate.realtime.media.decoding import shared_worker
 from callgate.realtime.media.inbound import InboundAudio, InboundStats
 from callgate.realtime.media.offer import AUDIO_CODECS, OfferRejected, audio_codecs, check_offer
 from callgate.realtime.media.outbound import OutboundAudioTrack, OutboundStats, mark_talkspurts
@@ -164,7 +165,7 @@ class PeerMedia:
         # Both descriptions are set, so the sender's transport is the bundled one it will send on.
         dtls = sender.transport
         step = RTP_CLOCKS[offer.codec.lower()] * FRAME_MS // 1000
-        dtls._send_rtp = mark_talkspurts(dtls._send_rtp, ssrc=sender._ssrc, step=step)  # type: ignore[method-assign]
+        dtls._send_rtp = mark_talkspurts(dtls._send_rtp, ssrc=sender._ssrc, step=step)  # type: ignore[method-assign,assignment]
         self._set_state(MediaState.CONNECTING)
         return local.sdp
 
@@ -191,7 +192,7 @@ class PeerMedia:
         audio = {
             c.payloadType: c for c in codecs if c.name.lower() in AUDIO_CODECS and c.payloadType is not None
         }
-        inbound = self._inbound = InboundAudio(codecs=audio, on_frame=self._on_audio)
+        inbound = self._inbound = InboundAudio(codecs=audio, on_frame=self._on_audio, offload=shared_worker())
         dtmf = TelephoneEvents(codecs, self._on_dtmf or _ignore, name=self._name)
 
         async def on_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
@@ -320,6 +321,8 @@ class PeerMedia:
     async def close(self) -> None:
         if self._track is not None:
             self._track.stop()
+        if self._inbound is not None:
+            self._inbound.close()
         await self._pc.close()
         await self._end_aiortc_tasks()
         self._set_state(MediaState.CLOSED)
