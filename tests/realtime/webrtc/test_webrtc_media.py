@@ -28,7 +28,8 @@ from callgate.realtime.media import peer as peer_module
 from callgate.realtime.media.encoder import FrameEncoder
 from callgate.realtime.media.inbound import InboundAudio
 from callgate.realtime.media.offer import check_offer
-from callgate.realtime.media.outbound import DTX_HANGOVER, OutboundAudioTrack, mark_talkspurts
+from callgate.realtime.media.outbound import DTX_HANGOVER, OutboundAudioTrack
+from callgate.realtime.media.rtp_hooks import mark_talkspurts
 from callgate.realtime.media.telephone_events import DtmfReceiver
 from callgate.realtime.webrtc.transport import WebRTCTransport
 from tests.support.browser import dominant_frequency
@@ -110,6 +111,31 @@ async def test_opus_both_ways(opus: Pair) -> None:
     assert opus.messages == ["hello"]
     stats = opus.media.inbound_stats
     assert stats is not None and stats.lost_packets == 0 and stats.decode_errors == 0
+
+
+async def test_caller_audio_skips_aiortcs_receive_path(opus: Pair) -> None:
+    """Once connected, caller RTP goes from the datagram callback to the jitter buffer (rtp_hooks):
+    aiortc's DTLS transport task no longer sees it, and the audio still arrives whole and in order."""
+    dtls = opus.peer.getReceivers()[0].transport  # (the peer's own; the server's is inside media)
+    server_dtls = opus.media._pc.getTransceivers()[0].receiver.transport
+    through_aiortc: list[bytes] = []
+    handle = server_dtls._handle_rtp_data
+
+    async def counting(data: bytes, arrival_time_ms: int) -> None:
+        through_aiortc.append(data)
+        await handle(data, arrival_time_ms)
+
+    server_dtls._handle_rtp_data = counting  # type: ignore[method-assign]
+    before = len(opus.heard)
+    opus.caller.put(tone(600, 16000, freq=440))
+    await asyncio.sleep(1.0)
+    assert through_aiortc == [] and dtls.state == "connected"
+    heard = opus.heard[before:]
+    assert len(heard) >= 40 and opus.media.inbound_stats is not None
+    assert opus.media.inbound_stats.lost_packets == 0 and opus.media.inbound_stats.late_packets == 0
+    assert (
+        abs(dominant_frequency(np.frombuffer(b"".join(heard), np.int16).astype(np.float32), 16000) - 440) < 10
+    )
 
 
 async def test_pcmu_both_ways() -> None:

@@ -14,8 +14,8 @@ sending the DTX packet again every ``DTX_REFRESH_MS`` (400 ms, as browsers do). 
 way, so the peer's track unmutes. An idle call therefore costs 2.5 packets a second instead of 50.
 The next talkspurt goes out at once, its RTP timestamp moved forward by exactly the time that passed
 (the receiver's playout clock ran on meanwhile) and its first packet carrying the RTP marker bit
-(:func:`mark_talkspurts`). Other codecs have no DTX here: their silence is a continuous stream of one
-pre-encoded packet (G.711), or encoded silence (G.722).
+(:func:`~callgate.realtime.media.rtp_hooks.mark_talkspurts`). Other codecs have no DTX here: their
+silence is a continuous stream of one pre-encoded packet (G.711), or encoded silence (G.722).
 
 Agent audio is paced once, by the session's player, which hands over one frame just in time per 20 ms
 (``pipeline/playout.py``). So the track adds no prebuffer: a frame goes out in the first slot that comes
@@ -31,10 +31,9 @@ from __future__ import annotations
 import asyncio
 import fractions
 import math
-import struct
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -258,31 +257,3 @@ class OutboundAudioTrack(MediaStreamTrack):
             self.stats.encoded_silence += 1
             return self._encoder.encode(self._silence)
         return self._encoder.silence
-
-
-SendRtp = Callable[[bytes], Awaitable[None]]
-
-
-def mark_talkspurts(send_rtp: SendRtp, *, ssrc: int, step: int) -> SendRtp:
-    """Wrap aiortc's RTP send function (``RTCDtlsTransport._send_rtp``, before SRTP) so that the RTP
-    marker bit of stream ``ssrc`` is set on the first packet of each talkspurt only (RFC 3551 4.1):
-    the first packet sent, and any packet whose timestamp is not the previous one's plus ``step`` (20 ms
-    of samples at the codec's clock rate), i.e. that follows a DTX silence. aiortc sets it on every
-    audio packet. RTCP and other streams pass through untouched."""
-    last: int | None = None
-    ours = ssrc.to_bytes(4, "big")
-
-    async def send(data: bytes) -> None:
-        nonlocal last
-        # RTP version 2 header; RTCP's second byte is 192-223 (its packet type), RTP's a payload
-        # type below 128 with the marker bit above it.
-        if len(data) >= 12 and data[8:12] == ours and not 192 <= data[1] <= 223:
-            (timestamp,) = struct.unpack_from("!I", data, 4)
-            starts = last is None or (timestamp - last) % (1 << 32) != step
-            last = timestamp
-            marker = 0x80 if starts else 0
-            if data[1] & 0x80 != marker:
-                data = bytes((data[0], (data[1] & 0x7F) | marker)) + data[2:]
-        await send_rtp(data)
-
-    return send

@@ -13,6 +13,7 @@ import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import RtpPacket
 from aiortc.sdp import candidate_from_sdp
@@ -22,7 +23,8 @@ from callgate.pipeline.audio import FRAME_MS
 from callgate.realtime.media.decoding import shared_worker
 from callgate.realtime.media.inbound import InboundAudio, InboundStats
 from callgate.realtime.media.offer import AUDIO_CODECS, OfferRejected, audio_codecs, check_offer
-from callgate.realtime.media.outbound import OutboundAudioTrack, OutboundStats, mark_talkspurts
+from callgate.realtime.media.outbound import OutboundAudioTrack, OutboundStats
+from callgate.realtime.media.rtp_hooks import mark_talkspurts, receive_directly
 from callgate.realtime.media.telephone_events import DtmfEvent, TelephoneEvents
 
 log = logging.getLogger(__name__)
@@ -136,6 +138,8 @@ class PeerMedia:
         self._ended = asyncio.Event()  # closed or failed
         self._track: OutboundAudioTrack | None = None
         self._inbound: InboundAudio | None = None
+        self._receiver: RTCRtpReceiver | None = None
+        self._receive: Callable[[RtpPacket], None] | None = None
 
     # ---------------------------------------------------------------- negotiation
 
@@ -195,13 +199,18 @@ class PeerMedia:
         inbound = self._inbound = InboundAudio(codecs=audio, on_frame=self._on_audio, offload=shared_worker())
         dtmf = TelephoneEvents(codecs, self._on_dtmf or _ignore, name=self._name)
 
-        async def on_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+        def receive(packet: RtpPacket) -> None:
             if not dtmf.feed(packet) and packet.payload:
                 inbound.push(packet)
             else:
                 inbound.skip(packet)  # it still takes its place in the sequence
 
+        async def on_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+            receive(packet)
+
         transceiver.receiver._handle_rtp_packet = on_rtp  # type: ignore[method-assign]
+        self._receive = receive
+        self._receiver = transceiver.receiver
 
     # ---------------------------------------------------------------- state
 
@@ -220,6 +229,9 @@ class PeerMedia:
     def _connection_changed(self) -> None:
         state = self._pc.connectionState
         if state == "connected":
+            if self._receiver is not None and self._receive is not None:
+                # From now on caller audio skips aiortc's receive queue and tasks (see rtp_hooks).
+                receive_directly(self._receiver.transport, self._receiver, self._receive)
             self._set_state(MediaState.CONNECTED)
         elif state == "failed":
             self._set_state(MediaState.FAILED)
