@@ -8,8 +8,10 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aioice.ice
+import aioice.stun
 import av
 import numpy as np
 import pytest
@@ -113,9 +115,18 @@ async def test_opus_both_ways(opus: Pair) -> None:
     assert stats is not None and stats.lost_packets == 0 and stats.decode_errors == 0
 
 
-async def test_caller_audio_skips_aiortcs_receive_path(opus: Pair) -> None:
+async def test_caller_audio_skips_aiortcs_receive_path(opus: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
     """Once connected, caller RTP goes from the datagram callback to the jitter buffer (rtp_hooks):
-    aiortc's DTLS transport task no longer sees it, and the audio still arrives whole and in order."""
+    aioice no longer tries it as STUN, aiortc's DTLS transport task no longer sees it, and the audio
+    still arrives whole and in order."""
+    parsed_as_stun: list[bytes] = []
+    parse = aioice.stun.parse_message
+
+    def counting_parse(data: bytes, *args: Any, **kwargs: Any) -> Any:
+        parsed_as_stun.append(data)
+        return parse(data, *args, **kwargs)
+
+    monkeypatch.setattr(aioice.stun, "parse_message", counting_parse)
     dtls = opus.peer.getReceivers()[0].transport  # (the peer's own; the server's is inside media)
     server_dtls = opus.media._pc.getTransceivers()[0].receiver.transport
     through_aiortc: list[bytes] = []
@@ -130,6 +141,9 @@ async def test_caller_audio_skips_aiortcs_receive_path(opus: Pair) -> None:
     opus.caller.put(tone(600, 16000, freq=440))
     await asyncio.sleep(1.0)
     assert through_aiortc == [] and dtls.state == "connected"
+    caller = opus.peer.getSenders()[0]._ssrc.to_bytes(4, "big")
+    media = [d for d in parsed_as_stun if 127 < d[0] < 192]
+    assert media and all(d[8:12] != caller for d in media)  # only the agent's, by the unhooked peer
     heard = opus.heard[before:]
     assert len(heard) >= 40 and opus.media.inbound_stats is not None
     assert opus.media.inbound_stats.lost_packets == 0 and opus.media.inbound_stats.late_packets == 0
@@ -273,10 +287,13 @@ async def test_an_idle_call_sends_only_dtx(opus: Pair) -> None:
     refreshes = packets[idle:]
     assert 1 <= len(refreshes) <= 3 and {len(p.payload) for p in refreshes} == {1}
     assert stats.silent_frames == DTX_HANGOVER and stats.dtx_packets == 1 + len(refreshes)
-    for n in range(max(1, idle), len(packets)):  # 400 ms apart, on the RTP clock as on the wall clock
+    # 400 ms apart, on the RTP clock as on the wall clock (to within scheduling delays on a busy machine:
+    # the exact arithmetic is test_dtx_resumes_on_the_clock's; a timestamp that did not follow the clock
+    # would be off by the whole gap).
+    for n in range(max(1, idle), len(packets)):
         gap_s = (packets[n].timestamp - packets[n - 1].timestamp) / 48000
-        assert gap_s == pytest.approx(arrivals[n] - arrivals[n - 1], abs=0.02)
-        assert gap_s == pytest.approx(0.4, abs=0.03)
+        assert gap_s == pytest.approx(arrivals[n] - arrivals[n - 1], abs=0.15)
+        assert 0.39 <= gap_s < 1.0  # (a timer on a loaded machine fires late, never early)
     quiet = len(packets)
     await opus.media.send_audio(tone(200, 48000, freq=1000))
     await asyncio.sleep(0.45)  # 200 ms of speech, 100 ms of hangover, DTX; the refresh is 400 ms on
@@ -289,7 +306,7 @@ async def test_an_idle_call_sends_only_dtx(opus: Pair) -> None:
     dtx = packets[quiet - 1]
     assert len(dtx.payload) == 1 and (burst[0].sequence_number - dtx.sequence_number) % 65536 == 1
     silent_s = (burst[0].timestamp - dtx.timestamp) / 48000
-    assert silent_s == pytest.approx(arrivals[quiet] - arrivals[quiet - 1], abs=0.02)
+    assert silent_s == pytest.approx(arrivals[quiet] - arrivals[quiet - 1], abs=0.15)
     received = np.concatenate(opus.received).astype(np.float32)
     assert abs(dominant_frequency(received, 48000) - 1000) < 10
 

@@ -6,8 +6,9 @@ through two more coroutines; each sent packet is built by the RTP sender's task,
 on every audio packet. For a server holding hundreds of calls these hooks cut that short:
 
 - :func:`receive_directly`: the caller's SRTP packets are unprotected, parsed and handed to the call's
-  receive function right in the datagram callback, with no queue and no task switch. Everything else
-  (DTLS, SRTCP, packets before the transport is keyed) still takes aiortc's path.
+  receive function right in the datagram callback, with no attempt to parse them as STUN, no queue and
+  no task switch. Everything else (STUN, DTLS, SRTCP, packets before the transport is keyed) still takes
+  aioice's and aiortc's path.
 - :func:`mark_talkspurts`: the marker bit only on the first packet of each talkspurt (after DTX).
 """
 
@@ -36,10 +37,13 @@ def receive_directly(
     nothing, if the transport is not keyed yet."""
     srtp = dtls._rx_srtp
     connection = dtls.transport._connection
-    if srtp is None or connection is None:
+    pair = connection._nominated.get(1) if connection is not None else None
+    if srtp is None or pair is None:
         return False
     through_aiortc = connection.data_received
     router = dtls._rtp_router
+    protocol = pair.protocol
+    through_aioice = protocol.datagram_received
 
     def data_received(data: bytes, component: int) -> None:
         # RFC 7983: 128-191 is RTP or RTCP; RTCP (and DTLS, 20-63) keeps aiortc's path.
@@ -54,7 +58,15 @@ def receive_directly(
         if router.route_rtp(packet) is receiver:
             handle(packet)
 
+    def datagram_received(data: bytes | str, addr: tuple[object, ...]) -> None:
+        # aioice tries every datagram as STUN first (an exception for each media packet).
+        if isinstance(data, bytes) and data and 127 < data[0] < 192:
+            data_received(data, 1)
+        else:
+            through_aioice(data, addr)
+
     connection.data_received = data_received  # type: ignore[method-assign]
+    protocol.datagram_received = datagram_received  # type: ignore[method-assign]
     return True
 
 
