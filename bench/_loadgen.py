@@ -6,10 +6,11 @@ over a pipe: ``connect`` a batch of calls, ``window-start``/``window-end`` aroun
 
 * WebSocket sessions use the hand-rolled :class:`~_server.WSClient`; one ticker sends every session's
   pre-built frame, the sessions spread over 10 phases of the 20 ms period.
-* WebRTC sessions are aiortc peers (``_webrtc.py``): each one's RTP sender paces its own microphone
-  track, which hands over pre-encoded Opus packets (no encoder per peer); agent audio is timestamped at
-  RTP arrival and never decoded. The server sends a continuous stream (silence between replies), so
-  every WebRTC session's downlink is judged for lateness, not only the probes'.
+* WebRTC sessions are aiortc peers (``_webrtc.py``) for ICE, DTLS and the data channel; their microphone
+  is pre-encoded Opus sent as SRTP by the same ticker (:class:`~_webrtc.RtpMic`, no aiortc RTP sender,
+  no encoder per peer). Agent audio is timestamped at RTP arrival and never decoded, and judged by its
+  RTP timestamps: the server sends nothing but a DTX packet every 400 ms while an agent is silent, so
+  only speech is judged (the probes' replies, as over WebSocket).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from _server import (
     realtime_priority,
     set_niceness,
 )
-from _webrtc import OpusTrack, Peer, opus_packets, use_loopback
+from _webrtc import OPUS_RATE, HeldTrack, Peer, RtpMic, opus_packets, use_loopback
 
 LATE_S = 0.040
 PHASES = 10  # WebSocket sessions are spread over 10 phases of the 20 ms period (one every 2 ms)
@@ -143,17 +144,19 @@ class WSSession(Session):
 
 
 class RTCSession(Session):
-    """An aiortc peer: its own paced Opus microphone, agent audio judged at RTP arrival."""
+    """An aiortc peer whose microphone is an :class:`RtpMic` sent by the worker's ticker; agent audio is
+    judged at RTP arrival against its RTP timestamps."""
 
     def __init__(self, call: dict[str, Any], role: str, phase: int, packets: list[bytes]) -> None:
         super().__init__(role, phase)
-        self.track = OpusTrack(packets, offset=phase * 5)
-        self.track.lateness = None  # recorded during windows only
+        self.mic = RtpMic(packets, offset=phase * 5)
         self.peer = Peer(
-            str(call["webrtc_offer_url"]), str(call["token"]), track=self.track, on_rtp=self.on_rtp,
+            str(call["webrtc_offer_url"]), str(call["token"]), track=HeldTrack(), on_rtp=self.on_rtp,
             on_message=self.on_message, ice_servers=call.get("ice_servers") or [],
         )  # fmt: skip
-        self.sent0 = 0
+        self._base: float | None = None  # arrival minus RTP time of the earliest packet of the talkspurt
+        self._ts: int | None = None
+        self._rtp_s = 0.0  # RTP time, unwrapped
 
     @property
     def closed(self) -> bool:
@@ -164,13 +167,32 @@ class RTCSession(Session):
             self.peer.send(type_, data)
 
     def on_rtp(self, t: float, packet: RtpPacket) -> None:
-        self.judge(t)
+        """A packet more than ``LATE_S`` behind the earliest one of its talkspurt (arrival against RTP
+        time) is late; the reference moves there (one stall counts once). DTX packets (1-2 bytes) are
+        not audio; a talkspurt starts with the marker bit (its own timing is the server's to choose)."""
+        if self._ts is not None:
+            self._rtp_s += ((packet.timestamp - self._ts + (1 << 31)) % (1 << 32) - (1 << 31)) / OPUS_RATE
+        self._ts = packet.timestamp
+        if len(packet.payload) <= 2:
+            return
+        offset = t - self._rtp_s
+        if packet.marker or self._base is None or offset < self._base:
+            self._base = offset
+        lateness = offset - self._base
+        if self.measuring:
+            self.audio_frames += 1
+            self.max_lateness = max(self.max_lateness, lateness)
+        if lateness > LATE_S:
+            if self.measuring:
+                self.late_frames += 1
+            self._base = offset
 
     def restart_judge(self) -> None:
-        pass  # a continuous stream: silence between replies is paced like speech
+        pass  # talkspurts are told apart by their marker bit
 
     async def connect(self) -> None:
         await self.peer.join()
+        self.mic.attach(self.peer.pc)
 
     async def close(self) -> None:
         await self.peer.close()
@@ -184,7 +206,7 @@ class Worker:
         self.index = index
         self.transport = transport
         self.sessions: list[Session] = []
-        self.groups: list[list[WSSession]] = [[] for _ in range(PHASES)]
+        self.groups: list[list[Session]] = [[] for _ in range(PHASES)]
         noise = noise_pcm(1.0, seed=100 + index)
         self.frames = [binary_frame(f) for f in frames_of(noise)]
         self.packets = opus_packets(noise) if transport == "webrtc" else []
@@ -196,7 +218,7 @@ class Worker:
         self._live0 = 0
 
     async def run(self) -> None:
-        ticker = asyncio.create_task(self.tick()) if self.transport == "websocket" else None
+        ticker = asyncio.create_task(self.tick())
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -215,8 +237,7 @@ class Worker:
                     self.conn.send(("stopped", None))
                     return
         finally:
-            if ticker is not None:
-                ticker.cancel()
+            ticker.cancel()
 
     def live(self) -> int:
         return sum(1 for s in self.sessions if not s.closed)
@@ -241,14 +262,14 @@ class Worker:
                     await session.close()
                     return
                 self.sessions.append(session)
-                if isinstance(session, WSSession):
-                    self.groups[session.phase].append(session)
+                self.groups[session.phase].append(session)
 
         await asyncio.gather(*(one(call, role) for call, role in items))
 
     async def tick(self) -> None:
-        """Every 2 ms, send the next frame of every WebSocket session in that phase: each session gets
-        one frame per 20 ms on an absolute schedule (no drift); lateness of each tick is recorded."""
+        """Every 2 ms, send the next frame of every session in that phase (WebSocket: a binary frame;
+        WebRTC: an SRTP packet): each session gets one frame per 20 ms on an absolute schedule (no
+        drift); lateness of each tick is recorded."""
         start = time.monotonic()
         k = 0
         frames = self.frames
@@ -262,10 +283,14 @@ class Worker:
             if group:
                 self.lateness.append(time.monotonic() - due)
                 for s in group:
-                    ws = s.ws
-                    if ws is not None and ws.transport is not None and not ws.transport.is_closing():
-                        ws.transport.write(frames[s.n % nframes])
-                        s.n += 1
+                    if isinstance(s, WSSession):
+                        ws = s.ws
+                        if ws is not None and ws.transport is not None and not ws.transport.is_closing():
+                            ws.transport.write(frames[s.n % nframes])
+                            s.n += 1
+                            self.frames_sent += 1
+                    elif isinstance(s, RTCSession) and s.mic.attached and not s.closed:
+                        s.mic.send()
                         self.frames_sent += 1
             k += 1
 
@@ -279,18 +304,11 @@ class Worker:
             s.measuring = True
             s.audio_frames = s.late_frames = s.replies = 0
             s.max_lateness = 0.0
-            if isinstance(s, RTCSession):
-                s.track.lateness = []
-                s.sent0 = s.track.sent
 
     def window_end(self) -> dict[str, Any]:
         wall = time.monotonic() - self._t0
         for s in self.sessions:
             s.measuring = False
-            if isinstance(s, RTCSession):
-                self.lateness += s.track.lateness or []
-                self.frames_sent += s.track.sent - s.sent0
-                s.track.lateness = None
         judged = [s for s in self.sessions if s.role == "probe" or isinstance(s, RTCSession)]
         lateness = sorted(self.lateness)
         closed = [s for s in self.sessions if s.closed]

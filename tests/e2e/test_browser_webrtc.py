@@ -222,14 +222,22 @@ async def case_voice_call(child: LiveServer, tmp_path: Path) -> None:
                  const report = await window.call.getStats();
                  const inbound = [...report.values()].find((s) => s.type === 'inbound-rtp');
                  const codec = inbound && report.get(inbound.codecId);
-                 return {packets: inbound?.packetsReceived ?? 0, codec: codec?.mimeType ?? ''};
+                 return {...inbound, codec: codec?.mimeType ?? ''};
                }"""
         )
         await page.evaluate("() => window.call.hangup()")
         ended = await wait_event(page, "ended", timeout=10)
     assert stats["nonSilentSamplesReceived"] / 16000 >= 1.0, log
     assert heard >= 1.0, log
-    assert rtp["codec"].lower() == "audio/opus" and rtp["packets"] > 100
+    assert rtp["codec"].lower() == "audio/opus" and rtp["packetsReceived"] > 100
+    # Opus DTX: while the agent was silent (over a third of the call) only a DTX packet came every 400
+    # ms, and Chromium played the silences as comfort noise, not as loss: hardly any concealment (it
+    # would conceal a silence without packets), nothing discarded or buffered long (as a talkspurt
+    # whose timestamp did not move on with the clock would be).
+    assert rtp["packetsReceived"] < 0.8 * rtp["totalSamplesDuration"] * 50, rtp
+    assert rtp["packetsDiscarded"] == 0, rtp
+    assert rtp["silentConcealedSamples"] < 0.05 * rtp["totalSamplesReceived"], rtp
+    assert rtp["jitterBufferDelay"] / rtp["jitterBufferEmittedCount"] < 0.5, rtp
     assert stats["nonSilentSamplesSent"] / 16000 >= 1.0  # the fake microphone's speech
     assert ended["reason"] == "caller_hangup" and ended["code"] == 1000
 

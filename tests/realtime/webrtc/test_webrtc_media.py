@@ -4,17 +4,22 @@ inbound jitter buffer, outbound track and DTMF receiver fed directly."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aioice.ice
+import aioice.stun
 import av
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs import PCMU_CODEC
+from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket, RtpPacket
 
 from callgate.config import Settings
 from callgate.pipeline.audio import tone
@@ -25,7 +30,8 @@ from callgate.realtime.media import peer as peer_module
 from callgate.realtime.media.encoder import FrameEncoder
 from callgate.realtime.media.inbound import InboundAudio
 from callgate.realtime.media.offer import check_offer
-from callgate.realtime.media.outbound import OutboundAudioTrack
+from callgate.realtime.media.outbound import DTX_HANGOVER, OutboundAudioTrack
+from callgate.realtime.media.rtp_hooks import mark_talkspurts
 from callgate.realtime.media.telephone_events import DtmfReceiver
 from callgate.realtime.webrtc.transport import WebRTCTransport
 from tests.support.browser import dominant_frequency
@@ -107,6 +113,43 @@ async def test_opus_both_ways(opus: Pair) -> None:
     assert opus.messages == ["hello"]
     stats = opus.media.inbound_stats
     assert stats is not None and stats.lost_packets == 0 and stats.decode_errors == 0
+
+
+async def test_caller_audio_skips_aiortcs_receive_path(opus: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once connected, caller RTP goes from the datagram callback to the jitter buffer (rtp_hooks):
+    aioice no longer tries it as STUN, aiortc's DTLS transport task no longer sees it, and the audio
+    still arrives whole and in order."""
+    parsed_as_stun: list[bytes] = []
+    parse = aioice.stun.parse_message
+
+    def counting_parse(data: bytes, *args: Any, **kwargs: Any) -> Any:
+        parsed_as_stun.append(data)
+        return parse(data, *args, **kwargs)
+
+    monkeypatch.setattr(aioice.stun, "parse_message", counting_parse)
+    dtls = opus.peer.getReceivers()[0].transport  # (the peer's own; the server's is inside media)
+    server_dtls = opus.media._pc.getTransceivers()[0].receiver.transport
+    through_aiortc: list[bytes] = []
+    handle = server_dtls._handle_rtp_data
+
+    async def counting(data: bytes, arrival_time_ms: int) -> None:
+        through_aiortc.append(data)
+        await handle(data, arrival_time_ms)
+
+    server_dtls._handle_rtp_data = counting  # type: ignore[method-assign]
+    before = len(opus.heard)
+    opus.caller.put(tone(600, 16000, freq=440))
+    await asyncio.sleep(1.0)
+    assert through_aiortc == [] and dtls.state == "connected"
+    caller = opus.peer.getSenders()[0]._ssrc.to_bytes(4, "big")
+    media = [d for d in parsed_as_stun if 127 < d[0] < 192]
+    assert media and all(d[8:12] != caller for d in media)  # only the agent's, by the unhooked peer
+    heard = opus.heard[before:]
+    assert len(heard) >= 40 and opus.media.inbound_stats is not None
+    assert opus.media.inbound_stats.lost_packets == 0 and opus.media.inbound_stats.late_packets == 0
+    assert (
+        abs(dominant_frequency(np.frombuffer(b"".join(heard), np.int16).astype(np.float32), 16000) - 440) < 10
+    )
 
 
 async def test_pcmu_both_ways() -> None:
@@ -204,9 +247,10 @@ async def test_player_paced_speech_has_no_gaps() -> None:
     sent: list[bool] = []
 
     async def player() -> None:
-        assert track._start is not None
+        assert track._due is not None
+        start = track._due - 0.02  # the first slot's due time
         for n in range(25):
-            due = track._start + (n + 1) * 0.02 + (0.005 if n % 2 else -0.005)
+            due = start + (n + 1) * 0.02 + (0.005 if n % 2 else -0.005)
             await asyncio.sleep(max(0.0, due - loop.time()))
             await track.put(speech[n * 320 : (n + 1) * 320])
 
@@ -220,16 +264,115 @@ async def test_player_paced_speech_has_no_gaps() -> None:
     track.stop()
 
 
-async def test_an_idle_call_sends_opus_silence_without_encoding(opus: Pair) -> None:
-    await asyncio.sleep(0.5)
+async def test_an_idle_call_sends_only_dtx(opus: Pair) -> None:
+    """Opus DTX end to end: a few silent packets, a DTX packet, then only a DTX packet every 400 ms
+    while the agent is silent; speech goes out as a new talkspurt (marker bit, RTP timestamp moved on
+    by the time that passed, sequence numbers without a gap), and the peer decodes it."""
+    packets: list[RtpPacket] = []
+    arrivals: list[float] = []
+    receiver = opus.peer.getReceivers()[0]
+    handle = receiver._handle_rtp_packet
+
+    async def tap(packet: RtpPacket, arrival_time_ms: int) -> None:
+        packets.append(packet)
+        arrivals.append(time.monotonic())
+        await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = tap  # type: ignore[method-assign]
+    await asyncio.sleep(0.3)
     stats = opus.media.outbound_stats
-    assert stats is not None and stats.silent_frames >= 20 and stats.encoded_silence == 0
-    assert len(opus.received) >= 20  # the peer decoded them...
-    assert max(np.abs(f).max() for f in opus.received) < 50  # ...to silence
+    assert stats is not None and stats.encoded_silence == 0 and stats.silent_frames == DTX_HANGOVER
+    idle = len(packets)  # (the start's packets went out in the first 120 ms, some before the tap)
+    await asyncio.sleep(0.9)
+    refreshes = packets[idle:]
+    assert 1 <= len(refreshes) <= 3 and {len(p.payload) for p in refreshes} == {1}
+    assert stats.silent_frames == DTX_HANGOVER and stats.dtx_packets == 1 + len(refreshes)
+    # 400 ms apart, on the RTP clock as on the wall clock (to within scheduling delays on a busy machine:
+    # the exact arithmetic is test_dtx_resumes_on_the_clock's; a timestamp that did not follow the clock
+    # would be off by the whole gap).
+    for n in range(max(1, idle), len(packets)):
+        gap_s = (packets[n].timestamp - packets[n - 1].timestamp) / 48000
+        assert gap_s == pytest.approx(arrivals[n] - arrivals[n - 1], abs=0.15)
+        assert 0.39 <= gap_s < 1.0  # (a timer on a loaded machine fires late, never early)
+    quiet = len(packets)
     await opus.media.send_audio(tone(200, 48000, freq=1000))
-    await asyncio.sleep(0.4)
-    assert stats.frames == 10 and stats.encoded_silence == 1  # speech, then one encoded silent slot
-    assert abs(dominant_frequency(np.concatenate(opus.received).astype(np.float32), 48000) - 1000) < 10
+    await asyncio.sleep(0.45)  # 200 ms of speech, 100 ms of hangover, DTX; the refresh is 400 ms on
+    assert stats.frames == 10 and stats.encoded_silence == 1
+    burst = packets[quiet:]
+    assert len(burst) == 10 + DTX_HANGOVER + 1  # speech, the hangover, DTX
+    assert [p.marker for p in burst] == [1] + [0] * (len(burst) - 1)
+    assert {b - a for a, b in itertools.pairwise(p.timestamp for p in burst)} == {960}
+    assert len(burst[-1].payload) == 1  # the DTX packet: Opus's TOC byte alone
+    dtx = packets[quiet - 1]
+    assert len(dtx.payload) == 1 and (burst[0].sequence_number - dtx.sequence_number) % 65536 == 1
+    silent_s = (burst[0].timestamp - dtx.timestamp) / 48000
+    assert silent_s == pytest.approx(arrivals[quiet] - arrivals[quiet - 1], abs=0.15)
+    received = np.concatenate(opus.received).astype(np.float32)
+    assert abs(dominant_frequency(received, 48000) - 1000) < 10
+
+
+async def test_dtx_resumes_on_the_clock() -> None:
+    """The track's own timeline, on a scripted clock: at the start and after speech, ``DTX_HANGOVER``
+    silent packets then the DTX packet; while silent, no packet until audio comes or 400 ms passed
+    (a DTX packet again); the next frame goes out at once with its timestamp moved on by exactly the
+    silent time."""
+    now = [100.0]
+    track = OutboundAudioTrack(sample_rate=48000, clock=lambda: now[0])
+    silence, dtx = track._encoder.silence, track._encoder.dtx
+    assert silence is not None and dtx is not None
+    assert len(dtx) == 1 and dtx[0] >> 3 == silence[0] >> 3  # the same Opus mode and frame size
+
+    async def slot() -> av.Packet:
+        packet = await track.recv()
+        now[0] += 0.02
+        return packet
+
+    start = [await slot() for _ in range(DTX_HANGOVER + 1)]
+    assert [bytes(p) for p in start] == [silence] * DTX_HANGOVER + [dtx]
+    assert [p.pts for p in start] == [960 * n for n in range(DTX_HANGOVER + 1)] and track.quiet
+    waiting = asyncio.ensure_future(track.recv())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # nothing to send for another 380 ms
+    now[0] += 1.2345  # the agent starts talking 1.2345 s after the next slot was due
+    await track.put(tone(60, 48000, freq=700))
+    first = await waiting
+    assert first.pts == 960 * (DTX_HANGOVER + 1) + round(1.2345 * 48000)
+    assert len(bytes(first)) > 1 and not track.quiet
+    now[0] += 0.02
+    rest = [await slot() for _ in range(2 + DTX_HANGOVER + 1)]
+    assert [p.pts - first.pts for p in rest] == [960 * n for n in range(1, len(rest) + 1)]
+    assert len(bytes(rest[2])) > 1 and bytes(rest[2]) != silence  # the encoded tail
+    assert [bytes(p) for p in rest[3:]] == [silence] * (DTX_HANGOVER - 1) + [dtx] and track.quiet
+    now[0] += 0.5  # past the refresh time: another DTX packet, at once, 520 ms after the last one
+    refresh = await track.recv()
+    assert bytes(refresh) == dtx and refresh.pts - rest[-1].pts == round(0.52 * 48000)
+    assert track.stats.talkspurts == 1 and track.stats.dtx_packets == 3
+    track.stop()
+    with pytest.raises(MediaStreamError):
+        await track.recv()
+
+
+async def test_the_marker_bit_starts_each_talkspurt() -> None:
+    """aiortc marks every audio packet; :func:`mark_talkspurts` keeps the mark on the first packet and
+    after a jump in timestamps only, and leaves RTCP and other streams alone."""
+    sent: list[bytes] = []
+
+    async def send(data: bytes) -> None:
+        sent.append(data)
+
+    marked = mark_talkspurts(send, ssrc=42, step=960)
+    stamps = [2**32 - 960, 0, 960, 60000, 60960]  # a wrap, then a talkspurt after a silence
+    for seq, ts in enumerate(stamps):
+        await marked(RtpPacket(payload_type=111, sequence_number=seq, timestamp=ts, ssrc=42, marker=1,
+                               payload=b"x" * 40).serialize())  # fmt: skip
+    other = RtpPacket(payload_type=111, sequence_number=9, timestamp=5, ssrc=7, marker=1).serialize()
+    report = bytes(RtcpSrPacket(ssrc=42, sender_info=RtcpSenderInfo(0, 0, 0, 0)))
+    await marked(other)
+    await marked(report)
+    parsed = [RtpPacket.parse(data) for data in sent[:5]]
+    assert [p.marker for p in parsed] == [1, 0, 0, 1, 0]
+    assert [p.timestamp for p in parsed] == stamps and {p.payload for p in parsed} == {b"x" * 40}
+    assert sent[5:] == [other, report]
 
 
 def pcmu(seq: int, level: int, *, ssrc: int = 7) -> RtpPacket:

@@ -6,7 +6,8 @@ outbound track encodes its frames itself with a :class:`FrameEncoder`: mono (a v
 channel: Opus carries the channel count per packet and a stereo decoder plays it on both), no resampler
 (the track is fed at the codec's own rate), and, for codecs whose encoding of digital silence is one
 constant packet (Opus, G.711), that packet computed once (:attr:`FrameEncoder.silence`), so an idle
-call sends silence without encoding anything.
+call sends silence without encoding anything. For Opus it also gives the discontinuous-transmission
+packet (:attr:`FrameEncoder.dtx`) that tells the peer's decoder a silence starts in which nothing is sent.
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ class FrameEncoder:
         self.silence = self._constant_silence()
         """The payload of a frame of digital silence, if the codec always encodes it the same way once
         settled (Opus, G.711); None if silence must be encoded like any frame (G.722)."""
+        self.dtx = _opus_dtx(self.silence) if self._spec.ffmpeg_name == "libopus" else None
+        """Opus only: the payload that starts discontinuous transmission (DTX), else None. It is what
+        libopus sends when its DTX begins, the TOC byte alone (one frame of zero bytes): a decoder
+        takes it as comfort noise, not as a lost packet (WebRTC's NetEq: any Opus payload of 1-2
+        bytes), and expects nothing more until the next talkspurt."""
 
     def _open(self) -> av.AudioCodecContext:
         context = av.CodecContext.create(self._spec.ffmpeg_name, "w")
@@ -89,3 +95,9 @@ class FrameEncoder:
         self._pts = 0
         last = payloads[-1]
         return last if last and payloads[-2] == last else None
+
+
+def _opus_dtx(silence: bytes | None) -> bytes | None:
+    """The TOC byte of the stream's own silence packet with its frame-count code set to 0 (one frame),
+    so the DTX packet has the stream's mode, bandwidth and 20 ms duration."""
+    return bytes([silence[0] & 0xFC]) if silence else None

@@ -10,6 +10,12 @@ aiortc's own receive path is bypassed on purpose: its audio jitter buffer prefet
 (80 ms) and, after a single loss, keeps a further 16-packet backlog for the rest of the call. Opus is
 decoded by libopus straight to 16 kHz mono (``opus.py``), with no resampling after it; the other codecs
 (and Opus where libopus cannot be loaded) go through aiortc's decoders and a resampler.
+
+With a :class:`~callgate.realtime.media.decoding.DecodeWorker` (``offload=``, as WebRTC calls use) Opus
+packets are decoded on its thread, off the event loop: the buffer above still runs on the loop (a
+packet's duration is read from its TOC byte, so the timeline does not wait for the decoder), and
+everything this stream emits while some of its packets are being decoded queues behind them, so the
+frames still come out in order.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from aiortc.rtp import RtpPacket
 
 from callgate.pipeline.audio import Framer, bytes_per_frame
 from callgate.realtime.media import opus
+from callgate.realtime.media.decoding import DecodeStream, DecodeWorker
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +71,12 @@ class InboundAudio:
         reorder_packets: int = 3,
         max_gap_ms: int = 1000,
         decode: Callable[[RtpPacket], tuple[bytes, int] | None] | None = None,
+        offload: DecodeWorker | None = None,
     ) -> None:
         """``decode``: callgate's own decoder for the stream's codecs (G.711 on SIP trunks), giving
         16 kHz mono PCM16 and the packet's duration in samples of its clock rate, or None for a packet
-        it cannot decode; without one, aiortc's decoders are used."""
+        it cannot decode; without one, aiortc's decoders are used. ``offload``: decode Opus on that
+        worker's thread (call from the event loop that gets the frames)."""
         self.stats = InboundStats()
         self._own_decode = decode
         self._codecs = dict(codecs)
@@ -84,6 +93,12 @@ class InboundAudio:
         self._next_seq = 0  # extended (unwrapped) sequence number expected next
         self._pending: dict[int, RtpPacket | None] = {}
         self._next_ts: int | None = None  # RTP timestamp where the audio passed on so far ends
+        self._offload: DecodeStream | None = offload.open(self._decoded) if offload else None
+
+    def close(self) -> None:
+        """Stop passing frames on (what the worker still decodes is dropped)."""
+        if self._offload is not None:
+            self._offload.close()
 
     def push(self, packet: RtpPacket) -> None:
         self._add(packet, packet)
@@ -133,12 +148,43 @@ class InboundAudio:
             gap = _signed(packet.timestamp - self._next_ts, _TS_MOD)
             if 0 < gap <= self._max_gap_s * clock:
                 self._conceal(gap / clock)
+        if self._offload is not None and self._own_decode is None:
+            decoder = self._opus_decoder(packet.payload_type, codec)
+            if decoder is not None:
+                self._offload_opus(packet, clock, decoder)
+                return
         decoded = self._decode(packet, codec)
         if decoded is None:
             return
         pcm, samples, rate = decoded
         self._next_ts = (packet.timestamp + round(samples * clock / rate)) % _TS_MOD
         self._emit(pcm)
+
+    def _offload_opus(self, packet: RtpPacket, clock: int, decoder: opus.OpusDecoder) -> None:
+        samples = opus.packet_samples(packet.payload, OUTPUT_RATE)
+        if samples is None:
+            self.stats.decode_errors += 1
+            log.debug("could not decode an RTP packet: not Opus")
+            return
+        assert self._offload is not None
+        self._direct = True
+        self._next_ts = (packet.timestamp + samples * clock // OUTPUT_RATE) % _TS_MOD
+        self._offload.decode(decoder, packet.payload, samples)
+
+    def _decoded(self, pcm16: bytes, failed: bool) -> None:
+        """From the worker, in order: a packet's audio (or silence in place of one libopus refused) or
+        audio queued behind packets."""
+        if failed:
+            self.stats.decode_errors += 1
+            self.stats.concealed_ms += len(pcm16) / (2 * OUTPUT_RATE) * 1000
+        self._pass_on(pcm16)
+
+    def _opus_decoder(self, payload_type: int, codec: RTCRtpCodecParameters) -> opus.OpusDecoder | None:
+        """libopus straight to 16 kHz mono for an Opus payload type (None: not Opus, or no libopus)."""
+        direct = self._opus.get(payload_type)
+        if direct is None and codec.name.lower() == "opus" and opus.load() is not None:
+            direct = self._opus[payload_type] = opus.OpusDecoder(OUTPUT_RATE)
+        return direct
 
     def _conceal(self, seconds: float) -> None:
         """Silence for lost time, through the resampler (if one is in use) so that it lands in order."""
@@ -164,9 +210,7 @@ class InboundAudio:
                 return None
             self._direct = True
             return decoded[0], decoded[1], codec.clockRate
-        direct = self._opus.get(packet.payload_type)
-        if direct is None and codec.name.lower() == "opus" and opus.load() is not None:
-            direct = self._opus[packet.payload_type] = opus.OpusDecoder(OUTPUT_RATE)
+        direct = self._opus_decoder(packet.payload_type, codec)
         if direct is not None:
             try:
                 pcm = direct.decode(packet.payload)
@@ -209,6 +253,12 @@ class InboundAudio:
         return out
 
     def _emit(self, pcm16: bytes) -> None:
+        if self._offload is not None and self._offload.pending:
+            self._offload.passthrough(pcm16)  # behind this stream's packets still being decoded
+        else:
+            self._pass_on(pcm16)
+
+    def _pass_on(self, pcm16: bytes) -> None:
         if len(pcm16) == _FRAME_BYTES and not self._framer.pending_bytes:
             self.stats.frames += 1  # the usual case: one packet, one frame, nothing to re-chunk
             self._on_frame(pcm16)

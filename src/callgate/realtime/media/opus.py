@@ -49,6 +49,32 @@ def load() -> ctypes.CDLL | None:
     return None
 
 
+_FRAME_TENTHS_MS = (
+    *((100, 200, 400, 600) * 3),  # configs 0-11: SILK, 10/20/40/60 ms
+    *((100, 200) * 2),  # 12-15: hybrid, 10/20 ms
+    *((25, 50, 100, 200) * 4),  # 16-31: CELT, 2.5/5/10/20 ms
+)
+
+
+def packet_samples(payload: bytes, sample_rate: int) -> int | None:
+    """How long an Opus packet is, in samples at ``sample_rate``, read from its TOC byte (RFC 6716
+    3.1) without decoding it (and without a call into libopus); None if it cannot be an Opus packet."""
+    if not payload:
+        return None
+    toc = payload[0]
+    code = toc & 3
+    if code == 0:
+        frames = 1
+    elif code < 3:
+        frames = 2
+    elif len(payload) < 2 or not payload[1] & 0x3F:
+        return None
+    else:
+        frames = payload[1] & 0x3F
+    tenths_ms = frames * _FRAME_TENTHS_MS[toc >> 3]
+    return None if tenths_ms > MAX_FRAME_MS * 10 else tenths_ms * sample_rate // 10000
+
+
 class OpusDecoder:
     """One stream's decoder: :meth:`decode` takes an Opus packet and returns its PCM16 at
     ``sample_rate`` (8000, 12000, 16000, 24000 or 48000), mono. Raises :class:`OpusError` on a packet

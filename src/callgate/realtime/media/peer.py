@@ -13,14 +13,18 @@ import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import RtpPacket
 from aiortc.sdp import candidate_from_sdp
 
 from callgate.config import IceServer
+from callgate.pipeline.audio import FRAME_MS
+from callgate.realtime.media.decoding import shared_worker
 from callgate.realtime.media.inbound import InboundAudio, InboundStats
 from callgate.realtime.media.offer import AUDIO_CODECS, OfferRejected, audio_codecs, check_offer
 from callgate.realtime.media.outbound import OutboundAudioTrack, OutboundStats
+from callgate.realtime.media.rtp_hooks import mark_talkspurts, receive_directly
 from callgate.realtime.media.telephone_events import DtmfEvent, TelephoneEvents
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,8 @@ CLOSE_GRACE_S = 1.0
 
 OUTPUT_RATES = {"opus": 48000, "g722": 16000, "pcmu": 8000, "pcma": 8000}
 """The rate agent audio is best handed over at, per negotiated codec (no resampling before encoding)."""
+RTP_CLOCKS = {"opus": 48000, "g722": 8000, "pcmu": 8000, "pcma": 8000}
+"""Each codec's RTP clock rate (G.722's is 8000 Hz for historical reasons, RFC 3551)."""
 
 
 _HOST_ADDRESSES: contextvars.ContextVar[Sequence[str]] = contextvars.ContextVar(
@@ -72,8 +78,9 @@ class PeerMedia:
     - Agent audio: ``await send_audio(pcm16)`` at :attr:`output_rate` (chosen for the negotiated codec;
       ``output_rate=`` overrides it), any chunk size, paced by the caller (one 20 ms frame per 20 ms,
       as the session's player does). The track sends one 20 ms frame every 20 ms, each frame in the
-      first slot after it arrived, pre-encoded silence when idle; ``send_audio`` waits while more than
-      two seconds are queued. ``flush()`` drops everything queued at once (barge-in).
+      first slot after it arrived; while the agent is silent, Opus sends only a DTX packet every
+      400 ms (see ``outbound``), other codecs pre-encoded silence; ``send_audio`` waits while more than two
+      seconds are queued. ``flush()`` drops everything queued at once (barge-in).
     - Data channel: the first channel the peer opens with a label in ``channel_labels`` carries text
       messages: ``on_message(text)`` for each one received, ``send_message(text)`` to send (dropped if not
       open); :attr:`channel_label` says which label it was.
@@ -131,6 +138,8 @@ class PeerMedia:
         self._ended = asyncio.Event()  # closed or failed
         self._track: OutboundAudioTrack | None = None
         self._inbound: InboundAudio | None = None
+        self._receiver: RTCRtpReceiver | None = None
+        self._receive: Callable[[RtpPacket], None] | None = None
 
     # ---------------------------------------------------------------- negotiation
 
@@ -144,7 +153,7 @@ class PeerMedia:
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             (audio,) = [t for t in self._pc.getTransceivers() if t.kind == "audio"]
-            self._pc.addTrack(self._track)
+            sender = self._pc.addTrack(self._track)
             for transceiver in self._pc.getTransceivers():
                 if transceiver.kind != "audio":
                     transceiver.direction = "inactive"
@@ -157,6 +166,10 @@ class PeerMedia:
             raise OfferRejected(f"the SDP offer cannot be answered: {exc}") from exc
         local = self._pc.localDescription
         self._receive_with_ours(audio, audio_codecs(local.sdp))
+        # Both descriptions are set, so the sender's transport is the bundled one it will send on.
+        dtls = sender.transport
+        step = RTP_CLOCKS[offer.codec.lower()] * FRAME_MS // 1000
+        dtls._send_rtp = mark_talkspurts(dtls._send_rtp, ssrc=sender._ssrc, step=step)  # type: ignore[method-assign,assignment]
         self._set_state(MediaState.CONNECTING)
         return local.sdp
 
@@ -183,16 +196,21 @@ class PeerMedia:
         audio = {
             c.payloadType: c for c in codecs if c.name.lower() in AUDIO_CODECS and c.payloadType is not None
         }
-        inbound = self._inbound = InboundAudio(codecs=audio, on_frame=self._on_audio)
+        inbound = self._inbound = InboundAudio(codecs=audio, on_frame=self._on_audio, offload=shared_worker())
         dtmf = TelephoneEvents(codecs, self._on_dtmf or _ignore, name=self._name)
 
-        async def on_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+        def receive(packet: RtpPacket) -> None:
             if not dtmf.feed(packet) and packet.payload:
                 inbound.push(packet)
             else:
                 inbound.skip(packet)  # it still takes its place in the sequence
 
+        async def on_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+            receive(packet)
+
         transceiver.receiver._handle_rtp_packet = on_rtp  # type: ignore[method-assign]
+        self._receive = receive
+        self._receiver = transceiver.receiver
 
     # ---------------------------------------------------------------- state
 
@@ -211,6 +229,9 @@ class PeerMedia:
     def _connection_changed(self) -> None:
         state = self._pc.connectionState
         if state == "connected":
+            if self._receiver is not None and self._receive is not None:
+                # From now on caller audio skips aiortc's receive queue and tasks (see rtp_hooks).
+                receive_directly(self._receiver.transport, self._receiver, self._receive)
             self._set_state(MediaState.CONNECTED)
         elif state == "failed":
             self._set_state(MediaState.FAILED)
@@ -312,6 +333,8 @@ class PeerMedia:
     async def close(self) -> None:
         if self._track is not None:
             self._track.stop()
+        if self._inbound is not None:
+            self._inbound.close()
         await self._pc.close()
         await self._end_aiortc_tasks()
         self._set_state(MediaState.CLOSED)
