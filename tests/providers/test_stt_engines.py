@@ -57,7 +57,7 @@ async def test_whisper_short_window_matches_the_full_window(whisper, piper_booki
 
 
 @pytest.mark.parametrize(
-    ("text", "looping"),
+    ("text", "loops"),
     [
         ("What's on your opening hours? What's on", True),
         ("Tell it the morning. Tell it the morning", True),
@@ -70,10 +70,10 @@ async def test_whisper_short_window_matches_the_full_window(whisper, piper_booki
         ("Yes.", False),
     ],
 )
-def test_whisper_loop_detector(text: str, looping: bool) -> None:
-    from callgate.providers.whisper.stt import _looping
+def test_whisper_loop_detector(text: str, loops: bool) -> None:
+    from callgate.providers.whisper.text import looping
 
-    assert _looping(text) is looping
+    assert looping(text) is loops
 
 
 @pytest.mark.parametrize(
@@ -88,9 +88,9 @@ def test_whisper_loop_detector(text: str, looping: bool) -> None:
     ],
 )
 def test_whisper_finds_the_phrase_a_loop_repeats(text: str, first: str | None) -> None:
-    from callgate.providers.whisper.stt import _first_of_loop
+    from callgate.providers.whisper.text import first_of_loop
 
-    assert _first_of_loop(text) == first
+    assert first_of_loop(text) == first
 
 
 async def test_whisper_says_nothing_on_silence_and_noise(whisper, noise_16k: bytes) -> None:

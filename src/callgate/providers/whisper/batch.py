@@ -1,0 +1,208 @@
+"""Whisper on one worker thread per model, every call's pending utterances transcribed as one batch.
+
+Why batches: with one utterance at a time, CTranslate2's greedy decoder spends ~90 ms of CPU on a short
+sentence however small the model, and the encoder ~40 ms on an 8 s window: about 7 utterances a second
+on two cores, so some 30 callers who talk fall behind (transcripts seconds late). Decoding 8-16
+utterances together costs ~20 ms each, and encoding them together no more than one by one: the same
+cores keep up with several times as many callers. The worker (:class:`~callgate.providers._batching
+.BatchWorker`) runs at once when idle and otherwise gathers what arrives while it is busy, so a quiet
+node answers as fast as before and a busy one batches more.
+
+A batch is split by window length (see :mod:`callgate.providers.whisper.stt`), language and beam size,
+so each utterance is encoded in exactly the window it would get alone: batching changes the cost, not
+the words. Utterances the short window cannot be trusted with are transcribed again in the full 30 s
+window, one by one, as before.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from callgate.errors import ProviderError
+from callgate.pipeline.interfaces import Transcript
+from callgate.providers._batching import BatchWorker
+from callgate.providers.whisper.text import first_of_loop, looping, words
+
+__all__ = ["MAX_BATCH", "Options", "Request", "WhisperBatcher"]
+
+MAX_BATCH = 16
+"""Utterances per batch at most: decoding costs ~20 ms each from about 8 on; encoding 8 s windows gets
+dearer per utterance beyond 16 (memory traffic), and a bigger batch only makes its first callers wait."""
+SAMPLE_RATE = 16000
+FRAMES_PER_S = 100  # mel frames per second (hop of 160 samples at 16 kHz)
+FULL_WINDOW_S = 30
+NO_SPEECH_PROB = 0.6  # with a low log probability: nothing was said (faster-whisper's defaults)
+LOGPROB_FLOOR = -1.0
+
+How = Literal["short", "fallback", "full"]
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    beam_size: int = 1
+    short_window: bool = True
+    pad_s: int = 1
+    min_window_s: int = 8
+
+    def window_s(self, frames: int) -> int:
+        """The window for ``frames`` mel frames: their length plus ``pad_s``, at least ``min_window_s``
+        (``FULL_WINDOW_S`` when the short window is off or would not be shorter)."""
+        if not self.short_window:
+            return FULL_WINDOW_S
+        return min(FULL_WINDOW_S, max(self.min_window_s, math.ceil(frames / FRAMES_PER_S) + self.pad_s))
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    audio: FloatArray
+    language: str
+    options: Options
+
+
+Result = tuple[Transcript, How]
+
+
+class WhisperBatcher:
+    """One loaded faster-whisper model and its worker thread."""
+
+    def __init__(self, model: Any, *, name: str = "callgate-stt", max_batch: int = MAX_BATCH) -> None:
+        self.model = model
+        self.worker: BatchWorker[Request, Result] = BatchWorker(
+            self._run, name=name, role="stt", max_batch=max_batch
+        )
+        self._tokenizers: dict[str, Any] = {}
+
+    def run_blocking(self, batch: list[Request]) -> list[Result | BaseException]:
+        """Transcribe ``batch`` on the calling thread (the worker's body; tests and warm-up call it)."""
+        return self._run(batch)
+
+    # ------------------------------------------------------------------ worker thread
+
+    def _run(self, batch: list[Request]) -> list[Result | BaseException]:
+        results: list[Result | BaseException | None] = [None] * len(batch)
+        features = [self.model.feature_extractor(r.audio) for r in batch]
+        groups: dict[tuple[int, str, int], list[int]] = defaultdict(list)
+        again: list[int] = []
+        for i, request in enumerate(batch):
+            window = request.options.window_s(features[i].shape[-1])
+            if window >= FULL_WINDOW_S:
+                again.append(i)  # short window off or no shorter: the 30 s path, as it always was
+            else:
+                groups[(window, request.language, request.options.beam_size)].append(i)
+        for (window, language, beam_size), indices in groups.items():
+            try:
+                heard = self._short(
+                    [batch[i] for i in indices], [features[i] for i in indices], window, language, beam_size
+                )
+            except Exception as exc:  # CTranslate2 raises plain RuntimeError/ValueError
+                heard = [ProviderError(f"whisper failed: {exc}")] * len(indices)
+            for i, transcript in zip(indices, heard, strict=True):
+                if transcript is None:
+                    again.append(i)
+                else:
+                    results[i] = (transcript, "short") if isinstance(transcript, Transcript) else transcript
+        for i in again:
+            request = batch[i]
+            short = request.options.window_s(features[i].shape[-1]) < FULL_WINDOW_S
+            how: How = "fallback" if short else "full"
+            try:
+                results[i] = (self._full(request), how)
+            except Exception as exc:
+                error = ProviderError(f"whisper failed: {exc}")
+                error.__cause__ = exc
+                results[i] = error
+        return [r if r is not None else ProviderError("whisper: not transcribed") for r in results]
+
+    def _tokenizer(self, language: str) -> Any:
+        tokenizer = self._tokenizers.get(language)
+        if tokenizer is None:
+            from faster_whisper.tokenizer import Tokenizer
+
+            model = self.model
+            tokenizer = Tokenizer(
+                model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
+            )
+            self._tokenizers[language] = tokenizer
+        return tokenizer
+
+    def _short(
+        self,
+        requests: list[Request],
+        features: list[FloatArray],
+        window_s: int,
+        language: str,
+        beam_size: int,
+    ) -> list[Transcript | BaseException | None]:
+        """Transcribe utterances in one window of ``window_s``; None for those not to be trusted."""
+        import ctranslate2  # type: ignore[import-untyped]
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        frames = window_s * FRAMES_PER_S
+        windows = np.zeros((len(requests), features[0].shape[0], frames), dtype=np.float32)
+        for row, f in zip(windows, features, strict=True):
+            row[:, : f.shape[-1]] = f[:, :frames]
+        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(windows), to_cpu=False)
+        tokenizer = self._tokenizer(language)
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        # Fast speech is ~5 tokens a second; a window that yields far more is looping.
+        max_new = [8 + math.ceil(7 * r.audio.size / SAMPLE_RATE) for r in requests]
+        generated = self.model.model.generate(
+            encoded,
+            [prompt] * len(requests),
+            beam_size=beam_size,
+            max_length=len(prompt) + max(max_new),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        )
+        heard: list[Transcript | BaseException | None] = []
+        for result, limit in zip(generated, max_new, strict=True):
+            tokens = result.sequences_ids[0]
+            # ``scores``: the sum of log probabilities over the tokens and the end token, over their count.
+            avg_logprob = float(result.scores[0]) * len(tokens) / (len(tokens) + 1)
+            # Decoding is greedy and the window the same as alone, so an utterance that went past its own
+            # limit (the batch ran on for a longer one) said exactly these first ``limit`` tokens alone.
+            text = tokenizer.decode(tokens[:limit]).strip()
+            decoded = min(len(tokens), limit)
+            heard.append(_judge(text, decoded, limit, avg_logprob, result.no_speech_prob, language))
+        return heard
+
+    def _full(self, request: Request) -> Transcript:
+        segments, _info = self.model.transcribe(
+            request.audio,
+            language=request.language,
+            beam_size=request.options.beam_size,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+        )
+        # ``segments`` is lazy: decoding happens while iterating, so do it here, on the worker.
+        parts = [(s.text.strip(), s.avg_logprob) for s in segments]
+        text = " ".join(p for p, _ in parts if p)
+        confidence = math.exp(sum(lp for _, lp in parts) / len(parts)) if parts else None
+        return Transcript(text=text, confidence=confidence, language=request.language)
+
+
+def _judge(
+    text: str, tokens: int, max_new: int, avg_logprob: float, no_speech_prob: float, language: str
+) -> Transcript | None:
+    """The short window's answer for one utterance, or None if it is not to be trusted. ``tokens`` is how
+    many it decoded, at most ``max_new`` (the limit for its length: it reached the limit if equal)."""
+    if no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_FLOOR:
+        return None  # "nothing said" is rare after VAD heard speech: let the full window confirm it
+    if not words(text):
+        return Transcript(text="", language=language)  # punctuation only (". . ."): nothing said
+    first = first_of_loop(text)
+    if first is not None and len(words(first)) <= 2 and avg_logprob >= LOGPROB_FLOOR:
+        # A word or two said once, then looped ("No? No? No?"): the loop is the window, not speech.
+        text = first.rstrip(".?!,\u2026") + "."
+    elif tokens >= max_new or avg_logprob < LOGPROB_FLOOR or looping(text):
+        return None
+    return Transcript(text=text, confidence=math.exp(avg_logprob), language=language)
