@@ -99,9 +99,26 @@ async def test_whisper_says_nothing_on_silence_and_noise(whisper, noise_16k: byt
     assert len((await whisper.transcribe(noise_16k)).text.split()) <= 1
 
 
-async def test_whisper_queues_concurrent_calls(whisper, piper_booking_16k: bytes) -> None:
-    results = await asyncio.gather(*(whisper.transcribe(piper_booking_16k) for _ in range(3)))
-    assert all("appointment" in r.text.lower() for r in results)
+async def test_whisper_batches_concurrent_calls_without_changing_their_words(
+    whisper, piper_booking_16k: bytes, espeak_hello_16k: bytes
+) -> None:
+    """Calls transcribing at the same time share batches; each gets what it would get alone."""
+    from callgate.providers.backlog import backlog
+
+    clips = [piper_booking_16k, espeak_hello_16k] * 2
+    fallbacks = whisper.stats["fallback"]
+    alone = [(await whisper.transcribe(clip)).text for clip in clips]
+    worker = whisper._batcher().worker
+    batches, items = worker.batches, worker.items
+    pending = [asyncio.ensure_future(whisper.transcribe(clip)) for clip in clips]
+    await asyncio.sleep(0)
+    assert backlog("stt").depth == len(clips)  # what admission control sees
+    together = [t.text for t in await asyncio.gather(*pending)]
+    assert together == alone
+    assert worker.items - items == len(clips)
+    assert worker.batches - batches <= 2  # the first alone (the worker was idle), then the rest together
+    assert whisper.stats["fallback"] == fallbacks  # all in the short window, alone and together
+    assert backlog("stt").depth == 0
 
 
 async def test_whisper_stream_buffers_until_finish(whisper, piper_booking_16k: bytes) -> None:

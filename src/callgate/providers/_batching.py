@@ -10,9 +10,9 @@ There is no fixed tick: a request that finds the worker idle runs at once; while
 next requests gather into the next batch (and a batch starts at least ``min_interval_s`` after the
 previous one, so that requests trickling in from hundreds of calls are not each run alone).
 
-Each worker reports its :class:`Backlog` (requests waiting or running, and how long the oldest has
-waited) under a role such as ``"stt"``; :func:`backlog` adds up a role's workers for metrics and
-admission control.
+Each worker reports its :class:`~callgate.providers.backlog.Backlog` (requests waiting or running, and
+how long the oldest has waited) under a role such as ``"stt"``; :func:`callgate.providers.backlog.backlog`
+adds up a role's workers for metrics and admission control.
 """
 
 from __future__ import annotations
@@ -23,29 +23,19 @@ import logging
 import math
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from callgate.errors import ProviderError
+from callgate.providers.backlog import Backlog, register
 
-__all__ = ["Backlog", "BatchWorker", "backlog"]
+__all__ = ["BatchWorker"]
 
 log = logging.getLogger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
-
-
-@dataclass(frozen=True, slots=True)
-class Backlog:
-    """Work submitted to a model and not answered yet."""
-
-    depth: int = 0
-    """Requests waiting for the worker or in the batch it runs."""
-    oldest_s: float = 0.0
-    """How long the oldest of them has waited so far (0 when there is none)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -87,8 +77,7 @@ class BatchWorker(Generic[In, Out]):
         """Batches run (for benchmarks and tests)."""
         self.items = 0
         """Requests answered by a batch (cancelled ones that were skipped do not count)."""
-        with _workers_lock:
-            _workers.setdefault(role, weakref.WeakSet()).add(self)
+        register(role, self)
 
     def submit(self, item: In) -> asyncio.Future[Out]:
         """Queue ``item``; the future (of the running loop) gets its result. A request whose future is
@@ -181,20 +170,3 @@ def _deliver(results: list[tuple[_Request[In, Out], Out | BaseException]]) -> No
             request.future.set_exception(result)
         else:
             request.future.set_result(result)
-
-
-_workers: dict[str, weakref.WeakSet[BatchWorker[Any, Any]]] = {}
-_workers_lock = threading.Lock()
-
-
-def backlog(role: str) -> Backlog:
-    """The work waiting for this process's models of ``role`` (e.g. ``"stt"``): all their requests,
-    and the oldest one's wait."""
-    now = time.monotonic()
-    with _workers_lock:
-        workers = list(_workers.get(role, ()))
-    each = [w.backlog(now) for w in workers]
-    return Backlog(
-        depth=sum(b.depth for b in each),
-        oldest_s=max((b.oldest_s for b in each), default=0.0),
-    )
