@@ -11,15 +11,16 @@ node answers as fast as before and a busy one batches more.
 A batch is split by window length (see :mod:`callgate.providers.whisper.stt`), language and beam size,
 so each utterance is encoded in exactly the window it would get alone: batching changes the cost, not
 the words. Utterances the short window cannot be trusted with are transcribed again in the full 30 s
-window, one by one, as before.
+window, as before, on a second worker thread so that the batches do not wait behind them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -69,57 +70,81 @@ class Request:
 
 Result = tuple[Transcript, How]
 
+T = TypeVar("T")
+
+
+async def _owned(future: asyncio.Future[T]) -> T:
+    """Await a worker's future; if the caller is cancelled, cancel it too (a request that has not
+    started yet is then skipped)."""
+    try:
+        return await future
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+
 
 class WhisperBatcher:
     """One loaded faster-whisper model and its worker thread."""
 
-    def __init__(self, model: Any, *, name: str = "callgate-stt", max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, model: Any, *, max_batch: int = MAX_BATCH) -> None:
         self.model = model
-        self.worker: BatchWorker[Request, Result] = BatchWorker(
-            self._run, name=name, role="stt", max_batch=max_batch
+        self.worker: BatchWorker[Request, Transcript | How] = BatchWorker(
+            self._run, name="callgate-stt", role="stt", max_batch=max_batch
         )
+        """Short windows, batched."""
+        self.full_worker: BatchWorker[Request, Transcript] = BatchWorker(
+            self._run_full, name="callgate-stt-full", role="stt", max_batch=4
+        )
+        """The 30 s window, one utterance at a time, on a thread of its own: ~0.5 s of CPU each, so
+        the batches of short windows do not wait behind it."""
         self._tokenizers: dict[str, Any] = {}
 
-    def run_blocking(self, batch: list[Request]) -> list[Result | BaseException]:
-        """Transcribe ``batch`` on the calling thread (the worker's body; tests and warm-up call it)."""
+    async def transcribe(self, request: Request) -> Result:
+        """The utterance's transcript and how it was made (see :attr:`WhisperSTT.stats`)."""
+        first = await _owned(self.worker.submit(request))
+        if isinstance(first, Transcript):
+            return first, "short"
+        return await _owned(self.full_worker.submit(request)), first
+
+    def run_blocking(self, batch: list[Request]) -> list[Transcript | How | BaseException]:
+        """One batch of short windows on the calling thread (warm-up, tests); ``"fallback"`` or
+        ``"full"`` for the utterances that need the 30 s window."""
         return self._run(batch)
 
-    # ------------------------------------------------------------------ worker thread
+    # ------------------------------------------------------------------ worker threads
 
-    def _run(self, batch: list[Request]) -> list[Result | BaseException]:
-        results: list[Result | BaseException | None] = [None] * len(batch)
+    def _run(self, batch: list[Request]) -> list[Transcript | How | BaseException]:
+        results: list[Transcript | How | BaseException] = ["full"] * len(batch)
         features = [self.model.feature_extractor(r.audio) for r in batch]
         groups: dict[tuple[int, str, int], list[int]] = defaultdict(list)
-        again: list[int] = []
         for i, request in enumerate(batch):
             window = request.options.window_s(features[i].shape[-1])
-            if window >= FULL_WINDOW_S:
-                again.append(i)  # short window off or no shorter: the 30 s path, as it always was
-            else:
+            if window < FULL_WINDOW_S:  # else short window off or no shorter: the 30 s path, as ever
                 groups[(window, request.language, request.options.beam_size)].append(i)
         for (window, language, beam_size), indices in groups.items():
+            heard: list[Transcript | None] | list[ProviderError]
             try:
                 heard = self._short(
                     [batch[i] for i in indices], [features[i] for i in indices], window, language, beam_size
                 )
             except Exception as exc:  # CTranslate2 raises plain RuntimeError/ValueError
-                heard = [ProviderError(f"whisper failed: {exc}")] * len(indices)
-            for i, transcript in zip(indices, heard, strict=True):
-                if transcript is None:
-                    again.append(i)
-                else:
-                    results[i] = (transcript, "short") if isinstance(transcript, Transcript) else transcript
-        for i in again:
-            request = batch[i]
-            short = request.options.window_s(features[i].shape[-1]) < FULL_WINDOW_S
-            how: How = "fallback" if short else "full"
-            try:
-                results[i] = (self._full(request), how)
-            except Exception as exc:
                 error = ProviderError(f"whisper failed: {exc}")
                 error.__cause__ = exc
-                results[i] = error
-        return [r if r is not None else ProviderError("whisper: not transcribed") for r in results]
+                heard = [error] * len(indices)
+            for i, transcript in zip(indices, heard, strict=True):
+                results[i] = "fallback" if transcript is None else transcript
+        return results
+
+    def _run_full(self, batch: list[Request]) -> list[Transcript | BaseException]:
+        results: list[Transcript | BaseException] = []
+        for request in batch:
+            try:
+                results.append(self._full(request))
+            except Exception as exc:  # CTranslate2 raises plain RuntimeError/ValueError
+                error = ProviderError(f"whisper failed: {exc}")
+                error.__cause__ = exc
+                results.append(error)
+        return results
 
     def _tokenizer(self, language: str) -> Any:
         tokenizer = self._tokenizers.get(language)
@@ -140,7 +165,7 @@ class WhisperBatcher:
         window_s: int,
         language: str,
         beam_size: int,
-    ) -> list[Transcript | BaseException | None]:
+    ) -> list[Transcript | None]:
         """Transcribe utterances in one window of ``window_s``; None for those not to be trusted."""
         import ctranslate2  # type: ignore[import-untyped]
         from faster_whisper.transcribe import get_suppressed_tokens
@@ -164,7 +189,7 @@ class WhisperBatcher:
             suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
         )
-        heard: list[Transcript | BaseException | None] = []
+        heard: list[Transcript | None] = []
         for result, limit in zip(generated, max_new, strict=True):
             tokens = result.sequences_ids[0]
             # ``scores``: the sum of log probabilities over the tokens and the end token, over their count.

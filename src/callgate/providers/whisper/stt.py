@@ -107,12 +107,7 @@ class WhisperSTT(STT):
         audio = pcm16_to_float32(pcm16)
         if audio.size < self.capabilities.sample_rate // 10:  # under 100 ms: nothing to hear
             return Transcript(text="", language=language)
-        future = (await self._loaded()).worker.submit(Request(audio, language, self._options))
-        try:
-            transcript, how = await future
-        except asyncio.CancelledError:
-            future.cancel()  # not started yet: the worker skips it
-            raise
+        transcript, how = await (await self._loaded()).transcribe(Request(audio, language, self._options))
         self.stats[how] += 1
         return transcript
 
