@@ -121,6 +121,17 @@ async def test_whisper_batches_concurrent_calls_without_changing_their_words(
     assert backlog("stt").depth == 0
 
 
+async def test_whisper_retries_in_a_shorter_window_when_asked(whisper, noise_16k: bytes) -> None:
+    """``retry_window_s`` < 30: an untrusted short-window answer is tried again, batched, in that window
+    instead of Whisper's 30 s path; "nothing said" stays nothing (no text invented on silence)."""
+    from callgate.providers.whisper import WhisperSTT
+
+    cheap = WhisperSTT(retry_window_s=12)
+    assert (await cheap.transcribe(SILENCE_16K)).text == ""
+    assert cheap.stats == {"short": 0, "retry": 1, "fallback": 0, "full": 0}
+    assert len((await cheap.transcribe(noise_16k)).text.split()) <= 1
+
+
 async def test_whisper_stream_buffers_until_finish(whisper, piper_booking_16k: bytes) -> None:
     stream = whisper.stream()
     for i in range(0, len(piper_booking_16k), 640):

@@ -76,16 +76,22 @@ class WhisperSTT(STT):
         short_window: bool = True,
         pad_s: int = 1,
         min_window_s: int = 8,
+        retry_window_s: int = 30,
     ) -> None:
         self._model_path = model_path
         self._compute_type = compute_type
         self._cpu_threads = cpu_threads
         self._options = Options(
-            beam_size=beam_size, short_window=short_window, pad_s=pad_s, min_window_s=min_window_s
+            beam_size=beam_size,
+            short_window=short_window,
+            pad_s=pad_s,
+            min_window_s=min_window_s,
+            retry_window_s=retry_window_s,
         )
         self.capabilities = STTCapabilities(sample_rate=16000, streaming=False)
-        self.stats = {"short": 0, "fallback": 0, "full": 0}
-        """How utterances were transcribed: in a short window, short then again in 30 s, or in 30 s."""
+        self.stats = {"short": 0, "retry": 0, "fallback": 0, "full": 0}
+        """How utterances were transcribed: in a short window, short then again in ``retry_window_s``,
+        short then again in 30 s, or in 30 s (see :class:`~callgate.providers.whisper.batch.Options`)."""
 
     def warm_up(self) -> None:
         """Load the model and transcribe a second of silence now (blocking); later calls share it."""
