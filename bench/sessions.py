@@ -459,8 +459,9 @@ def ramp(args: argparse.Namespace, transport: str) -> Ramp:
                     orch.wait_quiet(args.quiet_limit, args.wait_quiet)
                 step = Step(target=target, transport=transport, probes=args.probes)
                 orch.measure(step, args.window)
+                rows = speech_table if args.speech else table
                 if not step.verdict()[0] and step.foreign_cores > args.quiet_limit and args.wait_quiet:
-                    print("  " + table([step])[-1])
+                    print("  " + rows([step])[-1])
                     print(
                         f"  re-measuring: other processes used {step.foreign_cores:.2f} cores in that window"
                     )
@@ -470,10 +471,10 @@ def ramp(args: argparse.Namespace, transport: str) -> Ramp:
                     step = retry
                 result.steps.append(step)
                 ok, _ = step.verdict()
-                print("  " + (speech_table([step]) if args.speech else table([step]))[-1])
+                print("  " + rows([step])[-1])
                 for failure in step.failures:
                     print(f"  failure: {failure}")
-                if step.user_speech:
+                if step.user_speech and not args.speech:
                     print(f"  note: the noise triggered {step.user_speech} user-started-speaking events")
                 if step.foreign:
                     print(f"  note: other processes were busy: {step.foreign}")
