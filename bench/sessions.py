@@ -203,6 +203,8 @@ class Orchestrator:
             self.procs.append(proc)
         self.total = 0
         self.rr = 0
+        self.refused = 0.0
+        """Callers refused for the STT backlog so far."""
         self.listener_agent = server.create_agent(self._agent("listener"))
         probe = self._agent("probe")
         if args.probe_tts != "default":
@@ -352,8 +354,8 @@ class Orchestrator:
             if s["close_codes"]:
                 step.failures.append(f"closed by server: {s['close_codes']}")
         step.user_speech = sum(s["user_speech_events"] for s in stats)
-        step.refused = delta('callgate_sessions_refused_total{reason="stt_backlog"}')
-        step.refused = 0.0 if math.isnan(step.refused) else step.refused
+        refused = m1.get('callgate_sessions_refused_total{reason="stt_backlog"}', 0.0)
+        step.refused, self.refused = refused - self.refused, refused  # since the last step (joins included)
         if self.args.speech:
             self.score_speech(step, (t0, t0 + wall))
         if step.foreign_cores > 0.15:
