@@ -1,8 +1,8 @@
 """Whisper on one worker thread per model, every call's pending utterances transcribed as one batch.
 
 Why batches: with one utterance at a time, CTranslate2's greedy decoder spends ~90 ms of CPU on a short
-sentence however small the model, and the encoder ~40 ms on an 8 s window: about 7 utterances a second
-on two cores, so some 30 callers who talk fall behind (transcripts seconds late). Decoding 8
+sentence however small the model, and the encoder ~40 ms on an 8 s window: about 7 utterances per
+second of a core, so a process of 20-30 callers who talk fell behind (transcripts seconds late). Decoding 8
 utterances together costs ~20 ms each, and encoding them together about as much as one by one: the same
 cores transcribe about twice as many utterances. The worker (:class:`~callgate.providers._batching
 .BatchWorker`) runs at once when idle and otherwise gathers what arrives while it is busy, so a quiet
