@@ -11,7 +11,10 @@ node answers as fast as before and a busy one batches more.
 A batch is split by window length (see :mod:`callgate.providers.whisper.stt`), language and beam size,
 so each utterance is encoded in exactly the window it would get alone: batching changes the cost, not
 the words. Utterances the short window cannot be trusted with are transcribed again in the full 30 s
-window, as before, on a second worker thread so that the batches do not wait behind them.
+window, as before, on a second worker thread: CTranslate2 (one worker per model) still runs one call at a
+time, but a batch waits for at most one of the 30 s path's calls, not all of them. Two CTranslate2
+workers (``num_workers=2``) would run them side by side, but oversubscribe the cores: measured at 20-30
+talking sessions, the event loop then fell behind (caller audio dropped).
 """
 
 from __future__ import annotations
@@ -109,8 +112,8 @@ class WhisperBatcher:
         self.full_worker: BatchWorker[Request, Transcript] = BatchWorker(
             self._run_full, name="callgate-stt-full", role="stt", max_batch=4
         )
-        """The 30 s window, one utterance at a time, on a thread of its own: ~0.5 s of CPU each, so
-        the batches of short windows do not wait behind it."""
+        """The 30 s window, one utterance at a time, on a thread of its own (~0.5 s of CPU each): the
+        batches of short windows go on between its CTranslate2 calls."""
         self._tokenizers: dict[str, Any] = {}
 
     async def transcribe(self, request: Request) -> Result:
