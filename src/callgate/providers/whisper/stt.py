@@ -52,10 +52,8 @@ def _load(model_path: str, compute_type: str, cpu_threads: int) -> WhisperBatche
             if not Path(model_path).is_dir():
                 raise ProviderError(f"whisper model directory not found: {model_path}")
             started = time.perf_counter()
-            # Two CTranslate2 workers: the batches of short windows and the 30 s path run side by side
-            # (with one, a short utterance waited ~0.7 s behind a 30 s one inside CTranslate2).
             model = faster_whisper.WhisperModel(
-                model_path, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, num_workers=2
+                model_path, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads
             )
             log.info("whisper model loaded from %s in %.2f s", model_path, time.perf_counter() - started)
             batcher = _batchers[key] = WhisperBatcher(model)
