@@ -6,6 +6,9 @@ over a pipe: ``connect`` a batch of calls, ``window-start``/``window-end`` aroun
 
 * WebSocket sessions use the hand-rolled :class:`~_server.WSClient`; one ticker sends every session's
   pre-built frame, the sessions spread over 10 phases of the 20 ms period.
+* ``--speech``: every WebSocket session is a caller who talks (``_speech.py``): it loops a script of
+  real speech from its own offset, and keeps its final transcripts and the server's per-turn STT time
+  (RTVI ``metrics``) for the orchestrator to score.
 * WebRTC sessions are aiortc peers (``_webrtc.py``) for ICE, DTLS and the data channel; their microphone
   is pre-encoded Opus sent as SRTP by the same ticker (:class:`~_webrtc.RtpMic`, no aiortc RTP sender,
   no encoder per peer). Agent audio is timestamped at RTP arrival and never decoded, and judged by its
@@ -35,6 +38,7 @@ from _server import (
     realtime_priority,
     set_niceness,
 )
+from _speech import FRAME_S, build_scripts, offset_frames
 from _webrtc import OPUS_RATE, HeldTrack, Peer, RtpMic, opus_packets, use_loopback
 
 LATE_S = 0.040
@@ -61,6 +65,12 @@ class Session:
         self.replies = 0
         self.user_speech = 0
         self.measuring = False
+        # callers who talk (--speech)
+        self.script = -1
+        self.loop_t0 = math.nan
+        self.transcripts: list[tuple[float, str]] = []
+        self.stt_ms: list[tuple[float, float]] = []
+        """(arrival, the server's turn-end decision -> final transcript) of each answered turn."""
 
     @property
     def closed(self) -> bool:
@@ -99,6 +109,12 @@ class Session:
             asyncio.get_running_loop().call_later(0.3, self.ask)
         elif kind == "user-started-speaking":
             self.user_speech += 1
+        elif kind == "user-transcription" and msg["data"].get("final"):
+            self.transcripts.append((t, str(msg["data"].get("text", ""))))
+        elif kind == "metrics" and self.role == "talker":
+            turn = msg["data"].get("turn") or {}
+            if turn.get("stt_ms") is not None:
+                self.stt_ms.append((t, float(turn["stt_ms"])))
 
     def restart_judge(self) -> None:
         self.anchor = None
@@ -111,11 +127,16 @@ class Session:
 class WSSession(Session):
     """Over the RTVI WebSocket; its frames are sent by the worker's ticker."""
 
-    def __init__(self, url: str, role: str, phase: int) -> None:
+    def __init__(
+        self, url: str, role: str, phase: int, frames: list[bytes] | None = None, offset: int = 0
+    ) -> None:
         super().__init__(role, phase)
         self.url = url
         self.ws: WSClient | None = None
         self.n = 0
+        self.frames = frames
+        """This session's own microphone (a talker's script), else the worker's shared noise."""
+        self.offset = offset
 
     @property
     def closed(self) -> bool:
@@ -130,7 +151,7 @@ class WSSession(Session):
             self.ws.send(type_, data)
 
     def on_audio(self, t: float, payload: bytes) -> None:
-        if self.role == "probe":
+        if self.role in ("probe", "talker"):
             self.judge(t)
 
     async def connect(self) -> None:
@@ -201,7 +222,7 @@ class RTCSession(Session):
 class Worker:
     """One load-generator process: many sessions of one transport."""
 
-    def __init__(self, conn: Connection, index: int, transport: str) -> None:
+    def __init__(self, conn: Connection, index: int, transport: str, speech: bool = False) -> None:
         self.conn = conn
         self.index = index
         self.transport = transport
@@ -210,6 +231,10 @@ class Worker:
         noise = noise_pcm(1.0, seed=100 + index)
         self.frames = [binary_frame(f) for f in frames_of(noise)]
         self.packets = opus_packets(noise) if transport == "webrtc" else []
+        self.scripts = (
+            [[binary_frame(f) for f in frames_of(sc.pcm)] for sc in build_scripts()] if speech else []
+        )
+        self.talkers = 0
         self.lateness: list[float] = []
         self.frames_sent = 0
         self.connect_failures: list[str] = []
@@ -231,6 +256,8 @@ class Worker:
                     self.conn.send(("ok", None))
                 elif cmd == "window-end":
                     self.conn.send(("stats", self.window_end()))
+                elif cmd == "speech":
+                    self.conn.send(("speech", self.speech()))
                 elif cmd == "stop":
                     await asyncio.gather(*(s.close() for s in self.sessions), return_exceptions=True)
                     await asyncio.sleep(0.5)
@@ -252,6 +279,13 @@ class Worker:
                 session: WSSession | RTCSession
                 if self.transport == "webrtc":
                     session = RTCSession(call, role, phase, self.packets)
+                elif role == "talker":
+                    script = (self.index + self.talkers) % len(self.scripts)
+                    frames = self.scripts[script]
+                    offset = offset_frames(self.index * 1000 + self.talkers, len(frames) * FRAME_S)
+                    self.talkers += 1
+                    session = WSSession(str(call["websocket_url"]), role, phase, frames, offset)
+                    session.script = script
                 else:
                     session = WSSession(str(call["websocket_url"]), role, phase)
                 try:
@@ -286,7 +320,13 @@ class Worker:
                     if isinstance(s, WSSession):
                         ws = s.ws
                         if ws is not None and ws.transport is not None and not ws.transport.is_closing():
-                            ws.transport.write(frames[s.n % nframes])
+                            own = s.frames
+                            if own is None:
+                                ws.transport.write(frames[s.n % nframes])
+                            else:
+                                if s.n == 0:  # the script's sample 0 was (or would have been) sent then
+                                    s.loop_t0 = due - s.offset * FRAME_S
+                                ws.transport.write(own[(s.offset + s.n) % len(own)])
                             s.n += 1
                             self.frames_sent += 1
                     elif isinstance(s, RTCSession) and s.mic.attached and not s.closed:
@@ -332,15 +372,27 @@ class Worker:
             "connect_failures": list(self.connect_failures),
         }
 
+    def speech(self) -> dict[str, Any]:
+        """Every talker's record so far (scored by the orchestrator, see ``_speech.score``)."""
+        talkers = [s for s in self.sessions if s.role == "talker"]
+        return {
+            "heard": [
+                {"script": s.script, "loop_t0": s.loop_t0, "transcripts": s.transcripts} for s in talkers
+            ],
+            "stt_ms": [x for s in talkers for x in s.stt_ms],
+        }
 
-def worker_main(conn: Connection, index: int, transport: str, nice: int, rt: bool) -> None:
+
+def worker_main(
+    conn: Connection, index: int, transport: str, nice: int, rt: bool, speech: bool = False
+) -> None:
     if nice:
         set_niceness(nice)
     if rt:
         realtime_priority()
     if transport == "webrtc":
         use_loopback()
-    worker = Worker(conn, index, transport)
+    worker = Worker(conn, index, transport, speech)
     try:
         import uvloop
     except ImportError:

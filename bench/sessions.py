@@ -6,6 +6,7 @@
     python bench/sessions.py --quick              # WebSocket 25, 50; WebRTC 5, 10; short windows
     python bench/sessions.py --steps 2 --probes 1 --window 2 --settle 1 --wait-quiet 0 --profile 0 \
         --no-vad-cost                             # the CI smoke configuration (~30 s)
+    python bench/sessions.py --speech             # callers who talk: STT + flow + TTS in every session
 
 Ramps: WebSocket 10, 20, 30, 40, 50, 75, 100 ... 500; WebRTC 10, 20, 30, 50, 75, 100, 150 ... 500; each
 until a step fails. Each transport gets a fresh server: ``callgate serve`` (one uvicorn worker, or
@@ -37,6 +38,16 @@ but the noise never becomes a turn, so no STT runs: this is the *listening* load
   the agent answers with ~8 s of speech paced out in real time. Their agent uses espeak-ng
   (``--probe-tts``), which costs next to nothing, so the ramp measures the listening load;
   ``--probe-tts piper`` shows how the default TTS competes with it.
+
+``--speech`` measures **callers who talk** instead (WebSocket only, every session in audio mode): each
+session loops ~20 s of real speech (``_speech.py``: six utterances of the turn-taking corpus in piper and
+espeak-ng voices, pauses between them), from its own offset; turns end, the embedded Whisper transcribes
+them, a flow answers each one with a short spoken reply (piper, the server default). Per step it reports,
+besides the figures below, the server's **STT delay** (turn-end decision -> final transcript, from each
+turn's RTVI ``metrics``) p50/p95, the **WER** of the utterances spoken in the window (transcripts may
+arrive up to ``--grace`` s after it), the client's end of voice -> transcript, and the STT backlog
+(``callgate_stt_oldest_wait_seconds`` sampled each second). A step passes as below and when STT delay
+p95 <= ``--stt-target-ms`` (300). Steps 5, 10, 20, 30, 40, 50, 60, 80, 100, on one fresh server.
 
 Per step (after connecting the new sessions, a settle time, and waiting up to ``--wait-quiet`` s for
 other processes to be quiet) a window of ``--window`` seconds measures: the server's own late output frames
@@ -81,8 +92,10 @@ from _server import (
     process_cpu_seconds,
     write_section,
 )
+from _speech import Heard, Score, build_scripts, engine_wer, score
 
 STEPS = [10, 20, 30, 40, 50, 75, 100, 150, 200, 250, 300, 400, 500]
+SPEECH_STEPS = [5, 10, 20, 30, 40, 50, 60, 80, 100]
 QUICK_STEPS = [25, 50]
 WEBRTC_STEPS = [10, 20, 30, 50, 75, 100, 150, 200, 250, 300, 400, 500]
 WEBRTC_QUICK_STEPS = [5, 10]
@@ -126,6 +139,21 @@ class Step:
     remeasured: bool = False
     load1: float = math.nan
     """The machine's 1-minute load average at the end of the window."""
+    # callers who talk (--speech)
+    speech: Score | None = None
+    stt_ms: list[float] = field(default_factory=list)
+    stt_target_ms: float = 300.0
+    stt_oldest_max_s: float = 0.0
+    stt_depth_max: float = 0.0
+    refused: float = 0.0
+
+    @property
+    def stt_p50(self) -> float:
+        return percentile(self.stt_ms, 50)
+
+    @property
+    def stt_p95(self) -> float:
+        return percentile(self.stt_ms, 95)
 
     @property
     def late_pct(self) -> float:
@@ -154,6 +182,11 @@ class Step:
             reasons.append(f"{self.dropped_input_s:.1f} s of caller audio dropped")
         if self.failed_sessions:
             reasons.append(f"{self.failed_sessions} sessions failed")
+        if self.speech is not None:
+            if not self.stt_ms:
+                reasons.append("no turn was answered in the window")
+            elif self.stt_p95 > self.stt_target_ms:
+                reasons.append(f"STT delay p95 {self.stt_p95:.0f} ms")
         return (not reasons, "; ".join(reasons) or "ok")
 
 
@@ -169,7 +202,7 @@ class Orchestrator:
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=worker_main,
-                args=(child, i, transport, args.client_nice, args.client_rt),
+                args=(child, i, transport, args.client_nice, args.client_rt, args.speech),
                 daemon=True,
             )
             proc.start()
@@ -177,11 +210,35 @@ class Orchestrator:
             self.procs.append(proc)
         self.total = 0
         self.rr = 0
+        self.refused = 0.0
+        """Callers refused for the STT backlog so far."""
         self.listener_agent = server.create_agent(self._agent("listener"))
         probe = self._agent("probe")
         if args.probe_tts != "default":
             probe["tts"] = {"engine": args.probe_tts}
         self.probe_agent = server.create_agent(probe)
+        talker = self._talker_agent()
+        if args.stt_retry_window:
+            talker["stt"] = {"engine": "whisper", "retry_window_s": args.stt_retry_window}
+        self.talker_agent = server.create_agent(talker) if args.speech else ""
+        self.scripts = build_scripts() if args.speech else []
+
+    @staticmethod
+    def _talker_agent() -> dict[str, Any]:
+        """A flow that answers every turn with a short spoken line and never ends or transfers."""
+        flow = {
+            "name": "bench-talk",
+            "start": "listen",
+            "reprompt": "Right.",
+            "states": {
+                "listen": {
+                    "say": "Hello, how can I help?",
+                    "reprompt": "Please go on.",
+                    "intents": [{"name": "book", "keywords": ["book", "appointment"], "goto": "listen"}],
+                }
+            },
+        }
+        return {"name": "bench-talker", "flow": flow, "silence_timeout_s": 3600, "max_duration_s": 3600}
 
     @staticmethod
     def _agent(name: str) -> dict[str, Any]:
@@ -200,8 +257,8 @@ class Orchestrator:
     def add(self, count: int, role: str, *, chunk: int = 20) -> None:
         """Create and connect ``count`` calls, ``chunk`` at a time: each call is joined right after it is
         created, so a slow server cannot make the benchmark miss join deadlines."""
-        mode = "audio" if role == "probe" else self.args.listener_mode
-        agent = self.probe_agent if role == "probe" else self.listener_agent
+        mode = "audio" if role in ("probe", "talker") else self.args.listener_mode
+        agent = {"probe": self.probe_agent, "talker": self.talker_agent}.get(role, self.listener_agent)
         for first in range(0, count, chunk):
             batches: list[list[tuple[dict[str, Any], str]]] = [[] for _ in self.conns]
             for _ in range(min(chunk, count - first)):
@@ -249,11 +306,20 @@ class Orchestrator:
         t0 = time.monotonic()
         self.ask_all("window-start")
         rtts = []
+        scraped = 0.0
         while time.monotonic() - t0 < window_s:
             s = time.monotonic()
             with contextlib.suppress(Exception):
                 server.api().get("/healthz")
                 rtts.append(1000 * (time.monotonic() - s))
+            if self.args.speech and s - scraped >= 1.0:  # the STT backlog, as an operator would see it
+                scraped = s
+                with contextlib.suppress(Exception):
+                    m = server.metrics()
+                    step.stt_oldest_max_s = max(
+                        step.stt_oldest_max_s, m.get("callgate_stt_oldest_wait_seconds", 0)
+                    )
+                    step.stt_depth_max = max(step.stt_depth_max, m.get("callgate_stt_queue_depth", 0))
             time.sleep(max(0.0, 0.25 - (time.monotonic() - s)))
         stats = [reply[1] for reply in self.ask_all("window-end")]
         wall = time.monotonic() - t0
@@ -296,9 +362,23 @@ class Orchestrator:
                 step.failures.append(f"closed by server: {s['close_codes']}")
         step.user_speech = sum(s["user_speech_events"] for s in stats)
         step.load1 = os.getloadavg()[0]
+        refused = m1.get('callgate_sessions_refused_total{reason="stt_backlog"}', 0.0)
+        step.refused, self.refused = refused - self.refused, refused  # since the last step (joins included)
+        if self.args.speech:
+            self.score_speech(step, (t0, t0 + wall))
         if step.foreign_cores > 0.15:
             exclude = {server.pid, os.getpid(), *self.pids(), *server.pids()}
             step.foreign = busiest_processes(exclude)
+
+    def score_speech(self, step: Step, window: tuple[float, float]) -> None:
+        """WER and STT delay of the window's turns, once late transcripts had ``--grace`` s to come."""
+        time.sleep(self.args.grace)
+        replies = [reply[1] for reply in self.ask_all("speech")]
+        heard = [Heard(h["script"], h["loop_t0"], [tuple(t) for t in h["transcripts"]]) for r in replies
+                 for h in r["heard"]]  # fmt: skip
+        step.speech = score(heard, self.scripts, window)
+        step.stt_ms = [ms for r in replies for t, ms in r["stt_ms"] if window[0] <= t <= window[1]]
+        step.stt_target_ms = self.args.stt_target_ms
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -359,6 +439,8 @@ class Ramp:
 def steps_plan(args: argparse.Namespace, transport: str) -> list[int]:
     if args.steps:
         return list(args.steps)
+    if args.speech:
+        return SPEECH_STEPS[:2] if args.quick else SPEECH_STEPS
     if transport == "webrtc":
         return WEBRTC_QUICK_STEPS if args.quick else WEBRTC_STEPS
     return QUICK_STEPS if args.quick else STEPS
@@ -382,15 +464,16 @@ def ramp(args: argparse.Namespace, transport: str) -> Ramp:
                 need = target - orch.total
                 if need > 0:
                     t = time.monotonic()
-                    orch.add(need, "listener")
+                    orch.add(need, "talker" if args.speech else "listener")
                     print(f"step {target}: connected {need} sessions in {time.monotonic() - t:.1f} s")
                 time.sleep(args.settle)
                 if args.wait_quiet:
                     orch.wait_quiet(args.quiet_limit, args.wait_quiet)
                 step = Step(target=target, transport=transport, probes=args.probes)
                 orch.measure(step, args.window)
+                rows = speech_table if args.speech else table
                 if not step.verdict()[0] and step.foreign_cores > args.quiet_limit and args.wait_quiet:
-                    print("  " + table([step])[-1])
+                    print("  " + rows([step])[-1])
                     print(
                         f"  re-measuring: other processes used {step.foreign_cores:.2f} cores in that window"
                     )
@@ -400,16 +483,16 @@ def ramp(args: argparse.Namespace, transport: str) -> Ramp:
                     step = retry
                 result.steps.append(step)
                 ok, _ = step.verdict()
-                print("  " + table([step])[-1])
+                print("  " + rows([step])[-1])
                 for failure in step.failures:
                     print(f"  failure: {failure}")
-                if step.user_speech:
+                if step.user_speech and not args.speech:
                     print(f"  note: the noise triggered {step.user_speech} user-started-speaking events")
                 if step.foreign:
                     print(f"  note: other processes were busy: {step.foreign}")
                 if not step.client_ok:
                     print("  warning: the load generator did not keep real time in this step")
-                if not ok:
+                if not ok and not args.keep_going:
                     break
             if args.profile:
                 print(
@@ -424,6 +507,8 @@ def ramp(args: argparse.Namespace, transport: str) -> Ramp:
 
 
 def main_run(args: argparse.Namespace) -> int:
+    if args.speech:
+        return speech_run(args)
     machine = Machine()
     args.prioritized = args.server_nice < 0 and prioritize_session(args.server_nice)
     transports = TRANSPORTS if args.transport == "both" else (args.transport,)
@@ -617,6 +702,133 @@ def report(args: argparse.Namespace, machine: Machine, ramps: list[Ramp], vad: l
     return "\n".join(lines)
 
 
+# ============================================================================================ --speech
+
+
+def speech_table(steps: list[Step]) -> list[str]:
+    rows = [
+        "| talking sessions | STT delay p50 / p95 | WER (utterances, missed) | end of voice -> transcript "
+        "p50 / p95 | STT oldest wait max, queue max | late output frames | input dropped | server CPU "
+        "(event loop + other threads), RSS | other processes | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in steps:
+        ok, why = s.verdict()
+        sc = s.speech or Score()
+        v2t = sc.voice_to_text_ms
+        rows.append(
+            f"| {s.sessions} | {fmt(s.stt_p50)} / {fmt(s.stt_p95)} ms ({len(s.stt_ms)} turns) | "
+            f"{fmt(100 * sc.wer.rate, 1)}% ({sc.utterances}, {sc.missed}) | "
+            f"{fmt(percentile(v2t, 50))} / {fmt(percentile(v2t, 95))} ms | "
+            f"{s.stt_oldest_max_s:.2f} s, {s.stt_depth_max:.0f}"
+            f"{f', {s.refused:.0f} callers refused' if s.refused else ''} | {fmt(s.late_pct, 2)}% | "
+            f"{fmt(s.dropped_input_s, 1)} s | {s.server_cores:.2f} cores ({s.loop_cores:.2f} + "
+            f"{s.other_thread_cores:.2f}), {s.rss_mb:.0f} MB | {s.foreign_cores:.2f} cores | "
+            f"{'pass' if ok else 'FAIL: ' + why}{' (re-measured)' if s.remeasured else ''} |"
+        )
+    return rows
+
+
+def speech_run(args: argparse.Namespace) -> int:
+    machine = Machine()
+    args.prioritized = args.server_nice < 0 and prioritize_session(args.server_nice)
+    load0 = os.getloadavg()[0]
+    print(f"callers who talk; 1-minute load average {load0:.2f}")
+    scripts = build_scripts()
+    engine, fallbacks = engine_wer(scripts)
+    utterances = sum(len(sc.utterances) for sc in scripts)
+    print(f"engine WER, one utterance at a time: {100 * engine.rate:.1f}% of {engine.words} words")
+    r = ramp(args, "websocket")
+    load1 = os.getloadavg()[0]
+    text = speech_report(args, machine, r, engine, fallbacks, utterances, (load0, load1))
+    print()
+    print(text)
+    best = r.best
+    print(
+        f"\nRESULT sessions transport=websocket speech=1 max_sustained={best.sessions if best else 0} "
+        f"steps={len(r.steps)} stt_p95_ms={fmt(best.stt_p95) if best else '-'}"
+    )
+    if args.write and not args.quick and not args.steps and not args.keep_going:
+        write_section("Talking sessions", text)
+        print("\nBENCHMARKS.md: section 'Talking sessions' updated")
+    return 0 if r.steps else 1
+
+
+def speech_report(
+    args: argparse.Namespace, machine: Machine, r: Ramp, engine: Any, fallbacks: int, utterances: int,
+    load: tuple[float, float],
+) -> str:  # fmt: skip
+    command = "python bench/sessions.py --speech" + (" --quick" if args.quick else "")
+    if args.steps:
+        command += f" --steps {' '.join(map(str, args.steps))}"
+    for flag, value, default in (
+        ("--window", args.window, 20.0), ("--settle", args.settle, 6.0), ("--clients", args.clients, 2),
+        ("--server-nice", args.server_nice, 0), ("--stt-retry-window", args.stt_retry_window, 0),
+    ):  # fmt: skip
+        if value != default:
+            command += f" {flag} {value:g}"
+    if args.client_nice:
+        command += f" --client-nice {args.client_nice}"
+    for item in args.server_env:
+        if item != "CALLGATE_MAX_STT_WAIT_MS=0":
+            command += f" --server-env {item}"
+    best, nxt = r.best, r.first_failure
+    boosts = (
+        f"server at niceness {args.server_nice}"
+        if args.server_nice < 0
+        else "no priority boosts (server and "
+        "load generator at niceness 0" + (", load generator under SCHED_RR)" if args.client_rt else ")")
+    )
+    lines = [
+        f"Measured {machine.line()}; 1-minute load average {load[0]:.2f} at the start, {load[1]:.2f} at "
+        f"the end (other work on this shared machine included); {r.wall_s:.0f} s wall time; {boosts}.",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "One `callgate serve` process (one uvicorn worker) with its default engines (Silero VAD, "
+        "faster-whisper tiny.en int8 batched across calls, piper). Every session is a WebSocket caller "
+        "who talks: it loops one of four ~20 s scripts of real speech (six utterances each from the "
+        "turn-taking corpus: finished sentences, short answers, sentences with a 300-700 ms pause; piper "
+        "joe and espeak-ng en-us/en-gb voices; 1.2-1.8 s pauses between utterances, a -60 dBFS noise "
+        "floor) from its own offset, in real time (20 ms PCM16 frames). Turns end, Whisper transcribes "
+        "them, a flow answers each with a short spoken line (piper; TTS cache on), and the next "
+        "utterance often talks over it. **STT delay** = the server's turn-end decision -> final "
+        "transcript, per answered turn (`stt_ms` of RTVI `metrics`; 0 when the speculative "
+        "transcript was ready first). **WER**: the utterances whose voice ended in the "
+        f"{args.window:.0f} s window against the final transcripts (a transcript is given to the "
+        "utterance it shares most words with; a turn cut at a pause counts as one utterance; "
+        f"transcripts arriving more than {args.grace:.0f} s after the window count as missing). "
+        "End of voice -> transcript is the client's view (endpointing + STT + transport). Pass = STT "
+        f"delay p95 <= {args.stt_target_ms:.0f} ms, <= 1% late output frames, no caller audio dropped, "
+        "no session lost.",
+        "",
+        *speech_table(r.steps),
+        "",
+        f"Today's engine one utterance at a time on the same {utterances} utterances (in the benchmark "
+        f"process, no load): WER {100 * engine.rate:.1f}% ({engine.errors} errors in {engine.words} words; "
+        f"{fallbacks} utterances needed the 30 s window).",
+    ]
+    if best is None:
+        lines.append(f"**No step passed**: {nxt.verdict()[1] if nxt else 'no data'}.")
+    else:
+        met = best.sessions >= 40
+        lines.append(
+            f"**Max sustained: {best.sessions} talking sessions per process** (STT delay p50 "
+            f"{fmt(best.stt_p50)} ms, p95 {fmt(best.stt_p95)} ms; WER "
+            f"{fmt(100 * (best.speech or Score()).wer.rate, 1)}%; {best.server_cores:.2f} cores)."
+            + (f" Next step, {nxt.sessions} sessions: {nxt.verdict()[1]}." if nxt else
+               " No step failed: the limit is above the last step.")
+            + " Target >= 40 talking sessions with STT delay p95 <= 300 ms: "
+            f"**{'met' if met else 'not met'}** on this machine in this run."
+        )  # fmt: skip
+    if r.profile:
+        lines += ["", f"Where the server's time goes at {r.steps[-1].sessions} talking sessions:", "",
+                  "```", r.profile, "```"]  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -678,7 +890,41 @@ def main() -> None:
         help="skip the Silero VAD micro-benchmark at the end",
     )  # fmt: skip
     parser.add_argument("--no-write", dest="write", action="store_false", help="do not update BENCHMARKS.md")
+    parser.add_argument(
+        "--speech", action="store_true",
+        help="callers who talk (WebSocket): STT + flow + TTS in every session; writes 'Talking sessions'",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stt-retry-window", type=int, default=0, metavar="S",
+        help="--speech: the talkers' Whisper retries untrusted answers in an S s window (default: 30 s path)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--keep-going", action="store_true", help="measure every step, also after one failed (not written)"
+    )
+    parser.add_argument(
+        "--grace", type=float, default=4.0, help="--speech: seconds late transcripts may take"
+    )
+    parser.add_argument(
+        "--stt-target-ms", type=float, default=300.0, help="--speech: pass if STT p95 <= this"
+    )
     args = parser.parse_args()
+    if args.speech:
+        # Headline figures without priority boosts; explicit flags still win.
+        given = set(sys.argv[1:])
+        args.transport, args.probes = "websocket", 0
+        if "--server-nice" not in given:
+            args.server_nice = 0
+        if "--client-nice" not in given:
+            args.client_nice = 0
+        args.client_rt = False
+        if "--window" not in given:
+            args.window = 20.0
+        if "--settle" not in given:
+            args.settle = 6.0
+        if not any(e.startswith("CALLGATE_MAX_STT_WAIT_MS=") for e in args.server_env):
+            # Measure how far STT goes, not where admission control stops it (its own line in the report).
+            args.server_env.append("CALLGATE_MAX_STT_WAIT_MS=0")
+        args.vad_cost = False
     if args.quick:
         args.window = min(args.window, 8.0)
         args.settle = min(args.settle, 2.0)

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     """Worker processes serving this node (set by ``callgate serve --workers N``)."""
     max_loop_lag_ms: int = Field(default=250, ge=0)
     """Event-loop lag above which a node refuses new callers (0: never)."""
+    max_stt_wait_ms: int = Field(default=1000, ge=0)
+    """How long the oldest utterance may wait for the embedded speech-to-text (smoothed) before a node
+    refuses new callers (0: never): beyond it transcripts come late and the backlog grows."""
+    max_stt_queue: int = Field(default=0, ge=0)
+    """Utterances waiting for the embedded speech-to-text above which a node refuses new callers (0: no
+    limit; the wait above is the better signal, as a batch takes many at once)."""
     tts_cache_mb: int = Field(default=64, ge=0, le=65536)
     """Memory for synthesised sentences replayed when said again (0: off); see providers/tts_cache.py."""
     key_cache_ttl_s: float = Field(default=5.0, ge=0)

@@ -78,6 +78,18 @@ class Metrics:
             registry=r,
         )
         self.interruptions = Counter("callgate_interruptions", "Barge-ins", registry=r)
+        self.stt_queue_depth = Gauge(
+            "callgate_stt_queue_depth",
+            "Caller utterances waiting for the embedded speech-to-text or being transcribed",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.stt_oldest_wait = Gauge(
+            "callgate_stt_oldest_wait_seconds",
+            "How long the oldest utterance waiting for the embedded speech-to-text has waited so far",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.session_max_output_lag = Histogram(
             "callgate_session_max_output_lag_seconds",
             "Each session's largest output-frame lag",

@@ -31,6 +31,7 @@ from callgate.domain.twilio_calls import TwilioRecords
 from callgate.errors import CallgateError
 from callgate.jobs import NodeJobs
 from callgate.metrics import Metrics, worker_stopped
+from callgate.providers.backlog import backlog
 from callgate.providers.registry import EngineRegistry
 from callgate.realtime import draining
 from callgate.realtime.admission import Admission
@@ -71,7 +72,10 @@ class Runtime:
             live_sessions=lambda: self.control.live_count,
             max_sessions=-(-settings.max_sessions // settings.workers) if settings.max_sessions else None,
             max_loop_lag_ms=settings.max_loop_lag_ms,
-            registry=self.metrics.registry,
+            metrics=self.metrics,
+            stt_backlog=lambda: backlog("stt"),
+            max_stt_wait_ms=settings.max_stt_wait_ms,
+            max_stt_queue=settings.max_stt_queue,
         )
         self.engines = EngineRegistry(tts_cache_bytes=settings.tts_cache_mb * 1024 * 1024)
         self.node_id = f"node_{secrets.token_hex(8)}"

@@ -47,7 +47,7 @@ async def test_whisper_short_window_matches_the_full_window(whisper, piper_booki
     reference = await full.transcribe(piper_booking_16k)
     full_s = time.perf_counter() - started
     assert whisper.stats["short"] == before["short"] + 1  # answered in the short window, no fallback
-    assert full.stats == {"short": 0, "fallback": 0, "full": 1}
+    assert full.stats == {"short": 0, "retry": 0, "fallback": 0, "full": 1}
 
     def letters(text: str) -> str:  # "3pm" and "3 p.m." are the same words
         return "".join(c for c in text.lower() if c.isalnum())
@@ -57,7 +57,7 @@ async def test_whisper_short_window_matches_the_full_window(whisper, piper_booki
 
 
 @pytest.mark.parametrize(
-    ("text", "looping"),
+    ("text", "loops"),
     [
         ("What's on your opening hours? What's on", True),
         ("Tell it the morning. Tell it the morning", True),
@@ -70,10 +70,10 @@ async def test_whisper_short_window_matches_the_full_window(whisper, piper_booki
         ("Yes.", False),
     ],
 )
-def test_whisper_loop_detector(text: str, looping: bool) -> None:
-    from callgate.providers.whisper.stt import _looping
+def test_whisper_loop_detector(text: str, loops: bool) -> None:
+    from callgate.providers.whisper.text import looping
 
-    assert _looping(text) is looping
+    assert looping(text) is loops
 
 
 @pytest.mark.parametrize(
@@ -88,9 +88,9 @@ def test_whisper_loop_detector(text: str, looping: bool) -> None:
     ],
 )
 def test_whisper_finds_the_phrase_a_loop_repeats(text: str, first: str | None) -> None:
-    from callgate.providers.whisper.stt import _first_of_loop
+    from callgate.providers.whisper.text import first_of_loop
 
-    assert _first_of_loop(text) == first
+    assert first_of_loop(text) == first
 
 
 async def test_whisper_says_nothing_on_silence_and_noise(whisper, noise_16k: bytes) -> None:
@@ -99,9 +99,37 @@ async def test_whisper_says_nothing_on_silence_and_noise(whisper, noise_16k: byt
     assert len((await whisper.transcribe(noise_16k)).text.split()) <= 1
 
 
-async def test_whisper_queues_concurrent_calls(whisper, piper_booking_16k: bytes) -> None:
-    results = await asyncio.gather(*(whisper.transcribe(piper_booking_16k) for _ in range(3)))
-    assert all("appointment" in r.text.lower() for r in results)
+async def test_whisper_batches_concurrent_calls_without_changing_their_words(
+    whisper, piper_booking_16k: bytes, espeak_hello_16k: bytes
+) -> None:
+    """Calls transcribing at the same time share batches; each gets what it would get alone."""
+    from callgate.providers.backlog import backlog
+
+    clips = [piper_booking_16k, espeak_hello_16k]
+    fallbacks = whisper.stats["fallback"]
+    alone = [(await whisper.transcribe(clip)).text for clip in clips]
+    worker = whisper._batcher().worker
+    batches, items = worker.batches, worker.items
+    pending = [asyncio.ensure_future(whisper.transcribe(clip)) for clip in clips * 2]
+    await asyncio.sleep(0)
+    assert backlog("stt").depth == 4  # what admission control sees
+    together = [t.text for t in await asyncio.gather(*pending)]
+    assert together == alone * 2
+    assert worker.items - items == 4
+    assert worker.batches - batches <= 2  # the first alone (the worker was idle), then the rest together
+    assert whisper.stats["fallback"] == fallbacks  # all in the short window, alone and together
+    assert backlog("stt").depth == 0
+
+
+async def test_whisper_retries_in_a_shorter_window_when_asked(whisper, noise_16k: bytes) -> None:
+    """``retry_window_s`` < 30: an untrusted short-window answer is tried again, batched, in that window
+    instead of Whisper's 30 s path; "nothing said" stays nothing (no text invented on silence)."""
+    from callgate.providers.whisper import WhisperSTT
+
+    cheap = WhisperSTT(retry_window_s=12)
+    assert (await cheap.transcribe(SILENCE_16K)).text == ""
+    assert cheap.stats == {"short": 0, "retry": 1, "fallback": 0, "full": 0}
+    assert len((await cheap.transcribe(noise_16k)).text.split()) <= 1
 
 
 async def test_whisper_stream_buffers_until_finish(whisper, piper_booking_16k: bytes) -> None:

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 import websockets
-from prometheus_client import CollectorRegistry
 
 from callgate.config import Settings
+from callgate.metrics import Metrics
+from callgate.providers.backlog import Backlog
 from callgate.realtime.admission import Admission
 from tests.support.live import LiveServer
 from tests.support.rtvi_client import next_message, rtvi
@@ -69,6 +70,7 @@ async def test_a_full_node_refuses_callers_until_a_call_ends(live: LiveServer) -
     assert (await sip_call_status(live, sip))["status"] == "created"
     metrics = (await live.world.client.get("/metrics")).text
     assert 'callgate_sessions_refused_total{reason="max_sessions"} 3.0' in metrics
+    assert "callgate_stt_queue_depth 0.0" in metrics and "callgate_stt_oldest_wait_seconds 0.0" in metrics
 
     await ws.send(rtvi("disconnect-bot"))
     await next_message(ws, "server-message")
@@ -84,8 +86,9 @@ async def test_a_full_node_refuses_callers_until_a_call_ends(live: LiveServer) -
 
 
 async def test_a_saturated_event_loop_refuses_new_callers() -> None:
-    registry = CollectorRegistry()
-    admission = Admission(live_sessions=lambda: 0, max_sessions=None, max_loop_lag_ms=100, registry=registry)
+    metrics = Metrics()
+    registry = metrics.registry
+    admission = Admission(live_sessions=lambda: 0, max_sessions=None, max_loop_lag_ms=100, metrics=metrics)
     watch = asyncio.create_task(admission.watch_loop())
     try:
         await asyncio.sleep(0.35)
@@ -108,3 +111,50 @@ async def test_a_saturated_event_loop_refuses_new_callers() -> None:
         watch.cancel()
         await asyncio.gather(watch, return_exceptions=True)
     assert json.dumps(admission.loop_lag_s)  # a plain float
+
+
+async def test_callers_are_refused_while_speech_recognition_falls_behind() -> None:
+    """The event loop is idle, but transcripts wait: new callers are refused (smoothed, so one slow
+    batch does not do it), the backlog is exported, and callers are let in again once it drains."""
+    metrics = Metrics()
+    admission = Admission(
+        live_sessions=lambda: 0, max_sessions=None, max_loop_lag_ms=0, metrics=metrics,
+        max_stt_wait_ms=500, max_stt_queue=40,
+    )  # fmt: skip
+
+    def gauges() -> tuple[float | None, float | None]:
+        get = metrics.registry.get_sample_value
+        return get("callgate_stt_queue_depth"), get("callgate_stt_oldest_wait_seconds")
+
+    admission.observe_stt(Backlog(depth=6, oldest_s=1.0))  # one probe of a slow batch: not yet
+    assert admission.refusal() is None
+    assert gauges() == (6, 1.0)
+    for _ in range(2):  # it lasts: the oldest utterance keeps waiting a second
+        admission.observe_stt(Backlog(depth=6, oldest_s=1.0))
+    reason = admission.refusal()
+    assert reason is not None and "speech recognition" in reason and "try again" in reason
+    refused = metrics.registry.get_sample_value("callgate_sessions_refused_total", {"reason": "stt_backlog"})
+    assert refused == 1
+    for _ in range(5):
+        admission.observe_stt(Backlog())
+    assert admission.refusal() is None and gauges() == (0, 0)
+    admission.observe_stt(Backlog(depth=41, oldest_s=0.1))  # a long queue refuses at once
+    assert admission.refusal() is not None
+
+
+async def test_the_watcher_samples_the_speech_recognition_backlog() -> None:
+    metrics = Metrics()
+    admission = Admission(
+        live_sessions=lambda: 0, max_sessions=None, max_loop_lag_ms=0, metrics=metrics,
+        stt_backlog=lambda: Backlog(depth=3, oldest_s=0.25), max_stt_wait_ms=1000,
+    )  # fmt: skip
+    watch = asyncio.create_task(admission.watch_loop())
+    try:
+        while admission.stt_depth == 0:
+            await asyncio.sleep(0.05)
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+    assert metrics.registry.get_sample_value("callgate_stt_queue_depth") == 3
+    assert metrics.registry.get_sample_value("callgate_stt_oldest_wait_seconds") == 0.25
+    assert 0 < admission.stt_wait_s <= 0.25

@@ -33,6 +33,7 @@ NODE = {
     "webhooks_backoff_base_s": 0.05,
     "webhooks_timeout_s": 2,
     "max_loop_lag_ms": 0,
+    "max_stt_wait_ms": 0,
 }
 
 

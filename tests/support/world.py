@@ -25,8 +25,10 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Set
         "secret_key": "test-secret-key-" + "x" * 32,
         "log_json": False,
         "speech_warmup": False,
-        # A loaded test machine's loop lags; admission control is tested on its own (test_admission.py).
+        # A loaded test machine's loop lags and its STT runs slow; admission control is tested on its own
+        # (test_admission.py).
         "max_loop_lag_ms": 0,
+        "max_stt_wait_ms": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

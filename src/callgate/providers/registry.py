@@ -297,7 +297,11 @@ def _whisper(s: WhisperSettings) -> STT:
     from callgate.providers.whisper import WhisperSTT
 
     return WhisperSTT(
-        model_path=s.model_path, compute_type=s.compute_type, cpu_threads=s.cpu_threads, beam_size=s.beam_size
+        model_path=s.model_path,
+        compute_type=s.compute_type,
+        cpu_threads=s.cpu_threads,
+        beam_size=s.beam_size,
+        retry_window_s=s.retry_window_s,
     )
 
 

@@ -56,6 +56,9 @@ class WhisperSettings(_Settings):
     compute_type: Literal["int8", "int8_float32", "float32"] = "int8"
     cpu_threads: int = Field(default=2, ge=1, le=16)
     beam_size: int = Field(default=1, ge=1, le=5)
+    retry_window_s: int = Field(default=30, ge=8, le=30)
+    """Where an untrusted short-window transcript is tried again: 30 = Whisper's full window (today's
+    accuracy, ~0.5 s of CPU); e.g. 12 = a cheaper batched retry (see whisper/batch.py for the trade)."""
 
 
 class PocketsphinxSettings(_Settings):

@@ -1,9 +1,9 @@
 """One Silero VAD model per process, run on a worker thread in batches across all calls.
 
 Each call's stream keeps only its own state (the model's recurrent state and the last few samples of
-audio, see :meth:`SileroBatcher.submit`) and submits its 32 ms windows here. A worker thread takes every
-window pending at that moment, runs them as one onnxruntime inference and hands each probability back to
-the event loop of the stream that asked, one loop callback per batch.
+audio, see :meth:`SileroBatcher.submit`) and submits its 32 ms windows here. The model's
+:class:`~callgate.providers._batching.BatchWorker` takes every window pending at that moment, runs them as
+one onnxruntime inference and hands each probability back to the event loop of the stream that asked.
 
 Why: a native model instance per call, run on the event loop, was 72% of the loop's time at 40 sessions,
 and interleaving tens of instances thrashed the CPU caches (0.45 ms per window against 0.05 ms in a batch).
@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import logging
-import math
 import threading
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from callgate.errors import ProviderError, ProviderUnavailable
+from callgate.providers._batching import BatchWorker
 from callgate.providers._common import require
 
 __all__ = ["SileroBatcher", "WindowResult", "shared_batcher"]
@@ -60,8 +58,6 @@ class _Window:
     """Context + window, PCM16."""
     state: FloatArray
     sample_rate: int
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[WindowResult]
 
 
 def model_path() -> Path:
@@ -102,16 +98,23 @@ class SileroBatcher:
 
     def __init__(self, path: Path) -> None:
         self._session = _load_session(path)
-        self._lock = threading.Lock()
-        self._pending: list[_Window] = []
-        self._wake = threading.Event()
-        """Set while windows wait for the worker (or it is asked to stop); cleared by the worker."""
-        self._thread: threading.Thread | None = None
-        self._stop_requested: threading.Thread | None = None
-        self.batches = 0
+        self._worker: BatchWorker[_Window, WindowResult] = BatchWorker(
+            self._run,
+            name="callgate-vad",
+            role="vad",
+            max_batch=MAX_BATCH,
+            min_interval_s=MIN_BATCH_INTERVAL_S,
+        )
+
+    @property
+    def batches(self) -> int:
         """Inferences run (for benchmarks and tests)."""
-        self.windows = 0
+        return self._worker.batches
+
+    @property
+    def windows(self) -> int:
         """Windows analysed."""
+        return self._worker.items
 
     @staticmethod
     def initial_state() -> FloatArray:
@@ -137,85 +140,30 @@ class SileroBatcher:
         """Queue one window (PCM16: ``CONTEXT_SAMPLES`` of the previous window, then the window) of a
         stream whose state is ``state``. The future (of the running loop) gets the probability and the
         stream's next state. Cancelling the future drops the result, not the inference."""
-        loop = asyncio.get_running_loop()
-        item = _Window(pcm16, state, sample_rate, loop, loop.create_future())
-        with self._lock:
-            self._pending.append(item)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="callgate-vad", daemon=True)
-                self._thread.start()
-        if not self._wake.is_set():  # once per batch: the hot path stays a lock and an append
-            self._wake.set()
-        return item.future
+        return self._worker.submit(_Window(pcm16, state, sample_rate))
 
     def stop(self) -> None:
         """Finish the windows already submitted, then stop the worker (a later window restarts it)."""
-        with self._lock:
-            thread = self._thread
-            if thread is None:
-                return
-            self._stop_requested = thread
-            self._wake.set()
-        thread.join()
+        self._worker.stop()
 
-    # ------------------------------------------------------------------ worker thread
-
-    def _work(self) -> None:
-        me = threading.current_thread()
-        last_start = -math.inf
-        while True:
-            self._wake.wait()
-            # Busy: let the next windows join this batch (sleeping releases the GIL; submitters do not
-            # wake us). Idle for MIN_BATCH_INTERVAL_S already: run at once.
-            delay = last_start + MIN_BATCH_INTERVAL_S - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            with self._lock:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                stopping = self._stop_requested is me
-                if not self._pending and not stopping:
-                    self._wake.clear()  # under the lock: a window queued after this sets it again
-                if not batch and stopping:
-                    self._thread = self._stop_requested = None
-                    return
-            if batch:
-                last_start = time.monotonic()
-                self._run(batch)
-
-    def _run(self, batch: list[_Window]) -> None:
-        by_rate: dict[int, list[_Window]] = defaultdict(list)
-        for item in batch:
-            by_rate[item.sample_rate].append(item)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Window, WindowResult | BaseException]]] = {}
-        for rate, items in by_rate.items():
+    def _run(self, batch: list[_Window]) -> list[WindowResult | BaseException]:
+        """On the worker thread: one inference per sample rate in the batch."""
+        results: list[WindowResult | BaseException] = [ProviderError("not run")] * len(batch)
+        by_rate: dict[int, list[int]] = defaultdict(list)
+        for i, item in enumerate(batch):
+            by_rate[item.sample_rate].append(i)
+        for rate, indices in by_rate.items():
             outcome: list[WindowResult] | BaseException
             try:
-                states = np.stack([item.state for item in items], axis=1)
-                outcome = self.run_blocking([item.pcm16 for item in items], states, rate)
-            except Exception as exc:  # never kill the worker: fail these windows' callers instead
-                log.exception("Silero VAD inference failed for %d windows", len(items))
+                states = np.stack([batch[i].state for i in indices], axis=1)
+                outcome = self.run_blocking([batch[i].pcm16 for i in indices], states, rate)
+            except Exception as exc:  # fail these windows' callers, not the other rate's
+                log.exception("Silero VAD inference failed for %d windows", len(indices))
                 outcome = ProviderError(f"Silero VAD inference failed: {exc}")
                 outcome.__cause__ = exc
-            for i, item in enumerate(items):
-                result = outcome if isinstance(outcome, BaseException) else outcome[i]
-                by_loop.setdefault(item.loop, []).append((item, result))
-            self.batches += 1
-            self.windows += len(items)
-        for loop, results in by_loop.items():
-            # RuntimeError: that loop is closed, so nobody waits for these results any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_deliver, results)
-
-
-def _deliver(results: list[tuple[_Window, WindowResult | BaseException]]) -> None:
-    """On the stream's event loop: resolve each window's future (unless its caller gave up)."""
-    for item, result in results:
-        if item.future.done():
-            continue
-        if isinstance(result, BaseException):
-            item.future.set_exception(result)
-        else:
-            item.future.set_result(result)
+            for k, i in enumerate(indices):
+                results[i] = outcome if isinstance(outcome, BaseException) else outcome[k]
+        return results
 
 
 _shared: SileroBatcher | None = None
