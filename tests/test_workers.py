@@ -27,8 +27,8 @@ CALLS = 4
 
 
 class Served:
-    def __init__(self, base: str, key: str) -> None:
-        self.base, self.key = base, key
+    def __init__(self, base: str, key: str, log: Path) -> None:
+        self.base, self.key, self.log = base, key, log
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         "CALLGATE_DATA_DIR": str(tmp_path / "data"),
         "CALLGATE_SECRET_KEY": "test-secret-key-" + "x" * 32,
         "CALLGATE_SPEECH_WARMUP": "false",
-        "CALLGATE_LOG_LEVEL": "WARNING",
+        "CALLGATE_LOG_LEVEL": "INFO",
         "CALLGATE_MAX_SESSIONS": str(MAX_SESSIONS),
         "CALLGATE_MAX_LOOP_LAG_MS": "0",
         "PYTHONPATH": str(ROOT / "src"),
@@ -63,7 +63,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
             time.sleep(0.2)
         key = re.search(r"cg_sk_\w+", log.read_text())
         assert key, log.read_text()
-        yield Served(base, key.group(0))
+        yield Served(base, key.group(0), log)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -116,6 +116,9 @@ async def test_two_workers_are_one_node(served: Served) -> None:
                 assert _metric(text, "callgate_sessions_refused_total", '{reason="max_sessions"}') == len(
                     refused
                 )
+            # The workers log, in callgate's format, like a single process (they are fresh interpreters).
+            refusals = '"logger": "callgate.realtime.start", "msg": "new call refused'
+            assert served.log.read_text().count(refusals) == len(refused)
         finally:
             for ws in admitted:
                 await ws.close()

@@ -95,6 +95,7 @@ def serve(host: str, port: int, workers: int) -> None:
     config = ServerConfig(
         "callgate.app:create_app",
         limits=ConnectionLimits.from_settings(settings),
+        logging_config=(settings.log_level, settings.log_json),
         factory=True,
         host=host,
         port=port,

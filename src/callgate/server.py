@@ -30,6 +30,7 @@ from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
 
 from callgate.config import Settings
+from callgate.log import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,28 @@ class ConnectionLimits:
 
 
 class ServerConfig(uvicorn.Config):
-    """``uvicorn.Config`` with callgate's protocols and their :class:`ConnectionLimits`."""
+    """``uvicorn.Config`` with callgate's protocols and their :class:`ConnectionLimits`, and callgate's
+    logging (``log_level``, ``log_json``) in every process: with ``--workers N`` uvicorn starts each
+    worker as a fresh interpreter that only runs :meth:`configure_logging`, so without it the workers'
+    own log lines (calls, warnings) would be lost."""
 
-    def __init__(self, app: Any, *, limits: ConnectionLimits, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        limits: ConnectionLimits,
+        logging_config: tuple[str, bool] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.logging_config = logging_config
         super().__init__(app, http=GuardedHttpProtocol, ws=GuardedWebSocketProtocol, **kwargs)
         self.limits = limits
+
+    def configure_logging(self) -> None:
+        super().configure_logging()
+        if self.logging_config is not None:
+            level, json_lines = self.logging_config
+            configure_logging(level=level, json_lines=json_lines)
 
 
 def run(config: ServerConfig) -> bool:
