@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -48,6 +50,30 @@ It must write nothing for a refused item, and be safe to run again on a subset o
 when the database refused a group)."""
 
 MAX_BATCH = 256
+
+
+def use_wal(database: str, *, attempts: int = 50) -> None:
+    """Put the SQLite file ``database`` in WAL mode (it stays so; a no-op when it already is).
+
+    The switch from a rollback journal needs the file's exclusive lock, and SQLite refuses it at once,
+    without waiting on ``busy_timeout``, when another connection holding a shared lock wants to switch
+    too (the deadlock rule). Every pooled connection asks for WAL on connect, so the first start on a
+    freshly migrated file made several connections race for the switch and one of them failed with
+    "database is locked". Switching once, before any pooled connection exists, and retrying the
+    immediate refusal, removes the race.
+    """
+    for attempt in range(attempts):
+        conn = sqlite3.connect(database, timeout=30, isolation_level=None)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            if mode and str(mode[0]).lower() == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+        finally:
+            conn.close()
+        time.sleep(0.02 * (attempt + 1))
 
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int, in_loop: bool = False) -> AsyncEngine:
@@ -129,6 +155,9 @@ class Database:
         return self.read_engine.dialect.name
 
     async def start(self) -> None:
+        database = make_url(self.url).database
+        if self.is_sqlite and database and database != ":memory:" and not make_url(self.url).query:
+            await asyncio.to_thread(use_wal, database)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop(), name="db-writer")
 

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from callgate.store import locks
+from callgate.store.db import use_wal
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -37,6 +38,7 @@ async def upgrade(url: str, revision: str = "heads") -> None:
         db = make_url(url).database
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(use_wal, db)
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
