@@ -596,17 +596,19 @@ def report(args: argparse.Namespace, runs: list[Run], machine: Machine, loads: t
     if args.nice:
         command += f" --nice {args.nice}"
     wrk_cmds = [c for run in runs for c in run.commands]
+    other = max((r.other_cores for run in runs for r in run.results), default=0.0)
     lines = [
         f"Command: `{command}` (steps of {args.seconds:.0f} s"
         + (f"; saturation with `{wrk_cmds[-1]}`" if wrk_cmds else "")
         + ").",
         "",
         f"Machine: {machine.line()}. 1-minute load average {loads[0]:.2f} when the run began and "
-        f"{loads[1]:.2f} when it ended"
+        f"{loads[1]:.2f} when it ended (the benchmark's own load included); other work used at most "
+        f"{other:.1f} cores during a step"
         + (
-            " — other work shared the machine, so these figures are lower than a quiet machine gives."
-            if max(loads) > 1.0
-            else "."
+            " — it shared the machine, so these figures are lower than a quiet machine gives."
+            if other > 0.3
+            else " (a quiet machine)."
         ),
         "",
         "Each configuration runs in a fresh server (log level WARNING, speech warm-up off) and data "
