@@ -34,6 +34,7 @@ from callgate.pipeline.interfaces import (
     AgentText,
     AgentTransfer,
     ChatMessage,
+    LLMChunk,
     ToolCall,
     ToolSpec,
 )
@@ -89,6 +90,57 @@ def _norm(text: str) -> str:
     return " ".join(text.split())
 
 
+def _trimmed(history: list[ChatMessage], max_messages: int) -> list[ChatMessage]:
+    """``history`` cut to its last ``max_messages``, starting on a caller turn."""
+    excess = len(history) - max_messages
+    if excess <= 0:
+        return history
+    kept = history[excess:]
+    while kept and kept[0].role != "user":
+        kept.pop(0)
+    return kept
+
+
+class _EarlyAnswer:
+    """An LLM answer asked for at a pause, before the caller's turn was known to end (preemptive
+    generation). Its chunks are kept until :meth:`PromptAgent.respond` takes them over, or it is
+    cancelled. Only the request runs early: tools run when the answer is taken."""
+
+    def __init__(
+        self, llm: LLM, messages: list[ChatMessage], specs: tuple[ToolSpec, ...], *, text: str
+    ) -> None:
+        self.text = text
+        self.messages = messages
+        self._chunks: asyncio.Queue[LLMChunk | Exception | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._pull(llm, messages, specs), name="llm-early-answer")
+
+    async def _pull(self, llm: LLM, messages: list[ChatMessage], specs: tuple[ToolSpec, ...]) -> None:
+        stream = llm.chat(messages, tools=specs)
+        try:
+            async for chunk in stream:
+                self._chunks.put_nowait(chunk)
+        except Exception as exc:  # handed to whoever takes the answer
+            self._chunks.put_nowait(exc)
+            return
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        self._chunks.put_nowait(None)
+
+    async def chunks(self) -> AsyncIterator[LLMChunk]:
+        try:
+            while (item := await self._chunks.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+
 class PromptAgent(AgentEngine):
     """One call's conversation with ``llm``.
 
@@ -136,6 +188,9 @@ class PromptAgent(AgentEngine):
         self._unanswered: list[tuple[ToolCall, asyncio.Task[ToolRecord] | ToolRecord]] = []
         """Tool calls of an interrupted answer whose results the model has not seen yet."""
         self._running: set[asyncio.Task[ToolRecord]] = set()
+        self._early: _EarlyAnswer | None = None
+        self.early_answers_used = 0
+        """Answers whose LLM request started at a pause, before the turn ended (preemptive generation)."""
         self.history: list[ChatMessage] = []
         """The conversation so far (without the system prompt), as the model will next see it."""
 
@@ -176,18 +231,52 @@ class PromptAgent(AgentEngine):
             self.history.append(ChatMessage(role="assistant", content=self._initial))
             yield AgentText(self._initial)
 
+    def prepare(self, user_text: str) -> None:
+        """Start the LLM request :meth:`respond` would make for ``user_text`` (see
+        :meth:`AgentEngine.prepare`); none while an interrupted answer's tool results are pending."""
+        self.drop_prepared()
+        if self._unanswered:
+            return
+        history = _trimmed([*self.history, ChatMessage(role="user", content=user_text)], self._max_messages)
+        self._early = _EarlyAnswer(self._llm, [self._system, *history], self._specs, text=_norm(user_text))
+
+    def drop_prepared(self) -> None:
+        early, self._early = self._early, None
+        if early is not None:
+            early.cancel()
+
+    def _take_early(self, user_text: str) -> _EarlyAnswer | None:
+        """The answer prepared for exactly this turn after exactly this history, if there is one."""
+        early, self._early = self._early, None
+        if early is None:
+            return None
+        if early.text == _norm(user_text) and early.messages == [self._system, *self.history]:
+            self.early_answers_used += 1
+            return early
+        early.cancel()
+        return None
+
     async def respond(self, user_text: str) -> AsyncIterator[AgentEvent]:
+        pending_tools = bool(self._unanswered)
         self._settle()
         self.history.append(ChatMessage(role="user", content=user_text))
         self._trim()
+        early = None if pending_tools else self._take_early(user_text)
+        if pending_tools:
+            self.drop_prepared()
         self._reply_start = len(self.history)
         self._spoke = self._closed = False
         for round_ in range(self._max_rounds + 1):
             specs = self._specs if round_ < self._max_rounds else ()
             said: list[str] = []
             calls: list[ToolCall] = []
+            stream = (
+                early.chunks()
+                if early is not None and round_ == 0
+                else self._llm.chat([self._system, *self.history], tools=specs)
+            )
             try:
-                async for chunk in self._llm.chat([self._system, *self.history], tools=specs):
+                async for chunk in stream:
                     if chunk.text:
                         said.append(chunk.text)
                         # A later pass continues what was said: keep its first word apart.
@@ -196,6 +285,8 @@ class PromptAgent(AgentEngine):
                         yield AgentText(gap + chunk.text)
                     calls.extend(chunk.tool_calls)
             finally:
+                if early is not None and round_ == 0:
+                    early.cancel()  # abandoned mid-stream: its request goes too (no-op once done)
                 # Also when the answer is abandoned mid-stream: keep what was produced so that
                 # on_interrupted() can cut it down to what the caller heard.
                 if said and not calls:
@@ -365,6 +456,7 @@ class PromptAgent(AgentEngine):
         self.history[self._reply_start :] = kept
 
     async def aclose(self) -> None:
+        self.drop_prepared()
         running = list(self._running)
         for task in running:
             task.cancel()
@@ -373,8 +465,4 @@ class PromptAgent(AgentEngine):
                 await task
 
     def _trim(self) -> None:
-        excess = len(self.history) - self._max_messages
-        if excess > 0:
-            del self.history[:excess]
-            while self.history and self.history[0].role != "user":
-                self.history.pop(0)  # start the window on a caller turn
+        self.history[:] = _trimmed(self.history, self._max_messages)

@@ -256,6 +256,15 @@ class AgentEngine(ABC):
     def on_interrupted(self, spoken_text: str) -> None:  # noqa: B027 - optional hook
         """The previous answer was cut off after ``spoken_text``; keep history truthful."""
 
+    def prepare(self, user_text: str) -> None:  # noqa: B027 - optional hook
+        """The caller paused after ``user_text``; their turn may end there. An engine whose answer takes
+        time (an LLM request) may start it now, without side effects, and use it if :meth:`respond`
+        is then called with the same words and nothing else changed; otherwise it must drop it.
+        Called on the event loop; must return at once."""
+
+    def drop_prepared(self) -> None:  # noqa: B027 - optional hook
+        """The caller went on after the pause: an answer :meth:`prepare` started is not needed."""
+
     def expected_answer(self, text: str) -> bool:
         """True if ``text`` (the caller's words so far) already answers what the agent waits for (a flow
         step's slot: "tomorrow", "at three pm", "yes"): the turn may end at the first short pause.

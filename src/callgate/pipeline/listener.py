@@ -57,6 +57,10 @@ class ListenerHooks:
     """The sound that began was too short to be speech."""
     expected_answer: Callable[[str], bool] = lambda text: False
     """True if the words so far answer what the agent waits for (ends the turn at the pause)."""
+    on_guess: Callable[[str], None] = lambda text: None
+    """A pause's speculative transcript is ready (the turn may end with these words)."""
+    on_guess_dropped: Callable[[], None] = lambda: None
+    """The caller went on after the pause whose words :attr:`on_guess` was told."""
 
 
 class Listener:
@@ -185,6 +189,7 @@ class Listener:
                 on_interim=self._hooks.on_interim,
                 ignored=self._hooks.ignore_new_speech(),
                 ends_turn=self._words_end_turn,
+                on_guess=self._hooks.on_guess,
             )
             self.utterance.push(event.audio)
             await self._hooks.on_speech_started()
@@ -205,6 +210,7 @@ class Listener:
                 self._ask_model(event.audio)
             elif isinstance(event, SpeechResumed):
                 self.utterance.discard_speculation()
+                self._hooks.on_guess_dropped()
                 self._drop_verdict()
             if self.detector.in_speech:
                 self.utterance.push(frame)

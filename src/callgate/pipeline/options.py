@@ -55,6 +55,13 @@ class PipelineOptions:
     recurrent state and 32 ms windows), which only delays the end of the turn. In noise the level never
     falls that far and VAD decides alone. 0: off."""
 
+    preemptive_generation: bool = True
+    """Ask the agent for its answer as soon as a pause's speculative transcript is ready, before the turn
+    is known to have ended (:meth:`AgentEngine.prepare`): when silence then ends the turn with the same
+    words, the answer (a prompt agent's LLM request) is already on its way. If the caller goes on, the
+    early request is cancelled; it costs the LLM tokens it used. Batch STT only (streaming engines do
+    not speculate)."""
+
     semantic: bool = False
     """Ask the end-of-turn model at each pause (``early_end_silence_ms``) whether the caller is done: yes
     ends the turn then; no waits up to ``max_wait_ms`` of silence. Needs a model (without one: silence

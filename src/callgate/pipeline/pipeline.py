@@ -111,6 +111,8 @@ class ConversationPipeline:
                 on_interim=self._on_interim,
                 on_speech_aborted=self._on_speech_aborted,
                 expected_answer=agent.expected_answer,
+                on_guess=self._prepare_answer,
+                on_guess_dropped=agent.drop_prepared,
             ),
         )  # fmt: skip
         self._backchannels = Backchannels.for_language(options.language, options.backchannels)
@@ -175,6 +177,7 @@ class ConversationPipeline:
         if tasks:
             await asyncio.wait(tasks)
         await self._listener.aclose()
+        self._agent.drop_prepared()
         pending, self._turns = list(self._turns), deque()
         for item in pending:
             if isinstance(item, Utterance):
@@ -230,6 +233,19 @@ class ConversationPipeline:
             return
         self._turns.append(utterance)
         self._turn_ready.set()
+
+    def _prepare_answer(self, text: str) -> None:
+        """A pause's words are known: let the agent start its answer (preemptive generation) when
+        nothing else stands before it (no reply in progress, no turn waiting)."""
+        if not self._opts.preemptive_generation or self._turns:
+            return
+        task = self._reply_task
+        if task is not None and not task.done():
+            return  # the answer would follow this reply (or an interruption): its history will change
+        utterance = self._listener.utterance
+        if utterance is None or utterance.ignored:
+            return
+        self._agent.prepare(text)
 
     async def _on_interim(self, transcript: Transcript) -> None:
         await self._emit(UserTranscription(transcript.text, final=False))

@@ -73,6 +73,7 @@ class Utterance:
         on_interim: InterimHandler | None = None,
         ignored: bool = False,
         ends_turn: Callable[[str], bool] = sounds_finished,
+        on_guess: Callable[[str], None] | None = None,
     ) -> None:
         self._stt = stt
         self._input_rate = input_rate
@@ -81,6 +82,8 @@ class Utterance:
         self.ignored = ignored
         """Speech the pipeline will not answer (the agent was speaking and interruptions are off)."""
         self._ends_turn = ends_turn
+        self._on_guess = on_guess
+        """Told each speculative transcript's words as soon as they are ready (preemptive answers)."""
         self.over_agent = False
         """Spoken while the agent's audio was held for it: a backchannel or noise lets the agent go on."""
         self.last_speech_at: float | None = None
@@ -119,7 +122,16 @@ class Utterance:
         pcm = resample(audio, self._input_rate, self._stt.capabilities.sample_rate)
         task = asyncio.create_task(self._stt.transcribe(pcm, language=self._language), name="stt-guess")
         task.add_done_callback(_retrieve)
+        if self._on_guess is not None:
+            task.add_done_callback(self._guessed)
         self._speculation = task
+
+    def _guessed(self, task: asyncio.Task[Transcript]) -> None:
+        if task is not self._speculation or task.cancelled() or task.exception() is not None:
+            return
+        text = task.result().text.strip()
+        if text and self._on_guess is not None:
+            self._on_guess(text)
 
     def discard_speculation(self) -> None:
         """The caller went on: the words so far are not the turn."""

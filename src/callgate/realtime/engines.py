@@ -34,6 +34,7 @@ _TURN_DETECTION = frozenset(
         "allow_interruptions",
         "interruption_hold_ms",
         "interruption_min_speech_ms",
+        "preemptive_generation",
         "semantic",
         "semantic_threshold",
         "max_wait_ms",

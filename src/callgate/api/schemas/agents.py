@@ -75,6 +75,13 @@ class TurnDetection(Strict):
         description='Phrases that do not stop the agent ("uh-huh", "yeah"); default: a list for the '
         "agent's language; [] makes every word an interruption.",
     )
+    preemptive_generation: bool | None = Field(
+        default=None,
+        strict=True,
+        description="Prompt agents: send the LLM request as soon as a pause's words are transcribed, "
+        "before silence confirms the end of the turn; if the caller goes on it is cancelled (its tokens "
+        "are still spent). Saves up to the rest of end_of_turn_silence_ms on every answer (true).",
+    )
     semantic: bool | None = Field(
         default=None,
         strict=True,
