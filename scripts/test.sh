@@ -45,5 +45,8 @@ mypy src
 log "lint-imports (the package layers in docs/architecture.md)"
 lint-imports --no-cache
 log "pytest"
-# `python -m` puts the repo root on sys.path, so tests import helpers as `tests.…`.
-exec python -m pytest "$@"
+# `python -m` puts the repo root on sys.path, so tests import helpers as `tests.…`. Two workers
+# (pytest-xdist; CALLGATE_TEST_WORKERS=0 runs in one process): most tests wait on real time (servers,
+# calls, phones), so two share two cores well. A file's tests stay on one worker (--dist loadfile): its
+# module-scoped fixtures (the benchmarks' smoke run, the namespace runs) then run once.
+exec python -m pytest -n "${CALLGATE_TEST_WORKERS:-2}" --dist loadfile --durations=30 "$@"

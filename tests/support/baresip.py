@@ -21,6 +21,7 @@ import json
 import shutil
 import socket
 import subprocess
+import tempfile
 import wave
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +31,7 @@ import numpy as np
 
 from tests.support.browser import make_speech_wav
 from tests.support.rtvi_client import nonsilent_seconds
-from tests.support.services import ServiceError, free_port
+from tests.support.services import ServiceError, free_port, worker_port_offset
 
 __all__ = ["Baresip", "free_udp_tcp_port", "phone_wav", "silence_wav"]
 
@@ -110,6 +111,7 @@ class Baresip:
         self._reader_task: asyncio.Task[None] | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._tokens = 0
+        self._link_dir: Path | None = None
 
     @property
     def uri(self) -> str:
@@ -117,7 +119,7 @@ class Baresip:
         return f"sip:{self.user}@127.0.0.1:{self.sip_port}"
 
     def _configure(self) -> None:
-        low, high = self._rtp_ports
+        low, high = (port + worker_port_offset() for port in self._rtp_ports)
         modules = "\n".join(f"module {m}.so" for m in MODULES)
         (self.dir / "config").write_text(
             f"""poll_method epoll
@@ -134,7 +136,7 @@ ausrc_channels 1
 auplay_channels 1
 module_path /usr/lib/baresip/modules
 {modules}
-snd_path {self.records}
+snd_path {self._short_records()}
 ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}
 """
         )
@@ -143,6 +145,14 @@ ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}
             f"audio_codecs=PCMU,PCMA{self._extra_account}\n"
         )
         (self.dir / "contacts").write_text("")
+
+    def _short_records(self) -> Path:
+        """A short path to :attr:`records` for baresip's sndfile module, which silently records nothing
+        when a file's path passes ~128 characters (pytest-xdist's longer temporary paths did)."""
+        if self._link_dir is None:
+            self._link_dir = Path(tempfile.mkdtemp(prefix="cg-bs-"))
+            (self._link_dir / "h").symlink_to(self.records)
+        return self._link_dir / "h"
 
     async def start(self) -> Self:
         binary = shutil.which("baresip")
@@ -284,6 +294,9 @@ ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}
                 await self._reader_task
             self._reader_task = None
         await asyncio.to_thread(self._kill)
+        if self._link_dir is not None:
+            shutil.rmtree(self._link_dir, ignore_errors=True)  # the link only: the recordings stay
+            self._link_dir = None
 
     async def __aenter__(self) -> Self:
         return await self.start()

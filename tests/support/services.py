@@ -36,6 +36,14 @@ class ServiceError(RuntimeError):
     """A test service could not be found, started or used."""
 
 
+def worker_port_offset() -> int:
+    """How far fixed port ranges (RTP for baresip and for callgate in the telephony tests) move for this
+    pytest-xdist worker (gw0: 0, gw1: 2,000, ...), so that workers running side by side never share one.
+    baresip binds its RTP ports with SO_REUSEADDR: two phones on one port split each other's audio."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(worker[2:]) * 2000 if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -17,8 +17,9 @@ from callgate.realtime.media import g711
 from callgate.realtime.media.rtp import RtpPacket, parse_rtcp, parse_rtp
 from callgate.realtime.media.rtp_session import RtpCodec, RtpSession, bind_pair
 from callgate.realtime.media.telephone_events import DtmfEvent, event_payloads, parse_event
+from tests.support.services import worker_port_offset
 
-PORTS = (31000, 31999)
+PORTS = (31000 + worker_port_offset(), 31999 + worker_port_offset())
 CODEC = RtpCodec(0, "PCMU", dtmf_payload_type=101)
 
 

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from callgate.config import Settings
+from tests.support.services import worker_port_offset
 from tests.support.world import make_settings
 
-CALLGATE_RTP = "31000-31999"
-"""callgate's RTP ports in these tests; baresip phones use 30000-30999."""
+_OFFSET = worker_port_offset()
+CALLGATE_RTP = f"{31000 + _OFFSET}-{31999 + _OFFSET}"
+"""callgate's RTP ports in these tests; baresip phones use 30000-30999 (both moved per xdist worker)."""
 
 
 @pytest.fixture
