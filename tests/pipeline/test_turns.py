@@ -84,7 +84,9 @@ def test_max_utterance_forces_an_end() -> None:
 
 
 def test_a_pause_offers_the_words_so_far_and_speech_after_it_resumes() -> None:
-    options = PipelineOptions(end_of_turn_silence_ms=500, early_end_silence_ms=200, min_speech_ms=20)
+    options = PipelineOptions(
+        end_of_turn_silence_ms=500, early_end_silence_ms=200, min_speech_ms=20, transcribe_pause_ms=0
+    )
     det = TurnDetector(options, sample_rate=16000)
     events = feed(det, "S" * 10 + "." * 12 + "S" * 5 + "." * 30)
     assert [type(e) for _, e in events] == [
@@ -101,7 +103,9 @@ def test_a_pause_offers_the_words_so_far_and_speech_after_it_resumes() -> None:
 
 
 def test_end_now_ends_the_turn_at_a_pause() -> None:
-    options = PipelineOptions(end_of_turn_silence_ms=600, early_end_silence_ms=240, min_speech_ms=20)
+    options = PipelineOptions(
+        end_of_turn_silence_ms=600, early_end_silence_ms=240, min_speech_ms=20, transcribe_pause_ms=0
+    )
     det = TurnDetector(options, sample_rate=16000)
     events = feed(det, "S" * 10 + "." * 12)
     assert isinstance(events[-1][1], SpeechPaused)
@@ -119,3 +123,17 @@ def test_no_pause_events_when_early_end_is_off(early: int) -> None:
     det = TurnDetector(options, sample_rate=16000)
     events = feed(det, "S" * 10 + "." * 40)
     assert [type(e) for _, e in events] == [SpeechStarted, SpeechEnded]
+
+
+def test_the_words_are_offered_before_the_turn_may_end() -> None:
+    """``transcribe_pause_ms`` (150 by default) below ``early_end_silence_ms``: the pause is offered
+    then, so that its transcript is ready when the turn may end; a longer setting is capped."""
+    for transcribe_ms, paused_after_ms in ((None, 160), (100, 100), (400, 240)):
+        extra = {} if transcribe_ms is None else {"transcribe_pause_ms": transcribe_ms}
+        options = PipelineOptions(
+            end_of_turn_silence_ms=600, early_end_silence_ms=240, min_speech_ms=20, **extra
+        )
+        events = feed(TurnDetector(options, sample_rate=16000), "S" * 10 + "." * 20)
+        (t_pause, pause) = next((t, e) for t, e in events if isinstance(e, SpeechPaused))
+        assert isinstance(pause, SpeechPaused)
+        assert round((t_pause - pause.last_speech_at) * 1000) == paused_after_ms, transcribe_ms

@@ -45,6 +45,11 @@ class PipelineOptions:
     """After this much silence the utterance is transcribed (batch STT); if the words are a finished
     sentence the turn ends then, without waiting for ``end_of_turn_silence_ms``. 0 (or a value not below
     ``end_of_turn_silence_ms``): never early."""
+    transcribe_pause_ms: int = 150
+    """A pause this long (capped at ``early_end_silence_ms``) starts the speculative transcription (and
+    asks the end-of-turn model), so that the words are known when ``early_end_silence_ms`` is reached
+    and the turn can end right then instead of a transcription later. A pause that ends sooner costs a
+    transcription for nothing. 0: start at ``early_end_silence_ms``."""
     preroll_ms: int = 200
     """Audio kept from before the detected speech start, so STT hears the first syllable."""
     max_utterance_ms: int = 30_000
