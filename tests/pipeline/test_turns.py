@@ -84,9 +84,7 @@ def test_max_utterance_forces_an_end() -> None:
 
 
 def test_a_pause_offers_the_words_so_far_and_speech_after_it_resumes() -> None:
-    options = PipelineOptions(
-        end_of_turn_silence_ms=500, early_end_silence_ms=200, min_speech_ms=20, transcribe_pause_ms=0
-    )
+    options = PipelineOptions(end_of_turn_silence_ms=500, early_end_silence_ms=200, min_speech_ms=20)
     det = TurnDetector(options, sample_rate=16000)
     events = feed(det, "S" * 10 + "." * 12 + "S" * 5 + "." * 30)
     assert [type(e) for _, e in events] == [
@@ -103,9 +101,7 @@ def test_a_pause_offers_the_words_so_far_and_speech_after_it_resumes() -> None:
 
 
 def test_end_now_ends_the_turn_at_a_pause() -> None:
-    options = PipelineOptions(
-        end_of_turn_silence_ms=600, early_end_silence_ms=240, min_speech_ms=20, transcribe_pause_ms=0
-    )
+    options = PipelineOptions(end_of_turn_silence_ms=600, early_end_silence_ms=240, min_speech_ms=20)
     det = TurnDetector(options, sample_rate=16000)
     events = feed(det, "S" * 10 + "." * 12)
     assert isinstance(events[-1][1], SpeechPaused)
@@ -125,14 +121,15 @@ def test_no_pause_events_when_early_end_is_off(early: int) -> None:
     assert [type(e) for _, e in events] == [SpeechStarted, SpeechEnded]
 
 
-def test_the_words_are_offered_before_the_turn_may_end() -> None:
-    """``transcribe_pause_ms`` (150 by default) below ``early_end_silence_ms``: the pause is offered
-    then, so that its transcript is ready when the turn may end; a longer setting is capped."""
-    for transcribe_ms, paused_after_ms in ((None, 160), (100, 100), (400, 240)):
-        extra = {} if transcribe_ms is None else {"transcribe_pause_ms": transcribe_ms}
+def test_the_words_can_be_offered_before_the_turn_may_end() -> None:
+    """``transcribe_pause_ms`` below ``early_end_silence_ms`` offers the pause sooner (so that its
+    transcript is ready when the turn may end); 0 (the default) offers it at ``early_end_silence_ms``;
+    a longer setting is capped there."""
+    for transcribe_ms, paused_after_ms in ((0, 240), (100, 100), (400, 240)):
         options = PipelineOptions(
-            end_of_turn_silence_ms=600, early_end_silence_ms=240, min_speech_ms=20, **extra
-        )
+            end_of_turn_silence_ms=600, early_end_silence_ms=240, min_speech_ms=20,
+            transcribe_pause_ms=transcribe_ms,
+        )  # fmt: skip
         events = feed(TurnDetector(options, sample_rate=16000), "S" * 10 + "." * 20)
         (t_pause, pause) = next((t, e) for t, e in events if isinstance(e, SpeechPaused))
         assert isinstance(pause, SpeechPaused)

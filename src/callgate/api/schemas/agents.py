@@ -47,8 +47,9 @@ class TurnDetection(Strict):
         le=5000,
         description=(
             "A pause this long (at most early_end_silence_ms) starts transcribing the words so far, so "
-            "that they are known when early_end_silence_ms is reached; 0: transcribe at "
-            "early_end_silence_ms (150)."
+            "that they are known when early_end_silence_ms is reached (faster ends of turn, but a "
+            "pause longer than early_end_silence_ms then always ends a finished-sounding turn); 0: "
+            "transcribe at early_end_silence_ms, so that the turn ends a transcription later (0)."
         ),
     )
     vad_threshold: float | None = Field(
