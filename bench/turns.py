@@ -195,7 +195,11 @@ class OracleSTT(STT):
 
 MODES: dict[str, PipelineOptions] = {
     "before": PipelineOptions(
-        interruption_hold_ms=250, interruption_min_speech_ms=250, backchannels=(), hangover_cut_db=0
+        interruption_hold_ms=250,
+        interruption_min_speech_ms=250,
+        backchannels=(),
+        hangover_cut_db=0,
+        transcribe_pause_ms=0,
     ),
     "silence": PipelineOptions(),
     "semantic": PipelineOptions(semantic=True, early_end_silence_ms=150, max_wait_ms=1500),

@@ -123,3 +123,29 @@ async def test_a_failed_guess_is_transcribed_again_at_the_end() -> None:
 )
 def test_sounds_finished(text: str, finished: bool) -> None:
     assert sounds_finished(text) is finished
+
+
+async def test_words_transcribed_before_the_early_end_end_the_turn_at_it() -> None:
+    options = PipelineOptions(end_of_turn_silence_ms=600, early_end_silence_ms=240, transcribe_pause_ms=150)
+    async with PipelineHarness(
+        transcripts=["I need an appointment."], replies=["Sure."], options=options, stt_delay=0.1
+    ) as h:
+        await h.speak(1000)
+        await h.silence(3000)
+        assert len(h.stt.requests) == 1
+        # The guess starts at 160 ms of silence and is back 100 ms later: the turn ends at the first
+        # frame both past 240 ms of silence and with the words known (not 340, a transcription later).
+        assert latency_of_first_answer(h).endpointing_ms == pytest.approx(260, abs=1)
+
+
+async def test_a_pause_shorter_than_the_early_end_keeps_the_turn_even_with_the_words_known() -> None:
+    options = PipelineOptions(end_of_turn_silence_ms=600, early_end_silence_ms=300, transcribe_pause_ms=100)
+    clock = VirtualClock()
+    # The first guess ("I need help.") is back at 200 ms of silence, but the caller goes on at 240 ms.
+    stt = FakeSTT(clock, ["I need help.", "I need help with my booking."], delay=0.1)
+    async with PipelineHarness(clock=clock, stt=stt, replies=["Sure."], options=options) as h:
+        await h.speak(600)
+        await h.silence(240)
+        await h.speak(600)
+        await h.silence(3000)
+        assert h.agent.respond_calls == ["I need help with my booking."]

@@ -119,3 +119,18 @@ def test_no_pause_events_when_early_end_is_off(early: int) -> None:
     det = TurnDetector(options, sample_rate=16000)
     events = feed(det, "S" * 10 + "." * 40)
     assert [type(e) for _, e in events] == [SpeechStarted, SpeechEnded]
+
+
+def test_the_words_can_be_offered_before_the_turn_may_end() -> None:
+    """``transcribe_pause_ms`` below ``early_end_silence_ms`` offers the pause sooner (so that its
+    transcript is ready when the turn may end); 0 (the default) offers it at ``early_end_silence_ms``;
+    a longer setting is capped there."""
+    for transcribe_ms, paused_after_ms in ((0, 240), (100, 100), (400, 240)):
+        options = PipelineOptions(
+            end_of_turn_silence_ms=600, early_end_silence_ms=240, min_speech_ms=20,
+            transcribe_pause_ms=transcribe_ms,
+        )  # fmt: skip
+        events = feed(TurnDetector(options, sample_rate=16000), "S" * 10 + "." * 20)
+        (t_pause, pause) = next((t, e) for t, e in events if isinstance(e, SpeechPaused))
+        assert isinstance(pause, SpeechPaused)
+        assert round((t_pause - pause.last_speech_at) * 1000) == paused_after_ms, transcribe_ms

@@ -249,8 +249,8 @@ class Listener:
     def _ends_at_pause(self) -> bool:
         """At a pause: True if the turn ends now; a "mid-thought" verdict makes the pause last longer."""
         utterance = self.utterance
-        if utterance is None:
-            return False
+        if utterance is None or self.detector.silence_ms < self._opts.early_end_silence_ms:
+            return False  # the words may be known already (transcribe_pause_ms); the turn ends no sooner
         if utterance.finished_early:
             return True
         task = self._verdict

@@ -45,6 +45,14 @@ class PipelineOptions:
     """After this much silence the utterance is transcribed (batch STT); if the words are a finished
     sentence the turn ends then, without waiting for ``end_of_turn_silence_ms``. 0 (or a value not below
     ``end_of_turn_silence_ms``): never early."""
+    transcribe_pause_ms: int = 0
+    """A pause this long (capped at ``early_end_silence_ms``) starts the speculative transcription (and
+    asks the end-of-turn model), so that the words are known when ``early_end_silence_ms`` is reached
+    and the turn can end right then instead of a transcription later. A pause that ends sooner costs a
+    transcription for nothing. 0 (the default): start at ``early_end_silence_ms``, so that the turn ends
+    a transcription later (~90 ms with Whisper tiny.en on two cores), which also lets pauses that long
+    pass: piper's own comma pauses are 200-300 ms, and 150 here cut "No thank you, | goodbye" in two in
+    bench/latency.py (voice-to-voice p50 then 328 ms instead of ~410)."""
     preroll_ms: int = 200
     """Audio kept from before the detected speech start, so STT hears the first syllable."""
     max_utterance_ms: int = 30_000

@@ -7,9 +7,10 @@ and independent of event-loop jitter::
     QUIET --speech--> CANDIDATE --min_speech_ms of speech--> SPEAKING --end_of_turn_silence_ms--> QUIET
                       CANDIDATE --a short gap--> QUIET (noise: a click or a cough)
 
-While SPEAKING, ``early_end_silence_ms`` of silence gives :class:`SpeechPaused` (the words so far can
-be transcribed, the end-of-turn model asked), speech after it :class:`SpeechResumed`, and the owner may
-end the turn at once with :meth:`TurnDetector.end_now` when the caller is judged done, or make this pause
+While SPEAKING, ``transcribe_pause_ms`` of silence (at most ``early_end_silence_ms``) gives
+:class:`SpeechPaused` (the words so far can be transcribed, the end-of-turn model asked), speech after it
+:class:`SpeechResumed`, and once the pause reaches ``early_end_silence_ms`` the owner may end the turn at
+once with :meth:`TurnDetector.end_now` when the caller is judged done, or make this pause
 last up to ``max_wait_ms`` with :meth:`TurnDetector.wait_longer` when they are judged mid-thought. A
 candidate that turns out to be noise gives :class:`SpeechAborted`.
 
@@ -62,7 +63,8 @@ class SpeechEnded:
 
 @dataclass(frozen=True, slots=True)
 class SpeechPaused:
-    """``early_end_silence_ms`` of silence after speech: the turn may be over."""
+    """``transcribe_pause_ms`` of silence after speech (at most ``early_end_silence_ms``): the turn may be
+    over; it may end once the pause reaches ``early_end_silence_ms``."""
 
     audio: bytes
     """The utterance so far, as :class:`SpeechEnded` would give it now."""
@@ -155,7 +157,9 @@ class TurnDetector:
             self._end_silence_ms = float(self._opts.end_of_turn_silence_ms)
             return SpeechResumed()
         early = self._opts.early_end_silence_ms
-        if 0 < early < self._opts.end_of_turn_silence_ms and not self._paused and self._silence_ms >= early:
+        if 0 < early < self._opts.end_of_turn_silence_ms and not self._paused and self._silence_ms >= (
+            min(early, self._opts.transcribe_pause_ms or early)
+        ):
             self._paused = True
             return SpeechPaused(audio=self._trimmed(), last_speech_at=self._last_speech_at)
         return None

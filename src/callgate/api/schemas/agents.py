@@ -36,8 +36,20 @@ class TurnDetection(Strict):
         ge=0,
         le=5000,
         description=(
-            "After this much silence the turn is transcribed, and it ends at once if the words are a "
-            "finished sentence; 0 turns this off (250)."
+            "After this much silence the turn ends at once if the words so far are a finished sentence "
+            "(or what a flow step expects); 0 turns this off (250)."
+        ),
+    )
+    transcribe_pause_ms: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=5000,
+        description=(
+            "A pause this long (at most early_end_silence_ms) starts transcribing the words so far, so "
+            "that they are known when early_end_silence_ms is reached (faster ends of turn, but a "
+            "pause longer than early_end_silence_ms then always ends a finished-sounding turn); 0: "
+            "transcribe at early_end_silence_ms, so that the turn ends a transcription later (0)."
         ),
     )
     vad_threshold: float | None = Field(
