@@ -52,7 +52,8 @@ class PipelineOptions:
     transcription for nothing. 0 (the default): start at ``early_end_silence_ms``, so that the turn ends
     a transcription later (~90 ms with Whisper tiny.en on two cores), which also lets pauses that long
     pass: piper's own comma pauses are 200-300 ms, and 150 here cut "No thank you, | goodbye" in two in
-    bench/latency.py (voice-to-voice p50 then 328 ms instead of ~410)."""
+    bench/latency.py (whose voice-to-voice p50 was then 328 ms; early-ended turns end ~80 ms later
+    without it)."""
     preroll_ms: int = 200
     """Audio kept from before the detected speech start, so STT hears the first syllable."""
     max_utterance_ms: int = 30_000
