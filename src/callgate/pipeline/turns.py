@@ -157,8 +157,10 @@ class TurnDetector:
             self._end_silence_ms = float(self._opts.end_of_turn_silence_ms)
             return SpeechResumed()
         early = self._opts.early_end_silence_ms
-        if 0 < early < self._opts.end_of_turn_silence_ms and not self._paused and self._silence_ms >= (
-            min(early, self._opts.transcribe_pause_ms or early)
+        if (
+            0 < early < self._opts.end_of_turn_silence_ms
+            and not self._paused
+            and self._silence_ms >= (min(early, self._opts.transcribe_pause_ms or early))
         ):
             self._paused = True
             return SpeechPaused(audio=self._trimmed(), last_speech_at=self._last_speech_at)
