@@ -110,12 +110,13 @@ async def test_barge_in_clears_twilio_and_keeps_only_confirmed_sentences(
         clear_at = next(t for t, m in stream.got.events if m["event"] == "clear")
         assert clear_at > barge_at
         await stream.silence(1.0)
-        # Nothing more was sent for that reply after the clear, and every mark came back: played, or
-        # dropped by the clear (on a slow machine the reply's last mark may have been played as the
-        # clear crossed its echo on the wire).
-        sent_marks = [(t, m["mark"]["name"]) for t, m in stream.got.events if m["event"] == "mark"]
-        assert sent_marks and all(t < clear_at for t, _ in sent_marks), sent_marks
-        assert {name for _, name in sent_marks} <= {name for _, name, _ in stream.got.echoed}
+        # Every mark sent before the clear came back: played, or dropped by the clear (its echo may
+        # also have crossed the clear on the wire). Marks after the clear belong to the agent's next
+        # reply (the hand-over line), which may already have been said by now.
+        before_clear = [
+            m["mark"]["name"] for t, m in stream.got.events if m["event"] == "mark" and t < clear_at
+        ]
+        assert before_clear and set(before_clear) <= {name for _, name, _ in stream.got.echoed}
         confirmed = [name for t, name, played in stream.got.echoed if played and t < clear_at]
         assert confirmed == ["s1"]
         # The flow transfers to a person: the call is handed over with <Dial>.
