@@ -31,14 +31,17 @@ COMMANDS = {
         "bench/sessions.py", "--steps", "2", "--probes", "1", "--window", "2", "--settle", "1",
         "--wait-quiet", "0", "--profile", "0", "--no-vad-cost",
         "--server-env", "CALLGATE_SPEECH_WARMUP=false",
-        # Cold models (no warm-up) make the first transcript seconds late: admission on the STT backlog
-        # would then refuse the step's second session, which this smoke counts on (its own tests exist).
-        "--server-env", "CALLGATE_MAX_STT_WAIT_MS=0", *EQUAL_TERMS, "--no-write",
+        # Cold models (no warm-up) make the first transcript seconds late and loading them lags the
+        # event loop: admission on the STT backlog or on loop lag would then refuse the step's second
+        # session, which this smoke counts on (admission has its own tests).
+        "--server-env", "CALLGATE_MAX_STT_WAIT_MS=0", "--server-env", "CALLGATE_MAX_LOOP_LAG_MS=0",
+        *EQUAL_TERMS, "--no-write",
     ],
     "trunk_latency": ["bench/trunk_latency.py", "--quick", "--turns", "1", "--no-write"],
     "trunk_sessions": [
         "bench/trunk_sessions.py", "--ramp", "2,4", "--window", "2", "--settle", "1",
-        "--server-env", "CALLGATE_SPEECH_WARMUP=false", "--no-write",
+        "--server-env", "CALLGATE_SPEECH_WARMUP=false", "--server-env", "CALLGATE_MAX_LOOP_LAG_MS=0",
+        "--server-env", "CALLGATE_MAX_STT_WAIT_MS=0", "--no-write",
     ],
 }  # fmt: skip
 RESULT = re.compile(r"^RESULT (\w+) transport=(\w+) (.*)$", re.M)
@@ -109,7 +112,7 @@ def test_sessions_over_both_transports(runs: dict[str, tuple[int, str]]) -> None
     for transport, values in found.items():
         # Both sessions joined and lived through the window, agent audio flowed both ways (whether the
         # step passed, i.e. stayed in real time, depends on the machine's load: not asserted).
-        assert values["steps"] == 1 and values["last_sessions"] == 2, (transport, values)
+        assert values["steps"] == 1 and values["last_sessions"] == 2, (transport, values, output[-3000:])
         assert values["last_agent_frames"] > 0 and values["last_client_frames"] > 0, (transport, values)
         assert values["last_cpu_per_session_pct"] > 0, (transport, values)
     assert "| 2 (1) |" in output  # the step's row of the table
