@@ -60,6 +60,8 @@ IDLE_STOP_S = 10.0
 """A loop's process stops this long after its last stream closed."""
 PIPE_BYTES = 1 << 20
 """Pipe capacity asked for (Linux; default 64 KiB), so a busy moment rarely splits a write."""
+READ_BYTES = 1 << 17
+"""Read at most this much at once (a batch of 200 packets' PCM is ~130 KB)."""
 _CHILD = [sys.executable, "-I", "-S", str(Path(wire.__file__))]
 
 OnPcm = Callable[[bytes, bool], None]
@@ -134,6 +136,7 @@ class _LoopDecoder:
         self._unsent = bytearray()
         self._writing = False
         self._received = bytearray()
+        self._chunk = bytearray(READ_BYTES)  # read into, not allocated per read
         self._flush: asyncio.TimerHandle | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._idle: asyncio.TimerHandle | None = None
@@ -148,6 +151,8 @@ class _LoopDecoder:
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
+        if self.process is None:
+            self._start()  # now: its start-up (~40 ms) would otherwise delay the stream's first packets
         return DecodeStream(self, self._last_id, on_pcm, sample_rate=sample_rate, channels=channels)
 
     def closed(self, stream: DecodeStream) -> None:
@@ -231,16 +236,17 @@ class _LoopDecoder:
 
     def _read(self) -> None:
         try:
-            chunk = os.read(self._from, 1 << 20)
+            size = os.readv(self._from, [self._chunk])
         except BlockingIOError:
             return
         except OSError as exc:
             self._fail(f"could not be read from ({exc})")
             return
-        if not chunk:
+        if not size:
             self._fail("exited")
             return
-        self._received += chunk
+        with memoryview(self._chunk) as chunk:
+            self._received += chunk[:size]
         self._deliver()
 
     def _deliver(self) -> None:
