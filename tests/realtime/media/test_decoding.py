@@ -11,9 +11,11 @@ import os
 import random
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator
 
 import pytest
+import uvloop
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
@@ -53,7 +55,7 @@ async def until_delivered(streams: list[InboundAudio]) -> None:
 
 @pytest.fixture
 async def worker() -> AsyncIterator[DecodeWorker]:
-    worker = DecodeWorker(hang_timeout_s=0.3)
+    worker = DecodeWorker(hang_timeout_s=1.0)
     yield worker
     worker.stop()
 
@@ -218,7 +220,7 @@ async def test_a_hung_process_gives_silence_and_is_replaced(
                 push(seq)
                 await asyncio.sleep(0.02)
             assert len(frames) == 1  # stuck
-            await until_delivered([inbound])  # the watchdog (0.3 s here) gave up on it
+            await until_delivered([inbound])  # the watchdog (1 s here) gave up on it
         assert frames[1:] == [bytes(640)] * 4
         assert inbound.stats.decode_errors == 4 and inbound.stats.concealed_ms == pytest.approx(80)
         assert len(caplog.records) == 1 and "answered nothing" in caplog.records[0].getMessage()
@@ -258,3 +260,35 @@ async def test_each_event_loop_has_its_own_process(worker: DecodeWorker) -> None
     assert is_running(theirs[1])  # its loop is closed...
     worker.open(lambda pcm, failed: None).close()  # ...which the next stream opened notices
     assert not is_running(theirs[1])
+
+
+def test_a_stalled_loop_does_not_take_its_process_for_hung() -> None:
+    """A loop that stalls with packets collected runs its overdue timers at once (uvloop before it reads):
+    the batch leaves, and the watchdog, late itself, must not call the process hung for not having
+    answered it yet."""
+
+    async def scenario() -> tuple[list[bool], int | None, int | None]:
+        worker = DecodeWorker(hang_timeout_s=0.3, start_timeout_s=0.3)
+        try:
+            got: list[bool] = []
+            stream = worker.open(lambda pcm, failed: got.append(failed))
+            payloads = opus_stream(440, 4)
+            stream.decode(payloads[0], 320)
+            await wait_for(stream)  # it is up...
+            await asyncio.sleep(0.35)  # ...and its watchdog lapsed (nothing in flight)
+            pid = worker.process_id()
+            assert pid is not None
+            for payload in payloads[1:]:
+                stream.decode(payload, 320)
+            # The process cannot answer before the late watchdog runs (the flush, the watchdog and this
+            # timer all run at once, in this order, when the loop comes back), only after it.
+            os.kill(pid, signal.SIGSTOP)
+            asyncio.get_running_loop().call_later(0.5, os.kill, pid, signal.SIGCONT)
+            time.sleep(0.6)  # the loop stalls past the flush and the watchdog
+            await wait_for(stream)
+            return got, pid, worker.process_id()
+        finally:
+            worker.stop()
+
+    got, pid, after = uvloop.run(scenario())
+    assert got == [False] * 4 and after == pid is not None

@@ -12,19 +12,27 @@ queues behind its packets still on their way (:meth:`DecodeStream.passthrough`) 
 crossing the pipe, so that it keeps its place.
 
 Why a process: decoding was the largest cost of a WebRTC call's own on the loop (~30 us per packet, 50
-packets a second per call). A worker thread (ctypes releases the GIL while libopus runs) moved it off
-the loop but the thread still needed the GIL for everything around each call into libopus, and at 100
-sessions per process it fell behind the loop and caller audio was dropped; decoding on the loop kept up
-to that point. A process shares no GIL with the server: the loop pays for packing a packet (~1 us), a
-write and a read per batch, and unpacking the PCM (~1-2 us a packet).
+packets a second per call). A worker thread (ctypes releases the GIL while libopus runs) took it off the
+loop, but in the sessions benchmark it dropped caller audio at 100 WebRTC sessions per process where
+decoding on the loop still kept up: the thread needs the GIL for everything around each libopus call, and
+the loop and it take turns. A process shares no GIL with the server.
 
-A decoder process that dies (or answers nothing for ``HANG_TIMEOUT_S``, then it is killed) never costs a
-call: everything in flight is answered with silence of each packet's duration (as a packet libopus
-refuses, ``failed``), one WARNING is logged, and the next packet starts a new process (if the last one
-answered nothing, not before ``RESTART_DELAY_S`` after it started; until then packets are answered with
-silence at once). Its decoders' state is
-lost, so the first packet of each stream decodes as a fresh stream's would. A loop's process stops
-``IDLE_STOP_S`` after its last stream closes.
+Measured costs (``bench``-style micro run, 200 streams at 50 packets a second, uvloop, on the 2-core VM
+this was written on): the loop spends ~1.3 us per packet submitted, ~10 us per batch written and ~55 us
+per batch read and handed out (~23 packets, the streams' own handling of their PCM included): 0.11 cores
+of the loop in all, against 0.26 decoding on the loop and 0.08 with the worker thread (whose GIL hold is
+not in that figure); the process uses 0.23 cores. A packet waits ~3 ms (p50; p99 ~5 ms on a quiet
+machine) from submission to its PCM. Waking the process costs more than that: a write to a pipe that a
+blocked reader waits on cost the loop ~150 us on this VM, so the process polls while batches come
+(``opus_process.py``).
+
+A decoder process that dies (or answers nothing for ``HANG_TIMEOUT_S``, ``START_TIMEOUT_S`` before its
+first answer, then it is killed) never costs a call: everything in flight is answered with silence of
+each packet's duration (as a packet libopus refuses, ``failed``), one WARNING is logged, and the next
+packet starts a new process (if the last one answered nothing, not before ``RESTART_DELAY_S`` after it
+started; until then packets are answered with silence at once). Its decoders' state is lost, so the first
+packet of each stream decodes as a fresh stream's would. A loop's process stops ``IDLE_STOP_S`` after its
+last stream closes.
 """
 
 from __future__ import annotations
@@ -54,6 +62,8 @@ FLUSH_INTERVAL_S = 0.002
 """A packet waits at most this long on the loop before its batch is written to the process."""
 HANG_TIMEOUT_S = 0.5
 """A process with packets in flight that answers nothing for this long is killed (and replaced)."""
+START_TIMEOUT_S = 3.0
+"""A new process that has answered nothing yet is hung only after this long."""
 RESTART_DELAY_S = 1.0
 """A process that answered nothing is replaced no sooner than this after it started (no start loop)."""
 IDLE_STOP_S = 10.0
@@ -141,6 +151,7 @@ class _LoopDecoder:
         self._watchdog: asyncio.TimerHandle | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._answered = self._answered_at_check = self._answered_at_start = 0
+        self._check_due = 0.0
         self._started_at = -RESTART_DELAY_S
         self._warned = False  # a WARNING was logged and no batch has been answered since
         self._streams = self._last_id = 0
@@ -157,6 +168,8 @@ class _LoopDecoder:
 
     def closed(self, stream: DecodeStream) -> None:
         self._streams -= 1
+        if self.loop.is_closed():  # closed late (the process goes when the worker notices the loop is gone)
+            return
         if stream._started and self.process is not None:
             self._add(wire.ITEM.pack(wire.OP_CLOSE, stream.id, 0, 0, 0))
         if self._streams == 0 and self._idle is None:
@@ -171,8 +184,7 @@ class _LoopDecoder:
         item = wire.ITEM.pack(wire.OP_DECODE, stream.id, stream.sample_rate, stream.channels, len(payload))
         self._add(item, payload)
         if self._watchdog is None:
-            self._answered_at_check = self._answered
-            self._watchdog = self.loop.call_later(self._worker.hang_timeout_s, self._check)
+            self._arm(self.loop.time())
 
     def _add(self, *parts: bytes) -> None:
         self._items.extend(parts)
@@ -283,15 +295,26 @@ class _LoopDecoder:
 
     def _check(self) -> None:
         """The watchdog, armed while packets are in flight: a process that answered nothing since the
-        last check is hung."""
+        last check is hung, unless the loop itself ran late (then nobody could tell; look again)."""
         self._watchdog = None
-        if not self._in_flight:
+        if not self._in_flight or self.process is None:
             return
-        if self._answered == self._answered_at_check and self.process is not None:
-            self._fail(f"answered nothing for {self._worker.hang_timeout_s:g} s")
-            return
-        self._answered_at_check = self._answered
-        self._watchdog = self.loop.call_later(self._worker.hang_timeout_s, self._check)
+        now, timeout = self.loop.time(), self._timeout()
+        if now - self._check_due < timeout / 2 and self._answered == self._answered_at_check:
+            self._read()  # answers may be waiting: uvloop runs its overdue timers before its reads
+            if self._answered == self._answered_at_check:
+                self._fail(f"answered nothing for {timeout:g} s")
+                return
+        self._arm(now)
+
+    def _arm(self, now: float) -> None:
+        self._answered_at_check, self._check_due = self._answered, now + self._timeout()
+        self._watchdog = self.loop.call_at(self._check_due, self._check)
+
+    def _timeout(self) -> float:
+        if self._answered == self._answered_at_start:  # it may still be starting (slow on a busy machine)
+            return self._worker.start_timeout_s
+        return self._worker.hang_timeout_s
 
     def _fail(self, reason: str) -> None:
         """The process is dead or hung: stop it; everything in flight gets silence, in order."""
@@ -351,8 +374,11 @@ class DecodeWorker:
     """Decoder processes, one per event loop (started with its first packet). Use :func:`shared_worker`;
     streams come from :meth:`open`."""
 
-    def __init__(self, *, hang_timeout_s: float = HANG_TIMEOUT_S) -> None:
+    def __init__(
+        self, *, hang_timeout_s: float = HANG_TIMEOUT_S, start_timeout_s: float = START_TIMEOUT_S
+    ) -> None:
         self.hang_timeout_s = hang_timeout_s
+        self.start_timeout_s = start_timeout_s
         self._loops: dict[asyncio.AbstractEventLoop, _LoopDecoder] = {}
         self._lock = threading.Lock()
         self.batches = 0
