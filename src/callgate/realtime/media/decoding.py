@@ -14,8 +14,8 @@ crossing the pipe, so that it keeps its place.
 Why a process: decoding was the largest cost of a WebRTC call's own on the loop (~30 us per packet, 50
 packets a second per call). A worker thread (ctypes releases the GIL while libopus runs) took it off the
 loop, but in the sessions benchmark it dropped caller audio at 100 WebRTC sessions per process where
-decoding on the loop still kept up: the thread needs the GIL for everything around each libopus call, and
-the loop and it take turns. A process shares no GIL with the server.
+decoding on the loop still kept up (likely because the thread needs the GIL for everything around each
+libopus call, so the loop and it take turns). A process shares no GIL with the server.
 
 Measured costs (``bench``-style micro run, 200 streams at 50 packets a second, uvloop, on the 2-core VM
 this was written on): the loop spends ~1.3 us per packet submitted, ~10 us per batch written and ~55 us
