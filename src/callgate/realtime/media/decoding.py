@@ -163,7 +163,7 @@ class _LoopDecoder:
             self._idle.cancel()
             self._idle = None
         if self.process is None:
-            self._start()  # now: its start-up (~40 ms) would otherwise delay the stream's first packets
+            self._start()  # now: its start-up (~15 ms, more on a busy machine) would delay the first packets
         return DecodeStream(self, self._last_id, on_pcm, sample_rate=sample_rate, channels=channels)
 
     def closed(self, stream: DecodeStream) -> None:
