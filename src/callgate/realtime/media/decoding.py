@@ -26,6 +26,11 @@ machine) from submission to its PCM. Waking the process costs more than that: a 
 blocked reader waits on cost the loop ~150 us on this VM, so the process polls while batches come
 (``opus_process.py``).
 
+In ``bench/sessions.py --transport webrtc`` (no priority boosts, same 2-core machine, same half hour,
+2026-12-07): one server process sustained 150 WebRTC sessions (twice; 175 borderline, 200 failed) where
+the worker thread sustained 100 (150 failed, twice). At 200 the loop used 0.77 cores and this process
+0.25: the machine (the load generator shares its 2 cores) ran out before the loop did.
+
 A decoder process that dies (or answers nothing for ``HANG_TIMEOUT_S``, ``START_TIMEOUT_S`` before its
 first answer, then it is killed) never costs a call: everything in flight is answered with silence of
 each packet's duration (as a packet libopus refuses, ``failed``), one WARNING is logged, and the next
