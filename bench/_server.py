@@ -272,14 +272,18 @@ class BenchServer:
         return sum(process_cpu_seconds(pid) for pid in self.pids())
 
     def thread_cpu_seconds(self) -> dict[str, float]:
-        """CPU per thread of the server process(es): ``main`` (the event loop) vs other threads."""
+        """CPU per thread of the server process(es): ``main`` (the event loop) vs other threads (and
+        helper processes: the Opus decoder process's main thread is no event loop)."""
         out: dict[str, float] = {"main": 0.0, "other": 0.0}
         for pid in self.pids():
+            helper = False
+            with contextlib.suppress(OSError):
+                helper = b"opus_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
             for task in Path(f"/proc/{pid}/task").glob("*"):
                 with contextlib.suppress(OSError, ValueError, IndexError):
                     f = _stat_fields(task / "stat")
                     seconds = (int(f[11]) + int(f[12])) / CLK_TCK
-                    out["main" if task.name == str(pid) else "other"] += seconds
+                    out["main" if task.name == str(pid) and not helper else "other"] += seconds
         return out
 
     def rss_mb(self) -> float:

@@ -633,8 +633,8 @@ def report(args: argparse.Namespace, machine: Machine, ramps: list[Ramp], vad: l
         "`webrtc_offer_url`, RTVI on the `rtvi` data channel, ICE and DTLS by aiortc): the microphone is "
         "Opus (48 kHz, 20 ms packets, pre-encoded once per load-generator process and sent as SRTP by the "
         "client's ticker, so that no peer runs an encoder or aiortc's RTP sender), and the server decodes "
-        "it to 16 kHz (on its decoding thread) and sends Opus back while the agent speaks and a DTX packet "
-        "every 400 ms while it is silent, over SRTP. "
+        "it to 16 kHz (in its Opus decoder process) and sends Opus back while the agent speaks and a DTX "
+        "packet every 400 ms while it is silent, over SRTP. "
         f"The load generator is {args.clients} separate processes per transport (WebSocket: a hand-rolled "
         "client; WebRTC: aiortc for the connection, see the client columns), "
         + ("under SCHED_RR real-time priority" if args.client_rt else f"at niceness {args.client_nice}")

@@ -12,7 +12,8 @@ decoded by libopus straight to 16 kHz mono (``opus.py``), with no resampling aft
 (and Opus where libopus cannot be loaded) go through aiortc's decoders and a resampler.
 
 With a :class:`~callgate.realtime.media.decoding.DecodeWorker` (``offload=``, as WebRTC calls use) Opus
-packets are decoded on its thread, off the event loop: the buffer above still runs on the loop (a
+packets are decoded in its process, off the event loop (one libopus decoder there per stream, whatever
+the payload type): the buffer above still runs on the loop (a
 packet's duration is read from its TOC byte, so the timeline does not wait for the decoder), and
 everything this stream emits while some of its packets are being decoded queues behind them, so the
 frames still come out in order.
@@ -55,6 +56,10 @@ class InboundStats:
     decode_errors: int = 0
 
 
+def _libopus_can_decode(codec: RTCRtpCodecParameters) -> bool:
+    return codec.name.lower() == "opus" and opus.load() is not None
+
+
 def _signed(delta: int, modulo: int) -> int:
     return (delta + modulo // 2) % modulo - modulo // 2
 
@@ -75,8 +80,8 @@ class InboundAudio:
     ) -> None:
         """``decode``: callgate's own decoder for the stream's codecs (G.711 on SIP trunks), giving
         16 kHz mono PCM16 and the packet's duration in samples of its clock rate, or None for a packet
-        it cannot decode; without one, aiortc's decoders are used. ``offload``: decode Opus on that
-        worker's thread (call from the event loop that gets the frames)."""
+        it cannot decode; without one, aiortc's decoders are used. ``offload``: decode Opus in that
+        worker's process (call from the event loop that gets the frames)."""
         self.stats = InboundStats()
         self._own_decode = decode
         self._codecs = dict(codecs)
@@ -148,11 +153,9 @@ class InboundAudio:
             gap = _signed(packet.timestamp - self._next_ts, _TS_MOD)
             if 0 < gap <= self._max_gap_s * clock:
                 self._conceal(gap / clock)
-        if self._offload is not None and self._own_decode is None:
-            decoder = self._opus_decoder(packet.payload_type, codec)
-            if decoder is not None:
-                self._offload_opus(packet, clock, decoder)
-                return
+        if self._offload is not None and self._own_decode is None and _libopus_can_decode(codec):
+            self._offload_opus(packet, clock)
+            return
         decoded = self._decode(packet, codec)
         if decoded is None:
             return
@@ -160,7 +163,7 @@ class InboundAudio:
         self._next_ts = (packet.timestamp + round(samples * clock / rate)) % _TS_MOD
         self._emit(pcm)
 
-    def _offload_opus(self, packet: RtpPacket, clock: int, decoder: opus.OpusDecoder) -> None:
+    def _offload_opus(self, packet: RtpPacket, clock: int) -> None:
         samples = opus.packet_samples(packet.payload, OUTPUT_RATE)
         if samples is None:
             self.stats.decode_errors += 1
@@ -169,11 +172,11 @@ class InboundAudio:
         assert self._offload is not None
         self._direct = True
         self._next_ts = (packet.timestamp + samples * clock // OUTPUT_RATE) % _TS_MOD
-        self._offload.decode(decoder, packet.payload, samples)
+        self._offload.decode(packet.payload, samples)
 
     def _decoded(self, pcm16: bytes, failed: bool) -> None:
-        """From the worker, in order: a packet's audio (or silence in place of one libopus refused) or
-        audio queued behind packets."""
+        """From the worker, in order: a packet's audio (or silence in place of one that could not be
+        decoded) or audio queued behind packets."""
         if failed:
             self.stats.decode_errors += 1
             self.stats.concealed_ms += len(pcm16) / (2 * OUTPUT_RATE) * 1000
@@ -182,7 +185,7 @@ class InboundAudio:
     def _opus_decoder(self, payload_type: int, codec: RTCRtpCodecParameters) -> opus.OpusDecoder | None:
         """libopus straight to 16 kHz mono for an Opus payload type (None: not Opus, or no libopus)."""
         direct = self._opus.get(payload_type)
-        if direct is None and codec.name.lower() == "opus" and opus.load() is not None:
+        if direct is None and _libopus_can_decode(codec):
             direct = self._opus[payload_type] = opus.OpusDecoder(OUTPUT_RATE)
         return direct
 

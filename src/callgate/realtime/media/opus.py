@@ -18,8 +18,9 @@ from pathlib import Path
 
 import av
 
-MAX_FRAME_MS = 120
-"""The longest frame one Opus packet can carry."""
+from callgate.realtime.media.opus_process import MAX_FRAME_MS, declare
+
+__all__ = ["MAX_FRAME_MS", "OpusDecoder", "OpusError", "library_path", "load", "packet_samples"]
 
 
 class OpusError(Exception):
@@ -27,26 +28,24 @@ class OpusError(Exception):
 
 
 @functools.cache
-def load() -> ctypes.CDLL | None:
-    """libopus with the few functions used here declared, or None if it cannot be found."""
+def library_path() -> str | None:
+    """Where libopus was found (PyAV's bundled copy first, then the system's), or None."""
     bundled = sorted((Path(av.__file__).resolve().parent.parent / "av.libs").glob("libopus*.so*"))
     system = ctypes.util.find_library("opus")
     for candidate in [*(str(p) for p in bundled), *([system] if system else [])]:
         try:
-            lib = ctypes.CDLL(candidate)
-            create = lib.opus_decoder_create
+            declare(ctypes.CDLL(candidate))
         except (OSError, AttributeError):
             continue
-        create.restype = ctypes.c_void_p
-        create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
-        lib.opus_decode.restype = ctypes.c_int
-        lib.opus_decode.argtypes = [
-            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
-        ]  # fmt: skip
-        lib.opus_decoder_destroy.restype = None
-        lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
-        return lib
+        return candidate
     return None
+
+
+@functools.cache
+def load() -> ctypes.CDLL | None:
+    """libopus with the few functions used here declared, or None if it cannot be found."""
+    path = library_path()
+    return None if path is None else declare(ctypes.CDLL(path))
 
 
 _FRAME_TENTHS_MS = (
