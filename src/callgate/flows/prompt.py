@@ -115,8 +115,9 @@ class _EarlyAnswer:
         self._task = asyncio.create_task(self._pull(llm, messages, specs), name="llm-early-answer")
 
     async def _pull(self, llm: LLM, messages: list[ChatMessage], specs: tuple[ToolSpec, ...]) -> None:
-        stream = llm.chat(messages, tools=specs)
+        stream: AsyncIterator[LLMChunk] | None = None
         try:
+            stream = llm.chat(messages, tools=specs)
             async for chunk in stream:
                 self._chunks.put_nowait(chunk)
         except Exception as exc:  # handed to whoever takes the answer
