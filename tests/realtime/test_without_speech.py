@@ -96,4 +96,4 @@ async def test_a_text_call_runs_without_speech_engines(world_with: WorldFactory,
             r = await world.client.get(f"/v1/calls/{call_id}", headers=team.auth())
             assert (r.json()["status"], r.json()["end_reason"]) == ("failed", "server_error")
         finally:
-            coreless_node.stop()
+            await asyncio.to_thread(coreless_node.stop)

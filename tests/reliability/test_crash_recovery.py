@@ -144,7 +144,7 @@ async def test_kill_9_rounds_leave_no_dangling_call_and_lose_no_turn_or_webhook(
         # One call.failed event per lost call, delivered: none lost, none doubled (a last node drains the
         # outbox). A node killed between the receiver's 2xx and recording it sends that delivery again,
         # with the same webhook-id (at-least-once: receivers dedupe on it); such redeliveries are counted.
-        with Node(database_url, tmp_path / "node-last", **NODE):
+        async with Node(database_url, tmp_path / "node-last", **NODE):
             await receiver.wait_for(len(lost), timeout=60)
             await asyncio.sleep(1)  # a duplicate would arrive now
         acked = receiver.acked()

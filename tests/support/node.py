@@ -3,6 +3,7 @@ factory, or the real ``callgate serve`` command (migrations, first-start seeding
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -85,17 +86,22 @@ class Node:
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"node exited ({self.process.returncode}):\n{self.log.read_text()[-3000:]}"
-                )
+                raise RuntimeError(f"node exited ({self.process.returncode}):\n{self.log_excerpt()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code < 500:
                     return self
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"node did not start:\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(f"node did not start:\n{self.log_excerpt()}")
             time.sleep(0.1)
+
+    def log_excerpt(self, *, head: int = 4000, tail: int = 2000) -> str:
+        """The log's start (where the first error is logged) and its end (how the node ended)."""
+        text = self.log.read_text(errors="replace")
+        if len(text) <= head + tail:
+            return text
+        return f"{text[:head]}\n[... {len(text) - head - tail} characters ...]\n{text[-tail:]}"
 
     @property
     def url(self) -> str:
@@ -117,6 +123,17 @@ class Node:
 
     def __enter__(self) -> Self:
         return self.start()
+
+    async def __aenter__(self) -> Self:
+        """Start in a thread: an async test's event loop keeps running while the node starts. A blocked
+        loop may be holding its runtime's SQLite write transaction, which the node's first write would
+        then wait on until it gives up (a deadlock that failed a kill -9 test under load)."""
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -91,7 +91,7 @@ async def test_kill_9_with_deliveries_pending_loses_and_doubles_nothing(
         node.kill()
     assert (await _statuses(world))["pending"] == 7
     receiver.default = Reply()
-    with Node(database_url, tmp_path / "node2", **node_settings) as _:
+    async with Node(database_url, tmp_path / "node2", **node_settings) as _:
 
         async def all_succeeded() -> bool:
             return await _statuses(world) == Counter({"succeeded": 12})
@@ -131,8 +131,7 @@ async def test_two_processes_draining_one_outbox_deliver_each_event_once(
 
         await _until(drained, timeout=90)
     finally:
-        for n in nodes:
-            n.stop()
+        await asyncio.gather(*(asyncio.to_thread(n.stop) for n in nodes))
     hits = receiver.acked()
     per_destination = Counter((h.path, h.id) for h in hits)
     assert len(per_destination) == total
