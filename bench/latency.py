@@ -51,6 +51,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import math
 import os
 import subprocess
@@ -612,18 +613,19 @@ async def main_async(args: argparse.Namespace) -> int:
                 stack.push(future.result())  # stopped on the way out; a failed start stopped itself
         servers = {t: f.result() for t, f in futures.items()}
         agents = {}
+        turn_detection = {"turn_detection": json.loads(args.turn_detection)} if args.turn_detection else {}
         for transport, server in servers.items():
             print(f"{LABELS[transport]}: server pid {server.pid} on {server.url}")
             agents[transport] = server.create_agent(
                 {"name": "clinic-bench", "flow": demo_flow_body(), "silence_timeout_s": 120,
-                 "max_duration_s": 600}
+                 "max_duration_s": 600, **turn_detection}
             )  # fmt: skip
         prompt_agent = ""
         if args.llm:
             prompt_agent = servers["websocket"].create_agent(
                 {"name": "llm-bench", "prompt": "You are the receptionist of a clinic. Answer briefly.",
                  "initial_message": PROMPT_GREETING, "silence_timeout_s": 120, "max_duration_s": 600,
-                 "llm": {"engine": "openai", "base_url": llm_url, "model": "bench-llm"}}
+                 "llm": {"engine": "openai", "base_url": llm_url, "model": "bench-llm"}, **turn_detection}
             )  # fmt: skip
         pids = {os.getpid(), *(p for server in servers.values() for p in server.pids())}
         started = time.monotonic()
@@ -680,7 +682,7 @@ async def main_async(args: argparse.Namespace) -> int:
             f"RESULT latency transport=prompt answered={len(prompt.answered)} spoken={len(prompt.turns)} "
             f"p50_ms={p50:.0f} overhead_p50_ms={o50:.0f}"
         )
-    if args.write and not args.quick and args.turns >= 7:
+    if args.write and not args.quick and args.turns >= 7 and not args.turn_detection:
         short = [r for r in results.values() if len(r.answered) < 20]
         if len(transports) < len(TRANSPORTS):
             print("\none transport only: BENCHMARKS.md not updated (its section compares both)")
@@ -689,7 +691,7 @@ async def main_async(args: argparse.Namespace) -> int:
         else:
             write_section("Voice-to-voice latency", text)
             print("\nBENCHMARKS.md: section 'Voice-to-voice latency' updated")
-    if args.write and not args.quick and args.turns >= 7 and llm_text:
+    if args.write and not args.quick and args.turns >= 7 and llm_text and not args.turn_detection:
         if len(prompt.answered) < 20:
             print(
                 f"\nonly {len(prompt.answered)} answered prompt-agent turns (< 20): LLM section not written"
@@ -711,6 +713,8 @@ def command_line(args: argparse.Namespace) -> str:
         command += f" --turns {args.turns}"
     if args.llm:
         command += " --llm"
+    if args.turn_detection:
+        command += f" --turn-detection '{args.turn_detection}'"
     if args.server_nice == 0 and not args.client_rt:
         command += " --server-nice 0 --no-client-rt" + (
             f" --client-nice {args.client_nice}" if args.client_nice != -15 else ""
@@ -750,6 +754,11 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--client-nice", type=int, default=-15, help="niceness of this client process")
     parser.add_argument("--no-write", dest="write", action="store_false", help="do not update BENCHMARKS.md")
+    parser.add_argument(
+        "--turn-detection", default="", metavar="JSON",
+        help="the agents' turn_detection (a JSON object, e.g. '{\"transcribe_pause_ms\": 150}'); default: "
+        "the server's defaults (BENCHMARKS.md is not written: its figures are the defaults')",
+    )  # fmt: skip
     parser.add_argument(
         "--llm", action="store_true",
         help=f"also hold every conversation with a prompt agent on a local fake LLM ({LLM_FIRST_TOKEN_MS} ms "

@@ -200,6 +200,7 @@ MODES: dict[str, PipelineOptions] = {
         backchannels=(),
         hangover_cut_db=0,
         transcribe_pause_ms=0,
+        open_phrase_wait=False,
     ),
     "silence": PipelineOptions(),
     "semantic": PipelineOptions(semantic=True, early_end_silence_ms=150, max_wait_ms=1500),
@@ -378,9 +379,11 @@ def render(
     lines += [
         "",
         "`before` is the turn-taking before issue 15 (cut off after 250 ms of speech, no backchannels, no "
-        "hang-over cut); `silence` the new barge-in and hang-over cut with silence-only endpointing (550 ms, "
-        "early end at 250 ms on a finished sentence); `semantic` adds Smart Turn v3 at a 150 ms pause "
-        "(done: end; mid-thought: wait up to 1500 ms). Endpointing counts finished turns only (a cut-in is "
+        "hang-over cut, no wait on open words); `silence` the defaults: the new barge-in and hang-over cut, "
+        "silence endpointing (550 ms, early end at 250 ms on a finished sentence) with words that leave the "
+        'sentence open ("I\'d like to book for", "can you tell me") letting the pause run to 1500 ms; '
+        "`semantic` adds Smart Turn v3 at a 150 ms pause (done: end, unless the words are open; "
+        "mid-thought: wait up to 1500 ms). Endpointing counts finished turns only (a cut-in is "
         "counted apart). The stop time is at the server's output; the client's playback buffer adds its "
         "depth.",
     ]

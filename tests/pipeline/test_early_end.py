@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from callgate.errors import ProviderError
 from callgate.pipeline.frames import TurnEnded, UserTranscription
 from callgate.pipeline.interfaces import Transcript
 from callgate.pipeline.options import PipelineOptions
-from callgate.pipeline.utterance import sounds_finished
+from callgate.pipeline.utterance import sounds_finished, trails_off
 from callgate.providers.fake import PipelineHarness
 from callgate.providers.fake.clock import VirtualClock
 from callgate.providers.fake.stt import FakeSTT
@@ -37,8 +39,9 @@ async def test_a_finished_sentence_ends_the_turn_at_the_pause() -> None:
 
 
 async def test_an_unfinished_guess_waits_for_the_silence_and_is_reused() -> None:
+    options = replace(OPTS, open_phrase_wait=False)
     async with PipelineHarness(
-        transcripts=["I need an"], replies=["Sure."], options=OPTS, stt_delay=0.1
+        transcripts=["I need an"], replies=["Sure."], options=options, stt_delay=0.1
     ) as h:
         await h.speak(1000)
         await h.silence(3000)
@@ -47,6 +50,47 @@ async def test_an_unfinished_guess_waits_for_the_silence_and_is_reused() -> None
         lat = latency_of_first_answer(h)
         assert lat.endpointing_ms == pytest.approx(600, abs=20)
         assert lat.stt_ms == pytest.approx(0, abs=1)  # transcribed during the silence
+
+
+async def test_words_that_leave_the_sentence_open_let_the_pause_run_to_the_cap() -> None:
+    # "I would like to book for" + 1000 ms of thought: past end_of_turn_silence_ms, short of max_wait_ms.
+    clock = VirtualClock()
+    stt = FakeSTT(clock, ["I would like to book for.", "I would like to book for next Tuesday."], delay=0.1)
+    options = replace(OPTS, max_wait_ms=1500)
+    async with PipelineHarness(clock=clock, stt=stt, replies=["Sure."], options=options) as h:
+        await h.speak(1000)
+        await h.silence(1000)
+        assert h.agent.respond_calls == []
+        await h.speak(800)
+        await h.silence(3000)
+        assert h.agent.respond_calls == ["I would like to book for next Tuesday."]
+        assert [e.text for e in h.output.of_type(UserTranscription)] == [
+            "I would like to book for next Tuesday."
+        ]
+
+
+async def test_a_caller_who_stays_silent_after_open_words_is_answered_at_the_cap() -> None:
+    async with PipelineHarness(
+        transcripts=["Can you tell me."], replies=["Sure."], options=replace(OPTS, max_wait_ms=1500),
+        stt_delay=0.1,
+    ) as h:  # fmt: skip
+        await h.speak(1000)
+        await h.silence(3000)
+        assert h.agent.respond_calls == ["Can you tell me."]
+        assert latency_of_first_answer(h).endpointing_ms == pytest.approx(1500, abs=20)
+
+
+async def test_without_open_phrase_wait_the_silence_ends_a_turn_on_open_words() -> None:
+    options = replace(OPTS, max_wait_ms=1500, open_phrase_wait=False)
+    async with PipelineHarness(
+        transcripts=["I would like to book for.", "Next Tuesday."], replies=["Sure.", "Fine."],
+        options=options, stt_delay=0.1,
+    ) as h:  # fmt: skip
+        await h.speak(1000)
+        await h.silence(1000)
+        await h.speak(800)
+        await h.silence(3000)
+        assert h.agent.respond_calls == ["I would like to book for.", "Next Tuesday."]
 
 
 async def test_a_caller_who_goes_on_after_an_early_end_starts_a_new_turn() -> None:
@@ -123,6 +167,66 @@ async def test_a_failed_guess_is_transcribed_again_at_the_end() -> None:
 )
 def test_sounds_finished(text: str, finished: bool) -> None:
     assert sounds_finished(text) is finished
+
+
+@pytest.mark.parametrize(
+    ("text", "open_"),
+    [
+        # cut off: a preposition, a clause opener, a verb missing its object, an indirect object alone
+        ("We arrive on.", True),
+        ("It was delivered in.", True),
+        ("So the problem is that.", True),
+        ("I think that.", True),
+        ("I'd like to change.", True),
+        ("I think I'll take.", True),
+        ("I think I\u2019ll take.", True),
+        ("Can you tell me.", True),
+        ("Could you send us.", True),
+        ("My email is.", True),
+        ("I would like to book for.", True),
+        ("Could I um.", True),
+        ("Hmm...", True),
+        # finished: phrasal verbs, nouns that look like verbs, a verb whose object is optional
+        ("Hold on.", False),
+        ("Can you come in.", False),
+        ("I already checked in.", False),
+        ("I like that.", False),
+        ("Keep the change.", False),
+        ("Let me check.", False),
+        ("I'd like to cancel.", False),
+        ("That's all I need.", False),
+        ("Can you tell me?", False),
+        ("Tell me!", False),
+        ("Yes.", False),
+        ("I need an appointment.", False),
+    ],
+)
+def test_trailing_words_leave_a_sentence_open(text: str, open_: bool) -> None:
+    assert trails_off(text) is open_
+    assert sounds_finished(text) is (not open_ and not text.endswith("..."))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Yes, it is.", "I think we can.", "Yes I am.", "Okay then.", "I was.", "It would."],
+)
+def test_a_short_answer_ending_on_an_auxiliary_is_left_to_the_silence(text: str) -> None:
+    assert trails_off(text) is False  # no longer wait: an answer may end so
+    assert sounds_finished(text) is False  # no early end: "I was | wondering" goes on
+
+
+@pytest.mark.parametrize(("text", "finished"), [("I think so.", True), ("If you like.", True)])
+def test_words_that_close_after_some_words(text: str, finished: bool) -> None:
+    assert sounds_finished(text) is finished
+    assert trails_off(text.replace("think", "and").replace("you", "the")) is True  # "and so", "the like"
+
+
+def test_the_english_word_rules_apply_to_english_only() -> None:
+    assert trails_off("Mañana voy a.", language="en") is True  # "a" read as the English article
+    assert trails_off("Mañana voy a.", language="es") is False
+    assert trails_off("Quiero reservar para el...", language="es") is True  # an ellipsis in any language
+    assert sounds_finished("Vorrei andare a.", language="it") is True
+    assert sounds_finished("I would like to go to.", language="en-GB") is False
 
 
 async def test_words_transcribed_before_the_early_end_end_the_turn_at_it() -> None:

@@ -45,7 +45,7 @@ async def test_the_request_leaves_at_the_pause_when_silence_ends_the_turn(preemp
     )
     async with PipelineHarness(
         clock=clock,
-        transcripts=["I need an"],
+        transcripts=["I need an appointment"],
         agent=agent,
         options=options,
         stt_delay=0.1,  # type: ignore[arg-type]
@@ -54,7 +54,7 @@ async def test_the_request_leaves_at_the_pause_when_silence_ends_the_turn(preemp
         await h.silence(3000)
         [(text, latency)] = _answers(h)
     assert text == "Sure."
-    assert len(llm.requests) == 1 and _last_user(llm.requests[0]) == "I need an"
+    assert len(llm.requests) == 1 and _last_user(llm.requests[0]) == "I need an appointment"
     assert latency is not None and latency.endpointing_ms == pytest.approx(600, abs=20)
     if preemptive:
         # Asked at ~340 ms (pause + STT), answered 300 ms later: 40 ms after the turn ended at 600.

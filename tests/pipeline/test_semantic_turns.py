@@ -95,11 +95,11 @@ async def test_without_a_verdict_the_silence_decides() -> None:
 
 async def test_semantic_without_a_model_is_silence_only() -> None:
     async with PipelineHarness(
-        transcripts=["I need an"], replies=["Sure."], options=SEMANTIC, stt_delay=0.1
+        transcripts=["I need an appointment"], replies=["Sure."], options=SEMANTIC, stt_delay=0.1
     ) as h:
         await h.speak(600)
         await h.silence(2000)
-        assert h.agent.respond_calls == ["I need an"]
+        assert h.agent.respond_calls == ["I need an appointment"]
         assert first_answer_latency(h).endpointing_ms == pytest.approx(560, abs=1)  # 550 ms, in whole frames
 
 

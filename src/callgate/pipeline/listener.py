@@ -7,7 +7,9 @@ frame (for barge-in), and each finished :class:`Utterance`.
 
 At each pause the turn may end early: when the words so far answer what the agent expects, or when the
 end-of-turn model (``semantic``) judges the caller done; a "not done" from the model lets the pause run to
-``max_wait_ms``. Without the model, a transcript that reads as a finished sentence ends the turn.
+``max_wait_ms``. Without the model, a transcript that reads as a finished sentence ends the turn. Words
+that leave the sentence open ("I'd like to book for", ``open_phrase_wait``) let the pause run to
+``max_wait_ms`` too, and overrule the model's "done".
 """
 
 from __future__ import annotations
@@ -223,7 +225,7 @@ class Listener:
         if self._hooks.expected_answer(text):
             return True
         # With the model, intonation decides; Whisper ends a trailing-off phrase with a full stop too.
-        return self._end_of_turn is None and sounds_finished(text)
+        return self._end_of_turn is None and sounds_finished(text, language=self._opts.language)
 
     def _ask_model(self, audio: bytes) -> None:
         model = self._end_of_turn
@@ -253,6 +255,10 @@ class Listener:
             return False  # the words may be known already (transcribe_pause_ms); the turn ends no sooner
         if utterance.finished_early:
             return True
+        if self._end_of_turn is None:  # silence decides, unless the words leave the sentence open
+            if self._opts.open_phrase_wait and self._words_left_open(utterance):
+                self.detector.wait_longer(self._opts.max_wait_ms)
+            return False
         task = self._verdict
         if task is None or not task.done():
             return False
@@ -263,17 +269,21 @@ class Listener:
             # The model hears a finished turn. A batch STT is transcribing the same pause: its words can
             # still veto a cut-in ("I'd like to book for"). Waiting for them costs no answer time, since
             # the agent needs those words anyway (they become the final transcript if silence follows).
-            if utterance.speculating:
+            if self._opts.open_phrase_wait and utterance.speculating:
                 words = utterance.speculated_text()
                 if words is None:
                     return False
-                if trails_off(words):
+                if trails_off(words, language=self._opts.language):
                     self._verdict = None  # judged: mid-thought; speech resumed asks the model again
                     self.detector.wait_longer(self._opts.max_wait_ms)
                     return False
             return True
         self.detector.wait_longer(self._opts.max_wait_ms)
         return False
+
+    def _words_left_open(self, utterance: Utterance) -> bool:
+        words = utterance.speculated_text()
+        return words is not None and trails_off(words, language=self._opts.language)
 
 
 def _retrieve(task: asyncio.Task[float]) -> None:

@@ -71,6 +71,13 @@ class PipelineOptions:
     early request is cancelled; it costs the LLM tokens it used. Batch STT only (streaming engines do
     not speculate)."""
 
+    open_phrase_wait: bool = True
+    """When a pause's words leave the sentence open ("I'd like to book for", "can you tell me", "um";
+    English, :func:`callgate.pipeline.utterance.trails_off`), the pause may last up to ``max_wait_ms``
+    instead of ending the turn at ``end_of_turn_silence_ms``, with or without the end-of-turn model (its
+    "done" is overruled). Batch STT only (the words of a pause come from its speculative transcript).
+    False: a pause's words only ever end a turn early."""
+
     semantic: bool = False
     """Ask the end-of-turn model at each pause (``early_end_silence_ms``) whether the caller is done: yes
     ends the turn then; no waits up to ``max_wait_ms`` of silence. Needs a model (without one: silence
@@ -78,7 +85,8 @@ class PipelineOptions:
     semantic_threshold: float = 0.5
     """Probability of "finished" at or above which the model's yes counts."""
     max_wait_ms: int = 1500
-    """Silence that ends the turn when the model says the caller is mid-thought."""
+    """Silence that ends the turn when the caller is judged mid-thought (by the model, or by words that
+    leave the sentence open)."""
 
     allow_interruptions: bool = True
     interruption_hold_ms: int = 60

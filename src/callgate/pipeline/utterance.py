@@ -24,42 +24,125 @@ logger = logging.getLogger(__name__)
 
 InterimHandler = Callable[[Transcript], Awaitable[None]]
 
-_TRAILING = frozenset(
+_OPEN = frozenset(
     {
-        "and", "but", "or", "so", "because", "um", "uh", "er", "erm", "hmm", "like", "the", "a", "an",
-        "to", "of", "for", "with", "my", "your", "our", "their", "his", "her", "if", "then", "than",
-        "which", "whose", "while", "is", "are", "was", "were", "am", "at", "from", "about", "by", "into",
+        # conjunctions and complementisers
+        "and", "but", "or", "nor", "because", "if", "than", "which", "whose", "while", "whereas", "although",
+        "though", "unless", "whether",
+        # fillers
+        "um", "uh", "er", "erm", "hmm", "uhm",
+        # articles, possessives and other determiners
+        "the", "a", "an", "my", "your", "our", "their", "his", "its", "every", "each", "another",
+        # prepositions ("hold on", "come in" are judged apart)
+        "to", "of", "for", "with", "at", "from", "about", "by", "into", "onto", "between", "towards",
+        "toward", "via", "per", "until", "till", "during", "without", "within",
     }
 )  # fmt: skip
-"""Words a finished sentence rarely ends with: the caller is probably going on."""
+"""Words a finished sentence rarely ends with: the caller is going on."""
+
+_SUBJECTS = frozenset({"i", "you", "he", "she", "it", "we", "they", "that", "this", "there", "here", "who"})
+
+_AUXILIARIES = frozenset(
+    {"is", "are", "was", "were", "am", "will", "would", "can", "could", "should", "shall", "must"}
+)
+"""Open after a noun ("my account number is", "the doctor will"); after a subject a short answer may end
+on one ("Yes, it is.", "I think we can."), so there silence decides."""
+
+_OPEN_VERBS = frozenset(
+    {"take", "make", "get", "give", "bring", "put", "tell", "change", "buy", "send", "add", "reschedule"}
+)
+"""Verbs that need what follows them: after "to", a modal or a subject ("I'd like to change", "I think
+I'll take") a sentence ending on one is cut off (a question says so with its "?"). "Keep the change",
+"Let me check" or "I'd like to cancel" end fine."""
+
+_BEFORE_VERB = frozenset(
+    {
+        "to", "i", "we", "you", "they", "i'll", "we'll", "you'll", "they'll", "i'd", "we'd", "will", "would",
+        "can", "could", "should", "might", "may", "must", "please", "let's",
+    }
+)  # fmt: skip
 
 
-def sounds_finished(text: str) -> bool:
+def _words_of(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+_OPENS_AFTER = {
+    # "that" after a verb of saying or thinking opens a clause ("the problem is that", "I think that").
+    "that": _words_of("is was think thought said say mean know guess hope so"),
+    # a verb with only its indirect object ("can you tell me", "could you send us")
+    "me": _words_of("tell give send show bring get remind email text"),
+    "us": _words_of("tell give send show bring get remind email text"),
+}
+"""Words that open a phrase after these words only."""
+
+_CLOSES_AFTER = {
+    # "on" and "in" end a phrasal verb ("hold on", "come in", "log in"), elsewhere a phrase follows.
+    "on": _words_of("hold come go carry log logged move turn put switch keep"),
+    "in": _words_of("come log logged check checked book drop fill sign plug put"),
+    "so": _words_of("think thought hope guess believe suppose said say told expect"),
+    "like": _words_of("you we they he she looks look feel feels"),
+}
+"""Words that are open except after these words ("I think so", "if you like")."""
+
+_AMBIGUOUS = frozenset({"then", "as"})
+"""Neither: "okay then" ends, "and then" goes on; silence decides."""
+
+
+_RIGHT_QUOTE = "\u2019"
+
+
+def _words(text: str) -> list[str]:
+    text = text.replace(_RIGHT_QUOTE, "'")  # "I\u2019ll" as Whisper may write it
+    cleaned = ("".join(c for c in w.lower() if c.isalpha() or c == "'") for w in text.split())
+    return [w.strip("'") for w in cleaned if w.strip("'")]
+
+
+def _english(language: str) -> bool:
+    return language.lower().split("-")[0] == "en"
+
+
+def _ending(words: list[str]) -> str:
+    """How an English sentence ending on ``words`` ends: ``open`` (its last words open a phrase: the
+    caller is going on), ``closed`` (it may be finished) or ``ambiguous`` (only silence can tell)."""
+    if not words:
+        return "ambiguous"
+    last, before = words[-1], (words[-2] if len(words) > 1 else "")
+    if last in _OPEN or (last in _OPEN_VERBS and before in _BEFORE_VERB):
+        return "open"
+    if last in _AUXILIARIES:
+        return "ambiguous" if before in _SUBJECTS else "open"
+    if last in _CLOSES_AFTER:
+        return "closed" if before in _CLOSES_AFTER[last] else "open"
+    if last in _OPENS_AFTER and before in _OPENS_AFTER[last]:
+        return "open"
+    return "ambiguous" if last in _AMBIGUOUS else "closed"
+
+
+def sounds_finished(text: str, *, language: str = "en") -> bool:
     """True if ``text`` reads as a complete turn: it ends with ``?`` or ``!``, or with ``.`` (not
-    ``...``) after a word that a speaker does not pause on mid-sentence ("and", "the", "um" ...)."""
+    ``...``) after words that may end a sentence (not "and", "the", "um", "I'd like to change", "my
+    number is" ...; English only: in another language a full stop is taken as it is)."""
     stripped = text.strip().rstrip("\"')")
     if not stripped or stripped[-1] not in ".?!" or stripped.endswith(".."):
         return False
-    words = ["".join(c for c in w.lower() if c.isalpha()) for w in stripped.split()]
-    words = [w for w in words if w]
+    words = _words(stripped)
     if not words:
         return False
     # Whisper ends a cut-off phrase with a full stop too; a question or an exclamation is finished.
-    return stripped[-1] != "." or words[-1] not in _TRAILING
+    return stripped[-1] != "." or not _english(language) or _ending(words) == "closed"
 
 
-def trails_off(text: str) -> bool:
-    """True if ``text`` stops where a sentence goes on: its last word is one a speaker pauses on
-    mid-sentence ("I'd like to book for", "my number is", "um"), or it ends with ``...``. A question or an
-    exclamation never trails off."""
+def trails_off(text: str, *, language: str = "en") -> bool:
+    """True if ``text`` stops where a sentence goes on: its last words open a phrase ("I'd like to book
+    for", "my number is", "um", "can you tell me"; English only), or it ends with ``...``. A question or
+    an exclamation never trails off."""
     stripped = text.strip().rstrip("\"')")
     if not stripped or stripped[-1] in "?!":
         return False
-    if stripped.endswith(("...", "…")):
+    if stripped.endswith(("...", "\u2026")):
         return True
-    words = ["".join(c for c in w.lower() if c.isalpha()) for w in stripped.split()]
-    words = [w for w in words if w]
-    return bool(words) and words[-1] in _TRAILING
+    return _english(language) and _ending(_words(stripped)) == "open"
 
 
 class Utterance:

@@ -94,6 +94,13 @@ class TurnDetection(Strict):
         "before silence confirms the end of the turn; if the caller goes on it is cancelled (its tokens "
         "are still spent). Saves up to the rest of end_of_turn_silence_ms on every answer (true).",
     )
+    open_phrase_wait: bool | None = Field(
+        default=None,
+        strict=True,
+        description='When the words before a pause leave the sentence open ("I\'d like to book for", '
+        '"can you tell me", "um"; English), the pause may last up to max_wait_ms instead of ending '
+        "the turn, whatever the end-of-turn model says (true).",
+    )
     semantic: bool | None = Field(
         default=None,
         strict=True,
@@ -109,7 +116,8 @@ class TurnDetection(Strict):
         strict=True,
         ge=100,
         le=10000,
-        description="Longest pause when the model says the caller is mid-thought (1500).",
+        description="Longest pause when the caller is judged mid-thought, by the end-of-turn model or by "
+        "words that leave the sentence open (1500).",
     )
     hangover_cut_db: float | None = Field(
         default=None,
