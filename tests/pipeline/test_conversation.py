@@ -217,7 +217,7 @@ async def test_engines_at_other_sample_rates_get_resampled_audio() -> None:
     clock = VirtualClock()
     stt = FakeSTT(clock, ["hi"], delay=0.1, sample_rate=8000)
     tts = FakeTTS(clock, sample_rate=22050)
-    opts = PipelineOptions(output_sample_rate=48000)
+    opts = PipelineOptions(output_sample_rate=48000, transcribe_pause_ms=0)
     vad = FakeVAD(sample_rate=8000, frame_samples=256)  # 32 ms frames, like Silero
     async with PipelineHarness(
         clock=clock, vad=vad, stt=stt, tts=tts, options=opts, replies=["Hello there."]

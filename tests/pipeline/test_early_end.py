@@ -15,7 +15,7 @@ from callgate.providers.fake import PipelineHarness
 from callgate.providers.fake.clock import VirtualClock
 from callgate.providers.fake.stt import FakeSTT
 
-OPTS = PipelineOptions(end_of_turn_silence_ms=600, early_end_silence_ms=240)
+OPTS = PipelineOptions(end_of_turn_silence_ms=600, early_end_silence_ms=240, transcribe_pause_ms=0)
 
 
 def latency_of_first_answer(h: PipelineHarness):  # type: ignore[no-untyped-def]
@@ -240,6 +240,34 @@ async def test_words_transcribed_before_the_early_end_end_the_turn_at_it() -> No
         # The guess starts at 160 ms of silence and is back 100 ms later: the turn ends at the first
         # frame both past 240 ms of silence and with the words known (not 340, a transcription later).
         assert latency_of_first_answer(h).endpointing_ms == pytest.approx(260, abs=1)
+
+
+async def test_a_busy_stt_puts_the_early_transcription_off_to_the_early_end() -> None:
+    # Another call's utterance waits for the same model: a 150 ms pause is not worth a transcription
+    # now; it starts at early_end_silence_ms instead, and the turn ends a transcription later.
+    options = PipelineOptions(end_of_turn_silence_ms=600, early_end_silence_ms=240, transcribe_pause_ms=150)
+    clock = VirtualClock()
+    stt = FakeSTT(clock, ["I need an appointment."], delay=0.1)
+    stt.backlogged = True
+    async with PipelineHarness(clock=clock, stt=stt, replies=["Sure."], options=options) as h:
+        await h.speak(1000)
+        await h.silence(3000)
+        assert len(stt.requests) == 1
+        assert latency_of_first_answer(h).endpointing_ms == pytest.approx(340, abs=1)
+
+
+async def test_a_short_pause_put_off_by_a_busy_stt_costs_no_transcription() -> None:
+    options = PipelineOptions(end_of_turn_silence_ms=600, early_end_silence_ms=300, transcribe_pause_ms=100)
+    clock = VirtualClock()
+    stt = FakeSTT(clock, ["I need help with my booking."], delay=0.1)
+    stt.backlogged = True
+    async with PipelineHarness(clock=clock, stt=stt, replies=["Sure."], options=options) as h:
+        await h.speak(600)
+        await h.silence(240)  # past transcribe_pause_ms, short of early_end_silence_ms: nothing sent
+        await h.speak(600)
+        await h.silence(3000)
+        assert h.agent.respond_calls == ["I need help with my booking."]
+        assert len(stt.requests) == 1  # the whole utterance only
 
 
 async def test_a_pause_shorter_than_the_early_end_keeps_the_turn_even_with_the_words_known() -> None:

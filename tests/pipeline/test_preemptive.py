@@ -41,7 +41,10 @@ async def test_the_request_leaves_at_the_pause_when_silence_ends_the_turn(preemp
     clock = VirtualClock()
     agent, llm = _agent(clock, "Sure.")
     options = PipelineOptions(
-        end_of_turn_silence_ms=600, early_end_silence_ms=240, preemptive_generation=preemptive
+        end_of_turn_silence_ms=600,
+        early_end_silence_ms=240,
+        transcribe_pause_ms=0,
+        preemptive_generation=preemptive,
     )
     async with PipelineHarness(
         clock=clock,

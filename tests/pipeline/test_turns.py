@@ -53,7 +53,10 @@ def test_short_noise_never_starts_a_turn() -> None:
 
 
 def test_a_short_pause_does_not_end_the_turn() -> None:
-    det = TurnDetector(PipelineOptions(end_of_turn_silence_ms=300), sample_rate=16000)
+    det = TurnDetector(
+        PipelineOptions(end_of_turn_silence_ms=300, early_end_silence_ms=250, transcribe_pause_ms=0),
+        sample_rate=16000,
+    )
     events = feed(det, "S" * 10 + "." * 14 + "S" * 10 + "." * 15)
     assert [type(e) for _, e in events] == [
         SpeechStarted, SpeechPaused, SpeechResumed, SpeechPaused, SpeechEnded
@@ -84,7 +87,9 @@ def test_max_utterance_forces_an_end() -> None:
 
 
 def test_a_pause_offers_the_words_so_far_and_speech_after_it_resumes() -> None:
-    options = PipelineOptions(end_of_turn_silence_ms=500, early_end_silence_ms=200, min_speech_ms=20)
+    options = PipelineOptions(
+        end_of_turn_silence_ms=500, early_end_silence_ms=200, min_speech_ms=20, transcribe_pause_ms=0
+    )
     det = TurnDetector(options, sample_rate=16000)
     events = feed(det, "S" * 10 + "." * 12 + "S" * 5 + "." * 30)
     assert [type(e) for _, e in events] == [
@@ -101,7 +106,9 @@ def test_a_pause_offers_the_words_so_far_and_speech_after_it_resumes() -> None:
 
 
 def test_end_now_ends_the_turn_at_a_pause() -> None:
-    options = PipelineOptions(end_of_turn_silence_ms=600, early_end_silence_ms=240, min_speech_ms=20)
+    options = PipelineOptions(
+        end_of_turn_silence_ms=600, early_end_silence_ms=240, min_speech_ms=20, transcribe_pause_ms=0
+    )
     det = TurnDetector(options, sample_rate=16000)
     events = feed(det, "S" * 10 + "." * 12)
     assert isinstance(events[-1][1], SpeechPaused)

@@ -200,3 +200,15 @@ def test_whisper_is_given_the_primary_language_of_a_bcp47_tag(tag: str, code: st
     from callgate.providers.whisper.stt import whisper_language
 
     assert whisper_language(tag) == code  # faster-whisper refuses "de-DE" (a ValueError on every turn)
+
+
+async def test_whisper_is_busy_while_any_call_has_an_utterance_waiting(
+    whisper, piper_booking_16k: bytes
+) -> None:
+    other_call = type(whisper)()  # another call's engine: the same model, the same worker
+    assert not whisper.busy()
+    running = asyncio.ensure_future(other_call.transcribe(piper_booking_16k))
+    await asyncio.sleep(0)  # submitted
+    assert whisper.busy()
+    await running
+    assert not whisper.busy()

@@ -124,6 +124,11 @@ class STT(ABC):
     def stream(self, *, language: str = "en") -> STTStream:
         raise NotImplementedError(f"{type(self).__name__} does not stream")
 
+    def busy(self) -> bool:
+        """True while the engine has work waiting (an embedded model's backlog): optional work, such as
+        transcribing a short pause speculatively (``transcribe_pause_ms``), is then put off."""
+        return False
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 

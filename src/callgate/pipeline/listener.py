@@ -83,6 +83,9 @@ class Listener:
         if options.semantic and end_of_turn is None:
             logger.info("semantic end of turn asked for, but no end-of-turn model: silence only")
         self._verdict: asyncio.Task[float] | None = None
+        self._put_off: bytes | None = None
+        """A pause's audio whose speculative transcription waits for ``early_end_silence_ms`` (the STT
+        was busy when the pause reached ``transcribe_pause_ms``)."""
         """The end-of-turn model's answer for the current pause."""
         self._opts = options
         self._metrics = metrics
@@ -160,6 +163,7 @@ class Listener:
         self._queue.clear()
         self._queued_bytes = 0
         self._drop_verdict()
+        self._put_off = None
         utterance, self.utterance = self.utterance, None
         if utterance is not None:
             await utterance.aclose()
@@ -180,6 +184,8 @@ class Listener:
         if probability >= self._opts.vad_threshold:
             self.last_speech_at = at
         event = self.detector.process(frame, probability, at)
+        if event is None and self._put_off is not None:
+            self._speculate_put_off()
         if event is None and self.detector.in_speech and self._ends_at_pause():
             event = self.detector.end_now()
         if isinstance(event, SpeechStarted):
@@ -197,6 +203,7 @@ class Listener:
             await self._hooks.on_speech_started()
         elif isinstance(event, SpeechEnded):
             self._drop_verdict()
+            self._put_off = None
             utterance, self.utterance = self.utterance, None
             if utterance is not None:
                 decided_at = self._clock.monotonic()
@@ -208,9 +215,13 @@ class Listener:
             return
         elif self.utterance is not None:
             if isinstance(event, SpeechPaused):
-                self.utterance.speculate(event.audio)
-                self._ask_model(event.audio)
+                if self.detector.silence_ms < self._opts.early_end_silence_ms and self._stt.busy():
+                    self._put_off = event.audio  # a short pause: only worth the STT's spare time
+                else:
+                    self.utterance.speculate(event.audio)
+                    self._ask_model(event.audio)
             elif isinstance(event, SpeechResumed):
+                self._put_off = None
                 self.utterance.discard_speculation()
                 self._hooks.on_guess_dropped()
                 self._drop_verdict()
@@ -226,6 +237,16 @@ class Listener:
             return True
         # With the model, intonation decides; Whisper ends a trailing-off phrase with a full stop too.
         return self._end_of_turn is None and sounds_finished(text, language=self._opts.language)
+
+    def _speculate_put_off(self) -> None:
+        """Once a put-off pause reaches ``early_end_silence_ms``, transcribe it (and ask the model)."""
+        if not self.detector.in_speech or self.utterance is None:
+            self._put_off = None
+        elif self.detector.silence_ms >= self._opts.early_end_silence_ms:
+            audio, self._put_off = self._put_off, None
+            assert audio is not None
+            self.utterance.speculate(audio)
+            self._ask_model(audio)
 
     def _ask_model(self, audio: bytes) -> None:
         model = self._end_of_turn

@@ -41,19 +41,21 @@ class PipelineOptions:
     """Speech shorter than this is noise (a click, a cough) and never starts a turn."""
     end_of_turn_silence_ms: int = 550
     """Silence after speech that ends the caller's turn."""
-    early_end_silence_ms: int = 250
-    """After this much silence the utterance is transcribed (batch STT); if the words are a finished
-    sentence the turn ends then, without waiting for ``end_of_turn_silence_ms``. 0 (or a value not below
-    ``end_of_turn_silence_ms``): never early."""
-    transcribe_pause_ms: int = 0
+    early_end_silence_ms: int = 300
+    """After this much silence, if the words so far (transcribed by a batch STT at
+    ``transcribe_pause_ms``) are a finished sentence, or what the agent expects, the turn ends then,
+    without waiting for ``end_of_turn_silence_ms``. 0 (or a value not below ``end_of_turn_silence_ms``):
+    never early."""
+    transcribe_pause_ms: int = 150
     """A pause this long (capped at ``early_end_silence_ms``) starts the speculative transcription (and
     asks the end-of-turn model), so that the words are known when ``early_end_silence_ms`` is reached
-    and the turn can end right then instead of a transcription later. A pause that ends sooner costs a
-    transcription for nothing. 0 (the default): start at ``early_end_silence_ms``, so that the turn ends
-    a transcription later (~90 ms with Whisper tiny.en on two cores), which also lets pauses that long
-    pass: piper's own comma pauses are 200-300 ms, and 150 here cut "No thank you, | goodbye" in two in
-    bench/latency.py (whose voice-to-voice p50 was then 328 ms; early-ended turns end ~80 ms later
-    without it)."""
+    and the turn can end right then instead of a transcription later (~90-200 ms with Whisper tiny.en on
+    two cores). A pause that ends sooner costs a transcription for nothing, so it is only done while the
+    STT has nothing waiting (:meth:`~callgate.pipeline.interfaces.STT.busy`); otherwise the
+    transcription starts at ``early_end_silence_ms``. 0: always at ``early_end_silence_ms``. Measured
+    in bench/latency.py (one run, same machine): 150/300 gave voice-to-voice p50 430 ms against 668 ms
+    for 0/250, and 150/350 +60 ms over 150/300 line by line; 300 ms still cuts a pause of 300 ms after
+    a complete clause (piper's "No thank you, | goodbye")."""
     preroll_ms: int = 200
     """Audio kept from before the detected speech start, so STT hears the first syllable."""
     max_utterance_ms: int = 30_000

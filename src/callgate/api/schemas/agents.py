@@ -37,7 +37,7 @@ class TurnDetection(Strict):
         le=5000,
         description=(
             "After this much silence the turn ends at once if the words so far are a finished sentence "
-            "(or what a flow step expects); 0 turns this off (250)."
+            "(or what a flow step expects); 0 turns this off (300)."
         ),
     )
     transcribe_pause_ms: int | None = Field(
@@ -48,8 +48,9 @@ class TurnDetection(Strict):
         description=(
             "A pause this long (at most early_end_silence_ms) starts transcribing the words so far, so "
             "that they are known when early_end_silence_ms is reached (faster ends of turn, but a "
-            "pause longer than early_end_silence_ms then always ends a finished-sounding turn); 0: "
-            "transcribe at early_end_silence_ms, so that the turn ends a transcription later (0)."
+            "pause longer than early_end_silence_ms then always ends a finished-sounding turn); done "
+            "only while the STT has nothing waiting, else at early_end_silence_ms; 0: always at "
+            "early_end_silence_ms, so that the turn ends a transcription later (150)."
         ),
     )
     vad_threshold: float | None = Field(

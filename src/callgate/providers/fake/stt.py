@@ -27,6 +27,9 @@ class FakeSTT(STT):
         self.delay = delay
         self.requests: list[bytes] = []
         """Audio of each utterance transcribed (batch) or streamed."""
+        self.backlogged = False
+        """:meth:`busy` says so, as a shared engine with other calls' work waiting would."""
+        self._in_flight = 0
         self.streams: list[FakeSTTStream] = []
 
     def next_text(self) -> str:
@@ -34,8 +37,15 @@ class FakeSTT(STT):
 
     async def transcribe(self, pcm16: bytes, *, language: str = "en") -> Transcript:
         self.requests.append(pcm16)
-        await self.clock.sleep(self.delay)
+        self._in_flight += 1
+        try:
+            await self.clock.sleep(self.delay)
+        finally:
+            self._in_flight -= 1
         return Transcript(text=self.next_text(), language=language)
+
+    def busy(self) -> bool:
+        return self.backlogged or self._in_flight > 0
 
     def stream(self, *, language: str = "en") -> FakeSTTStream:
         stream = FakeSTTStream(self, language)

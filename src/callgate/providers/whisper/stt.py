@@ -124,5 +124,13 @@ class WhisperSTT(STT):
         self.stats[how] += 1
         return transcript
 
+    def busy(self) -> bool:
+        """The model (shared by every call of the process) has utterances waiting or running."""
+        key = (self._model_path or default_model_path(), self._compute_type, self._cpu_threads)
+        batcher = _batchers.get(key)
+        return batcher is not None and (
+            batcher.worker.backlog().depth > 0 or batcher.full_worker.backlog().depth > 0
+        )
+
     def stream(self, *, language: str = "en") -> BufferedSTTStream:
         return BufferedSTTStream(self, language=language)
