@@ -37,7 +37,7 @@ class TurnDetection(Strict):
         le=5000,
         description=(
             "After this much silence the turn ends at once if the words so far are a finished sentence "
-            "(or what a flow step expects); 0 turns this off (300)."
+            "(or what a flow step expects); 0 turns this off (350)."
         ),
     )
     transcribe_pause_ms: int | None = Field(
