@@ -84,8 +84,16 @@ from _server import (
 from _webrtc import use_loopback
 
 STAGES = ("endpointing_ms", "stt_ms", "agent_first_token_ms", "tts_first_audio_ms", "total_ms")
-END_OF_TURN_SILENCE_MS = 550  # PipelineOptions.end_of_turn_silence_ms (server default)
-EARLY_END_SILENCE_MS = 250  # PipelineOptions.early_end_silence_ms (server default)
+
+
+def _server_defaults() -> Any:
+    """The server's turn-detection defaults (this checkout's ``PipelineOptions``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from callgate.pipeline.options import PipelineOptions
+
+    return PipelineOptions()
+
+
 TRANSPORTS = ("websocket", "webrtc")
 LABELS = {"websocket": "WebSocket", "webrtc": "WebRTC"}
 STOPPED = "end of turn decided (user-stopped-speaking)"
@@ -430,13 +438,17 @@ def report(results: list[Result], run: Run) -> str:
             return fmt_ms(percentile(base.stage(stage), q))
 
         ep, tail = percentile(base.stage("endpointing_ms"), 50), percentile(base.vad_tail(), 50)
+        defaults = _server_defaults()
         lines += [
             "",
             f"What dominates ({LABELS[base.transport]}): deciding that the caller is done. Endpointing p50 "
-            f"{fmt_ms(ep)} ms, p95 {p('endpointing_ms', 95)} ms (server defaults: the turn ends after "
-            f"`early_end_silence_ms` = {EARLY_END_SILENCE_MS} ms of silence if the transcript is a finished "
-            f"sentence, else after `end_of_turn_silence_ms` = {END_OF_TURN_SILENCE_MS} ms; an agent's "
-            "`turn_detection` changes both), plus Silero's hang-over after the acoustic end and the "
+            f"{fmt_ms(ep)} ms, p95 {p('endpointing_ms', 95)} ms (server defaults: the words of a pause are "
+            f"transcribed at `transcribe_pause_ms` = {defaults.transcribe_pause_ms} ms while Whisper has "
+            f"nothing waiting, and the turn ends after `early_end_silence_ms` = "
+            f"{defaults.early_end_silence_ms} ms of silence if they are a finished sentence or what the "
+            f"flow's step expects, else after `end_of_turn_silence_ms` = "
+            f"{defaults.end_of_turn_silence_ms} ms; an agent's `turn_detection` changes them), plus "
+            "Silero's hang-over after the acoustic end and the "
             f"transport ({fmt_ms(tail)} ms): about {fmt_ms(ep + tail)} ms at the p50. Whisper: p50 "
             f"{p('stt_ms', 50)} ms, p95 {p('stt_ms', 95)} ms (it transcribes during the early-end "
             "silence, so it costs nothing after the turns that end early and its full time after the "

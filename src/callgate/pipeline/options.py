@@ -55,10 +55,10 @@ class PipelineOptions:
     transcription starts at ``early_end_silence_ms``. 0: always at ``early_end_silence_ms``.
 
     Measured with bench/latency.py on one machine, one session, line by line against 0/250 (the old
-    defaults, whose early end waited for a transcription started at 250 ms): 150/300 answered 139 ms
-    sooner but cut 5 of 84 turns at a 260-300 ms pause after a complete clause or an expected answer
-    (piper's "No thank you, | goodbye", "Yes, | that's right"); 150/350 is 60 ms slower than 150/300 and
-    cut none of 42."""
+    defaults, whose early end waited for a transcription started at 250 ms): 150/300 answered 119-139 ms
+    sooner but cut 6 of 84 turns at a 260-300 ms pause after a complete clause or an expected answer
+    (piper's "No thank you, | goodbye", "Yes, | that's right"); 150/350 answered 60-84 ms sooner and
+    cut none of 84 (BENCHMARKS.md, "Voice-to-voice latency")."""
     preroll_ms: int = 200
     """Audio kept from before the detected speech start, so STT hears the first syllable."""
     max_utterance_ms: int = 30_000
