@@ -200,6 +200,7 @@ MODES: dict[str, PipelineOptions] = {
         backchannels=(),
         hangover_cut_db=0,
         transcribe_pause_ms=0,
+        early_end_silence_ms=250,
         open_phrase_wait=False,
     ),
     "silence": PipelineOptions(),
@@ -379,8 +380,10 @@ def render(
     lines += [
         "",
         "`before` is the turn-taking before issue 15 (cut off after 250 ms of speech, no backchannels, no "
-        "hang-over cut, no wait on open words); `silence` the defaults: the new barge-in and hang-over cut, "
-        "silence endpointing (550 ms, early end at 250 ms on a finished sentence) with words that leave the "
+        "hang-over cut, no wait on open words, words transcribed at the 250 ms early end; the finished-"
+        "sentence word rules are today's); `silence` the defaults: the new barge-in and hang-over cut, "
+        "silence endpointing (550 ms; the words transcribed at a 150 ms pause, the turn ended at 350 ms on a "
+        "finished sentence) with words that leave the "
         'sentence open ("I\'d like to book for", "can you tell me") letting the pause run to 1500 ms; '
         "`semantic` adds Smart Turn v3 at a 150 ms pause (done: end, unless the words are open; "
         "mid-thought: wait up to 1500 ms). Endpointing counts finished turns only (a cut-in is "

@@ -179,3 +179,27 @@ async def test_a_spanish_agent_hears_numbers_and_yes_no_in_spanish() -> None:
     english = FlowAgent(flow, today=lambda: SUNDAY)  # the same flow for an English agent
     await turn(english)
     assert said(await turn(english, "veintidós")) != "Mesa para 22. ¿Correcto?"
+
+
+async def test_a_predicted_reply_is_what_the_turn_then_says_and_moves_nothing() -> None:
+    a, twin = agent(), agent()
+    await turn(a)
+    await turn(twin)
+    lines = ["I would like to book an appointment", "Next Friday", "um", "At three pm", "Yes please."]
+    for line in lines:
+        predicted = [a.predict_reply(line) for _ in range(3)]  # asking again changes nothing
+        assert a.state == twin.state and a.data == twin.data
+        events = await turn(a, line)
+        assert await turn(twin, line) == events  # as if never asked
+        assert predicted == [said(events) or None] * 3
+        assert predicted[0]  # every line of this booking gets an answer
+    assert a.state == twin.state and a.data["appointment_booked"] is True
+
+
+async def test_nothing_is_predicted_before_the_greeting_or_after_the_end() -> None:
+    a = agent()
+    assert a.predict_reply("I would like to book an appointment") is None
+    await turn(a)
+    await turn(a, "What are your opening hours?")
+    await turn(a, "No, that's all.")
+    assert a.finished and a.predict_reply("hello?") is None

@@ -126,3 +126,29 @@ async def _drive(clock: VirtualClock, coro):  # type: ignore[no-untyped-def]
     while not task.done():
         await clock.advance(0.05)
     return task.result()
+
+
+@pytest.mark.parametrize("preemptive", [True, False])
+async def test_a_flows_answer_is_synthesised_during_the_pause(preemptive: bool) -> None:
+    from callgate.flows import FlowAgent
+    from callgate.flows.demo import demo_flow
+    from callgate.providers.fake.tts import FakeTTS
+    from callgate.providers.tts_cache import AudioCache, CachedTTS
+
+    clock = VirtualClock()
+    agent = FlowAgent(demo_flow())
+    tts = CachedTTS(
+        FakeTTS(clock, first_chunk_delay=0.2, ms_per_char=5), cache=AudioCache(1 << 24), voice="fake"
+    )
+    options = PipelineOptions(preemptive_generation=preemptive)  # words known at a 150 ms pause
+    async with PipelineHarness(
+        clock=clock, agent=agent, tts=tts, transcripts=["hmm let me think"], options=options,  # type: ignore[arg-type]
+        stt_delay=0.1,
+    ) as h:  # fmt: skip
+        await h.silence(8000)  # the greeting plays out
+        await h.speak(1000)
+        await h.silence(3000)
+        [_greeting, (text, latency)] = _answers(h)
+    assert text and latency is not None and latency.endpointing_ms == pytest.approx(560, abs=20)
+    # Ahead: the reprompt's first sentence was synthesised by ~450 ms, before silence ended the turn.
+    assert latency.tts_first_audio_ms == pytest.approx(0 if preemptive else 200, abs=25)

@@ -88,3 +88,49 @@ async def test_registry_wraps_each_voice_with_one_shared_cache(espeak: TTS) -> N
     assert a != b  # voices do not share entries
     assert registry.tts_cache is not None and len(registry.tts_cache) == 2
     assert not isinstance(EngineRegistry().tts({"engine": "espeak"}), CachedTTS)  # off by default
+
+
+class CountingTTS(TTS):
+    """espeak-ng with a count of the texts it was asked for."""
+
+    def __init__(self, inner: TTS) -> None:
+        self.inner = inner
+        self.capabilities = inner.capabilities
+        self.asked: list[str] = []
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        self.asked.append(text)
+        async for chunk in self.inner.synthesize(text):
+            yield chunk
+
+
+async def test_a_sentence_synthesised_ahead_is_played_without_a_second_synthesis(espeak: TTS) -> None:
+    import asyncio
+
+    counting = CountingTTS(espeak)
+    tts = CachedTTS(counting, cache=AudioCache(8 * 1024 * 1024), voice="espeak")
+    tts.prefetch("What day would suit you?")
+    tts.prefetch("What day would suit you?")  # asked again while running: still one synthesis
+    # Asked for before the synthesis ahead has finished: it waits for it instead of starting another.
+    audio = await collect(tts.synthesize("What day would suit you?"))
+    assert counting.asked == ["What day would suit you?"]
+    assert audio == await collect(espeak.synthesize("What day would suit you?"))
+    tts.prefetch("What day would suit you?")  # kept already: nothing to do
+    await asyncio.sleep(0.05)
+    assert counting.asked == ["What day would suit you?"]
+
+
+async def test_a_wrong_guess_is_dropped_for_the_sentence_really_said(espeak: TTS) -> None:
+    import asyncio
+
+    counting = CountingTTS(espeak)
+    cache = AudioCache(8 * 1024 * 1024)
+    tts = CachedTTS(counting, cache=cache, voice="espeak")
+    tts.prefetch("Sorry, I did not catch that.")
+    tts.prefetch("What time would suit you?")  # a later guess replaces the earlier one
+    await asyncio.sleep(0)
+    said = await collect(tts.synthesize("And what day?"))  # the caller went on: neither guess is said
+    assert said and counting.asked[-1] == "And what day?"
+    assert ("espeak", "Sorry, I did not catch that.") not in cache
+    assert ("espeak", "What time would suit you?") not in cache  # cancelled, not kept half-done
+    await tts.aclose()

@@ -210,6 +210,30 @@ class FlowAgent(AgentEngine):
 
         pending.task.add_done_callback(done)
 
+    def predict_reply(self, user_text: str) -> str | None:
+        """The words :meth:`respond` would say to ``user_text`` now, found by running the step on a copy
+        of the flow's position and putting it back; None when the answer waits on a tool's result
+        (its request must not start twice) or the flow has not started or has ended."""
+        if not self._started or self._finished or self._pending is not None:
+            return None
+        saved = (
+            self._state_name, dict(self._slots), dict(self._results), dict(self._data), self._asked,
+            self._retries, self._finished,
+        )  # fmt: skip
+        turn = _Turn()
+        try:
+            self._hear(user_text, turn, quiet=False)
+        except Exception:  # a flow that loops: respond() will say so
+            return None
+        finally:
+            (
+                self._state_name, self._slots, self._results, self._data, self._asked, self._retries,
+                self._finished,
+            ) = saved  # fmt: skip
+        if turn.tool is not None:  # the tool's message joins the words: left to respond()
+            return None
+        return " ".join(turn.texts) or None
+
     def expected_answer(self, text: str) -> bool:
         """True if ``text`` answers the current step: fills a slot it still waits for ("tomorrow", "at
         three pm") or matches one of its own intents ("yes" to a confirmation). The caller's turn may then

@@ -209,6 +209,11 @@ class TTS(ABC):
     def synthesize(self, text: str) -> AsyncIterator[bytes]:
         """PCM16 mono at ``capabilities.sample_rate``, in chunks. Cancelling stops synthesis."""
 
+    def prefetch(self, text: str) -> None:  # noqa: B027 - optional hook
+        """``text`` will probably be asked for soon: an engine that keeps what it synthesised (a cache)
+        may start now, so that :meth:`synthesize` then answers at once. Called on the event loop; must
+        return at once. By default nothing happens."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 
@@ -269,6 +274,12 @@ class AgentEngine(ABC):
 
     def drop_prepared(self) -> None:  # noqa: B027 - optional hook
         """The caller went on after the pause: an answer :meth:`prepare` started is not needed."""
+
+    def predict_reply(self, user_text: str) -> str | None:
+        """What the agent would say if the caller's turn ended now with ``user_text``, when that is
+        known at once and without side effects (a flow's next step); None otherwise (an LLM). The
+        pipeline has its first sentence synthesised during the pause. Called on the event loop."""
+        return None
 
     def expected_answer(self, text: str) -> bool:
         """True if ``text`` (the caller's words so far) already answers what the agent waits for (a flow

@@ -73,8 +73,10 @@ class PipelineOptions:
     """Ask the agent for its answer as soon as a pause's speculative transcript is ready, before the turn
     is known to have ended (:meth:`AgentEngine.prepare`): when silence then ends the turn with the same
     words, the answer (a prompt agent's LLM request) is already on its way. If the caller goes on, the
-    early request is cancelled; it costs the LLM tokens it used. Batch STT only (streaming engines do
-    not speculate)."""
+    early request is cancelled; it costs the LLM tokens it used. A flow, whose answer is known at once
+    (:meth:`AgentEngine.predict_reply`), has the first sentence of that answer synthesised during the
+    pause instead (:meth:`TTS.prefetch`: kept by the TTS cache), so that its audio starts at once when
+    the turn ends. Batch STT only (streaming engines do not speculate)."""
 
     open_phrase_wait: bool = True
     """When a pause's words leave the sentence open ("I'd like to book for", "can you tell me", "um";

@@ -57,6 +57,7 @@ from callgate.pipeline.options import (
 )
 from callgate.pipeline.recording import Recorder
 from callgate.pipeline.reply import Reply, UserTurnTiming
+from callgate.pipeline.sentences import first_sentence
 from callgate.pipeline.utterance import Utterance
 
 logger = logging.getLogger(__name__)
@@ -246,6 +247,16 @@ class ConversationPipeline:
         if utterance is None or utterance.ignored:
             return
         self._agent.prepare(text)
+        if self._tts is not None and self._mode != "text":
+            reply = self._agent.predict_reply(text)
+            if reply:  # a flow's answer is known: its first sentence is synthesised during the pause
+                self._tts.prefetch(
+                    first_sentence(
+                        reply,
+                        max_chars=self._opts.max_sentence_chars,
+                        first_clause_chars=self._opts.first_clause_chars,
+                    )
+                )
 
     async def _on_interim(self, transcript: Transcript) -> None:
         await self._emit(UserTranscription(transcript.text, final=False))

@@ -123,3 +123,11 @@ def split_sentences(text: str, *, max_chars: int = 250) -> list[str]:
     if rest:
         out.append(rest)
     return out
+
+
+def first_sentence(text: str, *, max_chars: int = 250, first_clause_chars: int = 0) -> str:
+    """The first piece of ``text`` a :class:`SentenceSplitter` so configured gives (what a reply sends to
+    speech synthesis first)."""
+    splitter = SentenceSplitter(max_chars=max_chars, first_clause_chars=first_clause_chars)
+    out = splitter.push(text)
+    return out[0] if out else (splitter.flush() or "")

@@ -9,12 +9,17 @@ replayed from memory the next time. A synthesis that is cancelled (barge-in) or 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 from callgate.pipeline.interfaces import TTS
 
 __all__ = ["AudioCache", "CachedTTS"]
+
+log = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 400
 """Longer texts are rarely said twice word for word: not worth their memory."""
@@ -32,6 +37,10 @@ class AudioCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        """Whether ``key`` is kept (not counted as a hit or a miss)."""
+        return key in self._entries
 
     def get(self, key: tuple[str, str]) -> tuple[bytes, ...] | None:
         chunks = self._entries.get(key)
@@ -64,10 +73,38 @@ class CachedTTS(TTS):
         self.capabilities = inner.capabilities
         self._cache = cache
         self._voice = voice
+        self._prefetch: tuple[str, asyncio.Task[None]] | None = None
+        """The text synthesised ahead of its request (:meth:`prefetch`), at most one at a time."""
+
+    def prefetch(self, text: str) -> None:
+        """Synthesise ``text`` into the cache now (a sentence the agent is about to say); an earlier
+        prefetch still running is dropped (its guess is older)."""
+        key = (self._voice, text)
+        if len(text) > MAX_TEXT_CHARS or key in self._cache:
+            return
+        if self._prefetch is not None:
+            if self._prefetch[0] == text:
+                return
+            self._prefetch[1].cancel()
+        task = asyncio.get_running_loop().create_task(self._fill(key, text), name="tts-prefetch")
+        task.add_done_callback(_retrieve)
+        self._prefetch = (text, task)
+
+    async def _fill(self, key: tuple[str, str], text: str) -> None:
+        chunks = [chunk async for chunk in self.inner.synthesize(text) if chunk]
+        if chunks:
+            self._cache.put(key, tuple(chunks))
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         key = (self._voice, text)
         cacheable = len(text) <= MAX_TEXT_CHARS
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is not None:
+            if prefetch[0] == text:  # synthesised ahead: wait for it (a failure: synthesise below)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(prefetch[1])
+            else:  # the guess was wrong: its synthesis only takes CPU from this one
+                prefetch[1].cancel()
         cached = self._cache.get(key) if cacheable else None
         if cached is not None:
             for chunk in cached:
@@ -95,4 +132,14 @@ class CachedTTS(TTS):
             warm_up()
 
     async def aclose(self) -> None:
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is not None:
+            prefetch[1].cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await prefetch[1]
         await self.inner.aclose()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.warning("speech synthesised ahead failed: %s", error)

@@ -93,7 +93,8 @@ class TurnDetection(Strict):
         strict=True,
         description="Prompt agents: send the LLM request as soon as a pause's words are transcribed, "
         "before silence confirms the end of the turn; if the caller goes on it is cancelled (its tokens "
-        "are still spent). Saves up to the rest of end_of_turn_silence_ms on every answer (true).",
+        "are still spent). Flows: the first sentence of the answer is synthesised during the pause. "
+        "Saves up to the rest of end_of_turn_silence_ms on every answer (true).",
     )
     open_phrase_wait: bool | None = Field(
         default=None,
