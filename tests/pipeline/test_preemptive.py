@@ -15,6 +15,7 @@ from callgate.pipeline.options import PipelineOptions
 from callgate.providers.fake import PipelineHarness
 from callgate.providers.fake.agent import FakeLLM, ScriptedReply
 from callgate.providers.fake.clock import VirtualClock
+from callgate.providers.fake.stt import FakeSTT
 
 # A pause is transcribed after 240 ms of silence (100 ms of STT); silence ends the turn at 600 ms.
 OPTS = PipelineOptions(end_of_turn_silence_ms=600, early_end_silence_ms=240)
@@ -152,3 +153,35 @@ async def test_a_flows_answer_is_synthesised_during_the_pause(preemptive: bool) 
     assert text and latency is not None and latency.endpointing_ms == pytest.approx(560, abs=20)
     # Ahead: the reprompt's first sentence was synthesised by ~450 ms, before silence ended the turn.
     assert latency.tts_first_audio_ms == pytest.approx(0 if preemptive else 200, abs=25)
+
+
+async def test_a_short_pause_mid_sentence_synthesises_nothing_ahead() -> None:
+    from callgate.flows import FlowAgent
+    from callgate.flows.demo import demo_flow
+    from callgate.providers.fake.tts import FakeTTS
+    from callgate.providers.tts_cache import AudioCache, CachedTTS
+
+    class Spy(CachedTTS):
+        ahead: list[str] = []
+
+        def prefetch(self, text: str) -> None:
+            self.ahead.append(text)
+            super().prefetch(text)
+
+    clock = VirtualClock()
+    fake = FakeTTS(clock, first_chunk_delay=0.2, ms_per_char=5)
+    tts = Spy(fake, cache=AudioCache(1 << 24), voice="fake")
+    stt = FakeSTT(clock, ["I would like", "hmm let me think about it"], delay=0.1)
+    async with PipelineHarness(
+        clock=clock, agent=FlowAgent(demo_flow()), tts=tts, stt=stt,  # type: ignore[arg-type]
+        options=PipelineOptions(),
+    ) as h:  # fmt: skip
+        await h.silence(8000)
+        await h.speak(800)
+        await h.silence(300)  # the words are known at ~250 ms; the caller goes on before the early end
+        assert tts.ahead == []
+        await h.speak(800)
+        await h.silence(3000)
+        assert len(tts.ahead) == 1  # the second pause outlasted the early end: its answer, once
+        [_greeting, (text, _)] = _answers(h)
+    assert text.startswith(tts.ahead[0])

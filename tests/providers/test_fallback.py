@@ -295,3 +295,27 @@ async def test_llm_falls_back_at_start_and_mid_call(
         )
     finally:
         await registry.aclose()
+
+
+async def test_tts_prefetch_goes_to_the_engine_in_use_and_its_cache(fake_cartesia: FakeCartesia) -> None:
+    import asyncio
+
+    registry = EngineRegistry(tts_cache_bytes=1 << 24)
+    cartesia = {
+        "engine": "cartesia",
+        "voice_id": "v",
+        "base_url": fake_cartesia.base_url,
+        "credential_id": "pcred_good",
+    }
+    tts = build("tts", {**cartesia, "fallback": [{**cartesia, "voice_id": "w"}]}, registry, SwitchLog())
+    assert registry.tts_cache is not None and len(registry.tts_cache) == 0
+    tts.prefetch("Hello.")
+    for _ in range(500):
+        if len(registry.tts_cache):
+            break
+        await asyncio.sleep(0.01)
+    assert len(registry.tts_cache) == 1
+    hits = registry.tts_cache.hits
+    audio = b"".join([c async for c in tts.synthesize("Hello.")])
+    assert audio == b"".join(pcm_chunk(16000, i) for i in range(3))
+    assert registry.tts_cache.hits == hits + 1  # played from what was synthesised ahead

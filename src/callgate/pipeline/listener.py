@@ -62,6 +62,10 @@ class ListenerHooks:
     on_guess: Callable[[str], None] = lambda text: None
     """A pause's speculative transcript is ready (the turn may end with these words)."""
     on_guess_dropped: Callable[[], None] = lambda: None
+    on_pause_outlasted: Callable[[str], None] = lambda text: None
+    """A pause whose words are known (``text``) reached ``early_end_silence_ms`` without ending the
+    turn, and nothing says the caller is mid-thought: silence will probably end the turn with these
+    words (once per pause)."""
     """The caller went on after the pause whose words :attr:`on_guess` was told."""
 
 
@@ -84,6 +88,8 @@ class Listener:
             logger.info("semantic end of turn asked for, but no end-of-turn model: silence only")
         self._verdict: asyncio.Task[float] | None = None
         self._put_off: bytes | None = None
+        self._outlasted = False
+        """:attr:`ListenerHooks.on_pause_outlasted` was told about the current pause."""
         """A pause's audio whose speculative transcription waits for ``early_end_silence_ms`` (the STT
         was busy when the pause reached ``transcribe_pause_ms``)."""
         """The end-of-turn model's answer for the current pause."""
@@ -188,6 +194,8 @@ class Listener:
             self._speculate_put_off()
         if event is None and self.detector.in_speech and self._ends_at_pause():
             event = self.detector.end_now()
+        if event is not None:
+            self._outlasted = False  # a new utterance, a new pause, or the end of one
         if isinstance(event, SpeechStarted):
             self.utterance = Utterance(
                 self._stt,
@@ -270,7 +278,25 @@ class Listener:
             task.cancel()
 
     def _ends_at_pause(self) -> bool:
-        """At a pause: True if the turn ends now; a "mid-thought" verdict makes the pause last longer."""
+        """At a pause: True if the turn ends now; a "mid-thought" verdict makes the pause last longer.
+        A pause that outlasts the early end with its words known is told once
+        (:attr:`ListenerHooks.on_pause_outlasted`)."""
+        if self._decide_at_pause():
+            return True
+        utterance = self.utterance
+        if (
+            not self._outlasted
+            and utterance is not None
+            and self.detector.silence_ms >= self._opts.early_end_silence_ms
+            and not self.detector.waiting_longer
+        ):
+            words = utterance.speculated_text()
+            if words is not None:
+                self._outlasted = True
+                self._hooks.on_pause_outlasted(words)
+        return False
+
+    def _decide_at_pause(self) -> bool:
         utterance = self.utterance
         if utterance is None or self.detector.silence_ms < self._opts.early_end_silence_ms:
             return False  # the words may be known already (transcribe_pause_ms); the turn ends no sooner

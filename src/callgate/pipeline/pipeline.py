@@ -114,6 +114,7 @@ class ConversationPipeline:
                 expected_answer=agent.expected_answer,
                 on_guess=self._prepare_answer,
                 on_guess_dropped=agent.drop_prepared,
+                on_pause_outlasted=self._synthesise_ahead,
             ),
         )  # fmt: skip
         self._backchannels = Backchannels.for_language(options.language, options.backchannels)
@@ -247,16 +248,29 @@ class ConversationPipeline:
         if utterance is None or utterance.ignored:
             return
         self._agent.prepare(text)
-        if self._tts is not None and self._mode != "text":
-            reply = self._agent.predict_reply(text)
-            if reply:  # a flow's answer is known: its first sentence is synthesised during the pause
-                self._tts.prefetch(
-                    first_sentence(
-                        reply,
-                        max_chars=self._opts.max_sentence_chars,
-                        first_clause_chars=self._opts.first_clause_chars,
-                    )
+
+    def _synthesise_ahead(self, text: str) -> None:
+        """Silence will probably end the turn with ``text``: when the agent knows its answer at once (a
+        flow), have its first sentence synthesised during the rest of the pause. Not at the first guess:
+        a short pause is often mid-sentence, and a wrong guess would hold the voice's worker when the
+        real answer comes."""
+        if not self._opts.preemptive_generation or self._turns or self._tts is None or self._mode == "text":
+            return
+        task = self._reply_task
+        if task is not None and not task.done():
+            return
+        utterance = self._listener.utterance
+        if utterance is None or utterance.ignored:
+            return
+        reply = self._agent.predict_reply(text)
+        if reply:
+            self._tts.prefetch(
+                first_sentence(
+                    reply,
+                    max_chars=self._opts.max_sentence_chars,
+                    first_clause_chars=self._opts.first_clause_chars,
                 )
+            )
 
     async def _on_interim(self, transcript: Transcript) -> None:
         await self._emit(UserTranscription(transcript.text, final=False))

@@ -166,6 +166,11 @@ class TurnDetector:
             return SpeechPaused(audio=self._trimmed(), last_speech_at=self._last_speech_at)
         return None
 
+    @property
+    def waiting_longer(self) -> bool:
+        """The current pause was let last beyond ``end_of_turn_silence_ms`` (:meth:`wait_longer`)."""
+        return self._end_silence_ms > self._opts.end_of_turn_silence_ms
+
     def wait_longer(self, silence_ms: float) -> None:
         """Let the current pause last up to ``silence_ms`` before the turn ends (the caller is judged
         mid-thought); speech resets it."""

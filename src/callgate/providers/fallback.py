@@ -302,6 +302,12 @@ class FallbackTTS(TTS):
             sample_rate=rate, streaming=any(e.capabilities.streaming for e in built)
         )
 
+    def prefetch(self, text: str) -> None:
+        """Handed to the engine in use (its cache keeps the sentence)."""
+        engine = self._chain.current.engine
+        if engine is not None:
+            engine.prefetch(text)
+
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         while True:
             index, engine = self._chain.index, self._chain.engine()

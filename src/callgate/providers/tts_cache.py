@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 MAX_TEXT_CHARS = 400
 """Longer texts are rarely said twice word for word: not worth their memory."""
 
+MAX_AHEAD = 8
+"""Sentences synthesised ahead at once (across calls): a guess only saves time when the engine is idle."""
+
 
 class AudioCache:
     """An LRU map ``(voice, text) -> PCM16 chunks`` within ``max_bytes``. Event-loop use only."""
@@ -73,22 +76,28 @@ class CachedTTS(TTS):
         self.capabilities = inner.capabilities
         self._cache = cache
         self._voice = voice
-        self._prefetch: tuple[str, asyncio.Task[None]] | None = None
-        """The text synthesised ahead of its request (:meth:`prefetch`), at most one at a time."""
+        self._ahead: dict[str, asyncio.Task[None]] = {}
+        """Texts being synthesised ahead of their request (:meth:`prefetch`). One engine serves every call
+        of the process with these settings, so guesses of several calls run side by side."""
 
     def prefetch(self, text: str) -> None:
-        """Synthesise ``text`` into the cache now (a sentence the agent is about to say); an earlier
-        prefetch still running is dropped (its guess is older)."""
+        """Synthesise ``text`` into the cache now (a sentence a call is about to say). A guess that turns
+        out wrong still finishes and is kept (a flow's lines come back); at most :data:`MAX_AHEAD` run at
+        once, later ones are skipped."""
         key = (self._voice, text)
-        if len(text) > MAX_TEXT_CHARS or key in self._cache:
+        if len(text) > MAX_TEXT_CHARS or key in self._cache or text in self._ahead:
             return
-        if self._prefetch is not None:
-            if self._prefetch[0] == text:
-                return
-            self._prefetch[1].cancel()
+        if len(self._ahead) >= MAX_AHEAD:
+            return
         task = asyncio.get_running_loop().create_task(self._fill(key, text), name="tts-prefetch")
-        task.add_done_callback(_retrieve)
-        self._prefetch = (text, task)
+        self._ahead[text] = task
+        task.add_done_callback(lambda done: self._settled(text, done))
+
+    def _settled(self, text: str, task: asyncio.Task[None]) -> None:
+        if self._ahead.get(text) is task:
+            del self._ahead[text]
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("speech synthesised ahead failed: %s", error)
 
     async def _fill(self, key: tuple[str, str], text: str) -> None:
         chunks = [chunk async for chunk in self.inner.synthesize(text) if chunk]
@@ -98,13 +107,10 @@ class CachedTTS(TTS):
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         key = (self._voice, text)
         cacheable = len(text) <= MAX_TEXT_CHARS
-        prefetch, self._prefetch = self._prefetch, None
-        if prefetch is not None:
-            if prefetch[0] == text:  # synthesised ahead: wait for it (a failure: synthesise below)
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(prefetch[1])
-            else:  # the guess was wrong: its synthesis only takes CPU from this one
-                prefetch[1].cancel()
+        ahead = self._ahead.get(text)
+        if ahead is not None:  # synthesised ahead and not done yet: wait (a failure: synthesise below)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(ahead)
         cached = self._cache.get(key) if cacheable else None
         if cached is not None:
             for chunk in cached:
@@ -132,14 +138,10 @@ class CachedTTS(TTS):
             warm_up()
 
     async def aclose(self) -> None:
-        prefetch, self._prefetch = self._prefetch, None
-        if prefetch is not None:
-            prefetch[1].cancel()
+        ahead = list(self._ahead.values())
+        for task in ahead:
+            task.cancel()
+        for task in ahead:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await prefetch[1]
+                await task
         await self.inner.aclose()
-
-
-def _retrieve(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and (error := task.exception()) is not None:
-        log.warning("speech synthesised ahead failed: %s", error)
