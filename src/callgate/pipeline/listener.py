@@ -87,12 +87,12 @@ class Listener:
         if options.semantic and end_of_turn is None:
             logger.info("semantic end of turn asked for, but no end-of-turn model: silence only")
         self._verdict: asyncio.Task[float] | None = None
+        """The end-of-turn model's answer for the current pause."""
         self._put_off: bytes | None = None
-        self._outlasted = False
-        """:attr:`ListenerHooks.on_pause_outlasted` was told about the current pause."""
         """A pause's audio whose speculative transcription waits for ``early_end_silence_ms`` (the STT
         was busy when the pause reached ``transcribe_pause_ms``)."""
-        """The end-of-turn model's answer for the current pause."""
+        self._outlasted = False
+        """:attr:`ListenerHooks.on_pause_outlasted` was told about the current pause."""
         self._opts = options
         self._metrics = metrics
         self._hooks = hooks
