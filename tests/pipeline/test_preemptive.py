@@ -185,3 +185,28 @@ async def test_a_short_pause_mid_sentence_synthesises_nothing_ahead() -> None:
         assert len(tts.ahead) == 1  # the second pause outlasted the early end: its answer, once
         [_greeting, (text, _)] = _answers(h)
     assert text.startswith(tts.ahead[0])
+
+
+@pytest.mark.parametrize("preemptive", [True, False])
+async def test_words_that_end_the_turn_early_start_the_answers_synthesis_at_once(preemptive: bool) -> None:
+    from callgate.flows import FlowAgent
+    from callgate.flows.demo import demo_flow
+    from callgate.providers.fake.tts import FakeTTS
+    from callgate.providers.tts_cache import AudioCache, CachedTTS
+
+    clock = VirtualClock()
+    tts = CachedTTS(
+        FakeTTS(clock, first_chunk_delay=0.2, ms_per_char=5), cache=AudioCache(1 << 24), voice="fake"
+    )
+    async with PipelineHarness(
+        clock=clock, agent=FlowAgent(demo_flow()), tts=tts,  # type: ignore[arg-type]
+        transcripts=["I would like to book an appointment."], stt_delay=0.1,
+        options=PipelineOptions(preemptive_generation=preemptive),
+    ) as h:  # fmt: skip
+        await h.silence(8000)
+        await h.speak(1000)
+        await h.silence(3000)
+        [_greeting, (_text, latency)] = _answers(h)
+    assert latency is not None and latency.endpointing_ms == pytest.approx(360, abs=20)  # ended early
+    # Synthesis started with the words (~250 ms), 200 ms long: ~100 ms left when the turn ended.
+    assert latency.tts_first_audio_ms == pytest.approx(100 if preemptive else 200, abs=25)

@@ -92,3 +92,24 @@ async def test_cancelling_stops_synthesis(engine: str, request: pytest.FixtureRe
     assert time.perf_counter() - started < 0.5
     # The engine is usable again right away.
     assert rms((await synth(tts, "Still here."))[0]) > 500
+
+
+async def test_piper_answers_a_caller_while_a_guess_is_being_synthesised(piper_tts) -> None:
+    # A guess (a sentence synthesised ahead) runs on a worker of its own: the answer a caller waits for
+    # does not queue behind it, and both come out whole.
+    guess_text = " ".join(["I am a long guess that nobody will ask for"] * 12) + "."
+    guess_done = asyncio.Event()
+    guess_pcm = bytearray()
+
+    async def guess() -> None:
+        async for chunk in piper_tts.synthesize_ahead(guess_text):
+            guess_pcm.extend(chunk)
+        guess_done.set()
+
+    task = asyncio.create_task(guess())
+    await asyncio.sleep(0.05)  # the guess's one long sentence is on its worker now
+    pcm, _, _ = await synth(piper_tts, "Still here.")
+    assert rms(pcm) > 500
+    assert not guess_done.is_set()  # answered while the guess's sentence was still being synthesised
+    await asyncio.wait_for(task, 60)
+    assert len(guess_pcm) / 2 / 22050 > 10 and rms(bytes(guess_pcm)) > 500

@@ -214,6 +214,12 @@ class TTS(ABC):
         may start now, so that :meth:`synthesize` then answers at once. Called on the event loop; must
         return at once. By default nothing happens."""
 
+    def synthesize_ahead(self, text: str) -> AsyncIterator[bytes]:
+        """:meth:`synthesize` for a guess (a sentence synthesised before anyone asks for it). An engine
+        with workers of its own runs guesses apart from the answers callers wait for, so that a wrong
+        guess never holds up a real answer. By default the same as :meth:`synthesize`."""
+        return self.synthesize(text)
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 

@@ -62,11 +62,11 @@ class ListenerHooks:
     on_guess: Callable[[str], None] = lambda text: None
     """A pause's speculative transcript is ready (the turn may end with these words)."""
     on_guess_dropped: Callable[[], None] = lambda: None
-    on_pause_outlasted: Callable[[str], None] = lambda text: None
-    """A pause whose words are known (``text``) reached ``early_end_silence_ms`` without ending the
-    turn, and nothing says the caller is mid-thought: silence will probably end the turn with these
-    words (once per pause)."""
     """The caller went on after the pause whose words :attr:`on_guess` was told."""
+    on_probable_end: Callable[[str], None] = lambda text: None
+    """The turn will probably end with ``text``, the words of the current pause: they end it at the
+    early-end pause (a finished sentence, an expected answer), or the pause outlasted the early end and
+    nothing says the caller is mid-thought. Told at most once per pause."""
 
 
 class Listener:
@@ -91,8 +91,8 @@ class Listener:
         self._put_off: bytes | None = None
         """A pause's audio whose speculative transcription waits for ``early_end_silence_ms`` (the STT
         was busy when the pause reached ``transcribe_pause_ms``)."""
-        self._outlasted = False
-        """:attr:`ListenerHooks.on_pause_outlasted` was told about the current pause."""
+        self._told_probable_end = False
+        """:attr:`ListenerHooks.on_probable_end` was told about the current pause."""
         self._opts = options
         self._metrics = metrics
         self._hooks = hooks
@@ -195,7 +195,7 @@ class Listener:
         if event is None and self.detector.in_speech and self._ends_at_pause():
             event = self.detector.end_now()
         if event is not None:
-            self._outlasted = False  # a new utterance, a new pause, or the end of one
+            self._told_probable_end = False  # a new utterance, a new pause, or the end of one
         if isinstance(event, SpeechStarted):
             self.utterance = Utterance(
                 self._stt,
@@ -205,7 +205,7 @@ class Listener:
                 on_interim=self._hooks.on_interim,
                 ignored=self._hooks.ignore_new_speech(),
                 ends_turn=self._words_end_turn,
-                on_guess=self._hooks.on_guess,
+                on_guess=self._on_guess,
             )
             self.utterance.push(event.audio)
             await self._hooks.on_speech_started()
@@ -277,23 +277,29 @@ class Listener:
         if task is not None:
             task.cancel()
 
+    def _on_guess(self, text: str) -> None:
+        self._hooks.on_guess(text)
+        if not self._told_probable_end and not self.detector.waiting_longer and self._words_end_turn(text):
+            self._told_probable_end = True
+            self._hooks.on_probable_end(text)
+
     def _ends_at_pause(self) -> bool:
         """At a pause: True if the turn ends now; a "mid-thought" verdict makes the pause last longer.
         A pause that outlasts the early end with its words known is told once
-        (:attr:`ListenerHooks.on_pause_outlasted`)."""
+        (:attr:`ListenerHooks.on_probable_end`)."""
         if self._decide_at_pause():
             return True
         utterance = self.utterance
         if (
-            not self._outlasted
+            not self._told_probable_end
             and utterance is not None
             and self.detector.silence_ms >= self._opts.early_end_silence_ms
             and not self.detector.waiting_longer
         ):
             words = utterance.speculated_text()
             if words is not None:
-                self._outlasted = True
-                self._hooks.on_pause_outlasted(words)
+                self._told_probable_end = True
+                self._hooks.on_probable_end(words)
         return False
 
     def _decide_at_pause(self) -> bool:

@@ -114,7 +114,7 @@ class ConversationPipeline:
                 expected_answer=agent.expected_answer,
                 on_guess=self._prepare_answer,
                 on_guess_dropped=agent.drop_prepared,
-                on_pause_outlasted=self._synthesise_ahead,
+                on_probable_end=self._synthesise_ahead,
             ),
         )  # fmt: skip
         self._backchannels = Backchannels.for_language(options.language, options.backchannels)
@@ -250,10 +250,10 @@ class ConversationPipeline:
         self._agent.prepare(text)
 
     def _synthesise_ahead(self, text: str) -> None:
-        """Silence will probably end the turn with ``text``: when the agent knows its answer at once (a
-        flow), have its first sentence synthesised during the rest of the pause. Not at the first guess:
-        a short pause is often mid-sentence, and a wrong guess would hold the voice's worker when the
-        real answer comes."""
+        """The turn will probably end with ``text``: when the agent knows its answer at once (a flow),
+        have its first sentence synthesised during the rest of the pause. Not at every guess: a short
+        pause is often mid-sentence, and a wrong guess would hold the voice's worker when the real
+        answer comes."""
         if not self._opts.preemptive_generation or self._turns or self._tts is None or self._mode == "text":
             return
         task = self._reply_task

@@ -100,7 +100,13 @@ class CachedTTS(TTS):
             log.warning("speech synthesised ahead failed: %s", error)
 
     async def _fill(self, key: tuple[str, str], text: str) -> None:
-        chunks = [chunk async for chunk in self.inner.synthesize(text) if chunk]
+        audio = self.inner.synthesize_ahead(text)
+        try:
+            chunks = [chunk async for chunk in audio if chunk]
+        finally:  # cancelled (shutdown) or failed: the engine stops the sentence now, not at collection
+            aclose = getattr(audio, "aclose", None)
+            if aclose is not None:
+                await aclose()
         if chunks:
             self._cache.put(key, tuple(chunks))
 

@@ -3,7 +3,12 @@
 Each voice is loaded once per process and shared. Synthesis runs sentence by sentence on one worker
 thread shared by all calls: calls take turns per sentence, and each sentence's audio is sent as soon
 as it is ready, so the first audio of an answer comes after one sentence (~0.1 s), not the whole text.
-Piper phonemizes with espeak-ng's global state, which is another reason to keep it on one thread.
+Guesses (:meth:`PiperTTS.synthesize_ahead`: a flow's answer synthesised while the caller's pause
+lasts) run on a second worker thread, so that an answer a caller waits for never queues behind a guess
+that turned out wrong (bench/latency.py, guesses started as soon as the words end the turn: on the one
+thread the p95 rose from ~680 to ~870 ms; on a thread of their own it stayed at 650-660 ms). Both
+threads share the voice: onnxruntime sessions run calls from several threads, and piper keeps espeak-ng's
+global phonemizer behind a lock of its own.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ log = logging.getLogger(__name__)
 _voices: dict[tuple[str, str | None], Any] = {}
 _voices_lock = threading.Lock()
 _LANE = "piper"
+_AHEAD_LANE = "piper-ahead"
 _DONE = object()
 
 
@@ -123,7 +129,14 @@ class PiperTTS(TTS):
         for chunk in _load(self._model_path, self._config_path).synthesize(text, syn_config=config):
             yield chunk.audio_int16_bytes
 
-    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+    def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        return self._synthesize(text, _LANE)
+
+    def synthesize_ahead(self, text: str) -> AsyncIterator[bytes]:
+        """On the guesses' own worker thread (see the module's docstring)."""
+        return self._synthesize(text, _AHEAD_LANE)
+
+    async def _synthesize(self, text: str, lane: str) -> AsyncIterator[bytes]:
         if not text.strip():
             return
         sentences = self._sentences(text)
@@ -135,10 +148,10 @@ class PiperTTS(TTS):
                 raise ProviderError(f"piper failed: {exc}") from exc
 
         try:
-            while (pcm := await run_in_lane(_LANE, step)) is not _DONE:
+            while (pcm := await run_in_lane(lane, step)) is not _DONE:
                 assert isinstance(pcm, bytes)
                 yield pcm
         finally:
             # Cancelled or done: queue the close behind any sentence still being synthesized (same
             # single thread, so never concurrent with it) without waiting: barge-in must not wait.
-            executor(_LANE).submit(sentences.close)
+            executor(lane).submit(sentences.close)
