@@ -52,8 +52,8 @@ _OPEN_VERBS = frozenset(
     {"take", "make", "get", "give", "bring", "put", "tell", "change", "buy", "send", "add", "reschedule"}
 )
 """Verbs that need what follows them: after "to", a modal or a subject ("I'd like to change", "I think
-I'll take") a sentence ending on one is cut off (a question says so with its "?"). "Keep the change",
-"Let me check" or "I'd like to cancel" end fine."""
+I'll take") a sentence ending on one is cut off (a question says so with its "?"). "Keep the change"
+or "I'd like to cancel" end fine."""
 
 _BEFORE_VERB = frozenset(
     {
@@ -88,6 +88,19 @@ _CLOSES_AFTER = {
 _AMBIGUOUS = frozenset({"then", "as"})
 """Neither: "okay then" ends, "and then" goes on; silence decides."""
 
+_HOLDS = tuple(
+    tuple(phrase.split())
+    for phrase in (
+        "let me check", "let me see", "let me think", "let me look", "let me find it", "let me have a look",
+        "hold on", "hang on", "one moment", "one second", "one sec", "one minute", "just a second",
+        "just a sec", "just a moment", "just a minute", "give me a second", "give me a sec",
+        "give me a moment", "give me a minute", "bear with me", "wait a second", "wait a moment",
+        "wait a minute",
+    )
+)  # fmt: skip
+"""The caller asks for a moment ("let me check", "hang on"): what they went to find comes after the pause,
+so the turn is open however complete the words are."""
+
 
 _RIGHT_QUOTE = "\u2019"
 
@@ -108,6 +121,8 @@ def _ending(words: list[str]) -> str:
     if not words:
         return "ambiguous"
     last, before = words[-1], (words[-2] if len(words) > 1 else "")
+    if any(tuple(words[-len(hold) :]) == hold for hold in _HOLDS):
+        return "open"
     if last in _OPEN or (last in _OPEN_VERBS and before in _BEFORE_VERB):
         return "open"
     if last in _AUXILIARIES:
@@ -135,8 +150,8 @@ def sounds_finished(text: str, *, language: str = "en") -> bool:
 
 def trails_off(text: str, *, language: str = "en") -> bool:
     """True if ``text`` stops where a sentence goes on: its last words open a phrase ("I'd like to book
-    for", "my number is", "um", "can you tell me"; English only), or it ends with ``...``. A question or
-    an exclamation never trails off."""
+    for", "my number is", "um", "can you tell me") or ask for a moment ("let me check", "hang on");
+    English only; or it ends with ``...``. A question or an exclamation never trails off."""
     stripped = text.strip().rstrip("\"')")
     if not stripped or stripped[-1] in "?!":
         return False
