@@ -93,18 +93,35 @@ class PacedTrack(MediaStreamTrack):
 
 
 class PcmTrack(PacedTrack):
-    """Each slot's 20 ms of 16 kHz PCM16 comes from ``source(due)``; aiortc encodes it to Opus."""
+    """Each slot's 20 ms of 16 kHz PCM16 comes from ``source(due)``; aiortc encodes it to Opus.
+
+    The track hands aiortc 48 kHz frames, as a browser's microphone is captured: aiortc's encoder
+    resamples anything else through a FIFO of 960-sample frames that holds each 20 ms back until the
+    next one arrives (its resampler's filter delay leaves the FIFO short of a frame), which put 20 ms of
+    the load generator's own into every WebRTC figure. Here each frame is upsampled on its own, by
+    linear interpolation from the last sample of the frame before (no look-ahead: the audio of slot
+    ``n`` is in packet ``n``); the images above 8 kHz this leaves are gone once the server decodes the
+    caller's Opus at 16 kHz."""
 
     def __init__(self, source: Callable[[float], bytes]) -> None:
         super().__init__()
         self._source = source
+        self._last = 0.0
+        self._at = (np.arange(OPUS_FRAME) - 2) / 3  # output sample j sits at input (j - 2) / 3
+        self._grid = np.arange(-1, FRAME_SAMPLES)
+
+    def _upsampled(self, pcm16: bytes) -> bytes:
+        x = np.frombuffer(pcm16, "<i2").astype(np.float32)
+        y = np.interp(self._at, self._grid, np.concatenate(([self._last], x)))
+        self._last = float(x[-1])
+        return np.round(y).astype("<i2").tobytes()
 
     async def recv(self) -> av.AudioFrame:
         due = await self._slot()
-        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-        frame.planes[0].update(self._source(due))
-        frame.pts, frame.sample_rate = self.sent * FRAME_SAMPLES, SAMPLE_RATE
-        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        frame = av.AudioFrame(format="s16", layout="mono", samples=OPUS_FRAME)
+        frame.planes[0].update(self._upsampled(self._source(due)))
+        frame.pts, frame.sample_rate = self.sent * OPUS_FRAME, OPUS_RATE
+        frame.time_base = fractions.Fraction(1, OPUS_RATE)
         self.sent += 1
         return frame
 
