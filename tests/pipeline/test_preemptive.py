@@ -143,7 +143,7 @@ async def test_a_flows_answer_is_synthesised_during_the_pause(preemptive: bool) 
     )
     options = PipelineOptions(preemptive_generation=preemptive)  # words known at a 150 ms pause
     async with PipelineHarness(
-        clock=clock, agent=agent, tts=tts, transcripts=["hmm let me think"], options=options,  # type: ignore[arg-type]
+        clock=clock, agent=agent, tts=tts, transcripts=["hmm well okay"], options=options,  # type: ignore[arg-type]
         stt_delay=0.1,
     ) as h:  # fmt: skip
         await h.silence(8000)  # the greeting plays out
