@@ -192,6 +192,8 @@ def test_sounds_finished(text: str, finished: bool) -> None:
         ("Okay, just a second.", True),
         ("Give me a minute.", True),
         ("Hang on, let me have a look.", True),
+        ("Um, hang on let me check.", True),
+        ("Okay. One moment.", True),
         # finished: phrasal verbs, nouns that look like verbs, a verb whose object is optional
         ("Can you come in.", False),
         ("Carry on.", False),
@@ -202,6 +204,9 @@ def test_sounds_finished(text: str, finished: bool) -> None:
         ("Let me check that for you.", False),
         ("Hold on, can you repeat that?", False),
         ("It only took a second.", False),
+        ("It takes one second.", False),
+        ("I'll be there in one minute.", False),
+        ("Let me see the menu.", False),
         ("That's all I need.", False),
         ("Can you tell me?", False),
         ("Tell me!", False),

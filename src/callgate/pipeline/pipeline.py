@@ -251,9 +251,9 @@ class ConversationPipeline:
 
     def _synthesise_ahead(self, text: str) -> None:
         """The turn will probably end with ``text``: when the agent knows its answer at once (a flow),
-        have its first sentence synthesised during the rest of the pause. Not at every guess: a short
-        pause is often mid-sentence, and a wrong guess would hold the voice's worker when the real
-        answer comes."""
+        have its first sentence synthesised during the rest of the pause (on the engine's worker for
+        guesses, :meth:`TTS.synthesize_ahead`). Not at every guess: a short pause is often mid-sentence,
+        and each wrong guess is a synthesis paid for with CPU that every call of the process shares."""
         if not self._opts.preemptive_generation or self._turns or self._tts is None or self._mode == "text":
             return
         task = self._reply_task

@@ -99,7 +99,13 @@ _HOLDS = tuple(
     )
 )  # fmt: skip
 """The caller asks for a moment ("let me check", "hang on"): what they went to find comes after the pause,
-so the turn is open however complete the words are."""
+so the turn is open however complete the words are (:func:`_asks_for_a_moment`)."""
+
+_LEAD_INS = frozenset(
+    {"okay", "ok", "sure", "yes", "yeah", "right", "alright", "um", "uh", "er", "erm", "so", "well", "oh",
+     "please", "and", "but", "just"}
+)  # fmt: skip
+"""Words that may come before a request for a moment in its clause ("okay, just a second", "um, hang on")."""
 
 
 _RIGHT_QUOTE = "\u2019"
@@ -121,8 +127,6 @@ def _ending(words: list[str]) -> str:
     if not words:
         return "ambiguous"
     last, before = words[-1], (words[-2] if len(words) > 1 else "")
-    if any(tuple(words[-len(hold) :]) == hold for hold in _HOLDS):
-        return "open"
     if last in _OPEN or (last in _OPEN_VERBS and before in _BEFORE_VERB):
         return "open"
     if last in _AUXILIARIES:
@@ -132,6 +136,23 @@ def _ending(words: list[str]) -> str:
     if last in _OPENS_AFTER and before in _OPENS_AFTER[last]:
         return "open"
     return "ambiguous" if last in _AMBIGUOUS else "closed"
+
+
+def _asks_for_a_moment(text: str) -> bool:
+    """True if the last clause of ``text`` (after its last ``,;.:``) is a request for a moment, alone or
+    after words like "okay" or another such request: "Let me check.", "Okay, just a second.", "Hang on,
+    let me have a look." ("It takes one second." and "Let me check the date." are not)."""
+    words = _words(text.replace(";", ",").replace(":", ",").rstrip(".!?").replace(".", ",").split(",")[-1])
+    asked = False
+    while words:
+        hold = next((h for h in _HOLDS if tuple(words[-len(h) :]) == h), None)
+        if hold is not None:
+            words, asked = words[: -len(hold)], True
+        elif asked and words[-1] in _LEAD_INS:
+            words = words[:-1]
+        else:
+            return False
+    return asked
 
 
 def sounds_finished(text: str, *, language: str = "en") -> bool:
@@ -145,7 +166,9 @@ def sounds_finished(text: str, *, language: str = "en") -> bool:
     if not words:
         return False
     # Whisper ends a cut-off phrase with a full stop too; a question or an exclamation is finished.
-    return stripped[-1] != "." or not _english(language) or _ending(words) == "closed"
+    if stripped[-1] != "." or not _english(language):
+        return True
+    return _ending(words) == "closed" and not _asks_for_a_moment(stripped)
 
 
 def trails_off(text: str, *, language: str = "en") -> bool:
@@ -157,7 +180,7 @@ def trails_off(text: str, *, language: str = "en") -> bool:
         return False
     if stripped.endswith(("...", "\u2026")):
         return True
-    return _english(language) and _ending(_words(stripped)) == "open"
+    return _english(language) and (_ending(_words(stripped)) == "open" or _asks_for_a_moment(stripped))
 
 
 class Utterance:
