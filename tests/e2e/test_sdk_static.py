@@ -350,6 +350,26 @@ async def stats(page: Any) -> dict[str, float]:
     return await page.evaluate("() => ({ ...window.call.stats })")
 
 
+def _pieces_in_order(source: Any, received: Any, rate: int, piece_s: float = 0.5) -> list[float]:
+    """Each voiced half second of ``source``, looked for in ``received`` after the one before it: the
+    correlation score of each (0 if not found after it). Not one alignment of the whole: when the machine
+    is loaded, Chromium's fake capture device can skip a moment, which shifts everything after it (seen
+    once: score 0.60 for the whole, the pieces intact); one piece may straddle such a skip."""
+    step = int(rate * piece_s)
+    at, scores = 0, []
+    for start in range(0, len(source) - step + 1, step):
+        piece = source[start : start + step]
+        if b.active_seconds(piece, rate) < piece_s / 2:
+            continue
+        score, lag = b.xcorr(piece, received[at:])
+        if lag < 0:
+            scores.append(0.0)
+            continue
+        scores.append(round(score, 3))
+        at += lag + step // 2
+    return scores
+
+
 # ---- tests ------------------------------------------------------------------------------
 
 
@@ -377,8 +397,10 @@ async def test_voice_call_sends_microphone_and_plays_agent_audio(
     assert {len(frame) for frame in session.frames} == {INPUT_RATE * FRAME_MS // 1000 * 2}
     received = session.audio
     assert b.active_seconds(received, INPUT_RATE) >= 1.0
-    score, lag = b.xcorr(source_16k, received, max_lag=INPUT_RATE * 2)
-    assert score >= 0.9, f"caller audio does not match the source (score {score:.3f}, lag {lag})"
+    scores = _pieces_in_order(source_16k, received, INPUT_RATE)
+    assert len(scores) >= 4 and sum(score < 0.9 for score in scores) <= 1, (
+        f"caller audio does not match the source: half-second pieces found with scores {scores}"
+    )
 
     # Agent audio: 1.5 s of 440 Hz, received, played, heard at the worklet's output.
     await wait_for_event(page, "playback")
