@@ -79,11 +79,11 @@ class PipelineOptions:
     the turn ends. Batch STT only (streaming engines do not speculate)."""
 
     open_phrase_wait: bool = True
-    """When a pause's words leave the sentence open ("I'd like to book for", "can you tell me", "um";
-    English, :func:`callgate.pipeline.utterance.trails_off`), the pause may last up to ``max_wait_ms``
-    instead of ending the turn at ``end_of_turn_silence_ms``, with or without the end-of-turn model (its
-    "done" is overruled). Batch STT only (the words of a pause come from its speculative transcript).
-    False: a pause's words only ever end a turn early."""
+    """When a pause's words leave the sentence open ("I'd like to book for", "can you tell me", "um") or
+    ask for a moment ("let me check", "hang on"; English, :func:`callgate.pipeline.utterance.trails_off`),
+    the pause may last up to ``max_wait_ms`` instead of ending the turn at ``end_of_turn_silence_ms``,
+    with or without the end-of-turn model (its "done" is overruled). Batch STT only (the words of a pause
+    come from its speculative transcript). False: a pause's words only ever end a turn early."""
 
     semantic: bool = False
     """Ask the end-of-turn model at each pause (``early_end_silence_ms``) whether the caller is done: yes
