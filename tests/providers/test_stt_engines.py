@@ -178,8 +178,13 @@ async def test_pocketsphinx_streams_interim_results(sphinx, piper_booking_16k: b
     await stream.aclose()
 
 
-@pytest.mark.parametrize("word", ["Yes.", "Tomorrow.", "Goodbye."])
-async def test_whisper_one_word_answers_stay_in_the_short_window(whisper, tmp_path, word: str) -> None:
+@pytest.mark.parametrize(
+    ("word", "heard_as"),
+    [("Yes.", {"yes"}), ("Tomorrow.", {"tomorrow"}), ("Goodbye.", {"goodbye", "good", "bye"})],
+)
+async def test_whisper_one_word_answers_stay_in_the_short_window(
+    whisper, tmp_path, word: str, heard_as: set[str]
+) -> None:
     pytest.importorskip("piper")
     from tests.support.browser import make_speech_wav, read_wav
 
@@ -188,9 +193,9 @@ async def test_whisper_one_word_answers_stay_in_the_short_window(whisper, tmp_pa
     pcm = (samples.clip(-1, 1) * 32767).astype("<i2").tobytes()
     before = dict(whisper.stats)
     transcript = await whisper.transcribe(pcm)
-    # piper's voice varies from run to run: "Goodbye." may be heard as "Bye." (the word's tail)
-    heard = transcript.text.lower().strip(".?! ")
-    assert heard and word.lower().strip(".").endswith(heard), transcript.text
+    # piper's voice varies from run to run: "Goodbye." may be heard as "Bye." or "Bye bye." (seen in CI)
+    heard = transcript.text.lower().replace("-", " ").replace(",", " ").replace(".", " ").split()
+    assert heard and set(w.strip("?!") for w in heard) <= heard_as, transcript.text
     assert whisper.stats["short"] == before["short"] + 1  # no second pass in the 30 s window
 
 
