@@ -221,8 +221,15 @@ async def case_voice_call(child: LiveServer, tmp_path: Path) -> None:
             """async () => {
                  const report = await window.call.getStats();
                  const inbound = [...report.values()].find((s) => s.type === 'inbound-rtp');
+                 const outbound = [...report.values()].find((s) => s.type === 'outbound-rtp');
+                 const source = [...report.values()].find((s) => s.type === 'media-source');
                  const codec = inbound && report.get(inbound.codecId);
-                 return {...inbound, codec: codec?.mimeType ?? ''};
+                 return {
+                   ...inbound,
+                   codec: codec?.mimeType ?? '',
+                   sent: outbound?.packetsSent ?? 0,
+                   captured: source?.totalSamplesDuration ?? 0,
+                 };
                }"""
         )
         await page.evaluate("() => window.call.hangup()")
@@ -239,6 +246,11 @@ async def case_voice_call(child: LiveServer, tmp_path: Path) -> None:
     assert rtp["silentConcealedSamples"] < 0.05 * rtp["totalSamplesReceived"], rtp
     assert rtp["jitterBufferDelay"] / rtp["jitterBufferEmittedCount"] < 0.5, rtp
     assert stats["nonSilentSamplesSent"] / 16000 >= 1.0  # the fake microphone's speech
+    # The caller's DTX (callgate's answer asks for it): the microphone was silent for over two thirds
+    # of the call (11 s before the sentence, then while the agent answered), and Chromium sent next to
+    # nothing then. The turn still ended and was answered above: the listener counted the pause by the
+    # clock while no audio came.
+    assert rtp["captured"] > 10 and rtp["sent"] < 0.5 * rtp["captured"] * 50, rtp
     assert ended["reason"] == "caller_hangup" and ended["code"] == 1000
 
     body = await settled_call(live, team.auth(), str(call["id"]))

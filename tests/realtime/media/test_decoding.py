@@ -93,7 +93,8 @@ async def test_each_stream_keeps_its_order_through_the_worker(worker: DecodeWork
         assert got[ssrc] == expected[ssrc]  # every frame, in order, byte for byte
         stats = inbound.stats
         assert (stats.lost_packets, stats.decode_errors, stats.frames) == (1, 1, len(expected[ssrc]))
-        assert stats.concealed_ms == pytest.approx(20 + 20 + 40)  # lost, corrupt, skipped
+        assert stats.concealed_ms == pytest.approx(20 + 20)  # lost, corrupt
+        assert stats.paused_ms == pytest.approx(40)  # skipped by the sender (DTX): not filled
     assert worker.packets == 4 * 58 and worker.batches < worker.packets
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -113,6 +114,30 @@ async def test_opus_both_ways(opus: Pair) -> None:
     assert opus.messages == ["hello"]
     stats = opus.media.inbound_stats
     assert stats is not None and stats.lost_packets == 0 and stats.decode_errors == 0
+
+
+async def test_the_answer_asks_the_caller_for_opus_dtx() -> None:
+    """A browser's offer (Chromium's Opus parameters, no DTX) is answered with ``usedtx=1``, which is
+    what makes a browser stop sending while its user is silent (checked in Chromium by the e2e tests)."""
+    peer = RTCPeerConnection()
+    peer.addTransceiver("audio", direction="sendrecv")
+    await peer.setLocalDescription(await peer.createOffer())
+    opus_pt = re.search(r"a=rtpmap:(\d+) opus/48000", peer.localDescription.sdp)
+    assert opus_pt is not None
+    offer = re.sub(
+        rf"a=fmtp:{opus_pt[1]} [^\r\n]*",
+        f"a=fmtp:{opus_pt[1]} minptime=10;useinbandfec=1",
+        peer.localDescription.sdp,
+    )
+    assert "usedtx" not in offer
+    media = PeerMedia(on_audio=lambda _: None, on_message=lambda _: None)
+    try:
+        answer = await media.answer(offer)
+    finally:
+        await peer.close()
+        await media.close()
+    fmtp = re.search(rf"a=fmtp:{opus_pt[1]} ([^\r\n]*)", answer)
+    assert fmtp is not None and "usedtx=1" in fmtp[1].split(";")
 
 
 async def test_caller_audio_skips_aiortcs_receive_path(opus: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -375,11 +400,11 @@ async def test_the_marker_bit_starts_each_talkspurt() -> None:
     assert sent[5:] == [other, report]
 
 
-def pcmu(seq: int, level: int, *, ssrc: int = 7) -> RtpPacket:
+def pcmu(seq: int, level: int, *, ssrc: int = 7, ts: int | None = None) -> RtpPacket:
     return RtpPacket(
         payload_type=0,
         sequence_number=seq % 65536,
-        timestamp=seq * 160,
+        timestamp=seq * 160 if ts is None else ts,
         ssrc=ssrc,
         payload=bytes([level]) * 160,
     )
@@ -410,6 +435,27 @@ def test_inbound_reorders_without_delay_and_conceals_losses() -> None:
     assert inbound.stats.concealed_ms == pytest.approx(20)
     # One 20 ms frame per packet, in sequence order, the lost packet's 20 ms as silence.
     assert frame_levels(out) == [LEVELS[codes[i]] for i in (0, 1, 2)] + [0] + [LEVELS[codes[3]]] * 3
+
+
+def test_inbound_fills_lost_time_but_not_the_senders_pauses() -> None:
+    """A timestamp jump with consecutive sequence numbers is the sender pausing (DTX, silence
+    suppression): nothing is filled (the listener counts a pause by the wall clock). Missing packets'
+    time is filled, as long as the packets around them, up to ``max_gap_ms``."""
+    out: list[bytes] = []
+    inbound = InboundAudio(codecs={0: PCMU_CODEC}, on_frame=out.append, reorder_packets=1)
+    code = list(LEVELS)[2]
+    inbound.push(pcmu(0, code, ts=0))
+    inbound.push(pcmu(1, code, ts=160 + 8 * 400))  # 400 ms of DTX, no packet missing
+    assert len(out) == 2 and inbound.stats.concealed_ms == 0
+    assert inbound.stats.paused_ms == pytest.approx(400)
+    inbound.push(pcmu(3, code, ts=2 * 160 + 8 * 800))  # packet 2 lost inside another 400 ms pause
+    assert inbound.stats.lost_packets == 1 and inbound.stats.concealed_ms == pytest.approx(20)
+    assert inbound.stats.paused_ms == pytest.approx(400 + 380)
+    assert frame_levels(out) == [LEVELS[code]] * 2 + [0] + [LEVELS[code]]
+    inbound.push(pcmu(24, code, ts=23 * 160 + 8 * 800))  # 20 packets (400 ms) lost: 100 ms filled
+    assert inbound.stats.concealed_ms == pytest.approx(20 + 100)
+    assert inbound.stats.paused_ms == pytest.approx(400 + 380 + 300)
+    assert len(out) == 4 + 5 + 1
 
 
 def test_inbound_opus_is_decoded_to_16khz_at_once() -> None:

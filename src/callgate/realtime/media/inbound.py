@@ -2,9 +2,17 @@
 
 A small reordering jitter buffer that adds no delay to packets arriving in order: each one is decoded
 and passed on at once. A missing packet holds later ones back until ``reorder_packets`` more have
-arrived (about 60 ms); then it is declared lost. Lost or skipped time (a gap in RTP timestamps, up to
-``max_gap_ms``) is filled with silence, so the caller's timeline, and so the recording, stays aligned
-with the wall clock. Packets older than what was already passed on are dropped.
+arrived (about 60 ms); then it is declared lost. The time of lost packets (and of packets that could
+not be decoded) is filled with silence, up to ``max_gap_ms``, so that the audio keeps its length.
+
+A jump in RTP timestamps with no packet missing is the sender pausing: Opus DTX (callgate's answers
+ask browsers for it, ``usedtx=1``: a silent caller then sends a packet or two per 400 ms instead of 50
+a second) or a phone's silence suppression. That time is not filled here (it is counted in
+``stats.paused_ms``): the listener counts a pause in a caller's turn by the wall clock when audio stops
+arriving, and the recorder places audio by its arrival time, so silence filled here as well would be
+counted twice and end turns early. For the same reason a long loss is filled only up to
+``max_gap_ms`` (default 100 ms, the listener's own gap). Packets older than what was already passed on
+are dropped.
 
 aiortc's own receive path is bypassed on purpose: its audio jitter buffer prefetches four packets
 (80 ms) and, after a single loss, keeps a further 16-packet backlog for the rest of the call. Opus is
@@ -53,6 +61,8 @@ class InboundStats:
     lost_packets: int = 0
     late_packets: int = 0
     concealed_ms: float = 0.0
+    paused_ms: float = 0.0
+    """Time the sender sent no audio with no packet missing (DTX, silence suppression); not filled."""
     decode_errors: int = 0
 
 
@@ -74,7 +84,7 @@ class InboundAudio:
         codecs: Mapping[int, RTCRtpCodecParameters],
         on_frame: Callable[[bytes], None],
         reorder_packets: int = 3,
-        max_gap_ms: int = 1000,
+        max_gap_ms: int = 100,
         decode: Callable[[RtpPacket], tuple[bytes, int] | None] | None = None,
         offload: DecodeWorker | None = None,
     ) -> None:
@@ -98,6 +108,8 @@ class InboundAudio:
         self._next_seq = 0  # extended (unwrapped) sequence number expected next
         self._pending: dict[int, RtpPacket | None] = {}
         self._next_ts: int | None = None  # RTP timestamp where the audio passed on so far ends
+        self._missing = 0  # packets lost or undecodable since the last audio was passed on
+        self._last_duration = 0  # the last packet's duration, in RTP clock units
         self._offload: DecodeStream | None = offload.open(self._decoded) if offload else None
 
     def close(self) -> None:
@@ -130,6 +142,7 @@ class InboundAudio:
         self._next_seq = packet.sequence_number
         self._pending.clear()
         self._next_ts = None
+        self._missing = 0
 
     def _release(self) -> None:
         pending = self._pending
@@ -140,6 +153,7 @@ class InboundAudio:
                     self._play(packet)
             elif len(pending) >= self._reorder:
                 self.stats.lost_packets += 1  # its time is concealed when the next audio plays
+                self._missing += 1
             else:
                 return
             self._next_seq += 1
@@ -151,27 +165,37 @@ class InboundAudio:
         clock = codec.clockRate
         if self._next_ts is not None:
             gap = _signed(packet.timestamp - self._next_ts, _TS_MOD)
-            if 0 < gap <= self._max_gap_s * clock:
-                self._conceal(gap / clock)
+            if gap > 0:
+                # Missing packets' time is filled (a lost packet is taken to be as long as the last
+                # one); the rest of the jump is the sender's pause.
+                lost = min(gap, self._missing * (self._last_duration or gap), round(self._max_gap_s * clock))
+                if lost > 0:
+                    self._conceal(lost / clock)
+                self.stats.paused_ms += (gap - lost) * 1000 / clock
+        self._missing = 0
         if self._offload is not None and self._own_decode is None and _libopus_can_decode(codec):
             self._offload_opus(packet, clock)
             return
         decoded = self._decode(packet, codec)
         if decoded is None:
+            self._missing += 1  # its time is concealed when the next audio plays
             return
         pcm, samples, rate = decoded
-        self._next_ts = (packet.timestamp + round(samples * clock / rate)) % _TS_MOD
+        self._last_duration = round(samples * clock / rate)
+        self._next_ts = (packet.timestamp + self._last_duration) % _TS_MOD
         self._emit(pcm)
 
     def _offload_opus(self, packet: RtpPacket, clock: int) -> None:
         samples = opus.packet_samples(packet.payload, OUTPUT_RATE)
         if samples is None:
             self.stats.decode_errors += 1
+            self._missing += 1
             log.debug("could not decode an RTP packet: not Opus")
             return
         assert self._offload is not None
         self._direct = True
-        self._next_ts = (packet.timestamp + samples * clock // OUTPUT_RATE) % _TS_MOD
+        self._last_duration = samples * clock // OUTPUT_RATE
+        self._next_ts = (packet.timestamp + self._last_duration) % _TS_MOD
         self._offload.decode(packet.payload, samples)
 
     def _decoded(self, pcm16: bytes, failed: bool) -> None:

@@ -1,10 +1,16 @@
-"""SDP checks before an offer reaches aiortc, and the telephone-event codec aiortc lacks.
+"""SDP checks before an offer reaches aiortc, and the codec parameters of callgate's answers.
 
-aiortc negotiates only the codecs in its module-level ``CODECS`` table. Importing this module adds RFC
-4733 ``telephone-event`` (8 kHz and 48 kHz clocks) to that table once, process-wide, so that answers
-accept DTMF when a peer offers it. aiortc cannot decode those packets: every peer connection callgate
-makes goes through :class:`callgate.realtime.media.PeerMedia`, whose receive path takes them out
-before aiortc's decoder would see them.
+aiortc negotiates only the codecs in its module-level ``CODECS`` table, and writes their parameters
+into its answers. Importing this module changes that table once, process-wide:
+
+- RFC 4733 ``telephone-event`` (8 kHz and 48 kHz clocks) is added, so that answers accept DTMF when a
+  peer offers it. aiortc cannot decode those packets: every peer connection callgate makes goes
+  through :class:`callgate.realtime.media.PeerMedia`, whose receive path takes them out before aiortc's
+  decoder would see them.
+- Opus is answered with ``usedtx=1`` (RFC 7587): the caller's encoder may stop sending while the caller
+  is silent (a browser then sends a packet or two per 400 ms instead of 50 a second), which is most of
+  a call for a caller who listens. The receive path counts that time as a pause, not as loss (see
+  ``inbound``). aiortc's own encoder ignores the parameter; callgate's outbound track does DTX itself.
 """
 
 from __future__ import annotations
@@ -41,6 +47,15 @@ def _register_telephone_event() -> None:
 
 
 _register_telephone_event()
+
+
+def _ask_for_dtx() -> None:
+    for codec in CODECS["audio"]:
+        if codec.name.lower() == "opus":
+            codec.parameters["usedtx"] = 1
+
+
+_ask_for_dtx()
 
 
 @dataclass(frozen=True, slots=True)
