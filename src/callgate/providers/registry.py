@@ -290,7 +290,7 @@ def _api_key(model: BaseModel, credentials: Mapping[str, SecretStr]) -> SecretSt
 def _silero(s: SileroSettings) -> VAD:
     from callgate.providers.silero import SileroVAD
 
-    return SileroVAD(sample_rate=s.sample_rate)
+    return SileroVAD(sample_rate=s.sample_rate, quiet_gate_db=s.quiet_gate_db)
 
 
 def _whisper(s: WhisperSettings) -> STT:

@@ -48,6 +48,9 @@ class _Settings(BaseModel):
 class SileroSettings(_Settings):
     engine: Literal["silero"]
     sample_rate: Literal[8000, 16000] = 16000
+    quiet_gate_db: float = Field(default=6.0, ge=0, le=20)
+    """While no speech is under way, windows within this many dB of the room's noise floor are scored 0
+    without running the model (most of a listening caller's audio); 0 runs the model on every window."""
 
 
 class WhisperSettings(_Settings):
