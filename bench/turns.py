@@ -304,7 +304,7 @@ async def main_async(args: argparse.Namespace) -> int:
     from callgate.providers.silero import SileroVAD
     from callgate.providers.smart_turn import SmartTurn
 
-    vad = SileroVAD()
+    vad = SileroVAD(quiet_gate_db=args.quiet_gate_db)
     vad.warm_up()
     model = SmartTurn()
     model.warm_up()
@@ -400,6 +400,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="samples run at once (default 4)")
     parser.add_argument("--limit", type=int, default=0, help="a tiny run: one sample of each kind")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument(
+        "--quiet-gate-db", type=float, default=6.0,
+        help="Silero's quiet gate (the default 6; 0 runs the model on every window)",
+    )  # fmt: skip
     sys.exit(asyncio.run(main_async(parser.parse_args())))
 
 

