@@ -212,7 +212,10 @@ class Orchestrator:
         self.rr = 0
         self.refused = 0.0
         """Callers refused for the STT backlog so far."""
-        self.listener_agent = server.create_agent(self._agent("listener"))
+        listener = self._agent("listener")
+        if args.quiet_gate_db is not None:
+            listener["stt"] = {"vad": {"engine": "silero", "quiet_gate_db": args.quiet_gate_db}}
+        self.listener_agent = server.create_agent(listener)
         probe = self._agent("probe")
         if args.probe_tts != "default":
             probe["tts"] = {"engine": args.probe_tts}
@@ -890,6 +893,11 @@ def main() -> None:
         help="skip the Silero VAD micro-benchmark at the end",
     )  # fmt: skip
     parser.add_argument("--no-write", dest="write", action="store_false", help="do not update BENCHMARKS.md")
+    parser.add_argument(
+        "--quiet-gate-db", type=float, default=None, metavar="DB",
+        help="the listening sessions' Silero quiet gate (default: the server's, 6 dB; 0 runs the model on "
+        "every window, as a room whose sound never sits still would)",
+    )  # fmt: skip
     parser.add_argument(
         "--speech", action="store_true",
         help="callers who talk (WebSocket): STT + flow + TTS in every session; writes 'Talking sessions'",
