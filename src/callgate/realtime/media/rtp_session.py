@@ -384,7 +384,7 @@ class RtpSession:
         elif packet.payload_type == self.codec.payload_type:
             self._inbound.push(packet)
         else:
-            self.stats.other_payload += 1  # e.g. comfort noise: its time is concealed as silence
+            self.stats.other_payload += 1  # e.g. comfort noise: its time is a pause in the audio (inbound)
             self._inbound.skip(packet)
 
     def _decode(self, packet: RtpPacket) -> tuple[bytes, int] | None:
