@@ -69,6 +69,22 @@ class ConfirmsPlayout(Protocol):
     def heard(self, estimate: str) -> str: ...
 
 
+class CallerMediaStats(Protocol):
+    """What a transport that receives RTP counts of the caller's stream (its jitter buffer's stats)."""
+
+    packets: int
+    lost_packets: int
+    concealed_ms: float
+    paused_ms: float
+
+
+@runtime_checkable
+class ReportsCallerMedia(Protocol):
+    """A transport whose caller audio comes as RTP (WebRTC, SIP): the session exports its counts."""
+
+    def caller_media(self) -> CallerMediaStats | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Engines:
     vad: VAD
@@ -162,6 +178,7 @@ class CallSession:
             "input_dropped_ms": 0.0,
             "interruptions": 0.0,
         }
+        self._media_exported = (0, 0, 0.0, 0.0)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -242,6 +259,15 @@ class CallSession:
         m.late_output_frames.inc(deltas["late_frames"])
         m.input_dropped_seconds.inc(deltas["input_dropped_ms"] / 1000)
         m.interruptions.inc(deltas["interruptions"])
+        media = self.transport.caller_media() if isinstance(self.transport, ReportsCallerMedia) else None
+        if media is not None:
+            was, self._media_exported = self._media_exported, (
+                media.packets, media.lost_packets, media.concealed_ms, media.paused_ms
+            )  # fmt: skip
+            m.caller_rtp_packets.inc(media.packets - was[0])
+            m.caller_rtp_lost.inc(media.lost_packets - was[1])
+            m.caller_concealed_seconds.inc((media.concealed_ms - was[2]) / 1000)
+            m.caller_paused_seconds.inc((media.paused_ms - was[3]) / 1000)
 
     async def _finish(self) -> None:
         self._set_state(SessionState.ENDING)

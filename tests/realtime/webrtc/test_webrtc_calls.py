@@ -61,6 +61,16 @@ async def test_voice_call_over_webrtc(live: LiveServer, tmp_path: Path) -> None:
 
     body = await wait_settled(live, auth, str(call["id"]))
     assert body["end_reason"] == "caller_hangup"
+    # The caller's RTP stream in /metrics: every 20 ms packet of the call, none lost on loopback.
+    exported = {
+        line.split()[0]: float(line.split()[1])
+        for line in (await live.world.client.get("/metrics")).text.splitlines()
+        if line.startswith("callgate_caller_")
+    }
+    assert exported["callgate_caller_rtp_packets_total"] > 5 * 50, exported
+    assert exported["callgate_caller_rtp_lost_packets_total"] == 0, exported
+    assert exported["callgate_caller_audio_concealed_seconds_total"] < 0.1, exported
+    assert "callgate_caller_audio_paused_seconds_total" in exported
     turns = body["transcript"]
     assert isinstance(turns, list)
     user = [t for t in turns if t["role"] == "user"]

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 
 from callgate.domain.lifecycle import EndReason
 from callgate.domain.live_calls import CallPlan
+from callgate.realtime.media.inbound import InboundStats
 from callgate.realtime.media.rtp_session import RtpSession
 from callgate.realtime.media.telephone_events import DtmfEvent
 from callgate.realtime.session import CallSession
@@ -78,6 +79,9 @@ class RtpCallTransport:
         self._transfer = transfer
         self._transfer_target: str | None = None
         self._closed = False
+
+    def caller_media(self) -> InboundStats:
+        return self._rtp.inbound_stats
 
     async def send_audio(self, pcm16: bytes) -> None:
         self._rtp.send_audio(pcm16)

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from callgate.realtime.media import PeerMedia
+from callgate.realtime.media import InboundStats, PeerMedia
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,9 @@ class SipCallTransport:
         self._media = media
         self._hang_up = hang_up
         self._closed = False
+
+    def caller_media(self) -> InboundStats | None:
+        return self._media.inbound_stats
 
     async def send_audio(self, pcm16: bytes) -> None:
         await self._media.send_audio(pcm16)

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 
 from callgate.realtime import rtvi
-from callgate.realtime.media import DtmfEvent, MediaState, PeerMedia
+from callgate.realtime.media import DtmfEvent, InboundStats, MediaState, PeerMedia
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,9 @@ class WebRTCTransport:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def caller_media(self) -> InboundStats | None:
+        return self.media.inbound_stats if self.media is not None else None
 
     async def send_audio(self, pcm16: bytes) -> None:
         if not self._closed and self.media is not None:
