@@ -179,6 +179,8 @@ class CallSession:
             "interruptions": 0.0,
         }
         self._media_exported = (0, 0, 0.0, 0.0)
+        self._media = transport if isinstance(transport, ReportsCallerMedia) else None
+        """The transport, if it counts the caller's RTP stream (checked once: the watchdog exports often)."""
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -259,7 +261,7 @@ class CallSession:
         m.late_output_frames.inc(deltas["late_frames"])
         m.input_dropped_seconds.inc(deltas["input_dropped_ms"] / 1000)
         m.interruptions.inc(deltas["interruptions"])
-        media = self.transport.caller_media() if isinstance(self.transport, ReportsCallerMedia) else None
+        media = self._media.caller_media() if self._media is not None else None
         if media is not None:
             was, self._media_exported = self._media_exported, (
                 media.packets, media.lost_packets, media.concealed_ms, media.paused_ms
