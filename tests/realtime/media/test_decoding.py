@@ -6,6 +6,7 @@ the call, and the next packet starts a new one."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import random
@@ -77,8 +78,12 @@ async def test_each_stream_keeps_its_order_through_the_worker(worker: DecodeWork
         for packet in packets:
             inbound.push(packet)
     got: dict[int, list[bytes]] = {ssrc: [] for ssrc in arrivals}
+    seconds = itertools.count()  # a clock on which a second passes between packets: no pause is cut short
     streams = {
-        ssrc: InboundAudio(codecs={111: OPUS}, on_frame=got[ssrc].append, offload=worker) for ssrc in arrivals
+        ssrc: InboundAudio(
+            codecs={111: OPUS}, on_frame=got[ssrc].append, offload=worker, clock=lambda: float(next(seconds))
+        )
+        for ssrc in arrivals
     }
     queue = [(ssrc, p) for ssrc, packets in arrivals.items() for p in packets]
     random.Random(7).shuffle(queue)

@@ -442,20 +442,29 @@ def test_inbound_fills_lost_time_but_not_the_senders_pauses() -> None:
     suppression): nothing is filled (the listener counts a pause by the wall clock). Missing packets'
     time is filled, as long as the packets around them, up to ``max_gap_ms``."""
     out: list[bytes] = []
-    inbound = InboundAudio(codecs={0: PCMU_CODEC}, on_frame=out.append, reorder_packets=1)
+    now = [0.0]
+    inbound = InboundAudio(
+        codecs={0: PCMU_CODEC}, on_frame=out.append, reorder_packets=1, clock=lambda: now[0]
+    )
     code = list(LEVELS)[2]
     inbound.push(pcmu(0, code, ts=0))
+    now[0] += 0.42  # packets arrive as the sender's timestamps say (and a little later)
     inbound.push(pcmu(1, code, ts=160 + 8 * 400))  # 400 ms of DTX, no packet missing
     assert len(out) == 2 and inbound.stats.concealed_ms == 0
     assert inbound.stats.paused_ms == pytest.approx(400)
+    now[0] += 0.42
     inbound.push(pcmu(3, code, ts=2 * 160 + 8 * 800))  # packet 2 lost inside another 400 ms pause
     assert inbound.stats.lost_packets == 1 and inbound.stats.concealed_ms == pytest.approx(20)
     assert inbound.stats.paused_ms == pytest.approx(400 + 380)
     assert frame_levels(out) == [LEVELS[code]] * 2 + [0] + [LEVELS[code]]
+    now[0] += 0.42
     inbound.push(pcmu(24, code, ts=23 * 160 + 8 * 800))  # 20 packets (400 ms) lost: 100 ms filled
     assert inbound.stats.concealed_ms == pytest.approx(20 + 100)
     assert inbound.stats.paused_ms == pytest.approx(400 + 380 + 300)
     assert len(out) == 4 + 5 + 1
+    now[0] += 0.02
+    inbound.push(pcmu(25, code, ts=24 * 160 + 8 * 800 + (1 << 30)))  # a jump of 37 hours, 20 ms later
+    assert inbound.stats.paused_ms == pytest.approx(400 + 380 + 300 + 20)  # counted as what passed
 
 
 def test_inbound_opus_is_decoded_to_16khz_at_once() -> None:

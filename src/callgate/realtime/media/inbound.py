@@ -30,6 +30,7 @@ frames still come out in order.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -87,11 +88,13 @@ class InboundAudio:
         max_gap_ms: int = 100,
         decode: Callable[[RtpPacket], tuple[bytes, int] | None] | None = None,
         offload: DecodeWorker | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``decode``: callgate's own decoder for the stream's codecs (G.711 on SIP trunks), giving
         16 kHz mono PCM16 and the packet's duration in samples of its clock rate, or None for a packet
         it cannot decode; without one, aiortc's decoders are used. ``offload``: decode Opus in that
-        worker's process (call from the event loop that gets the frames)."""
+        worker's process (call from the event loop that gets the frames). ``clock``: seconds, to bound
+        a counted pause by the time that really passed (a timestamp is the sender's word)."""
         self.stats = InboundStats()
         self._own_decode = decode
         self._codecs = dict(codecs)
@@ -110,6 +113,8 @@ class InboundAudio:
         self._next_ts: int | None = None  # RTP timestamp where the audio passed on so far ends
         self._missing = 0  # packets lost or undecodable since the last audio was passed on
         self._last_duration = 0  # the last packet's duration, in RTP clock units
+        self._clock = clock
+        self._played_at: float | None = None  # when the last packet was played, on ``clock``
         self._offload: DecodeStream | None = offload.open(self._decoded) if offload else None
 
     def close(self) -> None:
@@ -171,8 +176,12 @@ class InboundAudio:
                 lost = min(gap, self._missing * (self._last_duration or gap), round(self._max_gap_s * clock))
                 if lost > 0:
                     self._conceal(lost / clock)
-                self.stats.paused_ms += (gap - lost) * 1000 / clock
+                paused_s = (gap - lost) / clock
+                if self._played_at is not None:  # a hostile jump of hours is not hours of pause
+                    paused_s = min(paused_s, max(0.0, self._clock() - self._played_at))
+                self.stats.paused_ms += paused_s * 1000
         self._missing = 0
+        self._played_at = self._clock()
         if self._offload is not None and self._own_decode is None and _libopus_can_decode(codec):
             self._offload_opus(packet, clock)
             return
