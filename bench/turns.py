@@ -202,6 +202,7 @@ MODES: dict[str, PipelineOptions] = {
         transcribe_pause_ms=0,
         early_end_silence_ms=250,
         open_phrase_wait=False,
+        continue_window_ms=0,
     ),
     "silence": PipelineOptions(),
     "semantic": PipelineOptions(semantic=True, early_end_silence_ms=150, max_wait_ms=1500),
@@ -213,6 +214,10 @@ class Outcome:
     sample: Sample
     endpoint_ms: float | None = None
     cut_in: bool = False
+    taken_back: bool = False
+    """After a cut-in: the caller went on, the answer was taken back and all the words answered."""
+    heard_ms: float = 0.0
+    """After a cut-in: agent audio sent between the cut and the end of the caller's continuation."""
     interrupted: bool = False
     resumed: bool = False
     stop_ms: float | None = None
@@ -260,6 +265,9 @@ async def run_sample(sample: Sample, options: PipelineOptions, vad: Any, model: 
             first = stops[0]
             if sample.kind == "paused" and first < t0 + ends[0][0] + sample.pause_ms / 1000 - 0.01:
                 out.cut_in = True
+                out.taken_back = bool(agent.taken_back)
+                end = next((t for t in stops if t > first), float("inf"))
+                out.heard_ms = 20.0 * sum(1 for t, _ in output.audio if first <= t < end)
             else:
                 out.endpoint_ms = (first - (t0 + ends[-1][0])) * 1000
         return out
@@ -289,6 +297,8 @@ def summary(outcomes: list[Outcome]) -> dict[str, Any]:
         "endpoint_p50": percentile(ends, 50) if ends else None,
         "endpoint_p95": percentile(ends, 95) if ends else None,
         "cut_ins": sum(o.cut_in for o in paused),
+        "taken_back": sum(o.taken_back for o in paused),
+        "heard_max": max((o.heard_ms for o in paused if o.cut_in), default=None),
         "paused": len(paused),
         "false_interruptions": sum(o.interrupted for o in false),
         "false_resumed": sum(o.resumed and not o.interrupted for o in false),
@@ -329,6 +339,7 @@ async def main_async(args: argparse.Namespace) -> int:
         print(
             f"RESULT turns mode={name} endpoint_p50_ms={r['endpoint_p50'] or 0:.0f} "
             f"endpoint_p95_ms={r['endpoint_p95'] or 0:.0f} cut_ins={r['cut_ins']} paused={r['paused']} "
+            f"taken_back={r['taken_back']} heard_max_ms={r['heard_max'] or 0:.0f} "
             f"false_interruptions={r['false_interruptions']} over_agent={r['over_agent']} "
             f"missed={r['missed']} real={r['real']} stop_p50_ms={r['stop_p50'] or 0:.0f} "
             f"stop_p95_ms={r['stop_p95'] or 0:.0f}",
@@ -371,6 +382,9 @@ def render(
     row("endpointing p50 (end of voice -> turn end)", lambda r: fmt_ms(r["endpoint_p50"]))
     row("endpointing p95", lambda r: fmt_ms(r["endpoint_p95"]))
     row("false cut-ins (turn ended in a 300-800 ms pause)", lambda r: _pct(r["cut_ins"], r["paused"]))
+    row("cut-ins taken back (the caller went on: all the words answered together)",
+        lambda r: f"{r['taken_back']}/{r['cut_ins']}")  # fmt: skip
+    row("agent audio sent at a cut-in before the caller went on, max", lambda r: fmt_ms(r["heard_max"]))
     row("false interruptions (backchannel/noise cut the agent off)",
         lambda r: _pct(r["false_interruptions"], r["over_agent"]))  # fmt: skip
     row("backchannel/noise: agent held, then resumed", lambda r: _pct(r["false_resumed"], r["over_agent"]))
@@ -386,9 +400,11 @@ def render(
         "finished sentence) with words that leave the "
         'sentence open ("I\'d like to book for", "can you tell me") letting the pause run to 1500 ms; '
         "`semantic` adds Smart Turn v3 at a 150 ms pause (done: end, unless the words are open; "
-        "mid-thought: wait up to 1500 ms). Endpointing counts finished turns only (a cut-in is "
-        "counted apart). The stop time is at the server's output; the client's playback buffer adds its "
-        "depth.",
+        "mid-thought: wait up to 1500 ms). `silence` and `semantic` take back an answer the caller cuts "
+        "off by going on within 500 ms of the turn's end (`continue_window_ms`); `before` does not. The "
+        "fake agent starts its answer 200 ms after the turn ends. Endpointing counts finished turns only "
+        "(a cut-in is counted apart). The stop time is at the server's output; the client's playback "
+        "buffer adds its depth.",
     ]
     return "\n".join(lines)
 

@@ -78,6 +78,11 @@ class Metrics:
             registry=r,
         )
         self.interruptions = Counter("callgate_interruptions", "Barge-ins", registry=r)
+        self.turns_taken_back = Counter(
+            "callgate_turns_taken_back",
+            "Answers taken back because the caller went on with the turn they answered (a turn ended early)",
+            registry=r,
+        )
         self.caller_rtp_packets = Counter(
             "callgate_caller_rtp_packets", "Caller RTP packets received (WebRTC, SIP)", registry=r
         )

@@ -203,3 +203,43 @@ async def test_nothing_is_predicted_before_the_greeting_or_after_the_end() -> No
     await turn(a, "What are your opening hours?")
     await turn(a, "No, that's all.")
     assert a.finished and a.predict_reply("hello?") is None
+
+
+async def test_a_turn_taken_back_returns_the_flow_to_where_it_stood() -> None:
+    a, twin = agent(), agent()
+    await turn(a)
+    await turn(twin)
+    assert said(await turn(a, "Can I make an appointment?")) == "What day would you like to come in?"
+    await turn(twin, "Can I make an appointment?")
+    events = await turn(a, "Friday")  # the caller goes on: "Friday ... at half past two"
+    assert events[0] == AgentData({"day": "2026-11-27"}) and a.data != twin.data
+    assert a.take_back()
+    assert (a.state, a.data) == (twin.state, twin.data)
+    assert not a.take_back()  # once
+    # All the words together; the slot filled by the turn taken back is sent again with the answer.
+    events = await turn(a, "Friday at half past two")
+    assert events == await turn(twin, "Friday at half past two")
+    assert events[0] == AgentData({"day": "2026-11-27", "time": "14:30"})
+
+
+async def test_taken_back_data_is_sent_again_when_the_whole_turn_changes_it_back() -> None:
+    a = agent()
+    await turn(a)
+    await turn(a, "Can I make an appointment?")
+    assert (await turn(a, "Friday"))[0] == AgentData({"day": "2026-11-27"})
+    assert a.take_back()
+    events = await turn(a, "erm")  # the whole turn fills nothing: the call's data must drop "Friday"
+    assert events[0] == AgentData({}) and a.data == {}
+
+
+async def test_the_end_of_the_call_or_the_greeting_cannot_be_taken_back() -> None:
+    a = agent()
+    assert not a.take_back()
+    await turn(a)
+    assert not a.take_back()  # the greeting is not a turn
+    await turn(a, "What are your opening hours?")
+    assert a.take_back()
+    await turn(a, "What are your opening hours?")
+    events = await turn(a, "No, that's all.")
+    assert events[-1] == AgentEndCall()
+    assert not a.take_back() and a.finished

@@ -205,3 +205,15 @@ def test_tool_states_are_validated() -> None:
     assert "go to each other with no caller turn" in problems(loop)[0]
     orphan = {**FLOW, "states": {**FLOW["states"], "found": {"say": "x", "end": True, "on_error": "failed"}}}
     assert "`on_error` needs a `tool`" in problems(orphan)[0]
+
+
+async def test_a_turn_that_started_a_request_cannot_be_taken_back() -> None:
+    host = ScriptedHost(ToolOutcome(result={"status": "shipped", "delivery": {"eta": "Tuesday"}}))
+    a = agent(host)
+    await events(a.greet())
+    await events(a.respond("order 42"))
+    assert a.take_back()  # only a slot was filled
+    await events(a.respond("order 42"))
+    got = await events(a.respond("tomorrow"))
+    assert "Your order is shipped and arrives Tuesday." in texts(got)
+    assert not a.take_back() and len(host.ran) == 1  # the request ran: it stands

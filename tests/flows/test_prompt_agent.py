@@ -86,3 +86,32 @@ async def test_abandoned_answer_is_recorded_then_truncated(llm: OpenAILLM, fake_
     assert agent.history[-1].content == "One moment"
     agent.on_interrupted("One")
     assert agent.history[-1].content == "One"
+
+
+async def test_a_turn_taken_back_leaves_the_history_as_before(
+    llm: OpenAILLM, fake_openai: FakeOpenAI
+) -> None:
+    agent = PromptAgent(llm, prompt="Be helpful.", initial_message="Hello, how can I help?")
+    await collect(agent.greet())
+    fake_openai.replies.append(Reply(events=text_events("Sure, what", " day would suit you?")))
+    await collect(agent.respond("I need an appointment."))
+    agent.on_interrupted("Sure, what")  # the caller went on over it
+    assert agent.take_back()
+    assert [(m.role, m.content) for m in agent.history] == [("assistant", "Hello, how can I help?")]
+    assert not agent.take_back()  # once
+    fake_openai.replies.append(Reply(events=text_events("Tuesday it is.")))
+    await collect(agent.respond("I need an appointment. For my daughter on Tuesday."))
+    assert fake_openai.requests[-1]["messages"][1:] == [
+        {"role": "assistant", "content": "Hello, how can I help?"},
+        {"role": "user", "content": "I need an appointment. For my daughter on Tuesday."},
+    ]
+
+
+async def test_an_answer_that_called_a_tool_is_not_taken_back(
+    llm: OpenAILLM, fake_openai: FakeOpenAI
+) -> None:
+    agent = PromptAgent(llm, prompt="Be helpful.", transfer_target="+15550100")
+    fake_openai.replies.append(Reply(events=tool_events("transfer_call", "{}")))
+    assert await collect(agent.respond("A human please.")) == [AgentTransfer(target="+15550100")]
+    before = list(agent.history)
+    assert not agent.take_back() and agent.history == before

@@ -68,6 +68,19 @@ class _Turn:
     """The tool state the turn stopped at: its request runs before the turn goes on."""
 
 
+@dataclass(frozen=True)
+class _Position:
+    """Where a flow stands between two turns (see :meth:`FlowAgent.take_back`)."""
+
+    state: str
+    slots: dict[str, SlotValue]
+    results: dict[str, Any]
+    data: dict[str, Any]
+    asked: str | None
+    retries: int
+    finished: bool
+
+
 @dataclass
 class _Pending:
     """A tool state's request, running or done, whose result the flow has not applied yet."""
@@ -109,6 +122,9 @@ class FlowAgent(AgentEngine):
         self._started = False
         self._finished = False
         self._pending: _Pending | None = None
+        self._undo: _Position | None = None
+        """Where the flow stood before the last :meth:`respond`, while :meth:`take_back` may return there."""
+        self._resend_data = False
 
     @property
     def state(self) -> str:
@@ -137,7 +153,24 @@ class FlowAgent(AgentEngine):
         async for event in self._play(turn):
             yield event
 
-    async def respond(self, user_text: str) -> AsyncIterator[AgentEvent]:
+    def respond(self, user_text: str) -> AsyncIterator[AgentEvent]:
+        # Only a turn that runs no tool and does not end the call can be taken back (see _respond).
+        ready = self._started and not self._finished and self._pending is None
+        self._undo = self._position() if ready else None
+        return self._respond(user_text)
+
+    def take_back(self) -> bool:
+        """Return to the step the last :meth:`respond` started from; the call's data is sent again with
+        the next answer if that turn had changed it."""
+        undo, self._undo = self._undo, None
+        if undo is None:
+            return False
+        self._resend_data = self._resend_data or undo.data != self._data
+        self._restore(undo)
+        log.debug("flow: the last turn is taken back, at %s again", self._state_name)
+        return True
+
+    async def _respond(self, user_text: str) -> AsyncIterator[AgentEvent]:
         turn = _Turn()
         if not self._started:  # the caller spoke first: start silently, then answer
             self._started = True
@@ -153,6 +186,8 @@ class FlowAgent(AgentEngine):
             quiet = True  # the caller spoke over "one moment": only words that answer the new step count
         if not self._finished and turn.tool is None:
             self._hear(user_text, turn, quiet=quiet)
+        if turn.tool is not None or turn.final is not None:
+            self._undo = None  # a request that starts, or the end of the call, cannot be taken back
         async for event in self._play(turn):
             yield event
 
@@ -216,20 +251,14 @@ class FlowAgent(AgentEngine):
         (its request must not start twice) or the flow has not started or has ended."""
         if not self._started or self._finished or self._pending is not None:
             return None
-        saved = (
-            self._state_name, dict(self._slots), dict(self._results), dict(self._data), self._asked,
-            self._retries, self._finished,
-        )  # fmt: skip
+        saved = self._position()
         turn = _Turn()
         try:
             self._hear(user_text, turn, quiet=False)
         except Exception:  # a flow that loops: respond() will say so
             return None
         finally:
-            (
-                self._state_name, self._slots, self._results, self._data, self._asked, self._retries,
-                self._finished,
-            ) = saved  # fmt: skip
+            self._restore(saved)
         if turn.tool is not None:  # the tool's message joins the words: left to respond()
             return None
         return " ".join(turn.texts) or None
@@ -250,6 +279,17 @@ class FlowAgent(AgentEngine):
             is not None
             for s in missing
         )
+
+    def _position(self) -> _Position:
+        return _Position(
+            self._state_name, dict(self._slots), dict(self._results), dict(self._data), self._asked,
+            self._retries, self._finished,
+        )  # fmt: skip
+
+    def _restore(self, at: _Position) -> None:
+        self._state_name, self._slots, self._results = at.state, dict(at.slots), dict(at.results)
+        self._data, self._asked, self._retries = dict(at.data), at.asked, at.retries
+        self._finished = at.finished
 
     # ------------------------------------------------------------------ steps
 
@@ -415,7 +455,8 @@ class FlowAgent(AgentEngine):
         """``more``: the turn goes on after a tool's request, so its last sentence is closed now (a
         trailing space) and spoken while the request runs."""
         events: list[AgentEvent] = []
-        if turn.data_changed:
+        if turn.data_changed or self._resend_data:
+            self._resend_data = False
             events.append(AgentData(dict(self._data)))
         if turn.texts:
             events.append(AgentText(" ".join(turn.texts) + (" " if more else "")))

@@ -190,6 +190,8 @@ class PromptAgent(AgentEngine):
         """Tool calls of an interrupted answer whose results the model has not seen yet."""
         self._running: set[asyncio.Task[ToolRecord]] = set()
         self._early: _EarlyAnswer | None = None
+        self._asked: ChatMessage | None = None
+        """The caller's words the last :meth:`respond` answered (see :meth:`take_back`)."""
         self.early_answers_used = 0
         """Answers whose LLM request started at a pause, before the turn ended (preemptive generation)."""
         self.history: list[ChatMessage] = []
@@ -260,7 +262,8 @@ class PromptAgent(AgentEngine):
     async def respond(self, user_text: str) -> AsyncIterator[AgentEvent]:
         pending_tools = bool(self._unanswered)
         self._settle()
-        self.history.append(ChatMessage(role="user", content=user_text))
+        self._asked = ChatMessage(role="user", content=user_text)
+        self.history.append(self._asked)
         self._trim()
         early = None if pending_tools else self._take_early(user_text)
         if pending_tools:
@@ -455,6 +458,19 @@ class PromptAgent(AgentEngine):
                 kept.append(dataclasses.replace(message, content=remaining))
             remaining = ""
         self.history[self._reply_start :] = kept
+
+    def take_back(self) -> bool:
+        """Remove the last caller message and what was said to it, unless the answer called a tool (that
+        happened, whatever is said next)."""
+        asked, self._asked = self._asked, None
+        at = next((i for i in range(len(self.history) - 1, -1, -1) if self.history[i] is asked), None)
+        if asked is None or at is None:
+            return False
+        if any(m.role != "assistant" or m.tool_calls for m in self.history[at + 1 :]):
+            return False
+        del self.history[at:]
+        self.drop_prepared()
+        return True
 
     async def aclose(self) -> None:
         self.drop_prepared()

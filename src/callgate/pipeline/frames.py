@@ -70,10 +70,12 @@ class BargeIn:
     """What the caller's sound over the agent did to it, and why."""
 
     outcome: Literal["resumed", "interrupted"]
-    reason: Literal["noise", "no_words", "backchannel", "long_speech", "words", "text", "turn"]
+    reason: Literal["noise", "no_words", "backchannel", "long_speech", "words", "continued", "text", "turn"]
     """resumed: ``noise`` (too short to be speech), ``no_words`` (speech STT heard nothing in),
     ``backchannel`` ("uh-huh"); interrupted: ``long_speech`` (longer than any backchannel), ``words``
-    (more than a backchannel), ``text`` (a typed message), ``turn`` (a finished caller turn)."""
+    (more than a backchannel), ``continued`` (the caller went on with the turn this answered, within
+    ``continue_window_ms`` of its end: answered again with all their words), ``text`` (a typed
+    message), ``turn`` (a finished caller turn)."""
     held_ms: float | None = None
     """How long the agent's audio was held before the decision; None if it was never held."""
     words: str = ""

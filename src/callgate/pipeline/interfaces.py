@@ -272,6 +272,14 @@ class AgentEngine(ABC):
     def on_interrupted(self, spoken_text: str) -> None:  # noqa: B027 - optional hook
         """The previous answer was cut off after ``spoken_text``; keep history truthful."""
 
+    def take_back(self) -> bool:
+        """Forget the last :meth:`respond` (the caller's words and the answer to them) as if it had not
+        run: the caller went on talking right after their turn ended and cut that answer off, so the
+        pipeline asks again with all their words together. Called after :meth:`on_interrupted`. False
+        (the default) when the engine cannot, e.g. the answer started a tool or ended the call: the new
+        words are then answered on their own."""
+        return False
+
     def prepare(self, user_text: str) -> None:  # noqa: B027 - optional hook
         """The caller paused after ``user_text``; their turn may end there. An engine whose answer takes
         time (an LLM request) may start it now, without side effects, and use it if :meth:`respond`

@@ -103,6 +103,11 @@ class PipelineOptions:
     interruption_min_speech_ms: int = 700
     """Caller speech this long cuts the agent off without waiting for the words (longer than any
     backchannel); shorter speech cuts it off only if its transcript is more than a backchannel."""
+    continue_window_ms: int = 500
+    """Caller speech that starts this soon after their turn ended, and cuts off the agent's answer to it,
+    continues that turn (a pause after a complete clause: "I need an appointment | for my daughter"):
+    the answer is taken back (:meth:`AgentEngine.take_back`) and the agent answers all the words
+    together. Later speech is a new turn. 0: never."""
     backchannels: tuple[str, ...] | None = None
     """Phrases that acknowledge without taking the turn, lower case; None: the defaults of ``language``
     (:data:`callgate.pipeline.backchannel.BACKCHANNELS`); empty: every word interrupts."""
@@ -161,6 +166,8 @@ class PipelineMetrics:
     barge_in_holds: int = 0
     """Times caller sound held the agent's audio; ``barge_in_resumes`` of them let it go on."""
     barge_in_resumes: int = 0
+    turns_taken_back: int = 0
+    """Answers taken back because the caller went on with the turn they answered (``continue_window_ms``)."""
     user_turns: int = 0
     agent_turns: int = 0
     stt_failures: int = 0

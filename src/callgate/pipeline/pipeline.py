@@ -22,6 +22,7 @@ import enum
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -64,7 +65,16 @@ logger = logging.getLogger(__name__)
 
 _MAX_PENDING_TURNS = 16
 
-InterruptReason = Literal["long_speech", "words", "text", "turn"]
+InterruptReason = Literal["long_speech", "words", "continued", "text", "turn"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """A spoken caller turn and the reply that answers it, while the caller may still go on with it."""
+
+    text: str
+    decided_at: float
+    reply: Reply
 
 
 class PipelineState(enum.Enum):
@@ -125,6 +135,7 @@ class ConversationPipeline:
         self._reply: Reply | None = None
         self._reply_task: asyncio.Task[None] | None = None
         self._reply_lock = asyncio.Lock()
+        self._answered: _Answered | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ public API
@@ -220,7 +231,11 @@ class ConversationPipeline:
         if self._held_at is None and speech_ms >= self._opts.interruption_hold_ms:
             self._hold()
         if speech_ms >= self._opts.interruption_min_speech_ms:
-            await self._interrupt(StartInterruption("user_speech"), reason="long_speech")
+            utterance = self._listener.utterance
+            went_on = utterance is not None and self._continues(utterance)
+            await self._interrupt(
+                StartInterruption("user_speech"), reason="continued" if went_on else "long_speech"
+            )
 
     async def _on_speech_aborted(self) -> None:
         self._resume("noise")
@@ -245,8 +260,8 @@ class ConversationPipeline:
         if task is not None and not task.done():
             return  # the answer would follow this reply (or an interruption): its history will change
         utterance = self._listener.utterance
-        if utterance is None or utterance.ignored:
-            return
+        if utterance is None or utterance.ignored or self._continues(utterance):
+            return  # a continued turn is answered from where the agent stood before (take_back)
         self._agent.prepare(text)
 
     def _synthesise_ahead(self, text: str) -> None:
@@ -260,7 +275,7 @@ class ConversationPipeline:
         if task is not None and not task.done():
             return
         utterance = self._listener.utterance
-        if utterance is None or utterance.ignored:
+        if utterance is None or utterance.ignored or self._continues(utterance):
             return
         reply = self._agent.predict_reply(text)
         if reply:
@@ -288,10 +303,12 @@ class ConversationPipeline:
             item = self._turns.popleft()
             if isinstance(item, Utterance):
                 result = await self._transcribe(item)
-                if item.over_agent and self._held_at is not None and await self._kept_talking(result):
+                if item.over_agent and self._held_at is not None and await self._kept_talking(item, result):
                     continue  # noise or a backchannel: the agent goes on, the caller has no turn
                 if result is not None:
                     await self._record_user_turn(result[0], result[2], result[3])
+                    if not held and (before := self._take_back(item)) is not None:
+                        held.append(before)  # the caller went on: answer the whole turn
                     held.append(result[0])
                     timing = result[1]
             else:
@@ -299,14 +316,20 @@ class ConversationPipeline:
                     await self._interrupt(StartInterruption("user_text"), reason="text")
                 held.append(item)
                 timing = UserTurnTiming(transcript_at=self._clock.monotonic())
+                self._answered = None
                 await self._record_user_turn(item, self._clock.now(), self._clock.now())
             if not held or (self._opts.allow_interruptions and self._listener.detector.in_speech):
                 continue  # answer the caller once they pause, all they said together
             text = " ".join(held)
             held.clear()
-            await self._answer(text, timing)
+            reply, decided_at = await self._answer(text, timing), timing.decided_at
+            self._answered = None  # a typed message (no decided_at) is never continued
+            if reply is not None and decided_at is not None:
+                self._answered = _Answered(text, decided_at, reply)
 
-    async def _kept_talking(self, result: tuple[str, UserTurnTiming, datetime, datetime] | None) -> bool:
+    async def _kept_talking(
+        self, utterance: Utterance, result: tuple[str, UserTurnTiming, datetime, datetime] | None
+    ) -> bool:
         """The utterance that held the agent is transcribed: resume the agent (True) or cut it off."""
         text = result[0] if result is not None else ""
         if not text:
@@ -315,8 +338,36 @@ class ConversationPipeline:
         if self._backchannels.matches(text):
             self._resume("backchannel", text)
             return True
-        await self._interrupt(StartInterruption("user_speech"), reason="words", words=text)
+        reason: InterruptReason = "continued" if self._continues(utterance) else "words"
+        await self._interrupt(StartInterruption("user_speech"), reason=reason, words=text)
         return False
+
+    def _continues(self, utterance: Utterance) -> bool:
+        """The caller began ``utterance`` within ``continue_window_ms`` of the end of the turn the
+        current reply answers: they went on with that turn."""
+        answered, window = self._answered, self._opts.continue_window_ms / 1000.0
+        return (
+            answered is not None
+            and window > 0
+            and answered.reply is self._reply
+            and 0.0 <= utterance.first_speech_at - answered.decided_at <= window
+        )
+
+    def _take_back(self, utterance: Utterance) -> str | None:
+        """``utterance`` cut off the answer to the caller's previous turn by going on with it (a
+        ``continued`` barge-in): the earlier words, if the agent could forget its answer to them."""
+        answered = self._answered
+        if answered is None or not self._continues(utterance) or not answered.reply.barge_ins:
+            return None
+        self._answered = None
+        if answered.reply.barge_ins[-1].reason != "continued":
+            return None
+        if not self._agent.take_back():
+            logger.info("the caller went on with their turn; the agent could not take its answer back")
+            return None
+        self.metrics.turns_taken_back += 1
+        logger.info("the caller went on with their turn: its answer is taken back")
+        return answered.text
 
     async def _transcribe(
         self, utterance: Utterance
@@ -346,22 +397,22 @@ class ConversationPipeline:
         record = TurnRecord(role="user", text=text, started_at=started_at, ended_at=ended_at)
         await self._emit(TurnEnded(record))
 
-    async def _answer(self, text: str, timing: UserTurnTiming) -> None:
+    async def _answer(self, text: str, timing: UserTurnTiming) -> Reply | None:
+        """Start the agent's answer to ``text``; the reply, or None if the agent has ended the call."""
         while True:
             async with self._reply_lock:
                 reply, task = self._reply, self._reply_task
                 if task is None or task.done():
                     if reply is not None and reply.ends_call:
                         logger.info("ignoring a caller turn after the agent ended the call")
-                        return
-                    self._start_reply(self._agent.respond(text), timing)
-                    return
+                        return None
+                    return self._start_reply(self._agent.respond(text), timing)
                 if self._opts.allow_interruptions and reply is not None and reply.interruptible:
                     await self._interrupt_locked(StartInterruption("user_turn"), reason="turn")
                     continue
             await asyncio.wait({task})  # interruptions are off: the caller waits for the agent
 
-    def _start_reply(self, source: AsyncIterator[AgentEvent], timing: UserTurnTiming) -> None:
+    def _start_reply(self, source: AsyncIterator[AgentEvent], timing: UserTurnTiming) -> Reply:
         self._held_at = None
         reply = Reply(
             source=source,
@@ -377,6 +428,7 @@ class ConversationPipeline:
         )
         self._reply = reply
         self._reply_task = self._own(reply.run(), "pipeline-reply")
+        return reply
 
     def _can_interrupt(self) -> bool:
         reply, task = self._reply, self._reply_task

@@ -35,6 +35,7 @@ _TURN_DETECTION = frozenset(
         "allow_interruptions",
         "interruption_hold_ms",
         "interruption_min_speech_ms",
+        "continue_window_ms",
         "preemptive_generation",
         "open_phrase_wait",
         "semantic",

@@ -177,6 +177,7 @@ class CallSession:
             "late_frames": 0.0,
             "input_dropped_ms": 0.0,
             "interruptions": 0.0,
+            "turns_taken_back": 0.0,
         }
         self._media_exported = (0, 0, 0.0, 0.0)
         self._media = transport if isinstance(transport, ReportsCallerMedia) else None
@@ -261,6 +262,7 @@ class CallSession:
         m.late_output_frames.inc(deltas["late_frames"])
         m.input_dropped_seconds.inc(deltas["input_dropped_ms"] / 1000)
         m.interruptions.inc(deltas["interruptions"])
+        m.turns_taken_back.inc(deltas["turns_taken_back"])
         media = self._media.caller_media() if self._media is not None else None
         if media is not None:
             was, self._media_exported = self._media_exported, (

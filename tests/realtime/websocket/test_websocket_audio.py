@@ -98,3 +98,39 @@ async def test_barge_in_stops_agent_audio_and_truncates_turn(live: LiveServer, t
     meant = " ".join(generated.split())
     assert heard and len(heard) < len(meant)
     assert meant.startswith(heard)
+
+
+async def test_a_caller_who_goes_on_after_a_pause_is_answered_with_all_their_words(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    """A pause after a complete clause ends the turn; the caller goes on over the agent's answer: the
+    answer is taken back and the flow hears both halves together (``continue_window_ms``)."""
+    team = await live.world.team("acme")
+    agent_id = await live.flow_agent(team)
+    call = await live.web_call(team, agent_id)
+    first = speech_pcm("I would like to book an appointment.", tmp_path)
+    rest = speech_pcm("For tomorrow at three pm.", tmp_path)  # 0.2 s of lead silence
+    async with RTClient(str(call["websocket_url"])) as client:
+        await client.wait_for("bot-stopped-speaking", timeout=30)
+        spoke_at = time.monotonic()
+        await client.stream(first)
+        await client.silence(0.45)  # with piper's own silence, a pause of ~0.7 s: the turn ends in it
+        await client.stream(rest)
+        await client.silence(1.0)
+        await client.wait_for("bot-interrupted", since=spoke_at, timeout=20)
+        await client.wait_for("bot-stopped-speaking", since=time.monotonic(), timeout=30)
+        await client.send("disconnect-bot")
+        await client.wait_for("server-message", since=spoke_at, timeout=20)
+
+    body = await wait_settled(live, team.auth(), str(call["id"]))
+    exported = (await live.world.client.get("/metrics")).text.splitlines()
+    assert "callgate_turns_taken_back_total 1.0" in exported
+    turns = body["transcript"]
+    assert isinstance(turns, list)
+    roles = [(t["role"], t["interrupted"]) for t in turns[1:]]
+    assert roles[:2] == [("user", False), ("agent", True)] and roles[2] == ("user", False), roles
+    assert "appointment" in turns[1]["text"].lower() and "tomorrow" in turns[3]["text"].lower()
+    cut = turns[2]["barge_ins"]
+    assert [b["reason"] for b in cut if b["outcome"] == "interrupted"] == ["continued"]
+    answer = turns[4]
+    assert answer["role"] == "agent" and "tomorrow at three p.m." in answer["text"].lower()

@@ -82,6 +82,15 @@ class TurnDetection(Strict):
         description="Speech that cuts the agent off without waiting for its words (700); shorter speech "
         "cuts it off when its words are more than a backchannel.",
     )
+    continue_window_ms: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=3000,
+        description="Caller speech that starts this soon after their turn ended and cuts the agent's answer "
+        "off continues that turn: the answer is taken back and all the words are answered together "
+        "(unless it ran a tool or ended the call); 0: never (500).",
+    )
     backchannels: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(
         default=None,
         max_length=100,

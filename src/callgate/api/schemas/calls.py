@@ -114,7 +114,8 @@ class BargeInPublic(Public):
     outcome: str = Field(description="`resumed` (the agent went on where it stopped) or `interrupted`.")
     reason: str = Field(
         description="resumed: `noise`, `no_words`, `backchannel`; interrupted: `long_speech`, `words`, "
-        "`text` (a typed message), `turn` (a finished caller turn)."
+        "`continued` (the caller went on with the turn this answered: answered again with all the "
+        "words), `text` (a typed message), `turn` (a finished caller turn)."
     )
     held_ms: float | None = Field(description="How long the agent's audio was held before the decision.")
     words: str = Field(description="What the caller said over the agent, when STT heard words.")

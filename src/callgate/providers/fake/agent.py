@@ -69,6 +69,9 @@ class FakeAgent(AgentEngine, _StreamStats):
         self.respond_calls: list[str] = []
         self.interrupted_with: list[str] = []
         """The ``spoken_text`` of every :meth:`on_interrupted` call."""
+        self.taken_back: list[str] = []
+        """The words of every answered turn :meth:`take_back` forgot."""
+        self._last: ScriptedReply | None = None
 
     def greet(self) -> AsyncIterator[AgentEvent]:
         return self._play(self._greeting or ScriptedReply(first_token_delay=0.0))
@@ -76,10 +79,21 @@ class FakeAgent(AgentEngine, _StreamStats):
     def respond(self, user_text: str) -> AsyncIterator[AgentEvent]:
         self.respond_calls.append(user_text)
         script = self._replies.pop(0) if self._replies else ScriptedReply()
+        self._last = script
         return self._play(script)
 
     def on_interrupted(self, spoken_text: str) -> None:
         self.interrupted_with.append(spoken_text)
+
+    def take_back(self) -> bool:
+        """The last answer's script goes back to the front of the queue (a script that ends or transfers
+        the call cannot be taken back)."""
+        script, self._last = self._last, None
+        if script is None or script.after:
+            return False
+        self._replies.insert(0, script)
+        self.taken_back.append(self.respond_calls[-1])
+        return True
 
     async def _play(self, script: ScriptedReply) -> AsyncIterator[AgentEvent]:
         self.active += 1
