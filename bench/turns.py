@@ -44,7 +44,7 @@ from callgate.pipeline.frames import BotInterrupted, UserStoppedSpeaking
 from callgate.pipeline.interfaces import STT, STTCapabilities, Transcript
 from callgate.pipeline.options import PipelineOptions
 from callgate.pipeline.pipeline import ConversationPipeline
-from callgate.providers.fake import FakeAgent, FakeTTS, RecordingOutput
+from callgate.providers.fake import FakeAgent, FakeTTS, RecordingOutput, ScriptedReply
 
 CORPUS_VERSION = 1
 RATE = 16000
@@ -223,12 +223,15 @@ class Outcome:
     stop_ms: float | None = None
 
 
-async def run_sample(sample: Sample, options: PipelineOptions, vad: Any, model: Any) -> Outcome:
+async def run_sample(
+    sample: Sample, options: PipelineOptions, vad: Any, model: Any, agent_delay_ms: float = 200.0
+) -> Outcome:
     clock = SystemClock()
     pcm, ends = audio_of(sample)
     stt = OracleSTT()
     greeting = GREETING if sample.over_agent else None
-    agent = FakeAgent(clock, ["Okay."] * 4, greeting=greeting)
+    answer = ScriptedReply("Okay.", first_token_delay=agent_delay_ms / 1000.0)
+    agent = FakeAgent(clock, [answer] * 4, greeting=greeting)
     output = RecordingOutput(clock)
     tts = FakeTTS(clock, sample_rate=RATE, ms_per_char=60, first_chunk_delay=0.05, chunk_ms=200)
     pipeline = ConversationPipeline(
@@ -330,7 +333,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
     async def one(sample: Sample, options: PipelineOptions) -> Outcome:
         async with gate:
-            return await run_sample(sample, options, vad, model)
+            return await run_sample(sample, options, vad, model, args.agent_delay_ms)
 
     for name, options in MODES.items():
         outcomes = await asyncio.gather(*(one(s, options) for s in samples))
@@ -367,7 +370,9 @@ def render(
 ) -> str:
     cols = list(results)
     lines = [
-        f"`python bench/turns.py --concurrency {args.concurrency}` — corpus v{CORPUS_VERSION}, {n} caller "
+        f"`python bench/turns.py --concurrency {args.concurrency}"
+        + (f" --agent-delay-ms {args.agent_delay_ms:g}" if args.agent_delay_ms != 200 else "")
+        + f"` — corpus v{CORPUS_VERSION}, {n} caller "
         "utterances (piper joe + espeak-ng voices, seeded noise bursts), in-process pipeline, Silero VAD "
         "and Smart Turn v3 on onnxruntime, oracle STT (150 ms). No priority boosts. "
         f"Measured {machine.line()}; load average {load[0]:.2f} at the start, {load[1]:.2f} at the end.",
@@ -402,9 +407,9 @@ def render(
         "`semantic` adds Smart Turn v3 at a 150 ms pause (done: end, unless the words are open; "
         "mid-thought: wait up to 1500 ms). `silence` and `semantic` take back an answer the caller cuts "
         "off by going on within 500 ms of the turn's end (`continue_window_ms`); `before` does not. The "
-        "fake agent starts its answer 200 ms after the turn ends. Endpointing counts finished turns only "
-        "(a cut-in is counted apart). The stop time is at the server's output; the client's playback "
-        "buffer adds its depth.",
+        f"fake agent starts its answer {args.agent_delay_ms:.0f} ms after the turn ends. Endpointing "
+        "counts finished turns only (a cut-in is counted apart). The stop time is at the server's "
+        "output; the client's playback buffer adds its depth.",
     ]
     return "\n".join(lines)
 
@@ -419,6 +424,10 @@ def main() -> None:
     parser.add_argument(
         "--quiet-gate-db", type=float, default=6.0,
         help="Silero's quiet gate (the default 6; 0 runs the model on every window)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--agent-delay-ms", type=float, default=200.0,
+        help="the fake agent's time to its first word (default 200, like an LLM; 0: like a flow)",
     )  # fmt: skip
     sys.exit(asyncio.run(main_async(parser.parse_args())))
 

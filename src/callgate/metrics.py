@@ -84,19 +84,27 @@ class Metrics:
             registry=r,
         )
         self.caller_rtp_packets = Counter(
-            "callgate_caller_rtp_packets", "Caller RTP packets received (WebRTC, SIP)", registry=r
+            "callgate_caller_rtp_packets",
+            "Caller RTP packets received (WebRTC, SIP)",
+            labelnames=("transport",),
+            registry=r,
         )
         self.caller_rtp_lost = Counter(
-            "callgate_caller_rtp_lost_packets", "Caller RTP packets that never arrived in time", registry=r
+            "callgate_caller_rtp_lost_packets",
+            "Caller RTP packets that never arrived in time",
+            labelnames=("transport",),
+            registry=r,
         )
         self.caller_concealed_seconds = Counter(
             "callgate_caller_audio_concealed_seconds",
             "Caller audio filled with silence for lost or undecodable packets",
+            labelnames=("transport",),
             registry=r,
         )
         self.caller_paused_seconds = Counter(
             "callgate_caller_audio_paused_seconds",
             "Time callers' senders paused with no packet missing (Opus DTX, silence suppression)",
+            labelnames=("transport",),
             registry=r,
         )
         self.stt_queue_depth = Gauge(

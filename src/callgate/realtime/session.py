@@ -80,7 +80,10 @@ class CallerMediaStats(Protocol):
 
 @runtime_checkable
 class ReportsCallerMedia(Protocol):
-    """A transport whose caller audio comes as RTP (WebRTC, SIP): the session exports its counts."""
+    """A transport whose caller audio comes as RTP (WebRTC, SIP): the session exports its counts,
+    labelled with ``media_transport`` (``webrtc``, ``sip_ws``, ``sip_trunk``)."""
+
+    media_transport: str
 
     def caller_media(self) -> CallerMediaStats | None: ...
 
@@ -263,15 +266,17 @@ class CallSession:
         m.input_dropped_seconds.inc(deltas["input_dropped_ms"] / 1000)
         m.interruptions.inc(deltas["interruptions"])
         m.turns_taken_back.inc(deltas["turns_taken_back"])
-        media = self._media.caller_media() if self._media is not None else None
-        if media is not None:
+        source = self._media
+        media = source.caller_media() if source is not None else None
+        if source is not None and media is not None:
             was, self._media_exported = self._media_exported, (
                 media.packets, media.lost_packets, media.concealed_ms, media.paused_ms
             )  # fmt: skip
-            m.caller_rtp_packets.inc(media.packets - was[0])
-            m.caller_rtp_lost.inc(media.lost_packets - was[1])
-            m.caller_concealed_seconds.inc((media.concealed_ms - was[2]) / 1000)
-            m.caller_paused_seconds.inc((media.paused_ms - was[3]) / 1000)
+            kind = source.media_transport
+            m.caller_rtp_packets.labels(kind).inc(media.packets - was[0])
+            m.caller_rtp_lost.labels(kind).inc(media.lost_packets - was[1])
+            m.caller_concealed_seconds.labels(kind).inc((media.concealed_ms - was[2]) / 1000)
+            m.caller_paused_seconds.labels(kind).inc((media.paused_ms - was[3]) / 1000)
 
     async def _finish(self) -> None:
         self._set_state(SessionState.ENDING)

@@ -38,7 +38,11 @@ async def test_baresip_calls_a_number_hears_the_agent_and_books(
     assert ended["status"] == "ended" and ended["end_reason"] == "caller_hangup"
     assert ended["kind"] == "phone"
     metrics = (await live.world.client.get("/metrics")).text.splitlines()
-    packets = next(line for line in metrics if line.startswith("callgate_caller_rtp_packets_total"))
+    packets = next(
+        line
+        for line in metrics
+        if line.startswith('callgate_caller_rtp_packets_total{transport="sip_trunk"}')
+    )
     assert float(packets.split()[1]) > 5 * 50  # the phone's RTP stream, counted by the session
 
 

@@ -67,10 +67,11 @@ async def test_voice_call_over_webrtc(live: LiveServer, tmp_path: Path) -> None:
         for line in (await live.world.client.get("/metrics")).text.splitlines()
         if line.startswith("callgate_caller_")
     }
-    assert exported["callgate_caller_rtp_packets_total"] > 5 * 50, exported
-    assert exported["callgate_caller_rtp_lost_packets_total"] == 0, exported
-    assert exported["callgate_caller_audio_concealed_seconds_total"] < 0.1, exported
-    assert "callgate_caller_audio_paused_seconds_total" in exported
+    webrtc = '{transport="webrtc"}'
+    assert exported[f"callgate_caller_rtp_packets_total{webrtc}"] > 5 * 50, exported
+    assert exported[f"callgate_caller_rtp_lost_packets_total{webrtc}"] == 0, exported
+    assert exported[f"callgate_caller_audio_concealed_seconds_total{webrtc}"] < 0.1, exported
+    assert f"callgate_caller_audio_paused_seconds_total{webrtc}" in exported
     turns = body["transcript"]
     assert isinstance(turns, list)
     user = [t for t in turns if t["role"] == "user"]

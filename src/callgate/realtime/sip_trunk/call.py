@@ -67,6 +67,8 @@ class RtpCallTransport:
     closing sends the BYE. It presses keys on the line (the ``send_dtmf`` tool) as RFC 4733 events
     in the RTP stream (:class:`~callgate.realtime.tools.SendsDigits`)."""
 
+    media_transport = "sip_trunk"
+
     def __init__(
         self,
         rtp: RtpSession,

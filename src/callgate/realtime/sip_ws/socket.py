@@ -78,6 +78,8 @@ class SipSocket:
 class SipCallTransport:
     """The session's transport for one SIP call; ``hang_up(reason)`` sends the BYE."""
 
+    media_transport = "sip_ws"
+
     def __init__(self, media: PeerMedia, *, hang_up: Callable[[str], Awaitable[None]]) -> None:
         self._media = media
         self._hang_up = hang_up

@@ -53,6 +53,8 @@ class WebRTCTransport:
     agent within one frame.
     """
 
+    media_transport = "webrtc"
+
     def __init__(self) -> None:
         self.on_audio: Callable[[bytes], None] | None = None
         self.on_dtmf: Callable[[DtmfEvent], None] | None = None
