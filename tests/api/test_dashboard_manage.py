@@ -12,10 +12,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
 from callgate.api.dashboard.errors import error_page
-from callgate.domain import agents, carriers
+from callgate.clock import utcnow
+from callgate.domain import agents, calls, carriers
 from callgate.domain.tools import HIDDEN
 from callgate.domain.users import Role
 from callgate.errors import CallgateError
@@ -372,3 +374,30 @@ async def test_sessions_end_after_idle_time_and_at_their_absolute_limit(
         assert (await c.get("/dashboard/live.json")).status_code == 200
         clock.ahead_s = 601
         assert (await c.get("/dashboard/live.json")).status_code == 401
+
+
+async def test_a_call_page_says_why_the_agent_stopped_or_went_on(world: World) -> None:
+    team = await world.team("acme")
+    r = await world.client.post("/v1/web-calls", json={"agent_id": team.agent_id}, headers=team.auth())
+    call_id = r.json()["id"]
+    barge_ins = [
+        {"outcome": "resumed", "reason": "backchannel", "held_ms": 212.4, "words": "<b>uh-huh</b>"},
+        {"outcome": "interrupted", "reason": "continued", "held_ms": 301.0, "words": "for my daughter"},
+    ]
+
+    async def job(s: AsyncSession) -> None:
+        at = utcnow()
+        fields = {"role": "agent", "text": "What day", "interrupted": True, "started_at": at, "ended_at": at}
+        await calls.add_turn(s, call_id=call_id, fields=fields | {"barge_ins": barge_ins})
+
+    await world.runtime.db.write(job)
+    async with signed_in(world, "m@example.com", Role.MEMBER, team.id) as (member, _token):
+        r = await member.get(f"/dashboard/calls/{call_id}", headers=HTML)
+    assert r.status_code == 200
+    notes = [
+        html.unescape(re.sub(r"\s+", " ", n)).strip()
+        for n in re.findall(r'<ul class="barge-ins">(.*?)</ul>', r.text, re.S)
+    ]
+    assert notes and "held, then went on: a backchannel “<b>uh-huh</b>” (212 ms held)" in notes[0]
+    assert "cut off: the caller went on with the turn this answered" in notes[0]
+    assert "<b>uh-huh</b>" not in r.text  # the caller's words are escaped

@@ -167,6 +167,19 @@ async def call_list(
     )
 
 
+_BARGE_IN_REASONS = {
+    "noise": "noise, too short to be speech",
+    "no_words": "speech with no words in it",
+    "backchannel": "a backchannel",
+    "long_speech": "the caller spoke at length",
+    "words": "the caller's words",
+    "continued": "the caller went on with the turn this answered (answered again with all the words)",
+    "text": "a typed message",
+    "turn": "the caller's next turn",
+}
+"""What each :class:`~callgate.pipeline.frames.BargeIn` reason means, as an agent turn shows it."""
+
+
 def _offset(call: Call, when: datetime) -> float:
     start = call.started_at or call.connected_at or call.created_at
     return max(0.0, (when - start).total_seconds())
@@ -204,6 +217,7 @@ async def call_page(call_id: str, request: Request, viewer: Viewer, runtime: Run
         latency=charts.latency_chart(turns),
         chart=charts,
         offset=lambda when: _offset(call, when),
+        barge_in_reasons=_BARGE_IN_REASONS,
         metadata=json.dumps(call.call_metadata, indent=2),
         analysis=json.dumps(call.analysis, indent=2) if call.analysis else None,
     )
