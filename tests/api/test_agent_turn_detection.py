@@ -17,7 +17,10 @@ async def test_turn_detection_is_stored_returned_and_patched(world: World) -> No
     assert r.json()["turn_detection"] == {}  # every field takes the server's default
     agent_id = r.json()["id"]
 
-    settings = {"end_of_turn_silence_ms": 800, "early_end_silence_ms": 300, "allow_interruptions": False}
+    settings = {
+        "end_of_turn_silence_ms": 800, "early_end_silence_ms": 300, "allow_interruptions": False,
+        "continue_window_ms": 0,
+    }  # fmt: skip
     r = await world.client.patch(
         f"/v1/agents/{agent_id}", json={"turn_detection": settings}, headers=team.auth()
     )
@@ -40,6 +43,8 @@ async def test_turn_detection_is_stored_returned_and_patched(world: World) -> No
     [
         ({"end_of_turn_silence_ms": 50}, "body.turn_detection.end_of_turn_silence_ms"),
         ({"vad_threshold": 0}, "body.turn_detection.vad_threshold"),
+        ({"continue_window_ms": 5000}, "body.turn_detection.continue_window_ms"),
+        ({"continue_window_ms": "500"}, "body.turn_detection.continue_window_ms"),
         ({"allow_interruptions": "sometimes"}, "body.turn_detection.allow_interruptions"),
         ({"endpointing": 300}, "body.turn_detection.endpointing"),
         ({"end_of_turn_silence_ms": 300, "early_end_silence_ms": 400}, "body.turn_detection"),
