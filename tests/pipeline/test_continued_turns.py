@@ -3,6 +3,7 @@ answered together (``continue_window_ms``), on the virtual clock."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from callgate.pipeline import BotInterrupted, PipelineOptions, TurnEnded
@@ -156,3 +157,54 @@ async def test_a_continuation_with_no_words_leaves_later_turns_alone() -> None:
         await h.speak(500)
         await h.silence(2000)
         assert h.agent.respond_calls == [FIRST, REST] and h.agent.taken_back == []
+
+
+EAGER = PipelineOptions(early_end_silence_ms=240, transcribe_pause_ms=0, end_of_turn_silence_ms=600)
+
+
+async def caller_pausing_twice(backoff_ms: int) -> PipelineHarness:
+    """Two turns, each with a 380 ms pause after a complete clause: the early end (240 ms, the words
+    50 ms later) cuts the first; the caller goes on and the answer is taken back. Then the same again."""
+    texts = (
+        "I need an appointment.",
+        "For my daughter.",
+        "Her name is Emma.",
+        "Emma Johnson.",
+        "Emma Johnson.",
+    )
+    h = harness(
+        ["Sure.", "Sure.", "Thanks.", "Thanks."],
+        texts,
+        options=replace(EAGER, early_end_backoff_ms=backoff_ms),
+    )
+    async with h:
+        for _ in range(2):
+            await h.speak(600)
+            await h.silence(380)
+            await h.speak(600)
+            await h.silence(3000)
+    return h
+
+
+async def test_a_caller_who_went_on_is_given_more_time_for_the_rest_of_the_call() -> None:
+    h = await caller_pausing_twice(100)
+    # The first pause ended the turn; after the take-back the early end is at 340 ms (the words at
+    # 390 ms), so the second 380 ms pause no longer ends the turn.
+    assert h.agent.taken_back == ["I need an appointment."]
+    assert h.pipeline.early_end_silence_ms == 340
+    assert len(h.agent.respond_calls) == 3  # the cut, the first turn whole, the second turn
+    eager = await caller_pausing_twice(0)
+    assert eager.agent.taken_back == ["I need an appointment.", "Her name is Emma."]  # cut again
+    assert len(eager.agent.respond_calls) == 4
+    assert eager.pipeline.early_end_silence_ms == 240
+
+
+async def test_patience_stops_short_of_the_end_of_the_turn() -> None:
+    options = replace(EAGER, early_end_backoff_ms=1000)
+    async with harness(["Sure.", "Sure."], options=options) as h:
+        await h.speak(600)
+        await h.silence(380)
+        await h.speak(600)
+        await h.silence(3000)
+        assert h.pipeline.metrics.turns_taken_back == 1
+        assert h.pipeline.early_end_silence_ms == 600 - 40  # pauses are still transcribed early

@@ -15,6 +15,7 @@ that leave the sentence open ("I'd like to book for", ``open_phrase_wait``) let 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -108,6 +109,21 @@ class Listener:
         """Arrival time of the last frame VAD judged to be speech."""
         self.t0 = clock.monotonic()
         """Call start, for recording timestamps."""
+
+    @property
+    def early_end_silence_ms(self) -> int:
+        """This call's early end (:meth:`be_more_patient` lengthens it)."""
+        return self._opts.early_end_silence_ms
+
+    def be_more_patient(self, ms: int) -> int:
+        """Make this call's early end ``ms`` later, up to two frames under the end of the turn (so pauses
+        are still transcribed as they happen); returns the early end now in force."""
+        opts = self._opts
+        early, cap = opts.early_end_silence_ms, opts.end_of_turn_silence_ms - 2 * opts.frame_ms
+        if ms > 0 and 0 < early < cap:
+            self._opts = dataclasses.replace(opts, early_end_silence_ms=min(cap, early + ms))
+            self.detector.retune(self._opts)
+        return self._opts.early_end_silence_ms
 
     def push(self, pcm16: bytes) -> None:
         if len(pcm16) % SAMPLE_WIDTH:

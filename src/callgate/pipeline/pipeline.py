@@ -159,6 +159,12 @@ class ConversationPipeline:
         return max(t for t in times if t is not None)
 
     @property
+    def early_end_silence_ms(self) -> int:
+        """This call's early end now: the agent's setting, lengthened by ``early_end_backoff_ms`` at each
+        answer taken back."""
+        return self._listener.early_end_silence_ms
+
+    @property
     def agent_speaking(self) -> bool:
         reply = self._reply
         return reply is not None and not reply.finished and reply.player.speaking
@@ -366,7 +372,10 @@ class ConversationPipeline:
             logger.info("the caller went on with their turn; the agent could not take its answer back")
             return None
         self.metrics.turns_taken_back += 1
-        logger.info("the caller went on with their turn: its answer is taken back")
+        early = self._listener.be_more_patient(self._opts.early_end_backoff_ms)
+        logger.info(
+            "the caller went on with their turn: its answer is taken back (early end now %d ms)", early
+        )
         return answered.text
 
     async def _transcribe(

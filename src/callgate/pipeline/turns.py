@@ -107,6 +107,10 @@ class TurnDetector:
     def in_speech(self) -> bool:
         return self.state is SpeechState.SPEAKING
 
+    def retune(self, options: PipelineOptions) -> None:
+        """New options for the pauses to come (the current one keeps the end it was given)."""
+        self._opts = options
+
     @property
     def silence_ms(self) -> float:
         """Silence since the caller's last speech frame in the current utterance."""

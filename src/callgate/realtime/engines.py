@@ -36,6 +36,7 @@ _TURN_DETECTION = frozenset(
         "interruption_hold_ms",
         "interruption_min_speech_ms",
         "continue_window_ms",
+        "early_end_backoff_ms",
         "preemptive_generation",
         "open_phrase_wait",
         "semantic",

@@ -91,6 +91,15 @@ class TurnDetection(Strict):
         "off continues that turn: the answer is taken back and all the words are answered together "
         "(unless it ran a tool or ended the call); 0: never (500).",
     )
+    early_end_backoff_ms: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=1000,
+        description="Each answer taken back (the caller went on after a pause the turn ended in) makes this "
+        "call's early_end_silence_ms this much longer, up to just under end_of_turn_silence_ms; 0: fixed "
+        "(100).",
+    )
     backchannels: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(
         default=None,
         max_length=100,
