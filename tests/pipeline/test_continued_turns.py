@@ -3,6 +3,7 @@ answered together (``continue_window_ms``), on the virtual clock."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from typing import Any
 
@@ -208,3 +209,35 @@ async def test_patience_stops_short_of_the_end_of_the_turn() -> None:
         await h.silence(3000)
         assert h.pipeline.metrics.turns_taken_back == 1
         assert h.pipeline.early_end_silence_ms == 600 - 40  # pauses are still transcribed early
+
+
+async def timeline(seed: int) -> PipelineHarness:
+    """Speech and pauses of random lengths (some right at the window's edge), typed messages among
+    them; checks the invariants that hold whatever happened."""
+    rng = random.Random(seed)
+    words = [f"Part {i}." for i in range(40)]
+    delays = [0.0, 0.1, 0.3]
+    replies = [ScriptedReply(f"Answer {i}.", first_token_delay=rng.choice(delays)) for i in range(40)]
+    early, window = rng.choice([0, 240]), rng.choice([300, 500])
+    options = PipelineOptions(early_end_silence_ms=early, transcribe_pause_ms=0, continue_window_ms=window)
+    async with harness(replies, tuple(words), options=options) as h:
+        for _ in range(8):
+            await h.speak(rng.choice([120, 300, 700, 1200]))
+            await h.silence(rng.choice([200, 380, 560, 800, 1050, 2000]))
+            if rng.random() < 0.15:
+                h.pipeline.push_text("typed")
+        await h.silence(4000)
+    assert h.pipeline.failure is None, seed
+    metrics = h.pipeline.metrics
+    assert metrics.turns_taken_back == len(h.agent.taken_back) <= metrics.interruptions, seed
+    calls = h.agent.respond_calls
+    for taken in h.agent.taken_back:  # asked again with the words that followed it
+        at = calls.index(taken)
+        assert any(later.startswith(f"{taken} ") for later in calls[at + 1 :]), (seed, taken, calls)
+    return h
+
+
+async def test_random_timelines_keep_the_take_back_invariants() -> None:
+    taken = [len((await timeline(seed)).agent.taken_back) for seed in range(24)]
+    # The invariants were checked on real take-backs, in many of the timelines.
+    assert sum(taken) >= 5 and sum(1 for n in taken if n) >= 5, taken
