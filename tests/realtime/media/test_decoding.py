@@ -6,7 +6,6 @@ the call, and the next packet starts a new one."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import random
@@ -71,17 +70,24 @@ def is_running(pid: int) -> bool:
 
 async def test_each_stream_keeps_its_order_through_the_worker(worker: DecodeWorker) -> None:
     arrivals = {ssrc: packets_of(opus_stream(300 + 100 * ssrc, 60), ssrc=ssrc) for ssrc in range(4)}
+    # Each stream's clock reads its latest packet's timestamp: packets come as the sender's timestamps
+    # say (a lost packet's time is then filled, and a pause the sender skipped is counted whole).
+    now = {ssrc: [0.0] for ssrc in arrivals}
+
+    def arrive(ssrc: int, packet: RtpPacket) -> RtpPacket:
+        now[ssrc][0] = packet.timestamp / 48000
+        return packet
+
     expected: dict[int, list[bytes]] = {}
     for ssrc, packets in arrivals.items():  # the synchronous path, on the loop
         frames = expected[ssrc] = []
-        inbound = InboundAudio(codecs={111: OPUS}, on_frame=frames.append)
+        inbound = InboundAudio(codecs={111: OPUS}, on_frame=frames.append, clock=lambda s=ssrc: now[s][0])
         for packet in packets:
-            inbound.push(packet)
+            inbound.push(arrive(ssrc, packet))
     got: dict[int, list[bytes]] = {ssrc: [] for ssrc in arrivals}
-    seconds = itertools.count()  # a clock on which a second passes between packets: no pause is cut short
     streams = {
         ssrc: InboundAudio(
-            codecs={111: OPUS}, on_frame=got[ssrc].append, offload=worker, clock=lambda: float(next(seconds))
+            codecs={111: OPUS}, on_frame=got[ssrc].append, offload=worker, clock=lambda s=ssrc: now[s][0]
         )
         for ssrc in arrivals
     }
@@ -89,7 +95,7 @@ async def test_each_stream_keeps_its_order_through_the_worker(worker: DecodeWork
     random.Random(7).shuffle(queue)
     queue.sort(key=lambda item: arrivals[item[0]].index(item[1]))  # each stream in its own order
     for n, (ssrc, packet) in enumerate(queue):
-        streams[ssrc].push(packet)
+        streams[ssrc].push(arrive(ssrc, packet))
         if n % 9 == 0:
             await asyncio.sleep(0)  # some batches while packets keep coming
     assert sum(len(frames) for frames in got.values()) < len(queue)  # not decoded on the loop

@@ -440,7 +440,8 @@ def test_inbound_reorders_without_delay_and_conceals_losses() -> None:
 def test_inbound_fills_lost_time_but_not_the_senders_pauses() -> None:
     """A timestamp jump with consecutive sequence numbers is the sender pausing (DTX, silence
     suppression): nothing is filled (the listener counts a pause by the wall clock). Missing packets'
-    time is filled, as long as the packets around them, up to ``max_gap_ms``."""
+    time is filled, as long as the packets around them, up to ``max_gap_ms``, when the stream went on
+    within ``max_gap_ms``; after a longer wait the listener has counted that time already."""
     out: list[bytes] = []
     now = [0.0]
     inbound = InboundAudio(
@@ -454,16 +455,24 @@ def test_inbound_fills_lost_time_but_not_the_senders_pauses() -> None:
     assert inbound.stats.paused_ms == pytest.approx(400)
     now[0] += 0.42
     inbound.push(pcmu(3, code, ts=2 * 160 + 8 * 800))  # packet 2 lost inside another 400 ms pause
-    assert inbound.stats.lost_packets == 1 and inbound.stats.concealed_ms == pytest.approx(20)
+    assert inbound.stats.lost_packets == 1 and inbound.stats.concealed_ms == 0  # 420 ms counted already
     assert inbound.stats.paused_ms == pytest.approx(400 + 380)
-    assert frame_levels(out) == [LEVELS[code]] * 2 + [0] + [LEVELS[code]]
+    assert frame_levels(out) == [LEVELS[code]] * 3
+    now[0] += 0.04
+    inbound.push(pcmu(5, code, ts=4 * 160 + 8 * 800))  # packet 4 lost, the stream going on: filled
+    assert inbound.stats.lost_packets == 2 and inbound.stats.concealed_ms == pytest.approx(20)
+    assert frame_levels(out) == [LEVELS[code]] * 3 + [0] + [LEVELS[code]]
+    now[0] += 0.08
+    inbound.push(pcmu(8, code, ts=7 * 160 + 8 * 800))  # 2 lost, 80 ms since the last: filled
+    assert inbound.stats.concealed_ms == pytest.approx(20 + 40)
+    assert inbound.stats.paused_ms == pytest.approx(780)
     now[0] += 0.42
-    inbound.push(pcmu(24, code, ts=23 * 160 + 8 * 800))  # 20 packets (400 ms) lost: 100 ms filled
-    assert inbound.stats.concealed_ms == pytest.approx(20 + 100)
-    assert inbound.stats.paused_ms == pytest.approx(400 + 380 + 300)
-    assert len(out) == 4 + 5 + 1
+    inbound.push(pcmu(29, code, ts=28 * 160 + 8 * 800))  # 20 packets (400 ms) lost, 420 ms later: not
+    assert inbound.stats.lost_packets == 2 + 2 + 20 and inbound.stats.concealed_ms == pytest.approx(60)
+    assert inbound.stats.paused_ms == pytest.approx(400 + 380 + 300)  # beyond the 100 ms a loss can be
+    assert len(out) == 5 + 3 + 1
     now[0] += 0.02
-    inbound.push(pcmu(25, code, ts=24 * 160 + 8 * 800 + (1 << 30)))  # a jump of 37 hours, 20 ms later
+    inbound.push(pcmu(30, code, ts=29 * 160 + 8 * 800 + (1 << 30)))  # a jump of 37 hours, 20 ms later
     assert inbound.stats.paused_ms == pytest.approx(400 + 380 + 300 + 20)  # counted as what passed
 
 

@@ -3,16 +3,18 @@
 A small reordering jitter buffer that adds no delay to packets arriving in order: each one is decoded
 and passed on at once. A missing packet holds later ones back until ``reorder_packets`` more have
 arrived (about 60 ms); then it is declared lost. The time of lost packets (and of packets that could
-not be decoded) is filled with silence, up to ``max_gap_ms``, so that the audio keeps its length.
+not be decoded) is filled with silence, up to ``max_gap_ms``, so that the audio keeps its length, when
+the packets after them came within ``max_gap_ms`` of the last one played (see below).
 
 A jump in RTP timestamps with no packet missing is the sender pausing: Opus DTX (callgate's answers
 ask browsers for it, ``usedtx=1``: a silent caller then sends a packet or two per 400 ms instead of 50
 a second) or a phone's silence suppression. That time is not filled here (it is counted in
 ``stats.paused_ms``): the listener counts a pause in a caller's turn by the wall clock when audio stops
 arriving, and the recorder places audio by its arrival time, so silence filled here as well would be
-counted twice and end turns early. For the same reason a long loss is filled only up to
-``max_gap_ms`` (default 100 ms, the listener's own gap). Packets older than what was already passed on
-are dropped.
+counted twice and end turns early. For the same reason a loss is filled only up to ``max_gap_ms``
+(default 100 ms, the listener's own gap), and not at all when the audio after it came ``max_gap_ms`` or
+more after the last packet played: the listener has then counted that wall-clock time as silence
+already. Packets older than what was already passed on are dropped.
 
 aiortc's own receive path is bypassed on purpose: its audio jitter buffer prefetches four packets
 (80 ms) and, after a single loss, keeps a further 16-packet backlog for the rest of the call. Opus is
@@ -168,17 +170,19 @@ class InboundAudio:
         if codec is None:
             return
         clock = codec.clockRate
+        waited = None if self._played_at is None else max(0.0, self._clock() - self._played_at)
         if self._next_ts is not None:
             gap = _signed(packet.timestamp - self._next_ts, _TS_MOD)
             if gap > 0:
                 # Missing packets' time is filled (a lost packet is taken to be as long as the last
-                # one); the rest of the jump is the sender's pause.
+                # one); the rest of the jump is the sender's pause. Not when ``max_gap_ms`` or more
+                # passed since the last packet played: the listener has counted that time as silence.
                 lost = min(gap, self._missing * (self._last_duration or gap), round(self._max_gap_s * clock))
-                if lost > 0:
+                if lost > 0 and (waited is None or waited < self._max_gap_s):
                     self._conceal(lost / clock)
                 paused_s = (gap - lost) / clock
-                if self._played_at is not None:  # a hostile jump of hours is not hours of pause
-                    paused_s = min(paused_s, max(0.0, self._clock() - self._played_at))
+                if waited is not None:  # a hostile jump of hours is not hours of pause
+                    paused_s = min(paused_s, waited)
                 self.stats.paused_ms += paused_s * 1000
         self._missing = 0
         self._played_at = self._clock()
