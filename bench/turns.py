@@ -19,12 +19,14 @@ interruptions; barge-in stop (true speech onset -> the end of the last agent fra
 playback buffer comes on top).
 
     python bench/turns.py [--concurrency 4] [--limit N] [--no-write]
+    python bench/turns.py --twice   # a caller who pauses mid-sentence twice: the adaptive early end
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -223,42 +225,58 @@ class Outcome:
     stop_ms: float | None = None
 
 
+class _Call:
+    """One in-process call: the pipeline with the real VAD (and model), the oracle STT, a fake agent
+    answering "Okay." and a fake TTS; caller audio is pushed in real time, 20 ms at a time."""
+
+    FRAME = 2 * RATE // 50
+
+    def __init__(
+        self, options: PipelineOptions, vad: Any, model: Any, *, agent_delay_ms: float, greeting: str | None
+    ) -> None:
+        clock = SystemClock()
+        self.stt = OracleSTT()
+        answer = ScriptedReply("Okay.", first_token_delay=agent_delay_ms / 1000.0)
+        self.agent = FakeAgent(clock, [answer] * 6, greeting=greeting)
+        self.output = RecordingOutput(clock)
+        tts = FakeTTS(clock, sample_rate=RATE, ms_per_char=60, first_chunk_delay=0.05, chunk_ms=200)
+        self.pipeline = ConversationPipeline(
+            vad=vad, stt=self.stt, agent=self.agent, tts=tts, output=self.output, clock=clock,
+            options=options, end_of_turn=model,
+        )  # fmt: skip
+
+    async def push(self, audio: bytes) -> None:
+        t0, frame = time.monotonic(), self.FRAME
+        for i, offset in enumerate(range(0, len(audio), frame)):
+            await asyncio.sleep(max(0.0, t0 + i * 0.02 - time.monotonic()))
+            self.pipeline.push_audio(audio[offset : offset + frame].ljust(frame, b"\0"))
+
+    async def say(self, pcm: bytes, ends: list[tuple[float, str]]) -> float:
+        """The utterance, then 2.5 s of silence; returns when its audio started."""
+        t0 = time.monotonic()
+        self.stt.parts = [(t0 + end, text) for end, text in ends]
+        await self.push(pcm)
+        await self.push(bytes(2 * RATE * 25 // 10))
+        return t0
+
+
 async def run_sample(
     sample: Sample, options: PipelineOptions, vad: Any, model: Any, agent_delay_ms: float = 200.0
 ) -> Outcome:
-    clock = SystemClock()
     pcm, ends = audio_of(sample)
-    stt = OracleSTT()
-    greeting = GREETING if sample.over_agent else None
-    answer = ScriptedReply("Okay.", first_token_delay=agent_delay_ms / 1000.0)
-    agent = FakeAgent(clock, [answer] * 4, greeting=greeting)
-    output = RecordingOutput(clock)
-    tts = FakeTTS(clock, sample_rate=RATE, ms_per_char=60, first_chunk_delay=0.05, chunk_ms=200)
-    pipeline = ConversationPipeline(
-        vad=vad, stt=stt, agent=agent, tts=tts, output=output, clock=clock, options=options,
-        end_of_turn=model,
-    )  # fmt: skip
+    call = _Call(
+        options, vad, model, agent_delay_ms=agent_delay_ms, greeting=GREETING if sample.over_agent else None
+    )
+    pipeline, output, agent = call.pipeline, call.output, call.agent
     await pipeline.start()
-    frame = 2 * RATE // 50
     started = time.monotonic()
-
-    async def push(audio: bytes) -> float:
-        t0 = time.monotonic()
-        for i, offset in enumerate(range(0, len(audio), frame)):
-            await asyncio.sleep(max(0.0, t0 + i * 0.02 - time.monotonic()))
-            pipeline.push_audio(audio[offset : offset + frame].ljust(frame, b"\0"))
-        return t0
-
     try:
-        await push(bytes(2 * RATE * 3 // 10))
+        await call.push(bytes(2 * RATE * 3 // 10))
         if sample.over_agent:
             while not output.audio and time.monotonic() - started < 5:
-                await push(bytes(frame))
-            await push(bytes(2 * RATE * 8 // 10))
-        t0 = time.monotonic()
-        stt.parts = [(t0 + end, text) for end, text in ends]
-        await push(pcm)
-        await push(bytes(2 * RATE * 25 // 10))
+                await call.push(bytes(call.FRAME))
+            await call.push(bytes(2 * RATE * 8 // 10))
+        t0 = await call.say(pcm, ends)
     finally:
         await pipeline.stop()
     out = Outcome(sample)
@@ -282,6 +300,51 @@ async def run_sample(
             out.stop_ms = (a + 0.02 - t0) * 1000
             break
     return out
+
+
+async def run_twice(sample: Sample, options: PipelineOptions, vad: Any, model: Any) -> tuple[bool, bool]:
+    """The same paused utterance said twice in one call, the agent answering in between: whether the
+    turn ended inside the pause the first time, and the second (``--twice``)."""
+    pcm, ends = audio_of(sample)
+    call = _Call(options, vad, model, agent_delay_ms=200.0, greeting=None)
+    await call.pipeline.start()
+    cuts: list[bool] = []
+    try:
+        await call.push(bytes(2 * RATE * 3 // 10))
+        for _ in range(2):
+            t0 = await call.say(pcm, ends)
+            pause_ends = t0 + ends[0][0] + sample.pause_ms / 1000 - 0.01
+            cuts.append(any(t0 <= t < pause_ends for t in call.output.times_of(UserStoppedSpeaking)))
+    finally:
+        await call.pipeline.stop()
+    return cuts[0], cuts[1]
+
+
+async def twice(args: argparse.Namespace, vad: Any, model: Any) -> int:
+    """``--twice``: each paused utterance said twice in one call, with and without the adaptive early
+    end (``early_end_backoff_ms``); prints the counts (never writes BENCHMARKS.md)."""
+    samples = [s for s in corpus() if s.kind == "paused"][: args.limit or None]
+    for s in samples:
+        audio_of(s)
+    gate = asyncio.Semaphore(args.concurrency)
+
+    async def one(sample: Sample, options: PipelineOptions) -> tuple[bool, bool]:
+        async with gate:
+            return await run_twice(sample, options, vad, model)
+
+    for name in ("silence", "semantic"):
+        for backoff in (100, 0):
+            options = dataclasses.replace(MODES[name], early_end_backoff_ms=backoff)
+            got = await asyncio.gather(*(one(s, options) for s in samples))
+            first = sum(a for a, _ in got)
+            again = sum(b for a, b in got if a)
+            later = sum(b for a, b in got if not a)
+            print(
+                f"RESULT twice mode={name} early_end_backoff_ms={backoff} paused={len(got)} "
+                f"cut_first={first} cut_again={again} cut_only_second={later}",
+                flush=True,
+            )
+    return 0
 
 
 @dataclass
@@ -321,6 +384,8 @@ async def main_async(args: argparse.Namespace) -> int:
     vad.warm_up()
     model = SmartTurn()
     model.warm_up()
+    if args.twice:
+        return await twice(args, vad, model)
     samples = corpus()[: args.limit] if args.limit else corpus()
     if args.limit:  # a tiny run still covers every kind
         samples = [next(s for s in corpus() if s.kind == k) for k in dict.fromkeys(s.kind for s in corpus())]
@@ -424,6 +489,10 @@ def main() -> None:
     parser.add_argument(
         "--quiet-gate-db", type=float, default=6.0,
         help="Silero's quiet gate (the default 6; 0 runs the model on every window)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--twice", action="store_true",
+        help="say each paused utterance twice in one call, with and without early_end_backoff_ms",
     )  # fmt: skip
     parser.add_argument(
         "--agent-delay-ms", type=float, default=200.0,
