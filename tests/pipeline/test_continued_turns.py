@@ -189,10 +189,11 @@ async def caller_pausing_twice(backoff_ms: int) -> PipelineHarness:
 
 async def test_a_caller_who_went_on_is_given_more_time_for_the_rest_of_the_call() -> None:
     h = await caller_pausing_twice(100)
-    # The first pause ended the turn; after the take-back the early end is at 340 ms (the words at
-    # 390 ms), so the second 380 ms pause no longer ends the turn.
+    # The first pause ended the turn (early end 240 ms); the caller went on 400 ms after their last
+    # speech frame, so the early end is now 100 ms past that pause, and the second pause no longer
+    # ends the turn.
     assert h.agent.taken_back == ["I need an appointment."]
-    assert h.pipeline.early_end_silence_ms == 340
+    assert h.pipeline.early_end_silence_ms == 400 + 100
     assert len(h.agent.respond_calls) == 3  # the cut, the first turn whole, the second turn
     eager = await caller_pausing_twice(0)
     assert eager.agent.taken_back == ["I need an appointment.", "Her name is Emma."]  # cut again

@@ -115,13 +115,15 @@ class Listener:
         """This call's early end (:meth:`be_more_patient` lengthens it)."""
         return self._opts.early_end_silence_ms
 
-    def be_more_patient(self, ms: int) -> int:
-        """Make this call's early end ``ms`` later, up to two frames under the end of the turn (so pauses
-        are still transcribed as they happen); returns the early end now in force."""
+    def be_more_patient(self, ms: int, *, paused_ms: float = 0.0) -> int:
+        """The caller went on after a pause of ``paused_ms`` that ended their turn early: make this call's
+        early end ``ms`` longer than it was and than that pause, up to two frames under the end of the
+        turn (so that pauses are still transcribed as they happen); returns the early end now in force."""
         opts = self._opts
         early, cap = opts.early_end_silence_ms, opts.end_of_turn_silence_ms - 2 * opts.frame_ms
         if ms > 0 and 0 < early < cap:
-            self._opts = dataclasses.replace(opts, early_end_silence_ms=min(cap, early + ms))
+            longer = min(cap, max(early, round(paused_ms)) + ms)
+            self._opts = dataclasses.replace(opts, early_end_silence_ms=longer)
             self.detector.retune(self._opts)
         return self._opts.early_end_silence_ms
 

@@ -110,9 +110,9 @@ class PipelineOptions:
     together. Later speech is a new turn. 0: never."""
     early_end_backoff_ms: int = 100
     """Each answer taken back (``continue_window_ms``: the caller went on after a pause their turn ended
-    in) makes this call's ``early_end_silence_ms`` this much longer, up to just under
-    ``end_of_turn_silence_ms``: a caller who pauses mid-sentence is given more time for the rest of the
-    call, as a person would. 0: the early end stays as set."""
+    in) makes this call's ``early_end_silence_ms`` this much longer than it was and than the pause the
+    caller took, up to just under ``end_of_turn_silence_ms``: a caller who pauses mid-sentence is given
+    more time for the rest of the call, as a person would. 0: the early end stays as set."""
     backchannels: tuple[str, ...] | None = None
     """Phrases that acknowledge without taking the turn, lower case; None: the defaults of ``language``
     (:data:`callgate.pipeline.backchannel.BACKCHANNELS`); empty: every word interrupts."""

@@ -74,6 +74,7 @@ class _Answered:
 
     text: str
     decided_at: float
+    last_speech_at: float
     reply: Reply
 
 
@@ -331,7 +332,8 @@ class ConversationPipeline:
             reply, decided_at = await self._answer(text, timing), timing.decided_at
             self._answered = None  # a typed message (no decided_at) is never continued
             if reply is not None and decided_at is not None:
-                self._answered = _Answered(text, decided_at, reply)
+                last = timing.last_speech_at if timing.last_speech_at is not None else decided_at
+                self._answered = _Answered(text, decided_at, last, reply)
 
     async def _kept_talking(
         self, utterance: Utterance, result: tuple[str, UserTurnTiming, datetime, datetime] | None
@@ -372,7 +374,8 @@ class ConversationPipeline:
             logger.info("the caller went on with their turn; the agent could not take its answer back")
             return None
         self.metrics.turns_taken_back += 1
-        early = self._listener.be_more_patient(self._opts.early_end_backoff_ms)
+        paused_ms = (utterance.first_speech_at - answered.last_speech_at) * 1000.0
+        early = self._listener.be_more_patient(self._opts.early_end_backoff_ms, paused_ms=paused_ms)
         logger.info(
             "the caller went on with their turn: its answer is taken back (early end now %d ms)", early
         )

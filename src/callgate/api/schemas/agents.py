@@ -97,8 +97,8 @@ class TurnDetection(Strict):
         ge=0,
         le=1000,
         description="Each answer taken back (the caller went on after a pause the turn ended in) makes this "
-        "call's early_end_silence_ms this much longer, up to just under end_of_turn_silence_ms; 0: fixed "
-        "(100).",
+        "call's early_end_silence_ms this much longer than it was and than that pause, up to just under "
+        "end_of_turn_silence_ms; 0: fixed (100).",
     )
     backchannels: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(
         default=None,
