@@ -33,6 +33,7 @@ from callgate.jobs import NodeJobs
 from callgate.metrics import Metrics, worker_stopped
 from callgate.providers.backlog import backlog
 from callgate.providers.registry import EngineRegistry
+from callgate.providers.threads import limit_blas_threads
 from callgate.realtime import draining
 from callgate.realtime.admission import Admission
 from callgate.realtime.control import CallControl
@@ -133,6 +134,7 @@ class Runtime:
         return self.settings.signing_key
 
     async def start(self) -> None:
+        limit_blas_threads()
         await self.db.start()
         sealed = await self.db.write(endpoints.seal_stored_secrets)
         sealed += await self.db.write(carriers.seal_stored_secrets)

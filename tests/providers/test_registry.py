@@ -26,6 +26,8 @@ def test_settings_validation() -> None:
     with pytest.raises(ValidationFailed):
         validate_engine_settings("stt", {"engine": "whisper", "cpu_threads": 0})
     with pytest.raises(ValidationFailed):
+        validate_engine_settings("stt", {"engine": "whisper", "num_workers": 0})
+    with pytest.raises(ValidationFailed):
         validate_engine_settings("tts", {"engine": "espeak", "voice": "--help"})
     with pytest.raises(ValidationFailed):
         validate_engine_settings("tts", {"engine": "piper", "voice": "/etc/passwd"})

@@ -1,20 +1,17 @@
-"""Whisper on one worker thread per model, every call's pending utterances transcribed as one batch.
+"""Whisper on a worker thread per model, every call's pending utterances transcribed as one batch.
 
-Why batches: with one utterance at a time, CTranslate2's greedy decoder spends ~90 ms of CPU on a short
-sentence however small the model, and the encoder ~40 ms on an 8 s window: about 7 utterances per
-second of a core, so a process of 20-30 callers who talk fell behind (transcripts seconds late). Decoding 8
-utterances together costs ~20 ms each, and encoding them together about as much as one by one: the same
-cores transcribe about twice as many utterances. The worker (:class:`~callgate.providers._batching
-.BatchWorker`) runs at once when idle and otherwise gathers what arrives while it is busy, so a quiet
-node answers as fast as before and a busy one batches more.
+Why batches: a greedy decoding step costs nearly as much for several utterances as for one, so
+decoding them together is cheaper per utterance (measured on tiny.en int8, one CTranslate2 thread, 8 s
+windows, 2 cores: the decoder 23 ms of CPU per short sentence alone, 14 ms in a batch of 4; the encoder
+30 and 34 ms: it does not batch). The worker (:class:`~callgate.providers._batching.BatchWorker`) runs
+at once when idle and otherwise gathers what arrives while it is busy, so a quiet node answers as fast
+as alone and a busy one batches more.
 
 A batch is split by window length (see :mod:`callgate.providers.whisper.stt`), language and beam size,
 so each utterance is encoded in exactly the window it would get alone: batching changes the cost, not
 the words. Utterances the short window cannot be trusted with are transcribed again in the full 30 s
-window, as before, on a second worker thread: CTranslate2 (one worker per model) still runs one call at a
-time, but a batch waits for at most one of the 30 s path's calls, not all of them. Two CTranslate2
-workers (``num_workers=2``) would run them side by side, but oversubscribe the cores: measured at 20-30
-talking sessions, the event loop then fell behind (caller audio dropped).
+window, as before, on a second worker thread; with two CTranslate2 workers (``num_workers=2``, the
+default) that ~0.5 s of CPU runs beside the short batches instead of holding them up.
 """
 
 from __future__ import annotations
@@ -37,9 +34,9 @@ from callgate.providers.whisper.text import first_of_loop, looping, words
 __all__ = ["MAX_BATCH", "Options", "Request", "WhisperBatcher"]
 
 MAX_BATCH = 8
-"""Utterances per batch at most. Measured on tiny.en int8, 8 s windows, 2 cores (CPU time per utterance):
-one at a time ~135 ms (encoder 42, greedy decoder 93); 8 together ~62 ms; 16 together ~83 ms (the
-encoder's share grows with the batch). A longer queue runs as several batches back to back."""
+"""Utterances per batch at most. Measured on tiny.en int8, 8 s windows, one CTranslate2 thread, 2 cores
+(CPU time per utterance, encoder + decoder): alone 53 ms, 4 together 47, 8 together 51, 16 together 80
+(the encoder's share grows with the batch). A longer queue runs as several batches back to back."""
 SAMPLE_RATE = 16000
 FRAMES_PER_S = 100  # mel frames per second (hop of 160 samples at 16 kHz)
 FULL_WINDOW_S = 30
@@ -118,7 +115,7 @@ class WhisperBatcher:
             self._run_full, name="callgate-stt-full", role="stt", max_batch=4
         )
         """The 30 s window, one utterance at a time, on a thread of its own (~0.5 s of CPU each): the
-        batches of short windows go on between its CTranslate2 calls."""
+        batches of short windows go on beside it (on CTranslate2's second worker) or between its calls."""
         self._tokenizers: dict[str, Any] = {}
 
     async def transcribe(self, request: Request) -> Result:

@@ -1,9 +1,17 @@
 """Speech-to-text with faster-whisper (CTranslate2) on the CPU.
 
-One model per process, loaded lazily and shared by every call. Transcriptions run on the model's single
-worker thread (:mod:`callgate.providers.whisper.batch`): every call's utterances waiting at that moment
-are transcribed together as one batch, which costs far less per utterance than one at a time. With
-``cpu_threads=2`` a batch already uses both cores, so there is never more than one.
+One model per process, loaded lazily and shared by every call. Transcriptions run on the model's worker
+threads (:mod:`callgate.providers.whisper.batch`): every call's utterances waiting at that moment are
+transcribed together as one batch, and the rare utterance that needs Whisper's 30 s window runs beside
+the batches, not in front of them.
+
+**Threads.** Each CTranslate2 call runs on ``cpu_threads`` threads (default 1) and ``num_workers``
+calls (default 2) run at once. For tiny.en one thread is the fastest as well as the cheapest: measured
+on 2 cores, with numpy's BLAS held to one thread (:mod:`callgate.providers.threads`), a short utterance
+cost 54 ms of CPU in 54 ms on one thread and 89 ms of CPU in 77 ms on two (the greedy decoder's small
+matrices spend more on synchronising two threads than they gain). ``bench/sessions.py --speech``, one
+run, same machine: 10 talking callers per process before, 20 with one thread and one worker, 30 with
+one thread and two workers.
 
 **Short windows.** Whisper encodes a fixed 30 s window, so "Yes." costs as much as a long sentence
 (~250 ms of tiny.en's encoder on two cores). A caller's turn is a few seconds: CTranslate2 accepts a
@@ -27,13 +35,14 @@ from callgate.errors import ProviderError
 from callgate.pipeline.interfaces import STT, STTCapabilities, Transcript
 from callgate.providers._common import pcm16_to_float32, require
 from callgate.providers._stream import BufferedSTTStream
+from callgate.providers.threads import limit_blas_threads
 from callgate.providers.whisper.batch import Options, Request, WhisperBatcher
 
 __all__ = ["WhisperSTT"]
 
 log = logging.getLogger(__name__)
 
-_batchers: dict[tuple[str, str, int], WhisperBatcher] = {}
+_batchers: dict[tuple[str, str, int, int], WhisperBatcher] = {}
 _batchers_lock = threading.Lock()
 
 
@@ -48,17 +57,22 @@ def whisper_language(tag: str) -> str:
     return tag.split("-", 1)[0].lower() or "en"
 
 
-def _load(model_path: str, compute_type: str, cpu_threads: int) -> WhisperBatcher:
-    key = (model_path, compute_type, cpu_threads)
+def _load(model_path: str, compute_type: str, cpu_threads: int, num_workers: int) -> WhisperBatcher:
+    key = (model_path, compute_type, cpu_threads, num_workers)
     with _batchers_lock:
         batcher = _batchers.get(key)
         if batcher is None:
             faster_whisper = require("faster_whisper", extra="speech")
             if not Path(model_path).is_dir():
                 raise ProviderError(f"whisper model directory not found: {model_path}")
+            limit_blas_threads()
             started = time.perf_counter()
             model = faster_whisper.WhisperModel(
-                model_path, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads
+                model_path,
+                device="cpu",
+                compute_type=compute_type,
+                cpu_threads=cpu_threads,
+                num_workers=num_workers,
             )
             log.info("whisper model loaded from %s in %.2f s", model_path, time.perf_counter() - started)
             batcher = _batchers[key] = WhisperBatcher(model)
@@ -76,7 +90,8 @@ class WhisperSTT(STT):
         *,
         model_path: str | None = None,
         compute_type: str = "int8",
-        cpu_threads: int = 2,
+        cpu_threads: int = 1,
+        num_workers: int = 2,
         beam_size: int = 1,
         short_window: bool = True,
         pad_s: int = 1,
@@ -86,6 +101,7 @@ class WhisperSTT(STT):
         self._model_path = model_path
         self._compute_type = compute_type
         self._cpu_threads = cpu_threads
+        self._num_workers = num_workers
         self._options = Options(
             beam_size=beam_size,
             short_window=short_window,
@@ -104,14 +120,16 @@ class WhisperSTT(STT):
         silence = pcm16_to_float32(bytes(self.capabilities.sample_rate * 2))
         batcher.run_blocking([Request(silence, "en", self._options)])
 
-    def _batcher(self) -> WhisperBatcher:
+    def _key(self) -> tuple[str, str, int, int]:
         path = self._model_path or default_model_path()
-        return _load(path, self._compute_type, self._cpu_threads)
+        return (path, self._compute_type, self._cpu_threads, self._num_workers)
+
+    def _batcher(self) -> WhisperBatcher:
+        return _load(*self._key())
 
     async def _loaded(self) -> WhisperBatcher:
         """The model's batcher; loading it (seconds) on a thread when the server did not warm it up."""
-        key = (self._model_path or default_model_path(), self._compute_type, self._cpu_threads)
-        batcher = _batchers.get(key)
+        batcher = _batchers.get(self._key())
         return batcher if batcher is not None else await asyncio.to_thread(self._batcher)
 
     async def transcribe(self, pcm16: bytes, *, language: str = "en") -> Transcript:
@@ -126,8 +144,7 @@ class WhisperSTT(STT):
 
     def busy(self) -> bool:
         """The model (shared by every call of the process) has utterances waiting or running."""
-        key = (self._model_path or default_model_path(), self._compute_type, self._cpu_threads)
-        batcher = _batchers.get(key)
+        batcher = _batchers.get(self._key())
         return batcher is not None and (
             batcher.worker.backlog().depth > 0 or batcher.full_worker.backlog().depth > 0
         )
