@@ -93,6 +93,40 @@ def test_whisper_finds_the_phrase_a_loop_repeats(text: str, first: str | None) -
     assert first_of_loop(text) == first
 
 
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [
+        ("Where can I park when I arrive? Where can I", "Where can I park when I arrive?"),
+        ("I'd like to book a table for tomorrow. I'd like", "I'd like to book a table for tomorrow."),
+        ("Can I speak to someone about my bill? Can I speak to", "Can I speak to someone about my bill?"),
+        ("Yes, please. Yes, please. Yes", "Yes, please."),
+        ("What time? What time do you close?", None),  # goes further than the first: a second sentence
+        ("I need a taxi. I need it now.", None),
+        ("Where can I park when I arrive?", None),  # nothing after it
+        ("4.567", None),
+        ("Hello there", None),
+        ("Thanks. ", None),
+    ],
+)
+def test_whisper_finds_a_sentence_that_started_over(text: str, first: str | None) -> None:
+    from callgate.providers.whisper.text import started_over
+
+    assert started_over(text) == first
+
+
+def test_a_short_window_that_started_over_keeps_its_first_sentence() -> None:
+    """Trusted when Whisper stopped on its own with a confident text; else the 30 s path decides."""
+    from callgate.providers.whisper.batch import _judge
+
+    text = "Where can I park when I arrive? Where can I"
+    heard = _judge(text, tokens=11, max_new=21, avg_logprob=-0.2, no_speech_prob=0.01, language="en")
+    assert heard is not None and heard.text == "Where can I park when I arrive?"
+    assert _judge(text, tokens=21, max_new=21, avg_logprob=-0.2, no_speech_prob=0.01, language="en") is None
+    assert _judge(text, tokens=11, max_new=21, avg_logprob=-1.1, no_speech_prob=0.01, language="en") is None
+    looped = "I want to I want to I want to. I want"  # the first sentence is a loop itself
+    assert _judge(looped, tokens=8, max_new=21, avg_logprob=-0.2, no_speech_prob=0.01, language="en") is None
+
+
 async def test_whisper_says_nothing_on_silence_and_noise(whisper, noise_16k: bytes) -> None:
     assert (await whisper.transcribe(SILENCE_16K)).text == ""
     assert (await whisper.transcribe(b"")).text == ""

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from callgate.errors import ProviderError
 from callgate.pipeline.interfaces import Transcript
 from callgate.providers._batching import BatchWorker
-from callgate.providers.whisper.text import first_of_loop, looping, words
+from callgate.providers.whisper.text import first_of_loop, looping, started_over, words
 
 __all__ = ["MAX_BATCH", "Options", "Request", "WhisperBatcher"]
 
@@ -258,9 +258,14 @@ def _judge(
     if not words(text):
         return Transcript(text="", language=language)  # punctuation only (". . ."): nothing said
     first = first_of_loop(text)
+    restarted = started_over(text) if tokens < max_new and avg_logprob >= LOGPROB_FLOOR else None
     if first is not None and len(words(first)) <= 2 and avg_logprob >= LOGPROB_FLOOR:
         # A word or two said once, then looped ("No? No? No?"): the loop is the window, not speech.
         text = first.rstrip(".?!,\u2026") + "."
+    elif restarted is not None and not looping(restarted):
+        # The utterance, then its start again ("Where can I park? Where can I"): the start is the
+        # window's, the sentence the caller's. Saves the 30 s path (~0.5 s of CPU) half the times it ran.
+        text = restarted
     elif tokens >= max_new or avg_logprob < TRUST_FLOOR or looping(text):
         return None
     return Transcript(text=text, confidence=math.exp(avg_logprob), language=language)

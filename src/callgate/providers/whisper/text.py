@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import zlib
 
-__all__ = ["first_of_loop", "looping", "words"]
+__all__ = ["first_of_loop", "looping", "started_over", "words"]
 
 _COMPRESSION_RATIO_CEILING = 2.4
 
@@ -43,6 +43,28 @@ def first_of_loop(text: str) -> str | None:
         if all(said[i] == phrase[i % size] for i in range(len(said))):
             return " ".join(tokens[:size])
     return None
+
+
+_FIRST_SENTENCE = re.compile(r"\s*(.+?[.?!]+)(?:\s+|$)(.*)", re.DOTALL)
+
+
+def started_over(text: str) -> str | None:
+    """The first sentence of ``text`` if all that follows it only starts that sentence again
+    ("Where can I park? Where can I" -> "Where can I park?"), else None.
+
+    A short window often makes Whisper transcribe the utterance and then begin it a second time, as
+    if the window's silence were more of the same speech; Whisper's 30 s window gives that first
+    sentence alone (checked on the utterances of ``bench/turns.py`` and ``bench/sessions.py --speech``).
+    """
+    match = _FIRST_SENTENCE.fullmatch(text.strip())
+    if match is None or not match.group(2).strip():
+        return None
+    first = words(match.group(1))
+    rest = [words(part) for part in re.split(r"[.?!]+", match.group(2))]
+    rest = [part for part in rest if part]
+    if not first or not rest or not all(part == first[: len(part)] for part in rest):
+        return None
+    return match.group(1)
 
 
 def words(text: str) -> list[str]:
