@@ -142,15 +142,18 @@ async def test_whisper_batches_concurrent_calls_without_changing_their_words(
     clips = [piper_booking_16k, espeak_hello_16k]
     fallbacks = whisper.stats["fallback"]
     alone = [(await whisper.transcribe(clip)).text for clip in clips]
-    worker = whisper._batcher().worker
-    batches, items = worker.batches, worker.items
-    pending = [asyncio.ensure_future(whisper.transcribe(clip)) for clip in clips * 2]
+    workers = whisper._batcher().workers
+    assert len(workers) == 2  # num_workers: two batches at once
+    batches, items = sum(w.batches for w in workers), sum(w.items for w in workers)
+    pending = [asyncio.ensure_future(whisper.transcribe(clip)) for clip in clips * 3]
     await asyncio.sleep(0)
-    assert backlog("stt").depth == 4  # what admission control sees
+    assert backlog("stt").depth == 6  # what admission control sees
+    assert all(w.backlog().depth > 0 for w in workers)  # both lanes have work
     together = [t.text for t in await asyncio.gather(*pending)]
-    assert together == alone * 2
-    assert worker.items - items == 4
-    assert worker.batches - batches <= 2  # the first alone (the worker was idle), then the rest together
+    assert together == alone * 3
+    assert sum(w.items for w in workers) - items == 6
+    # Each lane runs its first request alone (it was idle), then the rest of its queue together.
+    assert sum(w.batches for w in workers) - batches <= 4
     assert whisper.stats["fallback"] == fallbacks  # all in the short window, alone and together
     assert backlog("stt").depth == 0
 

@@ -103,29 +103,40 @@ async def _owned(future: asyncio.Future[T]) -> T:
 
 
 class WhisperBatcher:
-    """One loaded faster-whisper model and its worker thread."""
+    """One loaded faster-whisper model and its worker threads."""
 
-    def __init__(self, model: Any, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, model: Any, *, max_batch: int = MAX_BATCH, lanes: int = 1) -> None:
         self.model = model
-        self.worker: BatchWorker[Request, Transcript | How] = BatchWorker(
-            self._run, name="callgate-stt", role="stt", max_batch=max_batch
-        )
-        """Short windows, batched."""
+        self.workers: list[BatchWorker[Request, Transcript | How]] = [
+            BatchWorker(self._run, name=f"callgate-stt-{i + 1}", role="stt", max_batch=max_batch)
+            for i in range(max(1, lanes))
+        ]
+        """Short windows, batched: one thread per CTranslate2 worker (``num_workers``), so that two
+        batches run at once on two cores; a request goes to an idle one, else to the shortest queue."""
         self.full_worker: BatchWorker[Request, Transcript] = BatchWorker(
             self._run_full, name="callgate-stt-full", role="stt", max_batch=4
         )
         """The 30 s window, one utterance at a time, on a thread of its own (~0.5 s of CPU each): the
-        batches of short windows go on beside it (on CTranslate2's second worker) or between its calls."""
+        batches of short windows go on beside it or between its calls."""
         self._tokenizers: dict[str, Any] = {}
+
+    def busy(self) -> bool:
+        """Utterances are waiting or being transcribed."""
+        return self.full_worker.backlog().depth > 0 or any(w.backlog().depth > 0 for w in self.workers)
+
+    def _short_worker(self) -> BatchWorker[Request, Transcript | How]:
+        if len(self.workers) == 1:
+            return self.workers[0]
+        return min(self.workers, key=lambda w: w.backlog().depth)
 
     async def transcribe(self, request: Request) -> Result:
         """The utterance's transcript and how it was made (see :attr:`WhisperSTT.stats`)."""
-        first = await _owned(self.worker.submit(request))
+        first = await _owned(self._short_worker().submit(request))
         if isinstance(first, Transcript):
             return first, "short"
         if first == "fallback" and request.options.retry_window_s < FULL_WINDOW_S:
             again = dataclasses.replace(request, retry=True)
-            second = await _owned(self.worker.submit(again))
+            second = await _owned(self._short_worker().submit(again))
             if isinstance(second, Transcript):
                 return second, "retry"
         return await _owned(self.full_worker.submit(request)), first

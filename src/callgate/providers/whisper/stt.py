@@ -78,7 +78,7 @@ def _load(model_path: str, compute_type: str, cpu_threads: int, num_workers: int
                 num_workers=num_workers,
             )
             log.info("whisper model loaded from %s in %.2f s", model_path, time.perf_counter() - started)
-            batcher = _batchers[key] = WhisperBatcher(model)
+            batcher = _batchers[key] = WhisperBatcher(model, lanes=num_workers)
         return batcher
 
 
@@ -148,9 +148,7 @@ class WhisperSTT(STT):
     def busy(self) -> bool:
         """The model (shared by every call of the process) has utterances waiting or running."""
         batcher = _batchers.get(self._key())
-        return batcher is not None and (
-            batcher.worker.backlog().depth > 0 or batcher.full_worker.backlog().depth > 0
-        )
+        return batcher is not None and batcher.busy()
 
     def stream(self, *, language: str = "en") -> BufferedSTTStream:
         return BufferedSTTStream(self, language=language)
