@@ -6,12 +6,12 @@ transcribed together as one batch, and the rare utterance that needs Whisper's 3
 the batches, not in front of them.
 
 **Threads.** Each CTranslate2 call runs on ``cpu_threads`` threads (default 1) and ``num_workers``
-calls (default 2) run at once. For tiny.en one thread is the fastest as well as the cheapest: measured
-on 2 cores, with numpy's BLAS held to one thread (:mod:`callgate.providers.threads`), a short utterance
-cost 54 ms of CPU in 54 ms on one thread and 89 ms of CPU in 77 ms on two (the greedy decoder's small
-matrices spend more on synchronising two threads than they gain). ``bench/sessions.py --speech``, one
-run, same machine: 10 talking callers per process before, 20 with one thread and one worker, 30 with
-one thread and two workers.
+calls (default 2) run at once: two lanes of short-window batches, each on a thread of its own, and the
+30 s path beside them. For tiny.en one thread is the fastest as well as the cheapest: measured on 2
+cores, with numpy's BLAS held to one thread (:mod:`callgate.providers.threads`), a short utterance cost
+54 ms of CPU in 54 ms on one thread and 89 ms of CPU in 77 ms on two (the greedy decoder's small matrices
+spend more on synchronising two threads than they gain). ``bench/sessions.py --speech`` on one machine:
+10 talking callers per process before, 30 with one thread and two workers, 40 with two lanes.
 
 **Short windows.** Whisper encodes a fixed 30 s window, so "Yes." costs as much as a long sentence
 (~250 ms of tiny.en's encoder on two cores). A caller's turn is a few seconds: CTranslate2 accepts a
