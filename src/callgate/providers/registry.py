@@ -300,7 +300,6 @@ def _whisper(s: WhisperSettings) -> STT:
         model_path=s.model_path,
         compute_type=s.compute_type,
         cpu_threads=s.cpu_threads,
-        num_workers=s.num_workers,
         beam_size=s.beam_size,
         retry_window_s=s.retry_window_s,
     )

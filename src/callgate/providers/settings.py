@@ -60,8 +60,6 @@ class WhisperSettings(_Settings):
     cpu_threads: int = Field(default=1, ge=1, le=16)
     """Threads per transcription. One is the fastest for tiny.en (see ``providers/whisper/stt.py``);
     a larger model (``model_path``) may gain from more."""
-    num_workers: int = Field(default=2, ge=1, le=16)
-    """Transcriptions run at once (CTranslate2 workers, each on ``cpu_threads`` threads)."""
     beam_size: int = Field(default=1, ge=1, le=5)
     retry_window_s: int = Field(default=30, ge=8, le=30)
     """Where an untrusted short-window transcript is tried again: 30 = Whisper's full window (today's

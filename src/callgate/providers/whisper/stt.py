@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 
 _batchers: dict[tuple[str, str, int, int], WhisperBatcher] = {}
 _batchers_lock = threading.Lock()
+MAX_MODELS = 4
+"""Whisper models one process loads at most. Agents' ``stt`` settings choose ``model_path``,
+``compute_type`` and ``cpu_threads``, and each combination is a model of its own (memory, threads): past
+this many, a new combination is refused (its calls' speech-to-text fails over or fails) instead of
+letting agents' settings exhaust the node."""
 
 
 def default_model_path() -> str:
@@ -66,17 +71,25 @@ def _load(model_path: str, compute_type: str, cpu_threads: int, num_workers: int
         batcher = _batchers.get(key)
         if batcher is None:
             faster_whisper = require("faster_whisper", extra="speech")
-            if not Path(model_path).is_dir():
-                raise ProviderError(f"whisper model directory not found: {model_path}")
+            if not (Path(model_path) / "model.bin").is_file():
+                raise ProviderError(f"not a CTranslate2 Whisper model directory: {model_path}")
+            if len(_batchers) >= MAX_MODELS:
+                raise ProviderError(
+                    f"this process already runs {MAX_MODELS} Whisper models (one per combination of "
+                    "model_path, compute_type and cpu_threads in agents' stt settings); use one of those"
+                )
             limit_blas_threads()
             started = time.perf_counter()
-            model = faster_whisper.WhisperModel(
-                model_path,
-                device="cpu",
-                compute_type=compute_type,
-                cpu_threads=cpu_threads,
-                num_workers=num_workers,
-            )
+            try:
+                model = faster_whisper.WhisperModel(
+                    model_path,
+                    device="cpu",
+                    compute_type=compute_type,
+                    cpu_threads=cpu_threads,
+                    num_workers=num_workers,
+                )
+            except (RuntimeError, ValueError, OSError) as exc:  # CTranslate2: a broken or foreign model
+                raise ProviderError(f"whisper model in {model_path} could not be loaded: {exc}") from exc
             log.info("whisper model loaded from %s in %.2f s", model_path, time.perf_counter() - started)
             batcher = _batchers[key] = WhisperBatcher(model, lanes=num_workers)
         return batcher
