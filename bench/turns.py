@@ -400,7 +400,10 @@ async def main_async(args: argparse.Namespace) -> int:
         async with gate:
             return await run_sample(sample, options, vad, model, args.agent_delay_ms)
 
-    for name, options in MODES.items():
+    modes = dict(MODES)
+    if args.early_end_ms is not None:
+        modes["silence"] = dataclasses.replace(modes["silence"], early_end_silence_ms=args.early_end_ms)
+    for name, options in modes.items():
         outcomes = await asyncio.gather(*(one(s, options) for s in samples))
         results[name] = summary(list(outcomes))
         r = results[name]
@@ -416,7 +419,7 @@ async def main_async(args: argparse.Namespace) -> int:
     load1 = os.getloadavg()[0]
     body = render(results, len(samples), machine, args, (load0, load1))
     print(body)
-    if not args.no_write:
+    if not args.no_write and args.early_end_ms is None:  # the headline is the defaults
         write_section("Turn-taking", body)
         print("\nBENCHMARKS.md: section 'Turn-taking' updated")
     return 0
@@ -437,6 +440,7 @@ def render(
     lines = [
         f"`python bench/turns.py --concurrency {args.concurrency}"
         + (f" --agent-delay-ms {args.agent_delay_ms:g}" if args.agent_delay_ms != 200 else "")
+        + (f" --early-end-ms {args.early_end_ms}" if args.early_end_ms is not None else "")
         + f"` — corpus v{CORPUS_VERSION}, {n} caller "
         "utterances (piper joe + espeak-ng voices, seeded noise bursts), in-process pipeline, Silero VAD "
         "and Smart Turn v3 on onnxruntime, oracle STT (150 ms). No priority boosts. "
@@ -497,6 +501,10 @@ def main() -> None:
     parser.add_argument(
         "--agent-delay-ms", type=float, default=200.0,
         help="the fake agent's time to its first word (default 200, like an LLM; 0: like a flow)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--early-end-ms", type=int, default=None, metavar="MS",
+        help="the silence mode's early_end_silence_ms (default: the server's, 350); never written",
     )  # fmt: skip
     sys.exit(asyncio.run(main_async(parser.parse_args())))
 
