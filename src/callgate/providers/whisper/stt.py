@@ -20,10 +20,10 @@ seconds, at least ``min_window_s``), 5-10x faster. Whisper was trained on 30 s w
 sometimes makes it loop or invent text; such an answer (more tokens than the audio can hold, a
 repetitive text by the same compression-ratio test Whisper's own fallback uses, or a low average log
 probability) is thrown away and the utterance is transcribed again in the full window: an untrusted
-answer costs time, not accuracy. Two loops are kept, trimmed: a word or
-two said over and over ("No? No? No?" -> "No."), and a sentence followed by its own start ("Where can I
-park? Where can I" -> "Where can I park?"), for which the 30 s window gave the same first sentence on
-every such utterance of the benchmarks' corpora.
+answer costs time, not accuracy. Two loops are kept, trimmed: a word or two said over and over ("No?
+No? No?" -> "No."), and a sentence followed by its own start ("Where can I park? Where can I" -> "Where
+can I park?"), for which the 30 s window gave the same first sentence on every such utterance of the
+benchmarks' corpora.
 """
 
 from __future__ import annotations
