@@ -389,6 +389,8 @@ async def test_a_call_page_says_why_the_agent_stopped_or_went_on(world: World) -
         at = utcnow()
         fields = {"role": "agent", "text": "What day", "interrupted": True, "started_at": at, "ended_at": at}
         await calls.add_turn(s, call_id=call_id, fields=fields | {"barge_ins": barge_ins})
+        # A reply cut off before the caller heard any of it.
+        await calls.add_turn(s, call_id=call_id, fields=fields | {"text": "", "barge_ins": barge_ins[1:]})
 
     await world.runtime.db.write(job)
     async with signed_in(world, "m@example.com", Role.MEMBER, team.id) as (member, _token):
@@ -401,3 +403,7 @@ async def test_a_call_page_says_why_the_agent_stopped_or_went_on(world: World) -
     assert notes and "held, then went on: a backchannel “<b>uh-huh</b>” (212 ms held)" in notes[0]
     assert "cut off: the caller went on with the turn this answered" in notes[0]
     assert "<b>uh-huh</b>" not in r.text  # the caller's words are escaped
+    turns = re.findall(r'<li class="turn agent".*?</li>', r.text, re.S)
+    assert len(turns) == 2 and len(notes) == 2, r.text
+    assert "(interrupted)" in turns[0] and "heard any of it" not in turns[0]
+    assert "(cut off before the caller heard any of it)" in turns[1] and "(interrupted)" not in turns[1]

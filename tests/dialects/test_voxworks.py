@@ -182,6 +182,8 @@ async def test_call_result_reads_what_happened(world: World) -> None:
     async def play(s: Any) -> None:
         await calls.add_turn(s, call_id=call_id, fields=_turn("agent", "Hello, Maple Street clinic.", now))
         await calls.add_turn(s, call_id=call_id, fields=_turn("user", "I need an appointment.", now))
+        # A reply the caller cut off before hearing any of it: not in Voxworks' transcript.
+        await calls.add_turn(s, call_id=call_id, fields=_turn("agent", "", now) | {"interrupted": True})
         await calls.end_call(s, team_id=team.id, call_id=call_id, reason=EndReason.API_REQUEST, now=now)
 
     await world.runtime.db.write(play)

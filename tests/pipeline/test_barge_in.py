@@ -225,11 +225,15 @@ async def test_speech_while_the_agent_thinks_cancels_the_pending_reply() -> None
         assert h.output.audio == []
         await h.silence(3000)
         assert h.agent.respond_calls == ["hello", "sorry, I mean goodbye"]
-        assert [e.record.text for e in h.output.of_type(TurnEnded)] == [
-            "hello",
-            "sorry, I mean goodbye",
-            "Bye.",
+        records = [e.record for e in h.output.of_type(TurnEnded)]
+        # The cancelled reply was never heard: its turn has no words, only why the agent stopped.
+        assert [(r.role, r.text, r.interrupted) for r in records] == [
+            ("user", "hello", False),
+            ("agent", "", True),
+            ("user", "sorry, I mean goodbye", False),
+            ("agent", "Bye.", False),
         ]
+        assert [(b.outcome, b.reason) for b in records[1].barge_ins] == [("interrupted", "long_speech")]
 
 
 async def test_stop_mid_reply_cancels_everything_and_records_what_was_heard() -> None:

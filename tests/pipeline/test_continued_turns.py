@@ -77,7 +77,10 @@ async def test_while_the_agent_is_still_thinking_the_words_are_joined_too() -> N
         await h.silence(3000)
         assert h.agent.respond_calls == [FIRST, f"{FIRST} {REST}"]
         assert h.agent.cancelled == 1
-        assert [role for role, _, _ in records(h)] == ["user", "user", "agent"]  # nothing was heard of it
+        # Nothing of the answer was heard: its turn has no words, but says why the agent stopped.
+        assert records(h)[:3] == [("user", FIRST, False), ("agent", "", True), ("user", REST, False)]
+        assert cut_off(h) == [("interrupted", "continued")]
+        assert h.pipeline.metrics.agent_turns == 1  # the answer the caller heard
 
 
 async def test_speech_later_than_the_window_is_a_new_turn() -> None:

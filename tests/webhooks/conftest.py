@@ -49,12 +49,16 @@ async def run_call(
     team: Team,
     call_id: str,
     *,
-    turns: tuple[tuple[str, str], ...] = (("agent", "Hello, how can I help?"), ("user", "Just testing.")),
+    turns: tuple[tuple[str, str] | tuple[str, str, dict[str, Any]], ...] = (
+        ("agent", "Hello, how can I help?"),
+        ("user", "Just testing."),
+    ),
     reason: EndReason = EndReason.CALLER_HANGUP,
     data: dict[str, Any] | None = None,
     recording: str | None = None,
 ) -> None:
-    """join → in_progress → turns → the session's finish, as a live session does it."""
+    """join → in_progress → turns (role, text and optionally more of the turn's fields) → the session's
+    finish, as a live session does it."""
     db, now = world.runtime.db, utcnow()
     await db.write(lambda s: calls.join_call(s, team_id=team.id, call_id=call_id, now=now))
 
@@ -63,7 +67,7 @@ async def run_call(
         await calls.transition(s, call=call, to=CallStatus.IN_PROGRESS, now=now)
 
     await db.write(start)
-    for i, (role, text) in enumerate(turns):
+    for i, (role, text, *more) in enumerate(turns):
         at = now + timedelta(seconds=i)
         fields = {
             "role": role,
@@ -72,6 +76,7 @@ async def run_call(
             "started_at": at,
             "ended_at": at + timedelta(milliseconds=500),
             "total_ms": 400 if role == "agent" else None,
+            **(more[0] if more else {}),
         }
         await db.write(lambda s, f=fields: calls.add_turn(s, call_id=call_id, fields=f))  # type: ignore[misc]
     end = utcnow()

@@ -28,6 +28,18 @@ from tests.webhooks.conftest import run_call
 CREATE = "/dialects/vocode/v1/calls/create"
 FROM, TO = "+14155550100", "+14155550199"
 TURNS = (("agent", "Hello, how can I help?"), ("user", "Just testing."))
+UNHEARD = (
+    "agent",
+    "",
+    {
+        "interrupted": True,
+        "total_ms": None,
+        "barge_ins": [
+            {"outcome": "interrupted", "reason": "continued", "held_ms": 120.0, "words": "testing"}
+        ],
+    },
+)
+"""A reply the caller cut off before hearing any of it: kept in callgate's transcript, not in Vocode's."""
 
 
 async def vocode_team(world: World) -> tuple[Team, str]:
@@ -195,7 +207,7 @@ async def test_a_connected_call_sends_every_subscribed_vocode_event_in_order(
     placed = await create(world, team, inline_agent(receiver.url, subscribed, method))
     agent_id = f"agt_{uuid.UUID(placed['agent']['id']).hex}"
     call_id = await phone_call(world, team, agent_id)
-    await run_call(world, team, call_id, turns=TURNS, recording=silence(tmp_path / "rec.wav"))
+    await run_call(world, team, call_id, turns=(*TURNS, UNHEARD), recording=silence(tmp_path / "rec.wav"))
 
     # The agent has no LLM: its analysis fails at once, and call.analyzed still carries the transcript.
     hits = await receiver.wait_for(6)
@@ -206,6 +218,10 @@ async def test_a_connected_call_sends_every_subscribed_vocode_event_in_order(
     conversation = str(uuid.UUID(call_id.removeprefix("call_")))
     view = (await world.client.get(f"/v1/calls/{call_id}", headers=team.auth())).json()
     assert view["phone"] == {"direction": "outbound", "from_number": FROM, "to_number": TO}
+    assert [(t["role"], t["text"], t["interrupted"]) for t in view["transcript"]] == [
+        (*TURNS[0], False), (*TURNS[1], False), ("agent", "", True),
+    ]  # fmt: skip
+    assert view["transcript"][2]["barge_ins"] == UNHEARD[2]["barge_ins"]
     started = [t["started_at"] for t in view["transcript"]]
     recording = f"/dialects/vocode/v1/calls/recording?id={conversation}"
     expected: list[dict[str, Any]] = [

@@ -74,7 +74,7 @@ def flow_analysis(call: Call, agent: Agent) -> dict[str, Any]:
 
 
 def _transcript(turns: list[TranscriptTurn]) -> str:
-    lines = [f"{'Agent' if t.role == 'agent' else 'Caller'}: {t.text}" for t in turns if t.role != "tool"]
+    lines = [f"{'Agent' if t.role == 'agent' else 'Caller'}: {t.text}" for t in turns if t.spoken]
     return "\n".join(lines) or "(no words were exchanged)"
 
 

@@ -156,10 +156,14 @@ class Reply:
         return spoken
 
     async def _report(self, text: str, *, interrupted: bool) -> None:
-        if not text:
+        """The agent turn's record. A reply cut off before the caller heard any of it is still
+        recorded (empty ``text``) when the caller's sound over it was judged: its :class:`BargeIn` says
+        why the agent stopped."""
+        if not text and not (interrupted and self.barge_ins):
             return
         latency = self.latency()
-        self._metrics.agent_turns += 1
+        if text:
+            self._metrics.agent_turns += 1
         record = TurnRecord(
             role="agent",
             text=text,

@@ -407,7 +407,8 @@ class CallSession:
                     and isinstance(self.transport, ConfirmsPlayout)
                 ):
                     record = dataclasses.replace(record, text=self.transport.heard(record.text))
-                if record.text:  # nothing of the reply was heard: no agent turn
+                # Nothing of the reply was heard: no agent turn, unless it records why the agent stopped.
+                if record.text or record.barge_ins:
                     self._turn_writes.append(asyncio.create_task(self._save_turn(record)))
                 self._turn_writes = [t for t in self._turn_writes if not t.done()]
             case f.UserTranscription(text=interim, final=False) if self._partials_wanted:

@@ -196,7 +196,13 @@ class TranscriptTurn(Base):
     tool: Mapped[dict[str, Any] | None]
     """Role ``tool`` only: ``{tool_call_id, name, kind, arguments, result, error, latency_ms}``."""
     barge_ins: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, nullable=True)
-    """Role ``agent`` only, when the caller's sound held it: ``[{outcome, reason, held_ms, words}]``."""
+    """Role ``agent`` only, when the caller's sound held it: ``[{outcome, reason, held_ms, words}]``. An
+    agent turn with no ``text`` is a reply cut off before the caller heard any of it, kept for this."""
+
+    @property
+    def spoken(self) -> bool:
+        """Words somebody said: not a tool call, nor a reply the caller never heard (see ``barge_ins``)."""
+        return self.role != "tool" and bool(self.text)
 
     __table_args__ = (UniqueConstraint("call_id", "seq"),)
 

@@ -201,6 +201,8 @@ async def call_finished(session: AsyncSession, *, call: Call, now: datetime, rec
 
 
 async def turn_recorded(session: AsyncSession, *, turn: TranscriptTurn) -> None:
+    if turn.role == "agent" and not turn.text:
+        return  # a reply the caller never heard: no transcript event (the call's transcript keeps it)
     call = await session.get(Call, turn.call_id)
     if call is not None:
         type_ = EventType.CALL_TOOL_CALLED if turn.role == "tool" else EventType.TRANSCRIPT_FINAL

@@ -135,9 +135,10 @@ async def test_a_caller_who_goes_on_after_a_pause_is_answered_with_all_their_wor
     turns = body["transcript"]
     assert isinstance(turns, list)
     said = [(t["role"], t["interrupted"], t["text"], t["barge_ins"]) for t in turns[1:]]
-    # The answer that was cut is in the transcript if the caller heard some of it (it may have been
-    # cut before its first frame played): then it says why it stopped.
+    # The answer that was cut is in the transcript, with the words the caller heard of it (none if it
+    # was cut before its first frame played), and says why it stopped.
     cut = [s for s in said if s[0] == "agent" and s[1]]
+    assert len(cut) == int(cut_off), said
     assert [s[:2] for s in said if s not in cut] == [("user", False), ("user", False), ("agent", False)], said
     assert all([b["reason"] for b in s[3] if b["outcome"] == "interrupted"] == ["continued"] for s in cut), (
         said

@@ -124,7 +124,10 @@ class BargeInPublic(Public):
 class TurnPublic(Public):
     seq: int
     role: str = Field(description="user, agent or tool.")
-    text: str = Field(description="What was said; for a tool call, the tool's name.")
+    text: str = Field(
+        description="What was said; for a tool call, the tool's name. Empty for an agent reply the caller "
+        "cut off before hearing any of it (kept for its `barge_ins`: why the agent stopped)."
+    )
     interrupted: bool
     started_at: datetime
     ended_at: datetime

@@ -76,7 +76,7 @@ def latency(turns: Sequence[TranscriptTurn]) -> dict[str, Any]:
 def call_response(
     call: Call, *, phone: PhoneCall | None, turns: Sequence[TranscriptTurn], recording_url: str | None
 ) -> dict[str, Any]:
-    turns = [t for t in turns if t.role != "tool"]  # OneInbox's transcript has speakers only
+    turns = [t for t in turns if t.spoken]  # OneInbox's transcript has what speakers said only
 
     duration = (
         (call.ended_at - call.started_at).total_seconds() if call.ended_at and call.started_at else None

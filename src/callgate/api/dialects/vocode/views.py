@@ -76,7 +76,7 @@ def error_message(call: Call) -> str | None:
 
 def transcript(turns: Sequence[TranscriptTurn]) -> str:
     """Vocode's transcript text: one ``BOT: …`` / ``HUMAN: …`` line per turn."""
-    return transcript_text((t.role, t.text) for t in turns if t.role != "tool")
+    return transcript_text((t.role, t.text) for t in turns if t.spoken)
 
 
 def transcript_text(lines: Iterable[tuple[str, str]]) -> str:

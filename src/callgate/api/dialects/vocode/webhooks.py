@@ -102,7 +102,7 @@ def _recording(data: dict[str, Any]) -> dict[str, Any]:
 
 def _transcript(data: dict[str, Any]) -> dict[str, Any]:
     turns = data.get("transcript") or []
-    lines = ((str(t["role"]), str(t["text"])) for t in turns if t.get("role") != "tool")
+    lines = ((str(t["role"]), str(t["text"])) for t in turns if t.get("role") != "tool" and t.get("text"))
     return {"transcript": transcript_text(lines)}
 
 

@@ -241,7 +241,7 @@ async def get_call_result(
         "duration": duration,
         "summary": analysis.get("summary") if isinstance(analysis.get("summary"), str) else None,
         "transcript": "\n".join(
-            f"{'Agent' if t.role == 'agent' else 'User'}: {t.text}" for t in turns if t.role != "tool"
+            f"{'Agent' if t.role == 'agent' else 'User'}: {t.text}" for t in turns if t.spoken
         ),
         "recording_url": f"{base}/v1/calls/{call.id}/recording" if call.recording_path else None,
         "structured_data": {**call.data, **(extracted if isinstance(extracted, dict) else {})},
