@@ -80,7 +80,9 @@ class Runtime:
             max_stt_queue=settings.max_stt_queue,
         )
         use_whisper_models(settings.whisper_models, default=settings.whisper_default_model)
-        self.engines = EngineRegistry(tts_cache_bytes=settings.tts_cache_mb * 1024 * 1024)
+        self.engines = EngineRegistry(
+            tts_cache_bytes=settings.tts_cache_mb * 1024 * 1024, metrics=self.metrics
+        )
         self.node_id = f"node_{secrets.token_hex(8)}"
         """This process's id in node leases (new at every start: a restarted node's old calls lapse)."""
         self.records = CallRecords(self.db, self.clock, node_id=self.node_id)

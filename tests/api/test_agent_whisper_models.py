@@ -136,3 +136,12 @@ async def test_an_agent_stored_with_the_former_settings_still_loads_and_runs(
     engines = await build_engines(world.runtime.engines, plan, mode="audio")
     transcript = await engines.stt.transcribe(speech_pcm(BOOKING, tmp_path))
     assert "appointment" in transcript.text.lower(), transcript
+
+    # The node's metrics saw it, labelled with the default model the agent ran.
+    exported = (await world.client.get("/metrics")).text
+    counted = [
+        line
+        for line in exported.splitlines()
+        if line.startswith('callgate_stt_transcripts_total{engine="whisper",model="tiny.en"')
+    ]
+    assert counted and sum(float(line.rsplit(" ", 1)[1]) for line in counted) == 1.0, exported

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from callgate.errors import CallgateError, ConfigError, ProviderUnavailable
+from callgate.metrics import Metrics
 from callgate.pipeline.interfaces import LLM, STT, TTS, VAD, EndOfTurnModel
 from callgate.providers.fallback import Candidate
 from callgate.providers.settings import (
@@ -84,7 +85,7 @@ class EngineRegistry:
     state lives in VAD/STT streams and agent engines). ``defaults`` are merged under every agent's
     settings per role (e.g. a server-wide LLM). ``register()`` adds engines such as test fakes.
     Settings are read as stored (:func:`~callgate.providers.settings.stored_engine_settings`): an agent
-    saved by an older version still runs.
+    saved by an older version still runs. ``metrics``: the node's, for the embedded STT's figures.
     """
 
     def __init__(
@@ -92,8 +93,10 @@ class EngineRegistry:
         *,
         defaults: Mapping[Role, Mapping[str, Any]] | None = None,
         tts_cache_bytes: int = 0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._defaults = {role: dict(value) for role, value in (defaults or {}).items()}
+        self._metrics = metrics
         self.tts_cache = AudioCache(tts_cache_bytes) if tts_cache_bytes > 0 else None
         """Finished sentences of every voice (see :mod:`callgate.providers.tts_cache`); None: off."""
         self._factories: dict[tuple[str, str], CloudFactory] = {
@@ -116,13 +119,14 @@ class EngineRegistry:
     def _whisper(self, s: WhisperSettings) -> STT:
         from callgate.providers.whisper import WhisperSTT
 
-        _name, model = whisper_model(s.model)
+        name, model = whisper_model(s.model)
         return WhisperSTT(
             model_path=str(model.path) if model.path is not None else None,
             compute_type=model.compute_type,
             cpu_threads=model.cpu_threads,
             beam_size=s.beam_size,
             retry_window_s=s.retry_window_s,
+            observe=self._metrics.stt_observer("whisper", name) if self._metrics is not None else None,
         )
 
     def register(self, role: Role, engine: str, factory: Factory) -> None:

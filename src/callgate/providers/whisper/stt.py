@@ -39,6 +39,7 @@ from pathlib import Path
 
 from callgate.config import MAX_WHISPER_MODELS
 from callgate.errors import ProviderError
+from callgate.metrics import STTObserver
 from callgate.pipeline.interfaces import STT, STTCapabilities, Transcript
 from callgate.providers._common import pcm16_to_float32, require
 from callgate.providers._stream import BufferedSTTStream
@@ -103,7 +104,8 @@ class WhisperSTT(STT):
     """Batch STT: :meth:`transcribe` a whole utterance; :meth:`stream` buffers until ``finish()``.
 
     ``model_path`` defaults to the bundled tiny.en; any CTranslate2 Whisper directory works. The
-    registry builds it from a model the server declares, never from an agent's path.
+    registry builds it from a model the server declares, never from an agent's path. ``observe`` is
+    told how each transcript was made and how long it took (the node's metrics).
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class WhisperSTT(STT):
         pad_s: int = 1,
         min_window_s: int = 8,
         retry_window_s: int = 30,
+        observe: STTObserver | None = None,
     ) -> None:
         self._model_path = model_path
         self._compute_type = compute_type
@@ -130,6 +133,7 @@ class WhisperSTT(STT):
             min_window_s=min_window_s,
             retry_window_s=retry_window_s,
         )
+        self._observe = observe
         self.capabilities = STTCapabilities(sample_rate=16000, streaming=False)
         self.stats = {"short": 0, "retry": 0, "fallback": 0, "full": 0}
         """How utterances were transcribed: in a short window, short then again in ``retry_window_s``,
@@ -157,10 +161,12 @@ class WhisperSTT(STT):
         audio = pcm16_to_float32(pcm16)
         if audio.size < self.capabilities.sample_rate // 10:  # under 100 ms: nothing to hear
             return Transcript(text="", language=language)
-        transcript, how = await (await self._loaded()).transcribe(
-            Request(audio, whisper_language(language), self._options)
-        )
+        batcher = await self._loaded()
+        started = time.perf_counter()  # loading the model (once) is not the utterance's time
+        transcript, how = await batcher.transcribe(Request(audio, whisper_language(language), self._options))
         self.stats[how] += 1
+        if self._observe is not None:
+            self._observe(how, time.perf_counter() - started)
         return transcript
 
     def busy(self) -> bool:
