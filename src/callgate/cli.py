@@ -327,8 +327,10 @@ def agents_create(path: Path, team: str) -> None:
     from callgate.api.schemas.agents import AgentCreate
     from callgate.domain.agents import create_agent
     from callgate.domain.keys import get_or_create_team
+    from callgate.providers.settings import use_whisper_models
 
     settings = _settings()
+    use_whisper_models(settings.whisper_models, default=settings.whisper_default_model)  # `model` names
     try:
         raw: Any = yaml.safe_load(path.read_text())
         body = AgentCreate.model_validate(raw)

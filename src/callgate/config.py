@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _INSECURE_SECRETS = {"", "changeme", "secret", "change-me"}
+MAX_WHISPER_MODELS = 4
+"""Whisper models a server may declare: each one loaded is memory and threads of every process."""
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class Environment(StrEnum):
@@ -47,6 +51,20 @@ class IceServer(BaseModel):
             if scheme.startswith("turn") and (self.username is None or self.credential is None):
                 raise ValueError(f"TURN server {url!r} needs a username and a credential")
         return self
+
+
+class WhisperModel(BaseModel):
+    """One Whisper model the server offers agents, by name (``CALLGATE_WHISPER_MODELS``). Where it is
+    and what it costs are the operator's: agents only pick a name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Path | None = None
+    """A CTranslate2 Whisper model directory (holding ``model.bin``); unset: the bundled tiny.en."""
+    compute_type: Literal["int8", "int8_float32", "float32"] = "int8"
+    cpu_threads: int = Field(default=1, ge=1, le=16)
+    """Threads per transcription. One is the fastest for tiny.en (see ``providers/whisper/stt.py``); a
+    larger model may gain from more."""
 
 
 class Settings(BaseSettings):
@@ -143,6 +161,13 @@ class Settings(BaseSettings):
     log_json: bool = True
     speech_warmup: bool = True
     """Load the embedded speech models at start rather than on the first call."""
+    whisper_models: dict[str, WhisperModel] = Field(default_factory=lambda: {"tiny.en": WhisperModel()})
+    """The Whisper models agents may pick by name (``"stt": {"engine": "whisper", "model": NAME}``), as a
+    JSON object of name -> ``{"path", "compute_type", "cpu_threads"}``; replaces the default, which
+    offers the bundled tiny.en (int8, one thread) as ``tiny.en``. At most ``MAX_WHISPER_MODELS``; a
+    model is loaded when a call first uses it (the default one at start)."""
+    whisper_default_model: str = "tiny.en"
+    """The model of agents whose ``stt`` names none; one of ``whisper_models``."""
 
     webhooks_allow_private: bool = False
     """Let webhooks (and agents' other outbound requests) reach private, loopback and link-local
@@ -160,6 +185,27 @@ class Settings(BaseSettings):
     """Post-call analyses one node runs at once (each waits mostly on its LLM)."""
     webhooks_lease_s: float = Field(default=60.0, gt=0)
     """How long a node's claim on a delivery lasts; after a crash, the delivery waits this long."""
+
+    @field_validator("whisper_models")
+    @classmethod
+    def _whisper_models(cls, value: dict[str, WhisperModel]) -> dict[str, WhisperModel]:
+        if not 1 <= len(value) <= MAX_WHISPER_MODELS:
+            raise ValueError(f"CALLGATE_WHISPER_MODELS must declare 1 to {MAX_WHISPER_MODELS} models")
+        for name in value:
+            if not _MODEL_NAME.match(name):
+                raise ValueError(
+                    f"Whisper model name {name!r}: letters, digits, '.', '_' and '-', at most 64 characters"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _whisper_default_is_declared(self) -> Self:
+        if self.whisper_default_model not in self.whisper_models:
+            raise ValueError(
+                f"CALLGATE_WHISPER_DEFAULT_MODEL {self.whisper_default_model!r} is not one of "
+                f"CALLGATE_WHISPER_MODELS ({', '.join(self.whisper_models)})"
+            )
+        return self
 
     @field_validator("rtp_ports")
     @classmethod

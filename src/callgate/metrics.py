@@ -9,6 +9,7 @@ reports the node's total (counters and histograms summed, gauges by their ``mult
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import (
@@ -22,7 +23,10 @@ from prometheus_client import (
 )
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "exposition", "worker_stopped"]
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "STTObserver", "exposition", "worker_stopped"]
+
+STTObserver = Callable[[str, float], None]
+"""Told of each utterance an embedded STT transcribed: how (its ``path``), and the seconds it took."""
 
 
 def exposition(registry: CollectorRegistry) -> bytes:
@@ -119,9 +123,33 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.stt_transcripts = Counter(
+            "callgate_stt_transcripts",
+            "Utterances transcribed by the embedded speech-to-text, by how: whisper's short window, its "
+            "retry in retry_window_s, its fallback to the 30 s window, or the 30 s window alone",
+            ["engine", "model", "path"],
+            registry=r,
+        )
+        self.stt_seconds = Histogram(
+            "callgate_stt_transcribe_seconds",
+            "Time from an utterance handed to the embedded speech-to-text to its transcript, waiting "
+            "for the model included",
+            ["engine", "model", "path"],
+            registry=r,
+            buckets=(0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2.5, 5),
+        )
         self.session_max_output_lag = Histogram(
             "callgate_session_max_output_lag_seconds",
             "Each session's largest output-frame lag",
             registry=r,
             buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28),
         )
+
+    def stt_observer(self, engine: str, model: str) -> STTObserver:
+        """What an embedded STT engine calls after each transcript (see :data:`STTObserver`)."""
+
+        def observe(path: str, seconds: float) -> None:
+            self.stt_transcripts.labels(engine, model, path).inc()
+            self.stt_seconds.labels(engine, model, path).observe(seconds)
+
+        return observe

@@ -33,6 +33,7 @@ from callgate.jobs import NodeJobs
 from callgate.metrics import Metrics, worker_stopped
 from callgate.providers.backlog import backlog
 from callgate.providers.registry import EngineRegistry
+from callgate.providers.settings import use_whisper_models
 from callgate.providers.threads import limit_blas_threads
 from callgate.realtime import draining
 from callgate.realtime.admission import Admission
@@ -78,7 +79,10 @@ class Runtime:
             max_stt_wait_ms=settings.max_stt_wait_ms,
             max_stt_queue=settings.max_stt_queue,
         )
-        self.engines = EngineRegistry(tts_cache_bytes=settings.tts_cache_mb * 1024 * 1024)
+        use_whisper_models(settings.whisper_models, default=settings.whisper_default_model)
+        self.engines = EngineRegistry(
+            tts_cache_bytes=settings.tts_cache_mb * 1024 * 1024, metrics=self.metrics
+        )
         self.node_id = f"node_{secrets.token_hex(8)}"
         """This process's id in node leases (new at every start: a restarted node's old calls lapse)."""
         self.records = CallRecords(self.db, self.clock, node_id=self.node_id)

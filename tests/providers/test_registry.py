@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
+from callgate.config import WhisperModel
 from callgate.errors import ConfigError, ProviderUnavailable, ValidationFailed
 from callgate.pipeline.interfaces import TTS, TTSCapabilities
 from callgate.providers.openai import OpenAILLM
@@ -16,6 +18,7 @@ from callgate.providers.registry import (
     default_engine,
     validate_engine_settings,
 )
+from callgate.providers.settings import WhisperSettings, use_whisper_models
 from tests.support.fake_openai import FakeOpenAI
 
 
@@ -24,7 +27,7 @@ def test_settings_validation() -> None:
         validate_engine_settings("tts", {"engine": "polly"})
     assert info.value.errors and info.value.errors[0]["loc"][0] == "tts"
     with pytest.raises(ValidationFailed):
-        validate_engine_settings("stt", {"engine": "whisper", "cpu_threads": 0})
+        validate_engine_settings("stt", {"engine": "whisper", "beam_size": 0})
     with pytest.raises(ValidationFailed):  # a process's resource, not an agent's (see whisper/stt.py)
         validate_engine_settings("stt", {"engine": "whisper", "num_workers": 2})
     with pytest.raises(ValidationFailed):
@@ -37,6 +40,60 @@ def test_settings_validation() -> None:
         validate_engine_settings("vad", {"engine": "silero", "quiet_gate_db": 40})
     with pytest.raises(ValidationFailed):
         validate_engine_settings("vad", {"engine": "silero", "quiet_gate_db": -1})
+
+
+@pytest.fixture
+def two_whisper_models() -> Iterator[None]:
+    """The server declares tiny.en and a second model (the bundled one on two threads)."""
+    use_whisper_models(
+        {"tiny.en": WhisperModel(), "tiny.en-2t": WhisperModel(cpu_threads=2)}, default="tiny.en"
+    )
+    yield
+    use_whisper_models({"tiny.en": WhisperModel()}, default="tiny.en")
+
+
+@pytest.mark.usefixtures("two_whisper_models")
+def test_whisper_models_are_the_servers_and_agents_pick_one_by_name() -> None:
+    assert validate_engine_settings("stt", {"engine": "whisper", "model": "tiny.en-2t"}) == WhisperSettings(
+        engine="whisper", model="tiny.en-2t"
+    )
+    with pytest.raises(ValidationFailed) as info:
+        validate_engine_settings("stt", {"engine": "whisper", "model": "/models/base.en"})
+    (error,) = info.value.errors or []
+    assert error["loc"] == ["stt", "whisper", "model"]
+    assert error["msg"] == "no Whisper model '/models/base.en' on this server; it has: tiny.en, tiny.en-2t"
+    for key, value in (("model_path", "/etc"), ("compute_type", "float32"), ("cpu_threads", 4)):
+        with pytest.raises(ValidationFailed) as info:
+            validate_engine_settings("stt", {"engine": "whisper", key: value})
+        (error,) = info.value.errors or []
+        assert error["loc"] == ["stt", "whisper", key]
+        assert "not an agent setting" in error["msg"] and "(tiny.en, tiny.en-2t)" in error["msg"]
+        with pytest.raises(ValidationFailed) as info:  # a fallback's too
+            validate_engine_settings(
+                "stt", {"engine": "deepgram", "fallback": [{"engine": "whisper", key: value}]}
+            )
+        assert [e["loc"] for e in info.value.errors or []] == [["stt", "fallback", 0, "whisper", key]]
+
+
+def test_stored_settings_with_the_former_whisper_keys_still_build() -> None:
+    """Agents saved before the server declared its models: their ``model_path``, ``compute_type``,
+    ``cpu_threads`` and ``num_workers`` are dropped when read, not refused (they run the default model)."""
+    registry = EngineRegistry()
+    stored = {
+        "engine": "whisper", "model_path": "/etc", "compute_type": "float32", "cpu_threads": 9,
+        "num_workers": 8, "beam_size": 2,
+        "fallback": [{"engine": "whisper", "model_path": "/etc"}, {"engine": "deepgram"}],
+    }  # fmt: skip
+    assert registry.settings("stt", stored) == WhisperSettings(engine="whisper", beam_size=2)
+    assert registry.stage("stt", stored).engines == (
+        {"engine": "whisper", "beam_size": 2},
+        {"engine": "whisper"},
+        {"engine": "deepgram"},
+    )
+    assert registry.settings("stt", {"model_path": "/etc"}).engine == default_engine("stt")  # type: ignore[attr-defined]
+    # A model the operator no longer declares: the default one runs rather than the call failing.
+    gone = {"engine": "whisper", "model": "base.en"}
+    assert registry.settings("stt", gone) == WhisperSettings(engine="whisper")
 
 
 def test_the_silero_quiet_gate_is_an_agent_setting() -> None:

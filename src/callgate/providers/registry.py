@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from callgate.errors import CallgateError, ConfigError, ProviderUnavailable
+from callgate.metrics import Metrics
 from callgate.pipeline.interfaces import LLM, STT, TTS, VAD, EndOfTurnModel
 from callgate.providers.fallback import Candidate
 from callgate.providers.settings import (
@@ -43,7 +44,9 @@ from callgate.providers.settings import (
     available_engines,
     default_engine,
     stage,
+    stored_engine_settings,
     validate_engine_settings,
+    whisper_model,
 )
 from callgate.providers.tts_cache import AudioCache, CachedTTS
 
@@ -81,17 +84,24 @@ class EngineRegistry:
     Engines are shared by all calls that use the same settings (they hold no per-call state; per-call
     state lives in VAD/STT streams and agent engines). ``defaults`` are merged under every agent's
     settings per role (e.g. a server-wide LLM). ``register()`` adds engines such as test fakes.
+    Settings are read as stored (:func:`~callgate.providers.settings.stored_engine_settings`): an agent
+    saved by an older version still runs. ``metrics``: the node's, for the embedded STT's figures.
     """
 
     def __init__(
-        self, *, defaults: Mapping[Role, Mapping[str, Any]] | None = None, tts_cache_bytes: int = 0
+        self,
+        *,
+        defaults: Mapping[Role, Mapping[str, Any]] | None = None,
+        tts_cache_bytes: int = 0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._defaults = {role: dict(value) for role, value in (defaults or {}).items()}
+        self._metrics = metrics
         self.tts_cache = AudioCache(tts_cache_bytes) if tts_cache_bytes > 0 else None
         """Finished sentences of every voice (see :mod:`callgate.providers.tts_cache`); None: off."""
         self._factories: dict[tuple[str, str], CloudFactory] = {
             ("vad", "silero"): _local(_silero),
-            ("stt", "whisper"): _local(_whisper),
+            ("stt", "whisper"): _local(self._whisper),
             ("stt", "pocketsphinx"): _local(_pocketsphinx),
             ("stt", "deepgram"): _deepgram,
             ("stt", "openai"): _openai_stt,
@@ -106,18 +116,31 @@ class EngineRegistry:
         self._cache: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
+    def _whisper(self, s: WhisperSettings) -> STT:
+        from callgate.providers.whisper import WhisperSTT
+
+        name, model = whisper_model(s.model)
+        return WhisperSTT(
+            model_path=str(model.path) if model.path is not None else None,
+            compute_type=model.compute_type,
+            cpu_threads=model.cpu_threads,
+            beam_size=s.beam_size,
+            retry_window_s=s.retry_window_s,
+            observe=self._metrics.stt_observer("whisper", name) if self._metrics is not None else None,
+        )
+
     def register(self, role: Role, engine: str, factory: Factory) -> None:
         """Use ``factory(settings_model)`` for ``{"engine": engine}`` (e.g. ``"fake"`` in tests)."""
         self._factories[(role, engine)] = _local(factory)
 
     def settings(self, role: Role, settings: Mapping[str, Any] | None) -> BaseModel:
         """The primary engine's validated settings (``fallback`` engines are validated, not returned)."""
-        merged = {**self._defaults.get(role, {}), **(settings or {})}
+        merged = {**self._defaults.get(role, {}), **stored_engine_settings(role, settings)}
         return validate_engine_settings(role, merged)
 
     def stage(self, role: Role, settings: Mapping[str, Any] | None) -> Stage:
         """The stage's engines in order (the server's defaults under the primary only)."""
-        merged = {**self._defaults.get(role, {}), **(settings or {})}
+        merged = {**self._defaults.get(role, {}), **stored_engine_settings(role, settings)}
         return stage(role, merged)
 
     def candidates(
@@ -291,18 +314,6 @@ def _silero(s: SileroSettings) -> VAD:
     from callgate.providers.silero import SileroVAD
 
     return SileroVAD(sample_rate=s.sample_rate, quiet_gate_db=s.quiet_gate_db)
-
-
-def _whisper(s: WhisperSettings) -> STT:
-    from callgate.providers.whisper import WhisperSTT
-
-    return WhisperSTT(
-        model_path=s.model_path,
-        compute_type=s.compute_type,
-        cpu_threads=s.cpu_threads,
-        beam_size=s.beam_size,
-        retry_window_s=s.retry_window_s,
-    )
 
 
 def _pocketsphinx(_: PocketsphinxSettings) -> STT:

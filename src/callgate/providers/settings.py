@@ -1,17 +1,21 @@
 """Engine settings as agents store them: one validated model per engine, picked by ``engine``.
 
-Also what is installed here (:func:`available_engines`) and the embedded default per role. Nothing
-here imports an engine, so GPL engines stay unloaded until one is built.
+Also what is installed here (:func:`available_engines`), the embedded default per role, and the
+Whisper models the server offers (:func:`use_whisper_models`). Nothing here imports an engine, so GPL
+engines stay unloaded until one is built.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
+from callgate.config import WhisperModel
 from callgate.errors import ProviderUnavailable, ValidationFailed
 from callgate.providers._common import importable
 from callgate.providers.espeak.tts import find_espeak
@@ -35,8 +39,13 @@ __all__ = [
     "available_engines",
     "default_engine",
     "stage",
+    "stored_engine_settings",
+    "use_whisper_models",
     "validate_engine_settings",
+    "whisper_model",
 ]
+
+log = logging.getLogger(__name__)
 
 Role = Literal["vad", "stt", "tts", "llm"]
 
@@ -53,17 +62,49 @@ class SileroSettings(_Settings):
     without running the model (most of a listening caller's audio); 0 runs the model on every window."""
 
 
+_whisper_models: dict[str, WhisperModel] = {"tiny.en": WhisperModel()}
+_whisper_default = "tiny.en"
+
+
+def use_whisper_models(models: Mapping[str, WhisperModel], *, default: str) -> None:
+    """Offer agents these Whisper models by name (``Settings.whisper_models``), ``default`` to those
+    that name none. Set once per process by its runtime: the models are the process's, like the memory
+    and threads they take."""
+    global _whisper_models, _whisper_default
+    if default not in models:
+        raise ValueError(f"the default Whisper model {default!r} is not among {', '.join(models)}")
+    _whisper_models, _whisper_default = dict(models), default
+
+
+def whisper_model(name: str | None) -> tuple[str, WhisperModel]:
+    """The declared model called ``name`` (None: the default), with its name."""
+    name = name or _whisper_default
+    return name, _whisper_models[name]
+
+
+_PROCESS_KEYS = frozenset({"model_path", "compute_type", "cpu_threads", "num_workers"})
+"""Former ``whisper`` settings that chose a process's resources; the server declares models now."""
+
+
 class WhisperSettings(_Settings):
     engine: Literal["whisper"]
-    model_path: str | None = None
-    compute_type: Literal["int8", "int8_float32", "float32"] = "int8"
-    cpu_threads: int = Field(default=1, ge=1, le=16)
-    """Threads per transcription. One is the fastest for tiny.en (see ``providers/whisper/stt.py``);
-    a larger model (``model_path``) may gain from more."""
+    model: str | None = Field(default=None, min_length=1, max_length=64)
+    """One of the models the server declares, by name; None: the server's default (bundled: tiny.en)."""
     beam_size: int = Field(default=1, ge=1, le=5)
     retry_window_s: int = Field(default=30, ge=8, le=30)
     """Where an untrusted short-window transcript is tried again: 30 = Whisper's full window (today's
     accuracy, ~0.5 s of CPU); e.g. 12 = a cheaper batched retry (see whisper/batch.py for the trade)."""
+
+    @field_validator("model")
+    @classmethod
+    def _declared(cls, value: str | None) -> str | None:
+        if value is not None and value not in _whisper_models:
+            raise PydanticCustomError(
+                "unknown_model",
+                "no Whisper model '{name}' on this server; it has: {names}",
+                {"name": value, "names": ", ".join(_whisper_models)},
+            )
+        return value
 
 
 class PocketsphinxSettings(_Settings):
@@ -270,6 +311,46 @@ def validate_engine_settings(role: Role, settings: Mapping[str, Any] | None) -> 
     return _validate_one(role, engines[0], loc=[])
 
 
+def stored_engine_settings(role: Role, settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An agent's stored ``role`` settings as this version reads them (runs them, shows them): ``whisper``'s
+    former process settings (``model_path``, ``compute_type``, ``cpu_threads``, ``num_workers``), saved
+    by agents before the server declared its models, are dropped, and so is a ``model`` the server no
+    longer declares: such an agent runs the default model instead of failing. New settings carrying
+    them are refused (:func:`validate_engine_settings`)."""
+    data = dict(settings or {})
+    if role != "stt":
+        return data
+    data = _without_process_keys(data)
+    if isinstance(fallback := data.get("fallback"), list):
+        data["fallback"] = [_without_process_keys(f) if isinstance(f, Mapping) else f for f in fallback]
+    return data
+
+
+_noted: set[frozenset[str]] = set()
+
+
+def _without_process_keys(engine: Mapping[str, Any]) -> dict[str, Any]:
+    if engine.get("engine", "whisper") != "whisper":
+        return dict(engine)
+    model = engine.get("model")
+    if model is not None and model not in _whisper_models:
+        if frozenset({f"model={model}"}) not in _noted:
+            _noted.add(frozenset({f"model={model}"}))
+            log.warning("stored whisper model %r is not declared on this server: the default one runs", model)
+        engine = {k: v for k, v in engine.items() if k != "model"}
+    legacy = frozenset(_PROCESS_KEYS & engine.keys())
+    if not legacy:
+        return dict(engine)
+    if legacy not in _noted:  # once per process: every call of such an agent passes here
+        _noted.add(legacy)
+        log.warning(
+            "stored whisper settings %s ignored: agents pick a model the server declares "
+            "(CALLGATE_WHISPER_MODELS) by name; these run the default one",
+            ", ".join(sorted(legacy)),
+        )
+    return {k: v for k, v in engine.items() if k not in legacy}
+
+
 def _validate_one(role: Role, settings: Mapping[str, Any], *, loc: list[Any]) -> BaseModel:
     data = dict(settings)
     if "engine" not in data:
@@ -277,6 +358,15 @@ def _validate_one(role: Role, settings: Mapping[str, Any], *, loc: list[Any]) ->
         if engine is None:
             raise ProviderUnavailable(f"no {role} engine is installed or configured")
         data["engine"] = engine
+    if data["engine"] == "whisper" and (legacy := sorted(_PROCESS_KEYS & data.keys())):
+        msg = (
+            "not an agent setting: the server declares its Whisper models; pick one by name with "
+            f"`model` ({', '.join(_whisper_models)})"
+        )
+        errors = [
+            {"loc": [role, *loc, "whisper", key], "msg": msg, "type": "extra_forbidden"} for key in legacy
+        ]  # located like pydantic's own errors of a tagged union
+        raise ValidationFailed(f"invalid {role} settings", errors=errors)
     try:
         model: BaseModel = _ADAPTERS[role].validate_python(data)
     except ValidationError as exc:

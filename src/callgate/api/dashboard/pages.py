@@ -17,6 +17,7 @@ from callgate.domain import agents, calls, reports, users
 from callgate.domain.lifecycle import CallStatus, EndReason
 from callgate.domain.recording_store import ByteRange
 from callgate.domain.tools import public_tools
+from callgate.providers.settings import stored_engine_settings
 from callgate.webhooks import deliveries, endpoints
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def agent_form_values(agent: Agent | None) -> dict[str, str]:
         "variables": js(agent.variables),
         "voice": agent.voice or "",
         "language": agent.language or "",
-        "stt": js(agent.stt),
+        "stt": js(stored_engine_settings("stt", agent.stt)),  # as run: ignored former keys left out
         "llm": js(agent.llm),
         "tts": js(agent.tts),
         "turn_detection": js(agent.turn_detection),

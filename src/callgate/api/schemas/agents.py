@@ -13,7 +13,7 @@ from callgate.domain.tools import public_tools
 from callgate.errors import ValidationFailed
 from callgate.flows.schema import validate_flow
 from callgate.providers.registry import default_engine, validate_engine_settings
-from callgate.providers.settings import Role
+from callgate.providers.settings import Role, stored_engine_settings
 
 EngineSettings = dict[str, Any]
 Language = Annotated[str, StringConstraints(max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")]
@@ -172,7 +172,9 @@ class AgentFields(Strict):
         ),
     )
     stt: EngineSettings = Field(
-        default_factory=dict, description='STT engine settings, e.g. {"engine": "whisper"}'
+        default_factory=dict,
+        description='STT engine settings, e.g. {"engine": "whisper", "model": "tiny.en"} (a model the '
+        "server declares; see docs/providers.md)",
     )
     llm: EngineSettings = Field(
         default_factory=dict,
@@ -315,3 +317,10 @@ class AgentPublic(Public):
     @classmethod
     def _hide(cls, value: Any) -> list[dict[str, Any]]:
         return public_tools(value)
+
+    @field_validator("stt", mode="before")
+    @classmethod
+    def _in_effect(cls, value: Any) -> dict[str, Any]:
+        """As this server runs them: settings an older version stored and this one ignores are not
+        shown (so what is read can be written back)."""
+        return stored_engine_settings("stt", value if isinstance(value, dict) else None)

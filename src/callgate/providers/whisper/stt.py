@@ -5,6 +5,9 @@ threads (:mod:`callgate.providers.whisper.batch`): every call's utterances waiti
 transcribed together as one batch, and the rare utterance that needs Whisper's 30 s window runs beside
 the batches, not in front of them.
 
+**Models.** Which models a server runs is its operator's (``CALLGATE_WHISPER_MODELS``: name -> path,
+``compute_type``, ``cpu_threads``); an agent picks one by name (:mod:`callgate.providers.registry`).
+
 **Threads.** Each CTranslate2 call runs on ``cpu_threads`` threads (default 1) and ``num_workers``
 calls (default 2) run at once: two lanes of short-window batches, each on a thread of its own, and the
 30 s path beside them. For tiny.en one thread is the fastest as well as the cheapest: measured on 2
@@ -34,7 +37,9 @@ import threading
 import time
 from pathlib import Path
 
+from callgate.config import MAX_WHISPER_MODELS
 from callgate.errors import ProviderError
+from callgate.metrics import STTObserver
 from callgate.pipeline.interfaces import STT, STTCapabilities, Transcript
 from callgate.providers._common import pcm16_to_float32, require
 from callgate.providers._stream import BufferedSTTStream
@@ -47,11 +52,11 @@ log = logging.getLogger(__name__)
 
 _batchers: dict[tuple[str, str, int, int], WhisperBatcher] = {}
 _batchers_lock = threading.Lock()
-MAX_MODELS = 4
-"""Whisper models one process loads at most. Agents' ``stt`` settings choose ``model_path``,
-``compute_type`` and ``cpu_threads``, and each combination is a model of its own (memory, threads): past
-this many, a new combination is refused (its calls' speech-to-text fails over or fails) instead of
-letting agents' settings exhaust the node."""
+MAX_MODELS = MAX_WHISPER_MODELS
+"""Whisper models one process loads at most: each combination of path, ``compute_type``, ``cpu_threads``
+and ``num_workers`` is a model of its own (memory, threads). The server's configuration declares at most
+this many, so this only guards against code that builds engines some other way: past it, a new
+combination is refused (its calls' speech-to-text fails over or fails) instead of exhausting the node."""
 
 
 def default_model_path() -> str:
@@ -76,7 +81,7 @@ def _load(model_path: str, compute_type: str, cpu_threads: int, num_workers: int
             if len(_batchers) >= MAX_MODELS:
                 raise ProviderError(
                     f"this process already runs {MAX_MODELS} Whisper models (one per combination of "
-                    "model_path, compute_type and cpu_threads in agents' stt settings); use one of those"
+                    "path, compute_type, cpu_threads and num_workers); use one of those"
                 )
             limit_blas_threads()
             started = time.perf_counter()
@@ -98,7 +103,9 @@ def _load(model_path: str, compute_type: str, cpu_threads: int, num_workers: int
 class WhisperSTT(STT):
     """Batch STT: :meth:`transcribe` a whole utterance; :meth:`stream` buffers until ``finish()``.
 
-    ``model_path`` defaults to the bundled tiny.en; any CTranslate2 Whisper directory works.
+    ``model_path`` defaults to the bundled tiny.en; any CTranslate2 Whisper directory works. The
+    registry builds it from a model the server declares, never from an agent's path. ``observe`` is
+    told how each transcript was made and how long it took (the node's metrics).
     """
 
     def __init__(
@@ -113,6 +120,7 @@ class WhisperSTT(STT):
         pad_s: int = 1,
         min_window_s: int = 8,
         retry_window_s: int = 30,
+        observe: STTObserver | None = None,
     ) -> None:
         self._model_path = model_path
         self._compute_type = compute_type
@@ -125,6 +133,7 @@ class WhisperSTT(STT):
             min_window_s=min_window_s,
             retry_window_s=retry_window_s,
         )
+        self._observe = observe
         self.capabilities = STTCapabilities(sample_rate=16000, streaming=False)
         self.stats = {"short": 0, "retry": 0, "fallback": 0, "full": 0}
         """How utterances were transcribed: in a short window, short then again in ``retry_window_s``,
@@ -152,10 +161,12 @@ class WhisperSTT(STT):
         audio = pcm16_to_float32(pcm16)
         if audio.size < self.capabilities.sample_rate // 10:  # under 100 ms: nothing to hear
             return Transcript(text="", language=language)
-        transcript, how = await (await self._loaded()).transcribe(
-            Request(audio, whisper_language(language), self._options)
-        )
+        batcher = await self._loaded()
+        started = time.perf_counter()  # loading the model (once) is not the utterance's time
+        transcript, how = await batcher.transcribe(Request(audio, whisper_language(language), self._options))
         self.stats[how] += 1
+        if self._observe is not None:
+            self._observe(how, time.perf_counter() - started)
         return transcript
 
     def busy(self) -> bool:
