@@ -7,7 +7,7 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from callgate.pipeline import BotInterrupted, PipelineOptions, TurnEnded
+from callgate.pipeline import BotInterrupted, Metrics, PipelineOptions, TurnEnded
 from callgate.providers.fake import FakeTTS, PipelineHarness, ScriptedReply, VirtualClock
 
 FIRST, REST = "I need an appointment.", "For my daughter next week."
@@ -80,7 +80,8 @@ async def test_while_the_agent_is_still_thinking_the_words_are_joined_too() -> N
         # Nothing of the answer was heard: its turn has no words, but says why the agent stopped.
         assert records(h)[:3] == [("user", FIRST, False), ("agent", "", True), ("user", REST, False)]
         assert cut_off(h) == [("interrupted", "continued")]
-        assert h.pipeline.metrics.agent_turns == 1  # the answer the caller heard
+        assert h.pipeline.metrics.agent_turns == 1  # the answer the caller heard, and its metrics only
+        assert [e.data["turn"]["total_ms"] is not None for e in h.output.of_type(Metrics)] == [True]
 
 
 async def test_speech_later_than_the_window_is_a_new_turn() -> None:

@@ -156,14 +156,14 @@ class Reply:
         return spoken
 
     async def _report(self, text: str, *, interrupted: bool) -> None:
-        """The agent turn's record. A reply cut off before the caller heard any of it is still
-        recorded (empty ``text``) when the caller's sound over it was judged: its :class:`BargeIn` says
-        why the agent stopped."""
-        if not text and not (interrupted and self.barge_ins):
+        """The agent turn's record and its metrics. A reply cut off before the caller heard any of it
+        is still recorded (empty ``text``, no metrics: it was no turn of the conversation) when it was
+        cut for something the caller did and had begun (the agent had words, or it answered speech): its
+        :class:`BargeIn` says what cut it."""
+        begun = self._first_text_at is not None or self._timing.decided_at is not None
+        if not text and not (interrupted and self.barge_ins and begun):
             return
         latency = self.latency()
-        if text:
-            self._metrics.agent_turns += 1
         record = TurnRecord(
             role="agent",
             text=text,
@@ -174,7 +174,9 @@ class Reply:
             barge_ins=tuple(self.barge_ins),
         )
         await self._output.send_event(TurnEnded(record))
-        await self._output.send_event(Metrics({"turn": latency.as_dict(), **self._metrics.snapshot()}))
+        if text:
+            self._metrics.agent_turns += 1
+            await self._output.send_event(Metrics({"turn": latency.as_dict(), **self._metrics.snapshot()}))
 
     def latency(self) -> TurnLatency:
         t = self._timing

@@ -113,7 +113,8 @@ def from_event(event: f.PipelineEvent) -> list[str]:
             return [message("bot-llm-text", {"text": text})]
         case f.BotTTSText(text=text):
             return [message("bot-tts-text", {"text": text})]
-        case f.TurnEnded(record=record) if record.role == "agent" and record.latency is not None:
+        # A reply cut off before any of it was heard (no text) is no turn to the client: no metrics.
+        case f.TurnEnded(record=record) if record.role == "agent" and record.text and record.latency:
             lat = record.latency
             return [
                 message(
