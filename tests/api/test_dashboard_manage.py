@@ -209,6 +209,37 @@ HTTP_TOOL = {
 }
 
 
+async def test_an_agent_saved_with_former_whisper_settings_is_shown_and_saved_as_run(world: World) -> None:
+    """``model_path`` and the other former process settings of an agent stored by an older version are
+    ignored when read: the form leaves them out, so saving it as shown is accepted."""
+    team = await world.team("acme")
+    r = await world.client.post("/v1/agents", json={"name": "old", "prompt": "Help."}, headers=team.auth())
+    assert r.status_code == 201, r.text
+    agent_id = r.json()["id"]
+    former = {"engine": "whisper", "model_path": "/srv/models", "cpu_threads": 8, "beam_size": 2}
+
+    async def store_the_old_way(s: AsyncSession) -> None:
+        agent = await agents.get_agent(s, team_id=team.id, agent_id=agent_id)
+        agent.stt = former
+
+    await world.runtime.db.write(store_the_old_way)
+    async with signed_in(world, "a@example.com", Role.ADMIN, team.id) as (admin, token):
+        page = await admin.get(f"/dashboard/agents/{agent_id}", headers=HTML)
+        shown = textarea(page, "stt")
+        assert "/srv/models" not in page.text and "cpu_threads" not in shown, shown
+        form = {
+            "name": "old", "kind": "prompt", "prompt": "Help.", "max_duration_s": "600",
+            "silence_timeout_s": "30", "stt": shown, "csrf_token": token,
+        }  # fmt: skip
+        r = await admin.post(f"/dashboard/agents/{agent_id}", data=form, headers=HTML)
+        assert r.status_code == 303, r.text
+    async with world.runtime.db.read() as s:
+        assert (await agents.get_agent(s, team_id=team.id, agent_id=agent_id)).stt == {
+            "engine": "whisper",
+            "beam_size": 2,
+        }
+
+
 async def test_agent_tools_are_edited_in_the_form(world: World) -> None:
     team = await world.team("acme")
     body = {"name": "booker", "prompt": "Book things.", "language": "de-DE", "tools": [HTTP_TOOL]}
