@@ -13,8 +13,9 @@ import importlib.util
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import ModuleType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,23 @@ def require(module: str, *, extra: str) -> ModuleType:
         raise ProviderUnavailable(
             f"{module!r} is not installed; install it with: pip install 'callgate[{extra}]'"
         ) from exc
+
+
+def onnx_session(path: Path, *, extra: str, what: str) -> Any:
+    """An onnxruntime session of the model at ``path`` (``what`` names it in errors) for a batch worker
+    thread: one thread, the worker itself, and no spinning (the other core belongs to the event loop)."""
+    ort = require("onnxruntime", extra=extra)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ProviderUnavailable(f"cannot load the {what} model {path}: {exc}") from exc
 
 
 def importable(module: str) -> bool:

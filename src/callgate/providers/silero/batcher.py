@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from callgate.errors import ProviderError, ProviderUnavailable
 from callgate.providers._batching import BatchWorker
-from callgate.providers._common import require
+from callgate.providers._common import onnx_session, require
 
 __all__ = ["SileroBatcher", "WindowResult", "shared_batcher"]
 
@@ -70,19 +70,7 @@ def model_path() -> Path:
 
 
 def _load_session(path: Path) -> Any:
-    ort = require("onnxruntime", extra="speech")
-    options = ort.SessionOptions()
-    # One thread, the worker itself, and no spinning: the other core belongs to the event loop.
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ProviderUnavailable(f"cannot load the Silero VAD model {path}: {exc}") from exc
+    session = onnx_session(path, extra="speech", what="Silero VAD")
     inputs = {i.name: i.shape for i in session.get_inputs()}
     outputs = [o.name for o in session.get_outputs()]
     if set(inputs) != {"input", "state", "sr"} or outputs != ["output", "stateN"]:

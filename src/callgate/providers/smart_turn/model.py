@@ -25,7 +25,7 @@ import numpy as np
 from callgate.errors import ProviderUnavailable
 from callgate.pipeline.interfaces import EndOfTurnCapabilities, EndOfTurnModel
 from callgate.providers._batching import BatchWorker
-from callgate.providers._common import require
+from callgate.providers._common import onnx_session
 from callgate.providers.smart_turn.features import SAMPLE_RATE, SECONDS, log_mel
 
 __all__ = ["SmartTurn", "model_path"]
@@ -53,17 +53,7 @@ def model_path() -> Path:
 
 
 def _load_session(path: Path) -> Any:
-    ort = require("onnxruntime", extra="turns")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ProviderUnavailable(f"cannot load the Smart Turn model {path}: {exc}") from exc
+    session = onnx_session(path, extra="turns", what="Smart Turn")
     inputs = {i.name: i.shape for i in session.get_inputs()}
     if list(inputs) != ["input_features"] or inputs["input_features"][1:] != [80, 800]:
         raise ProviderUnavailable(f"{path} is not Smart Turn v3 (inputs {inputs})")
