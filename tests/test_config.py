@@ -22,13 +22,18 @@ def test_the_bundled_tiny_en_is_declared_with_no_configuration(monkeypatch: pyte
 def test_whisper_models_are_declared_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
     models = {
         "tiny.en": {},
-        "base.en": {"path": "/models/base.en", "compute_type": "int8_float32", "cpu_threads": 2},
+        "base.en": {
+            "path": "/models/base.en",
+            "compute_type": "int8_float32",
+            "cpu_threads": 2,
+            "workers": 4,
+        },
     }
     monkeypatch.setenv("CALLGATE_WHISPER_MODELS", json.dumps(models))
     monkeypatch.setenv("CALLGATE_WHISPER_DEFAULT_MODEL", "base.en")
     settings = Settings()
     assert settings.whisper_models["base.en"] == WhisperModel(
-        path=Path("/models/base.en"), compute_type="int8_float32", cpu_threads=2
+        path=Path("/models/base.en"), compute_type="int8_float32", cpu_threads=2, workers=4
     )
     assert list(settings.whisper_models) == ["tiny.en", "base.en"]
     assert settings.whisper_default_model == "base.en"
@@ -43,6 +48,7 @@ def test_whisper_models_are_declared_as_json(monkeypatch: pytest.MonkeyPatch) ->
         ({"../etc": {}}, "../etc", "Whisper model name '../etc'"),
         ({"tiny.en": {"cpu_threads": 64}}, "tiny.en", "cpu_threads"),
         ({"tiny.en": {"num_workers": 4}}, "tiny.en", "num_workers"),
+        ({"tiny.en": {"workers": 0}}, "tiny.en", "workers"),
         ({"tiny.en": {"compute_type": "float16"}}, "tiny.en", "compute_type"),
     ],
 )

@@ -65,6 +65,9 @@ class WhisperModel(BaseModel):
     cpu_threads: int = Field(default=1, ge=1, le=16)
     """Threads per transcription. One is the fastest for tiny.en (see ``providers/whisper/stt.py``); a
     larger model may gain from more."""
+    workers: int = Field(default=2, ge=1, le=16)
+    """Transcriptions run at once (CTranslate2 workers, each a lane of batched short windows): two keep
+    a 2-core machine busy; more cores, more talkers, may want more."""
 
 
 class Settings(BaseSettings):

@@ -347,13 +347,13 @@ async def test_a_declared_whisper_model_is_built_by_name(whisper, piper_booking_
 
     metrics = Metrics()
     use_whisper_models(
-        {"tiny.en": WhisperModel(), "two-threads": WhisperModel(cpu_threads=2)}, default="tiny.en"
+        {"tiny.en": WhisperModel(), "two-threads": WhisperModel(cpu_threads=2, workers=1)}, default="tiny.en"
     )
     try:
         registry = EngineRegistry(metrics=metrics)
         named = registry.stt({"engine": "whisper", "model": "two-threads"})
         default = registry.stt({"engine": "whisper"})
-        assert named._key() == (default_model_path(), "int8", 2, 2)  # type: ignore[attr-defined]
+        assert named._key() == (default_model_path(), "int8", 2, 1)  # type: ignore[attr-defined]
         assert default._key() == (default_model_path(), "int8", 1, 2)  # type: ignore[attr-defined]
         assert "appointment" in (await named.transcribe(piper_booking_16k)).text.lower()
         assert named._batcher() is not whisper._batcher()  # type: ignore[attr-defined]  # a model of its own

@@ -124,6 +124,7 @@ class EngineRegistry:
             model_path=str(model.path) if model.path is not None else None,
             compute_type=model.compute_type,
             cpu_threads=model.cpu_threads,
+            num_workers=model.workers,
             beam_size=s.beam_size,
             retry_window_s=s.retry_window_s,
             observe=self._metrics.stt_observer("whisper", name) if self._metrics is not None else None,
