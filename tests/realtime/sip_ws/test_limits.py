@@ -3,6 +3,7 @@ refused at once (issue 11 #3 took ~2 s per 59 KB OPTIONS and stalled the event l
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 
@@ -54,21 +55,29 @@ def test_a_message_over_the_size_limit_gets_513() -> None:
     assert isinstance(reply, sipmessage.Response) and reply.code == 513
 
 
-def _parse_seconds(data: bytes) -> float:
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        message.parse(data)
-        best = min(best, time.perf_counter() - start)
+def _parse_seconds(*messages: bytes) -> list[float]:
+    """Each message's best parse time of 7, measured in turns and with the collector off, so that a
+    pause of the machine or of the GC lands in one attempt, not in the figure."""
+    best = [float("inf")] * len(messages)
+    gc.disable()
+    try:
+        for _ in range(7):
+            for i, data in enumerate(messages):
+                start = time.perf_counter()
+                message.parse(data)
+                best[i] = min(best[i], time.perf_counter() - start)
+    finally:
+        gc.enable()
     return best
 
 
 def test_parsing_is_linear_in_the_header_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The limits are lifted to see the parser's own growth: 10x the headers must cost about 10x, not 100x.
+    # The limits are lifted to see the parser's own growth: 20x the headers must cost about 20x, not
+    # 400x (the bound leaves 4x for a noisy machine and still catches quadratic growth).
     monkeypatch.setattr(message, "MAX_HEADERS", 100_000)
     monkeypatch.setattr(message, "MAX_MESSAGE_BYTES", 10_000_000)
-    small, large = _parse_seconds(options(2_000)), _parse_seconds(options(20_000))
-    assert large / small < 30, (small, large)
+    small, large = _parse_seconds(options(1_000), options(20_000))
+    assert large / small < 80, (small, large)
 
 
 _NAMES = st.sampled_from(["Via", "via", "VIA", "Contact", "contact", "X-A", "x-a", "Route"])
