@@ -36,6 +36,10 @@ class Call:
         self.pending: list[bytes] = []
         self.mark_index = -1
         self.mark_sent_at: float | None = None
+        self.onset_index = -1
+        self.onset_sent_at: float | None = None
+        """Send time of frame ``onset_index`` of the utterance (:meth:`speak`'s ``voiced_from``)."""
+        self._spoken = 0
         self.send_lateness: list[float] = []
         self._noise = frames_of(noise_pcm(2.0, seed=7))
         self._n = 0
@@ -47,6 +51,10 @@ class Call:
         self.send_lateness.append(now - due)
         if self.pending:
             frame = self.pending.pop(0)
+            if self._spoken == self.onset_index:
+                self.onset_sent_at = now
+                self.changed.set()
+            self._spoken += 1
             if self.mark_index == 0:
                 self.mark_sent_at = now
                 self.changed.set()
@@ -56,10 +64,12 @@ class Call:
         self._n += 1
         return frame
 
-    def speak(self, frames: list[bytes], voiced_until: int) -> None:
-        """Queue an utterance; ``mark_sent_at`` becomes the send time of frame ``voiced_until``."""
+    def speak(self, frames: list[bytes], voiced_until: int, *, voiced_from: int = -1) -> None:
+        """Queue an utterance; ``mark_sent_at`` becomes the send time of frame ``voiced_until`` (and
+        ``onset_sent_at`` that of frame ``voiced_from``, if given)."""
         self.mark_sent_at = None
         self.mark_index = voiced_until
+        self.onset_sent_at, self.onset_index, self._spoken = None, voiced_from, 0
         self.pending = list(frames)
 
     # what comes back

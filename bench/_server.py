@@ -573,6 +573,14 @@ def last_voiced_frame(frames: Sequence[bytes], *, threshold: float = 300.0) -> i
     raise ValueError("the audio has no voiced frame")
 
 
+def first_voiced_frame(frames: Sequence[bytes], *, threshold: float = 300.0) -> int:
+    """Index of the first frame whose RMS exceeds ``threshold`` (about -40 dBFS): the speech onset."""
+    for i, frame in enumerate(frames):
+        if frame_rms(frame) > threshold:
+            return i
+    raise ValueError("the audio has no voiced frame")
+
+
 def speech_pcm(text: str) -> bytes:
     """``text`` spoken by piper (joe, the server's voice), 16 kHz mono PCM16, cached on disk."""
     CACHE_DIR.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """The real-time benchmarks still run: ``bench/latency.py`` (over WebSocket and WebRTC, plus one call of a
 prompt agent on the benchmark's fake LLM) and ``bench/sessions.py`` (over WebSocket and WebRTC) and
-``bench/trunk_latency.py`` and ``bench/trunk_sessions.py`` (phone calls over the SIP trunk) in their tiny
+``bench/trunk_latency.py`` and ``bench/trunk_sessions.py`` (phone calls over the SIP trunk) and
+``bench/barge_in.py`` (a backchannel and an interruption over each browser transport) in their tiny
 configurations, each in a subprocess (its own server subprocesses too).
 
 The scripts run at the same time (they only wait on real time: greetings, speech, measurement
@@ -38,6 +39,7 @@ COMMANDS = {
         *EQUAL_TERMS, "--no-write",
     ],
     "trunk_latency": ["bench/trunk_latency.py", "--quick", "--turns", "1", "--no-write"],
+    "barge_in": ["bench/barge_in.py", "--calls", "1", "--no-write"],
     "trunk_sessions": [
         "bench/trunk_sessions.py", "--ramp", "2,4", "--window", "2", "--settle", "1",
         "--server-env", "CALLGATE_SPEECH_WARMUP=false", "--server-env", "CALLGATE_MAX_LOOP_LAG_MS=0",
@@ -102,6 +104,19 @@ def test_latency_over_both_transports(runs: dict[str, tuple[int, str]]) -> None:
     assert "| **voice-to-voice, at the client** |" in output
     assert "WebRTC vs WebSocket in this run" in output
     assert "| prompt agent: client latency - 300 ms |" in output
+
+
+def test_barge_in_at_the_client_over_both_transports(runs: dict[str, tuple[int, str]]) -> None:
+    code, output = runs["barge_in"]
+    assert code == 0, output[-4000:]
+    found = figures(output, "barge_in")
+    assert set(found) == {"websocket", "webrtc"}, output[-4000:]
+    for transport, values in found.items():
+        assert values["calls"] == values["measured"] == 1, (transport, values, output[-3000:])
+        assert values["missed"] == 0, (transport, values)  # the interruption was honoured
+        # the agent's audio stopped after the caller began (a plausible figure, not a timing bound)
+        assert 0 < values["stop_p50_ms"] < 2000, (transport, values)
+    assert "| **barge-in stop at the client (ms)" in output
 
 
 def test_sessions_over_both_transports(runs: dict[str, tuple[int, str]]) -> None:

@@ -1,0 +1,320 @@
+"""Barge-in measured at the client: how soon the agent's audio stops when the caller talks over it, over
+WebSocket and WebRTC against a real server, and what a backchannel does to it.
+
+    python bench/barge_in.py                     # 20 calls per transport (~6 min), writes BENCHMARKS.md
+    python bench/barge_in.py --calls 1 --no-write   # the CI smoke configuration
+
+What it does: starts ``callgate serve`` in a subprocess (default engines: Silero VAD, faster-whisper
+tiny.en, piper) and makes voice calls to the demo clinic flow, alternating between the transports
+(``bench/_calls.py``: a microphone that streams 20 ms frames of 16 kHz PCM16 in real time, -60 dBFS room
+noise between utterances). In each call, while the agent says its greeting (~9 s of speech):
+
+1. ~1 s after its first audible frame, the caller says a backchannel ("Uh-huh.", "Yeah." ...; piper
+   speech). It must not stop the agent: a ``bot-interrupted`` message is a false interruption. The
+   longest gap in the agent's audio from the backchannel's onset to 1.5 s after its end is the hold the
+   caller heard (the agent pauses while it cannot tell a backchannel from an interruption).
+2. At a seeded random moment 3.5-5.5 s after the first audible frame, the caller interrupts ("Wait, I
+   need to change the time." ...). **Barge-in stop = the end of the last audible (> -60 dBFS) agent
+   frame to arrive after the interruption's onset, i.e. its arrival + 20 ms, - the moment the client
+   handed over the interruption's first voiced (> -40 dBFS) frame.** Frames are taken until the caller's
+   turn ends (``user-stopped-speaking``): no answer can come before it, so every audible frame before it
+   is the greeting. No ``bot-interrupted`` within 2 s of the onset is a missed interruption.
+
+WebSocket: RTVI JSON + PCM16 binary frames. WebRTC: an aiortc peer (Opus both ways; agent audio taken
+at RTP arrival, before any jitter buffer). A client's own playback buffer comes on top of both (a
+browser's WebRTC jitter buffer; the web SDK's 60 ms WebSocket prebuffer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import itertools
+
+from _calls import Call, RTCCall, WSCall
+from _server import (
+    BenchServer,
+    Machine,
+    demo_flow_body,
+    first_voiced_frame,
+    fmt_ms,
+    frames_of,
+    last_voiced_frame,
+    percentile,
+    speech_pcm,
+    write_section,
+)
+from _webrtc import use_loopback
+
+SECTION = "Barge-in at the client"
+TRANSPORTS = ("websocket", "webrtc")
+LABELS = {"websocket": "WebSocket", "webrtc": "WebRTC"}
+BACKCHANNELS = ["Uh-huh.", "Yeah.", "Okay.", "Right.", "Mm-hmm.", "Sure."]
+INTERRUPTIONS = [
+    "Wait, I need to change the time.", "Sorry, that's not what I asked.", "No, I said Thursday.",
+    "Hold on, can you repeat that?", "Actually I want to cancel instead.", "Stop, that's the wrong address.",
+    "Excuse me, I have a question.", "No no, the other branch please.",
+]  # fmt: skip
+FRAME_S = 0.02
+TARGET_P95_MS = 200
+
+
+@dataclass
+class Utterance:
+    text: str
+    frames: list[bytes]
+    first: int
+    last: int
+
+    @classmethod
+    def of(cls, text: str) -> Utterance:
+        frames = frames_of(speech_pcm(text))
+        return cls(text, frames, first_voiced_frame(frames), last_voiced_frame(frames))
+
+
+@dataclass
+class Sample:
+    """One call's measures."""
+
+    transport: str
+    backchannel: str
+    interruption: str
+    at_s: float
+    """When the interruption was due, after the greeting's first audible frame."""
+    stop_ms: float | None = None
+    interrupted_ms: float | None = None
+    """Onset -> the ``bot-interrupted`` message."""
+    missed: bool = False
+    greeting_over: bool = False
+    """The greeting had ended before the interruption (not a barge-in: left out)."""
+    false_interruption: bool = False
+    hold_ms: float | None = None
+    heard: str = ""
+    note: str = ""
+
+
+@dataclass
+class Result:
+    transport: str
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def measured(self) -> list[Sample]:
+        return [s for s in self.samples if not s.greeting_over and not s.note]
+
+    def values(self, name: str) -> list[float]:
+        return [float(v) for s in self.measured if (v := getattr(s, name)) is not None]
+
+
+def _longest_gap(times: list[float], start: float, end: float) -> float:
+    """The longest stretch in [start, end] without an audible agent frame arriving, in ms."""
+    inside = [t for t in times if start <= t <= end]
+    edges = [start, *inside, end]
+    return 1000 * max(b - a for a, b in itertools.pairwise(edges))
+
+
+async def one_call(server: BenchServer, agent_id: str, transport: str, rng: random.Random) -> Sample:
+    backchannel = Utterance.of(rng.choice(BACKCHANNELS))
+    interruption = Utterance.of(rng.choice(INTERRUPTIONS))
+    sample = Sample(transport, backchannel.text, interruption.text, at_s=rng.uniform(3.5, 5.5))
+    info = server.web_call(agent_id, transport=transport)
+    call: Call = WSCall(info) if transport == "websocket" else RTCCall(info)
+    try:
+        await call.open()
+        if not await call.wait_until(lambda: bool(call.audio), 30):
+            sample.note = "no greeting"
+            return sample
+        greeting_at = call.audio[0]
+
+        # 1. the backchannel
+        await asyncio.sleep(max(0.0, greeting_at + 1.0 - time.monotonic()))
+        call.speak(backchannel.frames, backchannel.last, voiced_from=backchannel.first)
+        await call.wait_until(lambda: call.mark_sent_at is not None or call.ended(), 10)
+        bc_onset, bc_end = call.onset_sent_at, call.mark_sent_at
+        if bc_onset is None or bc_end is None:
+            sample.note = "the call ended during the backchannel"
+            return sample
+        await asyncio.sleep(max(0.0, bc_end + 1.5 - time.monotonic()))
+        sample.hold_ms = _longest_gap(call.audio, bc_onset, bc_end + 1.5)
+        sample.false_interruption = call.find("bot-interrupted", bc_onset) is not None
+
+        # 2. the interruption
+        await asyncio.sleep(max(0.0, greeting_at + sample.at_s - time.monotonic()))
+        call.speak(interruption.frames, interruption.last, voiced_from=interruption.first)
+        await call.wait_until(lambda: call.onset_sent_at is not None or call.ended(), 10)
+        onset = call.onset_sent_at
+        if onset is None:
+            sample.note = "the call ended before the interruption"
+            return sample
+        if not any(onset - 0.3 <= t <= onset for t in call.audio):
+            sample.greeting_over = True  # nothing to interrupt (a hold, or the greeting had ended)
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            stamp, _ = await call.wait_for("bot-interrupted", since=onset, timeout=2.0)
+            sample.interrupted_ms = 1000 * (stamp - onset)
+        sample.missed = sample.interrupted_ms is None
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            await call.wait_for("user-stopped-speaking", since=onset, timeout=10)
+        stopped = call.find("user-stopped-speaking", onset)
+        until = stopped[0] if stopped is not None else time.monotonic()
+        greeting = [t for t in call.audio if onset <= t < until]
+        sample.stop_ms = 1000 * (max(greeting) + FRAME_S - onset) if greeting else 0.0
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            _, final = await call.wait_for("user-transcription", since=onset, timeout=5)
+            sample.heard = str(final.get("data", {}).get("text", ""))
+        if not call.ended():
+            call.send("disconnect-bot")
+            await call.wait_until(call.ended, timeout=10)
+    finally:
+        await call.close()
+    return sample
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def _pct(n: int, total: int) -> str:
+    return f"{n}/{total} ({100 * n / total:.1f}%)" if total else "-"
+
+
+def _cells(values: list[float]) -> str:
+    if not values:
+        return "- | - | -"
+    return f"{fmt_ms(percentile(values, 50))} | {fmt_ms(percentile(values, 95))} | {fmt_ms(max(values))}"
+
+
+def report(results: list[Result], machine: Machine, command: str, wall_s: float) -> str:
+    counts = "; ".join(f"{LABELS[r.transport]}: {len(r.measured)} calls measured of {len(r.samples)}"
+                       for r in results)  # fmt: skip
+    rows = [
+        "| measure | " + " | ".join(f"{LABELS[r.transport]} p50 | p95 | max" for r in results) + " |",
+        "| --- |" + " --- | --- | --- |" * len(results),
+        "| **barge-in stop at the client (ms): interruption's onset -> end of the agent's last frame** | "
+        + " | ".join(_cells(r.values("stop_ms")) for r in results)
+        + " |",
+        "| onset -> `bot-interrupted` message (ms) | "
+        + " | ".join(_cells(r.values("interrupted_ms")) for r in results)
+        + " |",
+        "| backchannel: longest gap in the agent's audio (ms, the hold) | "
+        + " | ".join(_cells(r.values("hold_ms")) for r in results)
+        + " |",
+    ]
+    counts_rows = [
+        "| count | " + " | ".join(LABELS[r.transport] for r in results) + " |",
+        "| --- |" + " --- |" * len(results),
+        "| missed interruptions (no `bot-interrupted` within 2 s) | "
+        + " | ".join(_pct(sum(s.missed for s in r.measured), len(r.measured)) for r in results)
+        + " |",
+        "| false interruptions (a backchannel stopped the agent) | "
+        + " | ".join(_pct(sum(s.false_interruption for s in r.measured), len(r.measured)) for r in results)
+        + " |",
+        "| interruptions after the greeting had ended (left out) | "
+        + " | ".join(str(sum(s.greeting_over for s in r.samples)) for r in results)
+        + " |",
+    ]
+    verdicts = []
+    for r in results:
+        stops = r.values("stop_ms")
+        if stops:
+            p95 = percentile(stops, 95)
+            met = "met" if p95 <= TARGET_P95_MS else "not met"
+            verdicts.append(f"{LABELS[r.transport]}: barge-in stop p95 <= {TARGET_P95_MS} ms **{met}** "
+                            f"({fmt_ms(p95)} ms).")  # fmt: skip
+    about = (
+        f"{counts} ({wall_s:.0f} s wall time). One `callgate serve` subprocess (default engines: Silero "
+        "VAD, faster-whisper tiny.en, piper), the demo clinic flow; calls alternate between the "
+        "transports. In each call the client says a backchannel ~1 s into the agent's greeting, then "
+        "interrupts it at a seeded moment 3.5-5.5 s in (piper speech, a microphone streamed in real "
+        "time with a -60 dBFS room between utterances). **Barge-in stop = arrival of the last audible "
+        "(> -60 dBFS) agent frame after the interruption's onset + its 20 ms - the moment the client "
+        "handed over the interruption's first voiced (> -40 dBFS) frame**; frames are counted until "
+        "`user-stopped-speaking` (no answer can come before it). WebRTC: aiortc peer, agent audio taken "
+        "at RTP arrival. A client's own playback buffer comes on top: callgate's web SDK plays WebSocket "
+        "audio with 60 ms queued (`prebufferMs`), a browser's WebRTC jitter buffer holds a few tens of ms; "
+        "the server holds its audio at the first 60 ms of caller speech, and `bot-interrupted` (which "
+        "flushes the SDK's queue) comes once the interruption is confirmed. No priority boosts."
+    )
+    return "\n".join(
+        [f"Measured {machine.line()}.", "", "```", command, "```", "", about, "", *rows, "",
+         *counts_rows, "", " ".join(verdicts)]
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    machine = Machine()
+    print("synthesising caller speech (cached after the first run)...")
+    for text in [*BACKCHANNELS, *INTERRUPTIONS]:
+        Utterance.of(text)
+    use_loopback()
+    rng = random.Random(args.seed)
+    results = {t: Result(t) for t in TRANSPORTS}
+    started = time.monotonic()
+    with BenchServer() as server:
+        agent_id = server.create_agent(
+            {"name": "barge-in-bench", "flow": demo_flow_body(), "silence_timeout_s": 120,
+             "max_duration_s": 600}
+        )  # fmt: skip
+        print(f"server pid {server.pid} on {server.url}")
+        for n in range(args.calls):
+            for transport in TRANSPORTS if n % 2 == 0 else TRANSPORTS[::-1]:
+                sample = await one_call(server, agent_id, transport, rng)
+                results[transport].samples.append(sample)
+                print(
+                    f"  {LABELS[transport]} call {n}: {sample.backchannel!r} hold {fmt_ms(sample.hold_ms)} ms"
+                    f"{' FALSE INTERRUPTION' if sample.false_interruption else ''}; {sample.interruption!r} "
+                    f"at {sample.at_s:.1f} s -> stop {fmt_ms(sample.stop_ms)} ms, bot-interrupted "
+                    f"{fmt_ms(sample.interrupted_ms)} ms, heard {sample.heard!r}"
+                    f"{' (greeting over)' if sample.greeting_over else ''} {sample.note}"
+                )
+    wall_s = time.monotonic() - started
+    command = "python bench/barge_in.py" + (f" --calls {args.calls}" if args.calls != 20 else "")
+    text = report(list(results.values()), machine, command, wall_s)
+    print()
+    print(text)
+    print()
+    for r in results.values():
+        stops = r.values("stop_ms")
+        print(
+            f"RESULT barge_in transport={r.transport} calls={len(r.samples)} measured={len(r.measured)} "
+            f"missed={sum(s.missed for s in r.measured)} "
+            f"false_interruptions={sum(s.false_interruption for s in r.measured)} "
+            f"stop_p50_ms={percentile(stops, 50) if stops else -1:.0f} "
+            f"stop_p95_ms={percentile(stops, 95) if stops else -1:.0f}"
+        )
+    if args.write:
+        if min(len(r.measured) for r in results.values()) < 20:
+            print("\nfewer than 20 measured calls per transport: BENCHMARKS.md not updated")
+        else:
+            write_section(SECTION, text)
+            print(f"\nBENCHMARKS.md: section '{SECTION}' updated")
+    return 0 if all(r.measured for r in results.values()) else 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=20, help="calls per transport (default 20)")
+    parser.add_argument("--seed", type=int, default=15, help="seed of the lines and moments (default 15)")
+    parser.add_argument("--no-write", dest="write", action="store_false", help="do not update BENCHMARKS.md")
+    args = parser.parse_args()
+    try:
+        import uvloop
+    except ImportError:
+        sys.exit(asyncio.run(main_async(args)))
+    sys.exit(uvloop.run(main_async(args)))
+
+
+if __name__ == "__main__":
+    main()
