@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from callgate.pipeline import (
@@ -174,6 +176,60 @@ async def test_a_backchannel_does_not_stop_the_agent(words: str) -> None:
         assert [r.role for r in records] == ["user", "agent"]  # the backchannel is not a user turn
         (barge_in,) = records[1].barge_ins
         assert (barge_in.outcome, barge_in.reason, barge_in.words) == ("resumed", "backchannel", words)
+
+
+async def test_a_backchannel_lets_the_agent_go_on_at_its_pause_not_at_the_end_of_the_turn() -> None:
+    """The pause's words (transcribed at ``transcribe_pause_ms``) are enough: the agent does not wait for
+    the caller's turn to end (``early_end_silence_ms``) before it goes on."""
+    clock = VirtualClock()
+    async with PipelineHarness(
+        clock=clock, transcripts=["hours?", "Uh-huh."], replies=[LONG, "never said"], tts=slow_tts(clock),
+        stt_delay=0.1, options=PipelineOptions(),  # the defaults: words transcribed at a 150 ms pause
+    ) as h:  # fmt: skip
+        await agent_talking(h, 1000)
+        onset = clock.monotonic()
+        await h.speak(400)
+        await h.silence(15000)
+        sent = [t for t, _ in h.output.audio if t > onset]
+        (held, went_on) = next((a, b) for a, b in itertools.pairwise(sent) if b - a > 0.021)
+        assert held - onset <= 0.04 + 1e-9  # held at the frame that makes 60 ms of speech
+        # Let go when the words of its 150 ms pause come (100 ms of STT), not when the turn would end
+        # (350 ms into the pause): the caller hears the agent wait 600 ms, not 700 or more.
+        assert went_on - onset == pytest.approx(0.4 + 0.15 + 0.1, abs=0.021)
+        assert h.tts is not None and len(h.output.audio) == full_reply_frames(h.tts)  # nothing lost
+        assert h.agent.respond_calls == ["hours?"]
+        records = [e.record for e in h.output.of_type(TurnEnded)]
+        assert [r.role for r in records] == ["user", "agent"]  # still no user turn
+        (barge_in,) = records[1].barge_ins
+        assert (barge_in.outcome, barge_in.reason, barge_in.words) == ("resumed", "backchannel", "Uh-huh.")
+        assert barge_in.held_ms == pytest.approx(600, abs=21)
+
+
+async def test_a_caller_who_goes_on_after_a_backchannel_holds_the_agent_again() -> None:
+    clock = VirtualClock()
+    words = "Yeah, wait, what about Sunday?"
+    async with PipelineHarness(
+        clock=clock, transcripts=["hours?", "Yeah.", words], replies=[LONG, "Closed on Sundays."],
+        tts=slow_tts(clock), stt_delay=0.1, options=PipelineOptions(),
+    ) as h:  # fmt: skip
+        await agent_talking(h, 1000)
+        await h.speak(300)
+        await h.silence(300)  # the pause's words are a backchannel: the agent goes on
+        went_on = clock.monotonic()
+        assert any(t > went_on - 0.05 for t, _ in h.output.audio)
+        onset = clock.monotonic()
+        await h.speak(200)  # more speech in the same utterance: held again at its first frame
+        assert max(t for t, _ in h.output.audio) - onset <= 0.02 + 1e-9
+        await h.speak(600)  # 700 ms of speech in all: cut off
+        await h.silence(3000)
+        assert len(h.output.of_type(BotInterrupted)) == 1
+        assert h.agent.respond_calls == ["hours?", words]
+        agent = next(e.record for e in h.output.of_type(TurnEnded) if e.record.role == "agent")
+        assert agent.interrupted
+        assert [(b.outcome, b.reason) for b in agent.barge_ins] == [
+            ("resumed", "backchannel"),
+            ("interrupted", "long_speech"),
+        ]
 
 
 async def test_backchannels_are_configurable() -> None:

@@ -123,7 +123,7 @@ class ConversationPipeline:
                 on_interim=self._on_interim,
                 on_speech_aborted=self._on_speech_aborted,
                 expected_answer=agent.expected_answer,
-                on_guess=self._prepare_answer,
+                on_guess=self._on_guess,
                 on_guess_dropped=agent.drop_prepared,
                 on_probable_end=self._synthesise_ahead,
             ),
@@ -131,6 +131,9 @@ class ConversationPipeline:
         self._backchannels = Backchannels.for_language(options.language, options.backchannels)
         self._held_at: float | None = None
         """When caller sound held the current reply's audio; None while it is not held."""
+        self._let_go_at_ms: float | None = None
+        """The speech (ms) of the utterance whose pause's words were a backchannel, when the agent went
+        on at that pause (:meth:`_on_guess`): more speech in that utterance holds the agent again."""
         self._turns: deque[Utterance | str] = deque()
         self._turn_ready = asyncio.Event()
         self._reply: Reply | None = None
@@ -235,7 +238,12 @@ class ConversationPipeline:
     async def _on_speech_frame(self, speech_ms: float) -> None:
         if not self._can_interrupt():
             return
-        if self._held_at is None and speech_ms >= self._opts.interruption_hold_ms:
+        let_go = self._let_go_at_ms
+        if (
+            self._held_at is None
+            and speech_ms >= self._opts.interruption_hold_ms
+            and (let_go is None or speech_ms > let_go)
+        ):
             self._hold()
         if speech_ms >= self._opts.interruption_min_speech_ms:
             utterance = self._listener.utterance
@@ -245,10 +253,12 @@ class ConversationPipeline:
             )
 
     async def _on_speech_aborted(self) -> None:
+        self._let_go_at_ms = None
         self._resume("noise")
 
     async def _on_speech_ended(self, utterance: Utterance) -> None:
-        utterance.over_agent = self._held_at is not None
+        self._let_go_at_ms = None
+        utterance.over_agent = utterance.backchannel or self._held_at is not None
         await self._emit(UserStoppedSpeaking())
         if utterance.ignored or len(self._turns) >= _MAX_PENDING_TURNS:
             if not utterance.ignored:
@@ -257,6 +267,18 @@ class ConversationPipeline:
             return
         self._turns.append(utterance)
         self._turn_ready.set()
+
+    def _on_guess(self, text: str) -> None:
+        """A pause's words are known. Over the held agent, a backchannel lets it go on at once rather
+        than when the turn ends (the caller would hear the agent wait ~200 ms more for nothing); if the
+        caller goes on, their next speech holds it again and the utterance is judged whole."""
+        utterance = self._listener.utterance
+        if self._held_at is not None and utterance is not None and self._backchannels.matches(text):
+            utterance.backchannel = True
+            self._let_go_at_ms = self._listener.detector.speech_ms
+            self._resume("backchannel", text)
+            return
+        self._prepare_answer(text)
 
     def _prepare_answer(self, text: str) -> None:
         """A pause's words are known: let the agent start its answer (preemptive generation) when
@@ -310,7 +332,8 @@ class ConversationPipeline:
             item = self._turns.popleft()
             if isinstance(item, Utterance):
                 result = await self._transcribe(item)
-                if item.over_agent and self._held_at is not None and await self._kept_talking(item, result):
+                over = item.over_agent and (self._held_at is not None or item.backchannel)
+                if over and await self._kept_talking(item, result):
                     continue  # noise or a backchannel: the agent goes on, the caller has no turn
                 if result is not None:
                     await self._record_user_turn(result[0], result[2], result[3])

@@ -207,6 +207,8 @@ class Utterance:
         """Told each speculative transcript's words as soon as they are ready (preemptive answers)."""
         self.over_agent = False
         """Spoken while the agent's audio was held for it: a backchannel or noise lets the agent go on."""
+        self.backchannel = False
+        """The words at one of its pauses were a backchannel, and the agent went on there."""
         self.last_speech_at: float | None = None
         self.decided_at: float | None = None
         self.audio = b""
