@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import random
 import sys
 import time
@@ -264,9 +265,10 @@ async def main_async(args: argparse.Namespace) -> int:
     results = {t: Result(t) for t in TRANSPORTS}
     started = time.monotonic()
     with BenchServer() as server:
+        turn_detection = {"turn_detection": json.loads(args.turn_detection)} if args.turn_detection else {}
         agent_id = server.create_agent(
             {"name": "barge-in-bench", "flow": demo_flow_body(), "silence_timeout_s": 120,
-             "max_duration_s": 600}
+             "max_duration_s": 600, **turn_detection}
         )  # fmt: skip
         print(f"server pid {server.pid} on {server.url}")
         for n in range(args.calls):
@@ -282,6 +284,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 )
     wall_s = time.monotonic() - started
     command = "python bench/barge_in.py" + (f" --calls {args.calls}" if args.calls != 20 else "")
+    if args.turn_detection:
+        command += f" --turn-detection '{args.turn_detection}'"
     text = report(list(results.values()), machine, command, wall_s)
     print()
     print(text)
@@ -295,7 +299,9 @@ async def main_async(args: argparse.Namespace) -> int:
             f"stop_p50_ms={percentile(stops, 50) if stops else -1:.0f} "
             f"stop_p95_ms={percentile(stops, 95) if stops else -1:.0f}"
         )
-    if args.write:
+    if args.write and args.turn_detection:
+        print("\n--turn-detection: BENCHMARKS.md not updated (its figures are the defaults')")
+    elif args.write:
         if min(len(r.measured) for r in results.values()) < 20:
             print("\nfewer than 20 measured calls per transport: BENCHMARKS.md not updated")
         else:
@@ -310,6 +316,11 @@ def main() -> None:
     )
     parser.add_argument("--calls", type=int, default=20, help="calls per transport (default 20)")
     parser.add_argument("--seed", type=int, default=15, help="seed of the lines and moments (default 15)")
+    parser.add_argument(
+        "--turn-detection", default="", metavar="JSON",
+        help="the agent's turn_detection (a JSON object, e.g. '{\"semantic\": true}'); default: the "
+        "server's defaults (BENCHMARKS.md is not written)",
+    )  # fmt: skip
     parser.add_argument("--no-write", dest="write", action="store_false", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
     try:
