@@ -18,7 +18,8 @@ noise between utterances). In each call, while the agent says its greeting (~9 s
    frame to arrive after the interruption's onset, i.e. its arrival + 20 ms, - the moment the client
    handed over the interruption's first voiced (> -40 dBFS) frame.** Frames are taken until the caller's
    turn ends (``user-stopped-speaking``): no answer can come before it, so every audible frame before it
-   is the greeting. No ``bot-interrupted`` within 2 s of the onset is a missed interruption.
+   is the greeting. No ``bot-interrupted`` by 2 s after the caller's turn ended is a missed
+   interruption.
 
 WebSocket: RTVI JSON + PCM16 binary frames. WebRTC: an aiortc peer (Opus both ways; agent audio taken
 at RTP arrival, before any jitter buffer). A client's own playback buffer comes on top of both (a
@@ -160,11 +161,11 @@ async def one_call(server: BenchServer, agent_id: str, transport: str, rng: rand
             sample.note = "the call ended before the interruption"
             return sample
         with contextlib.suppress(TimeoutError, ConnectionError):
+            await call.wait_for("user-stopped-speaking", since=onset, timeout=10)
+        with contextlib.suppress(TimeoutError, ConnectionError):
             stamp, _ = await call.wait_for("bot-interrupted", since=onset, timeout=2.0)
             sample.interrupted_ms = 1000 * (stamp - onset)
         sample.missed = sample.interrupted_ms is None
-        with contextlib.suppress(TimeoutError, ConnectionError):
-            await call.wait_for("user-stopped-speaking", since=onset, timeout=10)
         stopped = call.find("user-stopped-speaking", onset)
         until = stopped[0] if stopped is not None else time.monotonic()
         greeting = [t for t in call.audio if onset <= t < until]
@@ -214,7 +215,7 @@ def report(results: list[Result], machine: Machine, command: str, wall_s: float)
     counts_rows = [
         "| count | " + " | ".join(LABELS[r.transport] for r in results) + " |",
         "| --- |" + " --- |" * len(results),
-        "| missed interruptions (no `bot-interrupted` within 2 s) | "
+        "| missed interruptions (no `bot-interrupted` by 2 s after the caller's turn ended) | "
         + " | ".join(_pct(sum(s.missed for s in r.measured), len(r.measured)) for r in results)
         + " |",
         "| false interruptions (a backchannel stopped the agent) | "
