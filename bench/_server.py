@@ -34,10 +34,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import httpx
@@ -672,6 +672,16 @@ measurements, not goals: where a target is missed the section says so and what d
 
 
 KEEP_MARKER = "<!-- notes below are kept when the benchmark rewrites this section -->"
+
+
+def run_main(main: Callable[[], Coroutine[Any, Any, int]]) -> NoReturn:
+    """Run a benchmark's async main on uvloop (asyncio's loop if uvloop is missing) and exit with its
+    status."""
+    try:
+        import uvloop
+    except ImportError:
+        sys.exit(asyncio.run(main()))
+    sys.exit(uvloop.run(main()))
 
 
 def write_section(title: str, body: str, *, path: Path = BENCHMARKS_MD) -> None:

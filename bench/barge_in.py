@@ -52,6 +52,7 @@ from _server import (
     frames_of,
     last_voiced_frame,
     percentile,
+    run_main,
     speech_pcm,
     write_section,
 )
@@ -324,11 +325,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--no-write", dest="write", action="store_false", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
-    try:
-        import uvloop
-    except ImportError:
-        sys.exit(asyncio.run(main_async(args)))
-    sys.exit(uvloop.run(main_async(args)))
+    run_main(lambda: main_async(args))
 
 
 if __name__ == "__main__":

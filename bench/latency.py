@@ -77,6 +77,7 @@ from _server import (
     prioritize_session,
     process_cpu_seconds,
     realtime_priority,
+    run_main,
     set_niceness,
     speech_pcm,
     write_section,
@@ -780,11 +781,7 @@ def main() -> None:
     if args.quick:
         args.calls = 1
     args.turns = max(1, min(args.turns, 7))
-    try:
-        import uvloop
-    except ImportError:
-        sys.exit(asyncio.run(main_async(args)))
-    sys.exit(uvloop.run(main_async(args)))
+    run_main(lambda: main_async(args))
 
 
 if __name__ == "__main__":
