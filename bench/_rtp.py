@@ -26,7 +26,7 @@ import numpy as np
 import soxr
 
 from _calls import Call
-from _server import FRAME_BYTES, frames_of, noise_pcm
+from _server import FRAME_BYTES, BenchServer, frames_of, noise_pcm
 
 RATE = 8000
 SAMPLES = 160  # 20 ms at 8 kHz
@@ -123,10 +123,10 @@ class SipCall(Call):
         self._seq, self._ts, self._ssrc = secrets.randbits(16), secrets.randbits(32), secrets.randbits(32)
 
     # the microphone speaks 8 kHz μ-law
-    def speak(self, frames: list[bytes], voiced_until: int) -> None:
+    def speak(self, frames: list[bytes], voiced_until: int, *, voiced_from: int = -1) -> None:
         if frames and len(frames[0]) == FRAME_BYTES:
-            frames = to_phone(frames)
-        super().speak(frames, voiced_until)
+            frames = to_phone(frames)  # frame for frame: the indexes stay
+        super().speak(frames, voiced_until, voiced_from=voiced_from)
 
     async def open(self, *, timeout: float = 30.0) -> None:
         loop = asyncio.get_running_loop()
@@ -287,3 +287,32 @@ class SipCall(Call):
         for transport in (self._sip_tx, self._rtp_tx):
             if transport is not None:
                 transport.close()
+
+
+# ---------------------------------------------------------------------------------------------- the trunk
+
+
+def route_number(server: BenchServer, number: str, agent_id: str) -> None:
+    """Calls to ``number`` from this machine (a SIP carrier allowing 127.0.0.1) go to ``agent_id``."""
+    r = server.api().post(
+        "/v1/carriers",
+        json={"kind": "sip", "name": "bench", "inbound": {"allowed_addresses": ["127.0.0.1/32"]}},
+    )
+    r.raise_for_status()
+    r = server.api().post(
+        "/v1/phone-numbers", json={"number": number, "agent_id": agent_id, "carrier_id": r.json()["id"]}
+    )
+    r.raise_for_status()
+
+
+async def sip_call_id(server: BenchServer, known: set[str], timeout: float = 30.0) -> str:
+    """The id of the phone call that just started (the first SIP trunk call id not in ``known``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = server.api().get("/v1/calls", params={"limit": 20})
+        for call in r.json()["data"]:
+            if call.get("transport") == "sip_trunk" and call["id"] not in known:
+                known.add(call["id"])
+                return str(call["id"])
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the phone call was not stored")

@@ -1,29 +1,35 @@
 """Barge-in measured at the client: how soon the agent's audio stops when the caller talks over it, over
-WebSocket and WebRTC against a real server, and what a backchannel does to it.
+WebSocket, WebRTC and a phone line (the SIP trunk) against a real server, and what a backchannel does.
 
-    python bench/barge_in.py                     # 20 calls per transport (~6 min), writes BENCHMARKS.md
+    python bench/barge_in.py                     # 20 calls per transport (~9 min), writes BENCHMARKS.md
     python bench/barge_in.py --calls 1 --no-write   # the CI smoke configuration
 
 What it does: starts ``callgate serve`` in a subprocess (default engines: Silero VAD, faster-whisper
-tiny.en, piper) and makes voice calls to the demo clinic flow, alternating between the transports
-(``bench/_calls.py``: a microphone that streams 20 ms frames of 16 kHz PCM16 in real time, -60 dBFS room
-noise between utterances). In each call, while the agent says its greeting (~9 s of speech):
+tiny.en, piper; its SIP trunk listening on loopback, a number routed to the agent) and makes voice calls
+to the demo clinic flow, taking the transports in turn. The caller is a microphone that streams 20 ms
+frames in real time with -60 dBFS room noise between utterances (``bench/_calls.py``; on the phone,
+``bench/_rtp.py``: a SIP UAC sending G.711 μ-law RTP at 8 kHz). In each call, while the agent says its
+greeting (~9 s of speech):
 
 1. ~1 s after its first audible frame, the caller says a backchannel ("Uh-huh.", "Yeah." ...; piper
-   speech). It must not stop the agent: a ``bot-interrupted`` message is a false interruption. The
-   longest gap in the agent's audio from the backchannel's onset to 1.5 s after its end is the hold the
-   caller heard (the agent pauses while it cannot tell a backchannel from an interruption).
+   speech). The longest gap in the agent's audio from the backchannel's onset to 1.5 s after its end is
+   the hold the caller heard (the agent pauses while it cannot tell a backchannel from an
+   interruption).
 2. At a seeded random moment 3.5-5.5 s after the first audible frame, the caller interrupts ("Wait, I
    need to change the time." ...). **Barge-in stop = the end of the last audible (> -60 dBFS) agent
    frame to arrive after the interruption's onset, i.e. its arrival + 20 ms, - the moment the client
-   handed over the interruption's first voiced (> -40 dBFS) frame.** Frames are taken until the caller's
-   turn ends (``user-stopped-speaking``): no answer can come before it, so every audible frame before it
-   is the greeting. No ``bot-interrupted`` by 2 s after the caller's turn ended is a missed
-   interruption.
+   handed over the interruption's first voiced (> -40 dBFS) frame.** Frames are counted until 300 ms
+   after the interruption's last voiced frame: the caller's turn cannot end sooner, so no answer comes
+   before it and every audible frame is the greeting's.
+
+Then the call's stored record (``GET /v1/calls/{id}``) judges it: the greeting (the first agent turn)
+must be ``interrupted`` (else the interruption was missed), and the caller must have one turn, the
+interruption (a backchannel that became a turn of its own cut the agent off: a false interruption).
 
 WebSocket: RTVI JSON + PCM16 binary frames. WebRTC: an aiortc peer (Opus both ways; agent audio taken
-at RTP arrival, before any jitter buffer). A client's own playback buffer comes on top of both (a
-browser's WebRTC jitter buffer; the web SDK's 60 ms WebSocket prebuffer).
+at RTP arrival, before any jitter buffer). SIP trunk: plain RTP, agent audio taken at packet arrival. A
+client's own playback buffer comes on top (a browser's WebRTC jitter buffer; the web SDK's 60 ms
+WebSocket prebuffer; a carrier's and a handset's jitter buffers).
 """
 
 from __future__ import annotations
@@ -37,12 +43,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import itertools
 
 from _calls import Call, RTCCall, WSCall
+from _rtp import SipCall, route_number, sip_call_id
 from _server import (
     BenchServer,
     Machine,
@@ -50,6 +58,7 @@ from _server import (
     first_voiced_frame,
     fmt_ms,
     frames_of,
+    free_port,
     last_voiced_frame,
     percentile,
     run_main,
@@ -59,8 +68,12 @@ from _server import (
 from _webrtc import use_loopback
 
 SECTION = "Barge-in at the client"
-TRANSPORTS = ("websocket", "webrtc")
-LABELS = {"websocket": "WebSocket", "webrtc": "WebRTC"}
+TRANSPORTS = ("websocket", "webrtc", "sip_trunk")
+LABELS = {"websocket": "WebSocket", "webrtc": "WebRTC", "sip_trunk": "SIP trunk"}
+NUMBER = "+15550100400"
+UNTIL_S = 0.3
+"""Agent audio is counted until this long after the interruption's last voiced frame: the caller's turn
+cannot end sooner (``early_end_silence_ms``), so no answer comes before it."""
 BACKCHANNELS = ["Uh-huh.", "Yeah.", "Okay.", "Right.", "I see.", "Sure."]
 """Said by piper. Not "Mm-hmm.": piper cannot hum, and Whisper hears its attempt as "in a month." (espeak-ng's
 as "" or "and momentum."), which is no backchannel for any system; a real caller's hum is untested here."""
@@ -97,7 +110,7 @@ class Sample:
     """When the interruption was due, after the greeting's first audible frame."""
     stop_ms: float | None = None
     interrupted_ms: float | None = None
-    """Onset -> the ``bot-interrupted`` message."""
+    """Onset -> the ``bot-interrupted`` message (browser transports: a phone has no data channel)."""
     missed: bool = False
     greeting_over: bool = False
     """No agent audio in the 300 ms before the interruption nor after it: the greeting had ended (not
@@ -105,6 +118,9 @@ class Sample:
     false_interruption: bool = False
     hold_ms: float | None = None
     heard: str = ""
+    """The caller turns stored (``|`` between them)."""
+    barge_ins: list[str] = field(default_factory=list)
+    """The greeting's stored ``barge_ins`` (outcome:reason)."""
     note: str = ""
 
 
@@ -128,14 +144,21 @@ def _longest_gap(times: list[float], start: float, end: float) -> float:
     return 1000 * max(b - a for a, b in itertools.pairwise(edges))
 
 
-async def one_call(server: BenchServer, agent_id: str, transport: str, rng: random.Random) -> Sample:
+async def one_call(server: BenchServer, agent_id: str, transport: str, rng: random.Random,
+                   sip: tuple[str, int], known: set[str]) -> Sample:  # fmt: skip
     backchannel = Utterance.of(rng.choice(BACKCHANNELS))
     interruption = Utterance.of(rng.choice(INTERRUPTIONS))
     sample = Sample(transport, backchannel.text, interruption.text, at_s=rng.uniform(3.5, 5.5))
-    info = server.web_call(agent_id, transport=transport)
-    call: Call = WSCall(info) if transport == "websocket" else RTCCall(info)
+    call: Call
+    if transport == "sip_trunk":
+        call = SipCall(sip, NUMBER)
+    else:
+        info = server.web_call(agent_id, transport=transport)
+        call = WSCall(info) if transport == "websocket" else RTCCall(info)
+    call_id = ""
     try:
         await call.open()
+        call_id = await sip_call_id(server, known) if transport == "sip_trunk" else str(info["id"])
         if not await call.wait_until(lambda: bool(call.audio), 30):
             sample.note = "no greeting"
             return sample
@@ -151,37 +174,48 @@ async def one_call(server: BenchServer, agent_id: str, transport: str, rng: rand
             return sample
         await asyncio.sleep(max(0.0, bc_end + 1.5 - time.monotonic()))
         sample.hold_ms = _longest_gap(call.audio, bc_onset, bc_end + 1.5)
-        sample.false_interruption = call.find("bot-interrupted", bc_onset) is not None
 
         # 2. the interruption
         await asyncio.sleep(max(0.0, greeting_at + sample.at_s - time.monotonic()))
         call.speak(interruption.frames, interruption.last, voiced_from=interruption.first)
-        await call.wait_until(lambda: call.onset_sent_at is not None or call.ended(), 10)
-        onset = call.onset_sent_at
-        if onset is None:
-            sample.note = "the call ended before the interruption"
+        await call.wait_until(lambda: call.mark_sent_at is not None or call.ended(), 10)
+        onset, end = call.onset_sent_at, call.mark_sent_at
+        if onset is None or end is None:
+            sample.note = "the call ended during the interruption"
             return sample
-        with contextlib.suppress(TimeoutError, ConnectionError):
-            await call.wait_for("user-stopped-speaking", since=onset, timeout=10)
-        with contextlib.suppress(TimeoutError, ConnectionError):
-            stamp, _ = await call.wait_for("bot-interrupted", since=onset, timeout=2.0)
-            sample.interrupted_ms = 1000 * (stamp - onset)
-        sample.missed = sample.interrupted_ms is None
-        stopped = call.find("user-stopped-speaking", onset)
-        until = stopped[0] if stopped is not None else time.monotonic()
-        greeting = [t for t in call.audio if onset <= t < until]
+        await asyncio.sleep(max(0.0, end + UNTIL_S - time.monotonic()))
+        greeting = [t for t in call.audio if onset <= t < end + UNTIL_S]
         if not greeting and not any(onset - 0.3 <= t <= onset for t in call.audio):
             sample.greeting_over = True  # the agent was silent, and stayed so: nothing to interrupt
         sample.stop_ms = 1000 * (max(greeting) + FRAME_S - onset) if greeting else 0.0
-        with contextlib.suppress(TimeoutError, ConnectionError):
-            _, final = await call.wait_for("user-transcription", since=onset, timeout=5)
-            sample.heard = str(final.get("data", {}).get("text", ""))
-        if not call.ended():
-            call.send("disconnect-bot")
-            await call.wait_until(call.ended, timeout=10)
+        if transport != "sip_trunk":
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                stamp, _ = await call.wait_for("bot-interrupted", since=onset, timeout=2.0)
+                sample.interrupted_ms = 1000 * (stamp - onset)
+        await asyncio.sleep(1.0)  # the caller's turn is transcribed and stored
     finally:
         await call.close()
+    _judge(sample, server, call_id)
     return sample
+
+
+def _judge(sample: Sample, server: BenchServer, call_id: str) -> None:
+    """What the server stored: the greeting (the first agent turn) was cut off by the interruption, and
+    the backchannel was not a turn of its own (a false interruption makes it one)."""
+    turns: list[dict[str, Any]] = []
+    for _ in range(50):  # the session stores the last turns as the call ends
+        record = server.get_call(call_id)
+        turns = record.get("transcript") or []
+        if record.get("status") in ("ended", "failed") and any(t["role"] == "user" for t in turns):
+            break
+        time.sleep(0.1)
+    agent = next((t for t in turns if t["role"] == "agent"), None)
+    users = [t for t in turns if t["role"] == "user"]
+    sample.missed = agent is None or not agent["interrupted"]
+    sample.false_interruption = len(users) > 1
+    sample.heard = " | ".join(str(t["text"]) for t in users)
+    if agent is not None:
+        sample.barge_ins = [f"{b['outcome']}:{b['reason']}" for b in agent.get("barge_ins") or []]
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -206,7 +240,7 @@ def report(results: list[Result], machine: Machine, command: str, wall_s: float)
         "| **barge-in stop at the client (ms): interruption's onset -> end of the agent's last frame** | "
         + " | ".join(_cells(r.values("stop_ms")) for r in results)
         + " |",
-        "| onset -> `bot-interrupted` message (ms) | "
+        "| onset -> `bot-interrupted` message (ms; a phone has no data channel) | "
         + " | ".join(_cells(r.values("interrupted_ms")) for r in results)
         + " |",
         "| backchannel: longest gap in the agent's audio (ms, the hold) | "
@@ -216,10 +250,10 @@ def report(results: list[Result], machine: Machine, command: str, wall_s: float)
     counts_rows = [
         "| count | " + " | ".join(LABELS[r.transport] for r in results) + " |",
         "| --- |" + " --- |" * len(results),
-        "| missed interruptions (no `bot-interrupted` by 2 s after the caller's turn ended) | "
+        "| missed interruptions (the stored greeting turn is not `interrupted`) | "
         + " | ".join(_pct(sum(s.missed for s in r.measured), len(r.measured)) for r in results)
         + " |",
-        "| false interruptions (a backchannel stopped the agent) | "
+        "| false interruptions (the backchannel became a caller turn) | "
         + " | ".join(_pct(sum(s.false_interruption for s in r.measured), len(r.measured)) for r in results)
         + " |",
         "| interruptions when the agent was silent before and after (left out) | "
@@ -236,15 +270,19 @@ def report(results: list[Result], machine: Machine, command: str, wall_s: float)
                             f"({fmt_ms(p95)} ms).")  # fmt: skip
     about = (
         f"{counts} ({wall_s:.0f} s wall time). One `callgate serve` subprocess (default engines: Silero "
-        "VAD, faster-whisper tiny.en, piper), the demo clinic flow; calls alternate between the "
-        "transports. In each call the client says a backchannel ~1 s into the agent's greeting, then "
+        "VAD, faster-whisper tiny.en, piper; its SIP trunk on loopback), the demo clinic flow; calls take "
+        "the transports in turn (the phone: a SIP UAC sending G.711 μ-law RTP at 8 kHz, as a carrier "
+        "would). In each call the client says a backchannel ~1 s into the agent's greeting, then "
         "interrupts it at a seeded moment 3.5-5.5 s in (piper speech, a microphone streamed in real "
         "time with a -60 dBFS room between utterances). **Barge-in stop = arrival of the last audible "
         "(> -60 dBFS) agent frame after the interruption's onset + its 20 ms - the moment the client "
-        "handed over the interruption's first voiced (> -40 dBFS) frame**; frames are counted until "
-        "`user-stopped-speaking` (no answer can come before it). WebRTC: aiortc peer, agent audio taken "
-        "at RTP arrival. A client's own playback buffer comes on top: callgate's web SDK plays WebSocket "
-        "audio with 60 ms queued (`prebufferMs`), a browser's WebRTC jitter buffer holds a few tens of ms; "
+        "handed over the interruption's first voiced (> -40 dBFS) frame**; frames are counted until 300 "
+        "ms after its last voiced frame (no answer can come before that). The call's stored record "
+        "judges it: the greeting turn must be `interrupted` (else: missed), and the caller must have one "
+        "turn (a backchannel that became a turn is a false interruption). WebRTC: aiortc peer, agent "
+        "audio taken at RTP arrival; the phone: at RTP packet arrival. A client's own playback buffer "
+        "comes on top: callgate's web SDK plays WebSocket audio with 60 ms queued (`prebufferMs`), a "
+        "browser's WebRTC jitter buffer holds a few tens of ms, a carrier and a handset have their own; "
         "the server holds its audio at the first 60 ms of caller speech, and `bot-interrupted` (which "
         "flushes the SDK's queue) comes once the interruption is confirmed. No priority boosts."
     )
@@ -266,23 +304,29 @@ async def main_async(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     results = {t: Result(t) for t in TRANSPORTS}
     started = time.monotonic()
-    with BenchServer() as server:
+    sip = ("127.0.0.1", free_port())
+    env = {"CALLGATE_SIP_LISTEN": f"{sip[0]}:{sip[1]}", "CALLGATE_RTP_PORTS": "48000-48999"}
+    known: set[str] = set()
+    with BenchServer(env=env) as server:
         turn_detection = {"turn_detection": json.loads(args.turn_detection)} if args.turn_detection else {}
         agent_id = server.create_agent(
             {"name": "barge-in-bench", "flow": demo_flow_body(), "silence_timeout_s": 120,
              "max_duration_s": 600, **turn_detection}
         )  # fmt: skip
-        print(f"server pid {server.pid} on {server.url}")
+        route_number(server, NUMBER, agent_id)
+        print(f"server pid {server.pid} on {server.url}, SIP on {sip[0]}:{sip[1]}")
         for n in range(args.calls):
             for transport in TRANSPORTS if n % 2 == 0 else TRANSPORTS[::-1]:
-                sample = await one_call(server, agent_id, transport, rng)
+                sample = await one_call(server, agent_id, transport, rng, sip, known)
                 results[transport].samples.append(sample)
+                flags = " FALSE INTERRUPTION" if sample.false_interruption else ""
+                flags += " MISSED" if sample.missed else ""
+                flags += " (greeting over)" if sample.greeting_over else ""
                 print(
-                    f"  {LABELS[transport]} call {n}: {sample.backchannel!r} hold {fmt_ms(sample.hold_ms)} ms"
-                    f"{' FALSE INTERRUPTION' if sample.false_interruption else ''}; {sample.interruption!r} "
-                    f"at {sample.at_s:.1f} s -> stop {fmt_ms(sample.stop_ms)} ms, bot-interrupted "
-                    f"{fmt_ms(sample.interrupted_ms)} ms, heard {sample.heard!r}"
-                    f"{' (greeting over)' if sample.greeting_over else ''} {sample.note}"
+                    f"  {LABELS[transport]} call {n}: {sample.backchannel!r} hold {fmt_ms(sample.hold_ms)} "
+                    f"ms; {sample.interruption!r} at {sample.at_s:.1f} s -> stop {fmt_ms(sample.stop_ms)} "
+                    f"ms, bot-interrupted {fmt_ms(sample.interrupted_ms)} ms; stored {sample.heard!r} "
+                    f"{','.join(sample.barge_ins)}{flags} {sample.note}"
                 )
     wall_s = time.monotonic() - started
     command = "python bench/barge_in.py" + (f" --calls {args.calls}" if args.calls != 20 else "")

@@ -45,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _rtp import SipCall
+from _rtp import SipCall, route_number, sip_call_id
 from _server import (
     BenchServer,
     Machine,
@@ -125,19 +125,6 @@ class Wer:
     @property
     def rate(self) -> float:
         return self.errors / self.words if self.words else float("nan")
-
-
-async def sip_call_id(server: BenchServer, known: set[str], timeout: float = 30.0) -> str:
-    """The id of the phone call that just started (the first SIP call id not in ``known``)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = server.api().get("/v1/calls", params={"limit": 20})
-        for call in r.json()["data"]:
-            if call.get("transport") == "sip_trunk" and call["id"] not in known:
-                known.add(call["id"])
-                return str(call["id"])
-        await asyncio.sleep(0.1)
-    raise RuntimeError("the phone call was not stored")
 
 
 async def run_sip_call(
@@ -365,12 +352,7 @@ async def main_async(args: argparse.Namespace) -> int:
                  "max_duration_s": 600}
             )  # fmt: skip
         trunk = servers["sip_trunk"]
-        r = trunk.api().post("/v1/carriers", json={
-            "kind": "sip", "name": "bench", "inbound": {"allowed_addresses": ["127.0.0.1/32"]}})  # fmt: skip
-        r.raise_for_status()
-        r = trunk.api().post("/v1/phone-numbers", json={
-            "number": NUMBER, "agent_id": agents["sip_trunk"], "carrier_id": r.json()["id"]})  # fmt: skip
-        r.raise_for_status()
+        route_number(trunk, NUMBER, agents["sip_trunk"])
         pids = {os.getpid(), *(p for server in servers.values() for p in server.pids())}
         started = time.monotonic()
         ours0, busy0 = sum(process_cpu_seconds(p) for p in pids), machine_busy_seconds()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _rtp import SipCall
+from _rtp import SipCall, route_number
 from _server import (
     BenchServer,
     Machine,
@@ -154,13 +154,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Step], Machine, float]:
             # never called: the caller's quiet room never becomes a turn
             "llm": {"engine": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "none"},
         })  # fmt: skip
-        r = server.api().post("/v1/carriers", json={
-            "kind": "sip", "name": "bench", "inbound": {"allowed_addresses": ["127.0.0.1/32"]}})  # fmt: skip
-        r.raise_for_status()
-        r = server.api().post(
-            "/v1/phone-numbers", json={"number": NUMBER, "agent_id": agent, "carrier_id": r.json()["id"]}
-        )
-        r.raise_for_status()
+        route_number(server, NUMBER, agent)
         clock = Clock()
         clock.start()
         calls: list[SipCall] = []
