@@ -18,12 +18,13 @@ greeting (~9 s of speech):
 2. At a seeded random moment 3.5-5.5 s after the first audible frame, the caller interrupts ("Wait, I
    need to change the time." ...). **Barge-in stop = the end of the last audible (> -60 dBFS) agent
    frame to arrive after the interruption's onset, i.e. its arrival + 20 ms, - the moment the client
-   handed over the interruption's first voiced (> -40 dBFS) frame.** Frames are counted until 300 ms
-   after the interruption's last voiced frame: the caller's turn cannot end sooner, so no answer comes
-   before it and every audible frame is the greeting's.
+   handed over the interruption's first voiced (> -40 dBFS) frame.** Frames are counted until the
+   agent's next turn began (as stored), at most 1 s after the interruption's last voiced frame: an
+   interruption with a pause in it ("No no, | the other branch please.") may end a turn and be
+   answered, and that answer is no part of the barge-in.
 
 Then the call's stored record (``GET /v1/calls/{id}``) judges it: the greeting (the first agent turn)
-must be ``interrupted`` (else the interruption was missed), and the caller must have one turn, the
+must be ``interrupted`` (else the interruption was missed), and no caller turn may begin before the
 interruption (a backchannel that became a turn of its own cut the agent off: a false interruption).
 
 WebSocket: RTVI JSON + PCM16 binary frames. WebRTC: an aiortc peer (Opus both ways; agent audio taken
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import random
 import sys
@@ -71,9 +73,9 @@ SECTION = "Barge-in at the client"
 TRANSPORTS = ("websocket", "webrtc", "sip_trunk")
 LABELS = {"websocket": "WebSocket", "webrtc": "WebRTC", "sip_trunk": "SIP trunk"}
 NUMBER = "+15550100400"
-UNTIL_S = 0.3
-"""Agent audio is counted until this long after the interruption's last voiced frame: the caller's turn
-cannot end sooner (``early_end_silence_ms``), so no answer comes before it."""
+UNTIL_S = 1.0
+"""Agent audio is counted until this long after the interruption's last voiced frame at most, and never
+after the next agent turn began (:func:`_judge`)."""
 BACKCHANNELS = ["Uh-huh.", "Yeah.", "Okay.", "Right.", "I see.", "Sure."]
 """Said by piper. Not "Mm-hmm.": piper cannot hum, and Whisper hears its attempt as "in a month." (espeak-ng's
 as "" or "and momentum."), which is no backchannel for any system; a real caller's hum is untested here."""
@@ -184,10 +186,6 @@ async def one_call(server: BenchServer, agent_id: str, transport: str, rng: rand
             sample.note = "the call ended during the interruption"
             return sample
         await asyncio.sleep(max(0.0, end + UNTIL_S - time.monotonic()))
-        greeting = [t for t in call.audio if onset <= t < end + UNTIL_S]
-        if not greeting and not any(onset - 0.3 <= t <= onset for t in call.audio):
-            sample.greeting_over = True  # the agent was silent, and stayed so: nothing to interrupt
-        sample.stop_ms = 1000 * (max(greeting) + FRAME_S - onset) if greeting else 0.0
         if transport != "sip_trunk":
             with contextlib.suppress(TimeoutError, ConnectionError):
                 stamp, _ = await call.wait_for("bot-interrupted", since=onset, timeout=2.0)
@@ -195,13 +193,27 @@ async def one_call(server: BenchServer, agent_id: str, transport: str, rng: rand
         await asyncio.sleep(1.0)  # the caller's turn is transcribed and stored
     finally:
         await call.close()
-    _judge(sample, server, call_id)
+    _judge(sample, server, call_id, call.audio, onset=onset, end=end)
     return sample
 
 
-def _judge(sample: Sample, server: BenchServer, call_id: str) -> None:
-    """What the server stored: the greeting (the first agent turn) was cut off by the interruption, and
-    the backchannel was not a turn of its own (a false interruption makes it one)."""
+def _monotonic(iso: str) -> float:
+    """A stored wall-clock time on this machine's monotonic clock (the server runs on the same clock)."""
+    wall = dt.datetime.fromisoformat(iso).timestamp()
+    return wall - (time.time() - time.monotonic())
+
+
+def _judge(
+    sample: Sample, server: BenchServer, call_id: str, audio: list[float], *, onset: float, end: float
+) -> None:
+    """What the server stored, and what the caller heard until the agent's next reply began.
+
+    The greeting (the first agent turn) must have been cut off (else: missed), and no caller turn may
+    have begun before the interruption (the backchannel would have become a turn: a false
+    interruption). Audio counts as the greeting's until the next agent turn started (its reply began
+    before its first frame was sent): the interruption may itself end a turn at a pause ("No, no, |
+    the other branch"), whose answer is no part of the barge-in.
+    """
     turns: list[dict[str, Any]] = []
     for _ in range(50):  # the session stores the last turns as the call ends
         record = server.get_call(call_id)
@@ -209,13 +221,20 @@ def _judge(sample: Sample, server: BenchServer, call_id: str) -> None:
         if record.get("status") in ("ended", "failed") and any(t["role"] == "user" for t in turns):
             break
         time.sleep(0.1)
-    agent = next((t for t in turns if t["role"] == "agent"), None)
+    agents = [t for t in turns if t["role"] == "agent"]
     users = [t for t in turns if t["role"] == "user"]
-    sample.missed = agent is None or not agent["interrupted"]
-    sample.false_interruption = len(users) > 1
+    greeting = agents[0] if agents else None
+    sample.missed = greeting is None or not greeting["interrupted"]
+    sample.false_interruption = any(_monotonic(t["started_at"]) < onset - 0.5 for t in users)
     sample.heard = " | ".join(str(t["text"]) for t in users)
-    if agent is not None:
-        sample.barge_ins = [f"{b['outcome']}:{b['reason']}" for b in agent.get("barge_ins") or []]
+    if greeting is not None:
+        sample.barge_ins = [f"{b['outcome']}:{b['reason']}" for b in greeting.get("barge_ins") or []]
+    later = [_monotonic(t["started_at"]) for t in agents[1:] if _monotonic(t["started_at"]) > onset]
+    until = min([end + UNTIL_S, *later])
+    heard = [t for t in audio if onset <= t < until]
+    if not heard and not any(onset - 0.3 <= t <= onset for t in audio):
+        sample.greeting_over = True  # the agent was silent, and stayed so: nothing to interrupt
+    sample.stop_ms = 1000 * (max(heard) + FRAME_S - onset) if heard else 0.0
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -276,10 +295,11 @@ def report(results: list[Result], machine: Machine, command: str, wall_s: float)
         "interrupts it at a seeded moment 3.5-5.5 s in (piper speech, a microphone streamed in real "
         "time with a -60 dBFS room between utterances). **Barge-in stop = arrival of the last audible "
         "(> -60 dBFS) agent frame after the interruption's onset + its 20 ms - the moment the client "
-        "handed over the interruption's first voiced (> -40 dBFS) frame**; frames are counted until 300 "
-        "ms after its last voiced frame (no answer can come before that). The call's stored record "
-        "judges it: the greeting turn must be `interrupted` (else: missed), and the caller must have one "
-        "turn (a backchannel that became a turn is a false interruption). WebRTC: aiortc peer, agent "
+        "handed over the interruption's first voiced (> -40 dBFS) frame**; frames are counted until the "
+        "agent's next turn began (as stored; an interruption with a pause in it may be answered in part), "
+        "at most 1 s after its last voiced frame. The call's stored record judges it: the greeting turn "
+        "must be `interrupted` (else: missed), and no caller turn may begin before the interruption (a "
+        "backchannel that became a turn is a false interruption). WebRTC: aiortc peer, agent "
         "audio taken at RTP arrival; the phone: at RTP packet arrival. A client's own playback buffer "
         "comes on top: callgate's web SDK plays WebSocket audio with 60 ms queued (`prebufferMs`), a "
         "browser's WebRTC jitter buffer holds a few tens of ms, a carrier and a handset have their own; "
