@@ -136,7 +136,12 @@ class Result:
         return [s for s in self.samples if not s.greeting_over and not s.note]
 
     def values(self, name: str) -> list[float]:
-        return [float(v) for s in self.measured if (v := getattr(s, name)) is not None]
+        """``name`` of the measured calls; the interruption's figures only where the backchannel had
+        not already cut the greeting off (then there was no greeting left to interrupt)."""
+        samples = self.measured
+        if name in ("stop_ms", "interrupted_ms"):
+            samples = [s for s in samples if not s.false_interruption]
+        return [float(v) for s in samples if (v := getattr(s, name)) is not None]
 
 
 def _longest_gap(times: list[float], start: float, end: float) -> float:
@@ -256,7 +261,8 @@ def report(results: list[Result], machine: Machine, command: str, wall_s: float)
     rows = [
         "| measure | " + " | ".join(f"{LABELS[r.transport]} p50 | p95 | max" for r in results) + " |",
         "| --- |" + " --- | --- | --- |" * len(results),
-        "| **barge-in stop at the client (ms): interruption's onset -> end of the agent's last frame** | "
+        "| **barge-in stop at the client (ms): interruption's onset -> end of the agent's last frame** "
+        "(calls without a false interruption) | "
         + " | ".join(_cells(r.values("stop_ms")) for r in results)
         + " |",
         "| onset -> `bot-interrupted` message (ms; a phone has no data channel) | "
