@@ -106,7 +106,7 @@ def test_latency_over_both_transports(runs: dict[str, tuple[int, str]]) -> None:
     assert "| prompt agent: client latency - 300 ms |" in output
 
 
-def test_barge_in_at_the_client_over_both_transports(runs: dict[str, tuple[int, str]]) -> None:
+def test_barge_in_at_the_client_over_each_transport(runs: dict[str, tuple[int, str]]) -> None:
     code, output = runs["barge_in"]
     assert code == 0, output[-4000:]
     found = figures(output, "barge_in")
@@ -114,8 +114,8 @@ def test_barge_in_at_the_client_over_both_transports(runs: dict[str, tuple[int, 
     for transport, values in found.items():
         assert values["calls"] == values["measured"] == 1, (transport, values, output[-3000:])
         assert values["missed"] == 0, (transport, values)  # the stored greeting turn was cut off
-        # the agent's audio stopped after the caller began (a plausible figure, not a timing bound)
-        assert 0 < values["stop_p50_ms"] < 2000, (transport, values)
+        # a plausible stop time (0: the caller began in a pause between sentences), not a timing bound
+        assert 0 <= values["stop_p50_ms"] < 2000, (transport, values)
     assert "| **barge-in stop at the client (ms)" in output
 
 
