@@ -87,6 +87,11 @@ class Metrics:
             "Answers taken back because the caller went on with the turn they answered (a turn ended early)",
             registry=r,
         )
+        self.reminders = Counter(
+            "callgate_reminders",
+            "Reminders the agent said because the line was quiet (an agent's reminder_after_s)",
+            registry=r,
+        )
         self.caller_rtp_packets = Counter(
             "callgate_caller_rtp_packets",
             "Caller RTP packets received (WebRTC, SIP)",

@@ -69,3 +69,28 @@ async def test_null_turn_detection_is_refused_on_patch(world: World) -> None:
         f"/v1/agents/{team.agent_id}", json={"turn_detection": None}, headers=team.auth()
     )
     assert r.status_code == 422, r.text
+
+
+async def test_reminders_are_stored_and_bad_ones_refused(world: World) -> None:
+    team = await world.team("acme")
+    reminders = {"reminder_after_s": 7.5, "reminder_max_count": 2, "reminders": ["Hello?", "Still there?"]}
+    r = await world.client.post(
+        "/v1/agents", json={**PROMPT_AGENT, "turn_detection": reminders}, headers=team.auth()
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["turn_detection"] == reminders
+    for bad, field in [
+        ({"reminder_after_s": -1}, "reminder_after_s"),
+        ({"reminder_after_s": 601}, "reminder_after_s"),
+        ({"reminder_max_count": 11}, "reminder_max_count"),
+        ({"reminder_max_count": 1.5}, "reminder_max_count"),
+        ({"reminders": "Hello?"}, "reminders"),
+        ({"reminders": [""]}, "reminders.0"),
+        ({"reminders": ["x" * 501]}, "reminders.0"),
+        ({"reminders": ["Hello?"] * 11}, "reminders"),
+    ]:
+        r = await world.client.post(
+            "/v1/agents", json={**PROMPT_AGENT, "name": "bad", "turn_detection": bad}, headers=team.auth()
+        )
+        assert r.status_code == 422, (bad, r.text)
+        assert f"body.turn_detection.{field}" in field_names(r.json()), (bad, r.json())

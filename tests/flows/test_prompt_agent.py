@@ -115,3 +115,17 @@ async def test_an_answer_that_called_a_tool_is_not_taken_back(
     assert await collect(agent.respond("A human please.")) == [AgentTransfer(target="+15550100")]
     before = list(agent.history)
     assert not agent.take_back() and agent.history == before
+
+
+async def test_a_reminder_is_in_the_history_the_model_sees(llm: OpenAILLM, fake_openai: FakeOpenAI) -> None:
+    agent = PromptAgent(llm, prompt="Be helpful.", initial_message="Hi, how can I help?")
+    await collect(agent.greet())
+    assert await collect(agent.remind("Are you still there?")) == [AgentText("Are you still there?")]
+    agent.on_interrupted("Are you")  # the caller spoke over it: only what they heard stays
+    fake_openai.replies.append(Reply(events=text_events("Great.")))
+    await collect(agent.respond("Yes, sorry."))
+    assert fake_openai.requests[0]["messages"][1:] == [
+        {"role": "assistant", "content": "Hi, how can I help?"},
+        {"role": "assistant", "content": "Are you"},
+        {"role": "user", "content": "Yes, sorry."},
+    ]

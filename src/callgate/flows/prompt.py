@@ -234,6 +234,15 @@ class PromptAgent(AgentEngine):
             self.history.append(ChatMessage(role="assistant", content=self._initial))
             yield AgentText(self._initial)
 
+    async def remind(self, text: str) -> AsyncIterator[AgentEvent]:
+        """Said as the agent's own message, so that the model knows it asked."""
+        self._settle()
+        self._asked = None
+        self.history.append(ChatMessage(role="assistant", content=text))
+        self._trim()
+        self._reply_start = len(self.history) - 1
+        yield AgentText(text)
+
     def prepare(self, user_text: str) -> None:
         """Start the LLM request :meth:`respond` would make for ``user_text`` (see
         :meth:`AgentEngine.prepare`); none while an interrupted answer's tool results are pending."""

@@ -269,6 +269,12 @@ class AgentEngine(ABC):
     def respond(self, user_text: str) -> AsyncIterator[AgentEvent]:
         """React to one caller turn. Cancelling the iteration abandons the answer."""
 
+    async def remind(self, text: str) -> AsyncIterator[AgentEvent]:
+        """The line has been quiet for a while after the agent spoke: say ``text`` ("Are you still
+        there?") without changing where the conversation stands. An engine that keeps a history notes
+        it there; a flow stays at its step, so the caller's next words answer what it asked."""
+        yield AgentText(text)
+
     def on_interrupted(self, spoken_text: str) -> None:  # noqa: B027 - optional hook
         """The previous answer was cut off after ``spoken_text``; keep history truthful."""
 

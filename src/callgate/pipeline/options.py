@@ -117,6 +117,18 @@ class PipelineOptions:
     """Phrases that acknowledge without taking the turn, lower case; None: the defaults of ``language``
     (:data:`callgate.pipeline.backchannel.BACKCHANNELS`); empty: every word interrupts."""
 
+    reminder_after_s: float = 10.0
+    """When nothing has been heard for this long after the agent finished speaking (no caller speech,
+    no agent audio, no answer in progress), the agent says a reminder ("Are you still there?"), as a
+    person on the line would. 0: never."""
+    reminder_max_count: int = 1
+    """Reminders in a row before the agent waits in silence (the session's silence timeout, counted from
+    the last reminder, then ends the call); each caller turn starts the count again. 0: never."""
+    reminders: tuple[str, ...] | None = None
+    """What the agent says, in turn (the last one again if there are more reminders than texts); None:
+    the defaults of ``language`` (:data:`callgate.pipeline.reminders.REMINDERS`; no reminders in a
+    language without defaults); empty: no reminders."""
+
     max_input_buffer_ms: int = 1000
     """Caller audio queued beyond this is dropped, oldest first, and counted."""
     late_frame_ms: int = 40
@@ -151,6 +163,8 @@ class PipelineOptions:
         if self.hangover_cut_db < 0:
             raise ConfigError("hangover_cut_db must not be negative")
 
+        if self.reminder_after_s < 0 or self.reminder_max_count < 0:
+            raise ConfigError("reminder_after_s and reminder_max_count must not be negative")
         if self.max_sentence_chars < 20:
             raise ConfigError("max_sentence_chars must be at least 20")
 
@@ -175,6 +189,8 @@ class PipelineMetrics:
     """Answers taken back because the caller went on with the turn they answered (``continue_window_ms``)."""
     user_turns: int = 0
     agent_turns: int = 0
+    reminders: int = 0
+    """Reminders said because the line was quiet (``reminder_after_s``)."""
     stt_failures: int = 0
     reply_failures: int = 0
 

@@ -57,6 +57,7 @@ from callgate.pipeline.options import (
     PipelineOutput,
 )
 from callgate.pipeline.recording import Recorder
+from callgate.pipeline.reminders import reminders_for
 from callgate.pipeline.reply import Reply, UserTurnTiming
 from callgate.pipeline.sentences import first_sentence
 from callgate.pipeline.utterance import Utterance
@@ -129,6 +130,7 @@ class ConversationPipeline:
             ),
         )  # fmt: skip
         self._backchannels = Backchannels.for_language(options.language, options.backchannels)
+        self._reminders = reminders_for(options.language, options.reminders)
         self._held_at: float | None = None
         """When caller sound held the current reply's audio; None while it is not held."""
         self._let_go_at_ms: float | None = None
@@ -183,6 +185,9 @@ class ConversationPipeline:
             self._own(self._listener.run(), "pipeline-listen"),
             self._own(self._take_turns(), "pipeline-turns"),
         ]
+        opts = self._opts
+        if self._reminders and opts.reminder_after_s > 0 and opts.reminder_max_count > 0:
+            self._tasks.append(self._own(self._remind_when_quiet(), "pipeline-reminders"))
         timing = UserTurnTiming(transcript_at=self._clock.monotonic())
         async with self._reply_lock:
             self._start_reply(self._agent.greet(), timing)
@@ -524,6 +529,49 @@ class ConversationPipeline:
         if self._recorder is not None:
             at = max(0.0, scheduled_at - self._listener.t0)
             self._recorder.write_agent(pcm16, at, sample_rate=self._opts.output_sample_rate)
+
+    # ------------------------------------------------------------------ reminders
+
+    async def _remind_when_quiet(self) -> None:
+        """Say a reminder once nothing has been heard for ``reminder_after_s`` (see
+        :attr:`PipelineOptions.reminder_after_s`); at most ``reminder_max_count`` in a row."""
+        after, most = self._opts.reminder_after_s, self._opts.reminder_max_count
+        said, turns = 0, self.metrics.user_turns
+        while True:
+            wait = self.last_activity + after - self._clock.monotonic()
+            if wait > 0:
+                await self._clock.sleep(wait)
+                continue
+            if self.metrics.user_turns != turns:  # the caller has had a turn since the last reminder
+                said, turns = 0, self.metrics.user_turns
+            if said >= most:
+                await self._clock.sleep(after)
+                continue
+            async with self._reply_lock:
+                if not self._quiet_now():
+                    # an answer is on its way (or a tool runs), or the caller is talking, or types
+                    wait = after if self._mode == "text" else 0.5
+                else:
+                    text = self._reminders[min(said, len(self._reminders) - 1)]
+                    said += 1
+                    self.metrics.reminders += 1
+                    self._answered = None  # the caller's next words are a new turn
+                    logger.info("the line has been quiet for %.0f s: reminder %d", after, said)
+                    self._start_reply(self._agent.remind(text), UserTurnTiming())
+                    wait = after  # its audio moves last_activity on
+            await self._clock.sleep(wait)
+
+    def _quiet_now(self) -> bool:
+        """Nothing is being said or answered: no reply running, no turn waiting, no caller speech."""
+        task = self._reply_task
+        return (
+            self.state is PipelineState.RUNNING
+            and self._mode != "text"
+            and (task is None or task.done())
+            and not self._turns
+            and self._listener.utterance is None
+            and not (self._reply is not None and self._reply.ends_call)
+        )
 
     # ------------------------------------------------------------------ helpers
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from callgate.domain.live_calls import AgentPlan, CallPlan
 from callgate.errors import ProviderUnavailable
 from callgate.flows import FlowAgent, PromptAgent, validate_flow
+from callgate.flows.text import render
 from callgate.pipeline.interfaces import STT, TTS, VAD, AgentEngine
 from callgate.pipeline.options import Mode, PipelineOptions
 from callgate.pipeline.tools import definitions
@@ -43,19 +45,27 @@ _TURN_DETECTION = frozenset(
         "semantic_threshold",
         "max_wait_ms",
         "hangover_cut_db",
+        "reminder_after_s",
+        "reminder_max_count",
     }
 )
 
 
-def pipeline_options(agent: AgentPlan, *, mode: Mode, output_sample_rate: int) -> PipelineOptions:
+def pipeline_options(
+    agent: AgentPlan, *, mode: Mode, output_sample_rate: int, variables: Mapping[str, Any] | None = None
+) -> PipelineOptions:
     """A call's pipeline tuning: the agent's ``turn_detection`` over the defaults, and its language
-    (what the STT engines are told to hear). An unset (None) tuning keeps its default: Vocode agents
-    made before their fields were stored like ``POST /v1/agents``."""
+    (what the STT engines are told to hear); its reminders filled in with the call's ``variables``. An
+    unset (None) tuning keeps its default: Vocode agents made before their fields were stored like
+    ``POST /v1/agents``."""
     turn: dict[str, Any] = {
         k: v for k, v in agent.turn_detection.items() if k in _TURN_DETECTION and v is not None
     }
     if (backchannels := agent.turn_detection.get("backchannels")) is not None:
         turn["backchannels"] = tuple(backchannels)
+    if (reminders := agent.turn_detection.get("reminders")) is not None:
+        values = {k: str(v) for k, v in (variables or {}).items()}
+        turn["reminders"] = tuple(render(text, values) for text in reminders)
     return PipelineOptions(mode=mode, output_sample_rate=output_sample_rate, language=agent.language, **turn)
 
 

@@ -181,6 +181,7 @@ class CallSession:
             "input_dropped_ms": 0.0,
             "interruptions": 0.0,
             "turns_taken_back": 0.0,
+            "reminders": 0.0,
         }
         self._media_exported = (0, 0, 0.0, 0.0)
         self._media = transport if isinstance(transport, ReportsCallerMedia) else None
@@ -266,6 +267,7 @@ class CallSession:
         m.input_dropped_seconds.inc(deltas["input_dropped_ms"] / 1000)
         m.interruptions.inc(deltas["interruptions"])
         m.turns_taken_back.inc(deltas["turns_taken_back"])
+        m.reminders.inc(deltas["reminders"])
         source = self._media
         media = source.caller_media() if source is not None else None
         if source is not None and media is not None:

@@ -125,7 +125,9 @@ class CallStarter:
             plan=plan,
             transport=transport,
             engines=engines,
-            options=pipeline_options(plan.agent, mode=mode, output_sample_rate=output_sample_rate),
+            options=pipeline_options(
+                plan.agent, mode=mode, output_sample_rate=output_sample_rate, variables=plan.variables
+            ),
         )
 
 

@@ -147,6 +147,30 @@ class TurnDetection(Strict):
         description="Frames this far below the utterance's loudest speech count as silence (35); 0: off.",
     )
 
+    reminder_after_s: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=600.0,
+        description="When nothing has been heard for this long after the agent finished speaking (no caller "
+        'speech, no answer in progress), the agent says a reminder ("Are you still there?"); 0: never; '
+        "not in text calls (10).",
+    )
+    reminder_max_count: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=10,
+        description="Reminders in a row before the agent waits in silence (silence_timeout_s, counted from "
+        "the last reminder, then ends the call); a caller turn starts the count again (1).",
+    )
+    reminders: list[Annotated[str, Field(min_length=1, max_length=500)]] | None = Field(
+        default=None,
+        max_length=10,
+        description="What the agent says, in turn (the last one again when there are more reminders); "
+        "{{variables}} are filled in; default: one for the agent's language (English, German, French, "
+        "Spanish, Italian, Portuguese, Dutch; other languages have none); [] turns reminders off.",
+    )
+
     @model_validator(mode="after")
     def _ordered(self) -> Self:
         early, end = self.early_end_silence_ms, self.end_of_turn_silence_ms
