@@ -243,3 +243,32 @@ async def test_the_end_of_the_call_or_the_greeting_cannot_be_taken_back() -> Non
     events = await turn(a, "No, that's all.")
     assert events[-1] == AgentEndCall()
     assert not a.take_back() and a.finished
+
+
+async def test_a_reminder_asks_the_steps_question_again_and_the_flow_stays_there() -> None:
+    a = agent()
+    await turn(a)
+    reminded = [event async for event in a.remind("Are you still there?")]
+    assert reminded == [
+        AgentText(
+            "Are you still there? You can say: book an appointment, opening hours, or speak to someone."
+        )
+    ]
+    await turn(a, "I'd like to book an appointment")  # the step asks for the day
+    assert a.state == "book"
+    reminded = [event async for event in a.remind("Hello?")]
+    assert said(reminded) == "Hello? Which day suits you? For example, tomorrow, or Monday."
+    events = await turn(a, "tomorrow")  # the caller answers what was asked
+    assert events[0] == AgentData({"day": "2026-11-23"})
+    assert said(events) == "And what time would suit you?"
+
+
+async def test_a_reminder_before_the_flow_started_or_after_it_ended_is_the_reminder_alone() -> None:
+    a = agent()
+    assert [event async for event in a.remind("Hello?")] == [AgentText("Hello?")]
+    await turn(a)
+    await turn(a, "book an appointment for tomorrow at three pm")
+    await turn(a, "Yes, please.")
+    await turn(a, "No, that's all.")
+    assert a.finished
+    assert [event async for event in a.remind("Hello?")] == [AgentText("Hello?")]

@@ -13,7 +13,7 @@ from callgate.pipeline import (
     TurnEnded,
 )
 from callgate.pipeline.sentences import split_sentences
-from callgate.providers.fake import FakeTTS, PipelineHarness, ScriptedReply, VirtualClock
+from callgate.providers.fake import FakeSTT, FakeTTS, PipelineHarness, ScriptedReply, VirtualClock
 
 LONG = (
     "Thanks for calling. We are open from nine in the morning until six in the evening on weekdays, "
@@ -178,31 +178,43 @@ async def test_a_backchannel_does_not_stop_the_agent(words: str) -> None:
         assert (barge_in.outcome, barge_in.reason, barge_in.words) == ("resumed", "backchannel", words)
 
 
-async def test_a_backchannel_lets_the_agent_go_on_at_its_pause_not_at_the_end_of_the_turn() -> None:
-    """The pause's words (transcribed at ``transcribe_pause_ms``) are enough: the agent does not wait for
-    the caller's turn to end (``early_end_silence_ms``) before it goes on."""
+@pytest.mark.parametrize(
+    ("options", "backlogged", "pause_s"),
+    [
+        (PipelineOptions(), False, 0.08),  # the defaults: a held pause's words come at 80 ms
+        (PipelineOptions(), True, 0.08),  # even when other calls' work waits for the STT
+        (PipelineOptions(held_pause_ms=0), False, 0.15),  # at transcribe_pause_ms, as any other pause
+    ],
+    ids=["held-pause", "held-pause-busy-stt", "transcribe-pause"],
+)
+async def test_a_backchannel_lets_the_agent_go_on_at_its_pause_not_at_the_end_of_the_turn(
+    options: PipelineOptions, backlogged: bool, pause_s: float
+) -> None:
+    """The pause's words (transcribed at ``held_pause_ms`` while the agent is held) are enough: the agent
+    does not wait for the caller's turn to end (``early_end_silence_ms``) before it goes on."""
     clock = VirtualClock()
+    stt = FakeSTT(clock, ["hours?", "Uh-huh."], delay=0.1)
     async with PipelineHarness(
-        clock=clock, transcripts=["hours?", "Uh-huh."], replies=[LONG, "never said"], tts=slow_tts(clock),
-        stt_delay=0.1, options=PipelineOptions(),  # the defaults: words transcribed at a 150 ms pause
-    ) as h:  # fmt: skip
+        clock=clock, stt=stt, replies=[LONG, "never said"], tts=slow_tts(clock), options=options
+    ) as h:
         await agent_talking(h, 1000)
+        stt.backlogged = backlogged
         onset = clock.monotonic()
         await h.speak(400)
         await h.silence(15000)
         sent = [t for t, _ in h.output.audio if t > onset]
         (held, went_on) = next((a, b) for a, b in itertools.pairwise(sent) if b - a > 0.021)
         assert held - onset <= 0.04 + 1e-9  # held at the frame that makes 60 ms of speech
-        # Let go when the words of its 150 ms pause come (100 ms of STT), not when the turn would end
-        # (350 ms into the pause): the caller hears the agent wait 600 ms, not 700 or more.
-        assert went_on - onset == pytest.approx(0.4 + 0.15 + 0.1, abs=0.021)
+        # Let go when the words of its pause come (100 ms of STT), not when the turn would end (350 ms
+        # into the pause): the caller hears the agent wait 520 ms, not 700 or more.
+        assert went_on - onset == pytest.approx(0.4 + pause_s + 0.1, abs=0.021)
         assert h.tts is not None and len(h.output.audio) == full_reply_frames(h.tts)  # nothing lost
         assert h.agent.respond_calls == ["hours?"]
         records = [e.record for e in h.output.of_type(TurnEnded)]
         assert [r.role for r in records] == ["user", "agent"]  # still no user turn
         (barge_in,) = records[1].barge_ins
         assert (barge_in.outcome, barge_in.reason, barge_in.words) == ("resumed", "backchannel", "Uh-huh.")
-        assert barge_in.held_ms == pytest.approx(600, abs=21)
+        assert barge_in.held_ms == pytest.approx((0.4 - 0.06 + pause_s + 0.1) * 1000, abs=21)
 
 
 async def test_a_caller_who_goes_on_after_a_backchannel_holds_the_agent_again() -> None:

@@ -233,6 +233,23 @@ class FlowAgent(AgentEngine):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pending.task
 
+    async def remind(self, text: str) -> AsyncIterator[AgentEvent]:
+        """The reminder, then what the step asks again (its ``reprompt``, else the reprompt or prompt of
+        the slot it asked for), so that the caller knows what to answer: "Are you still there? Which day
+        suits you?". A step that asks nothing in particular: the reminder alone. The flow stays where it
+        is."""
+        turn = _Turn()
+        self._say(text, turn)
+        if self._started and not self._finished and self._pending is None:
+            state = self._flow.states[self._state_name]
+            if state.waits and state.reprompt:
+                self._say(state.reprompt, turn)
+            elif state.waits and self._asked is not None:
+                spec = self._flow.slots[self._asked]
+                self._say(spec.reprompt or spec.prompt, turn)
+        if turn.texts:
+            yield AgentText(" ".join(turn.texts))
+
     def on_interrupted(self, spoken_text: str) -> None:
         """A barge-in: a request still running is recorded (marked interrupted) when it completes."""
         pending, host = self._pending, self._host

@@ -241,7 +241,11 @@ class Listener:
             return
         elif self.utterance is not None:
             if isinstance(event, SpeechPaused):
-                if self.detector.silence_ms < self._opts.early_end_silence_ms and self._stt.busy():
+                if (
+                    self.detector.silence_ms < self._opts.early_end_silence_ms
+                    and not self.detector.held
+                    and self._stt.busy()
+                ):
                     self._put_off = event.audio  # a short pause: only worth the STT's spare time
                 else:
                     self.utterance.speculate(event.audio)

@@ -100,6 +100,10 @@ class PipelineOptions:
     """Caller speech that pauses the agent's audio at once (its reply keeps going underneath). The pause
     ends one of two ways: the agent resumes its sentence where it stopped (the sound was noise, or the
     words a backchannel such as "uh-huh"), or it is cut off (see ``interruption_min_speech_ms``)."""
+    held_pause_ms: int = 80
+    """While caller sound holds the agent's audio, a pause this long (at most ``transcribe_pause_ms``)
+    has its words transcribed at once, even when the STT has work waiting: if they are a backchannel
+    ("uh-huh"), the agent goes on that much sooner. 0: as any other pause."""
     interruption_min_speech_ms: int = 700
     """Caller speech this long cuts the agent off without waiting for the words (longer than any
     backchannel); shorter speech cuts it off only if its transcript is more than a backchannel."""

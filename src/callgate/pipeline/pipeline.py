@@ -453,7 +453,7 @@ class ConversationPipeline:
             await asyncio.wait({task})  # interruptions are off: the caller waits for the agent
 
     def _start_reply(self, source: AsyncIterator[AgentEvent], timing: UserTurnTiming) -> Reply:
-        self._held_at = None
+        self._forget_hold()
         reply = Reply(
             source=source,
             agent=self._agent,
@@ -480,17 +480,23 @@ class ConversationPipeline:
             and reply.interruptible
         )
 
+    def _forget_hold(self) -> None:
+        self._held_at = None
+        self._listener.detector.held = False  # its pauses come at transcribe_pause_ms again
+
     def _hold(self) -> None:
         reply = self._reply
         if reply is None:
             return
         reply.player.hold()
         self._held_at = self._clock.monotonic()
+        self._listener.detector.held = True
         self.metrics.barge_in_holds += 1
         logger.debug("caller sound over the agent: its audio is held")
 
     def _held_ms(self) -> float | None:
-        held_at, self._held_at = self._held_at, None
+        held_at = self._held_at
+        self._forget_hold()
         return None if held_at is None else round((self._clock.monotonic() - held_at) * 1000.0, 3)
 
     def _resume(self, reason: Literal["noise", "no_words", "backchannel"], words: str = "") -> None:
@@ -513,7 +519,7 @@ class ConversationPipeline:
         reply, task = self._reply, self._reply_task
         if reply is None or task is None or task.done() or not reply.interruptible:
             if reply is not None and self._held_at is not None:  # e.g. the agent is saying goodbye
-                self._held_at = None
+                self._forget_hold()
                 reply.player.release()
             return
         logger.info("interrupting the agent (%s, %s)", frame.reason, reason)

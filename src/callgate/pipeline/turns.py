@@ -99,6 +99,8 @@ class TurnDetector:
         self._first_speech_at = 0.0
         self._last_speech_at = 0.0
         self._paused = False
+        self.held = False
+        """The agent's audio is held by this speech: its pauses come at ``held_pause_ms``."""
         self._end_silence_ms = float(options.end_of_turn_silence_ms)
         self._peak_dbfs = -120.0
         """Loudest speech frame of the utterance (for the hang-over cut)."""
@@ -161,11 +163,10 @@ class TurnDetector:
             self._end_silence_ms = float(self._opts.end_of_turn_silence_ms)
             return SpeechResumed()
         early = self._opts.early_end_silence_ms
-        if (
-            0 < early < self._opts.end_of_turn_silence_ms
-            and not self._paused
-            and self._silence_ms >= (min(early, self._opts.transcribe_pause_ms or early))
-        ):
+        pause = min(early, self._opts.transcribe_pause_ms or early)
+        if self.held and self._opts.held_pause_ms:
+            pause = min(pause, self._opts.held_pause_ms)
+        if 0 < early < self._opts.end_of_turn_silence_ms and not self._paused and self._silence_ms >= pause:
             self._paused = True
             return SpeechPaused(audio=self._trimmed(), last_speech_at=self._last_speech_at)
         return None

@@ -37,6 +37,7 @@ _TURN_DETECTION = frozenset(
         "allow_interruptions",
         "interruption_hold_ms",
         "interruption_min_speech_ms",
+        "held_pause_ms",
         "continue_window_ms",
         "early_end_backoff_ms",
         "preemptive_generation",

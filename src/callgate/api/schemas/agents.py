@@ -74,6 +74,15 @@ class TurnDetection(Strict):
         description="Caller sound that pauses the agent's audio at once; it resumes where it stopped if "
         "the sound was noise or a backchannel (60).",
     )
+    held_pause_ms: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=5000,
+        description="While caller sound holds the agent, a pause this long (at most transcribe_pause_ms) "
+        "has its words transcribed at once: a backchannel lets the agent go on that much sooner; 0: as "
+        "any other pause (80).",
+    )
     interruption_min_speech_ms: int | None = Field(
         default=None,
         strict=True,
