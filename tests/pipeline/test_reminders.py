@@ -121,3 +121,31 @@ def test_negative_reminder_settings_are_refused() -> None:
         PipelineOptions(reminder_after_s=-1)
     with pytest.raises(ConfigError):
         PipelineOptions(reminder_max_count=-1)
+
+
+async def test_the_goodbye_is_said_then_the_call_ends() -> None:
+    opts = PipelineOptions(early_end_silence_ms=0, reminder_after_s=0, silence_goodbye="Bye  for now.")
+    async with PipelineHarness(greeting=GREETING, options=opts) as h:
+        await h.silence(3000)
+        assert await h.pipeline.say_goodbye()
+        await h.silence(3000)
+        assert agent_turns(h) == [GREETING, "Bye for now."]
+        names = h.output.names()
+        assert names.index("CallEndRequested") > len(names) - 1 - names[::-1].index("BotStoppedSpeaking")
+
+
+async def test_no_goodbye_when_something_is_under_way_or_none_is_set() -> None:
+    slow = ScriptedReply("Here it is.", first_token_delay=5.0)
+    opts = PipelineOptions(early_end_silence_ms=0, reminder_after_s=0)
+    async with PipelineHarness(greeting=GREETING, transcripts=["find it"], replies=[slow], options=opts) as h:
+        await h.silence(3000)
+        await h.speak(500)
+        assert not await h.pipeline.say_goodbye()  # the caller is talking
+        await h.silence(1000)
+        assert not await h.pipeline.say_goodbye()  # the answer is on its way
+        await h.silence(6000)
+        assert agent_turns(h) == [GREETING, "Here it is."]
+    async with PipelineHarness(greeting=GREETING, options=PipelineOptions(silence_goodbye="")) as h:
+        await h.silence(3000)
+        assert not await h.pipeline.say_goodbye()
+        assert agent_turns(h) == [GREETING]

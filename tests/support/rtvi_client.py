@@ -33,6 +33,7 @@ class RTClient:
         self._reader: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self.close_code: int | None = None
+        self.closed_at: float | None = None
 
     async def __aenter__(self) -> Self:
         self._ws = await websockets.connect(self.url, max_size=None)
@@ -77,6 +78,7 @@ class RTClient:
             pass
         finally:
             self.close_code = self._ws.close_code
+            self.closed_at = time.monotonic()
             self._changed.set()
 
     async def stream(self, pcm16: bytes, *, realtime: bool = True) -> float:
@@ -93,6 +95,14 @@ class RTClient:
 
     async def silence(self, seconds: float) -> None:
         await self.stream(b"\x00\x00" * int(16000 * seconds))
+
+    async def silence_until_closed(self, *, timeout: float) -> float:
+        """A quiet microphone until the server ends the call; when the connection closed (monotonic)."""
+        async with asyncio.timeout(timeout):
+            while self.closed_at is None:
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await self.silence(0.2)
+        return self.closed_at
 
     def messages(self, type_: str, *, since: float = 0.0) -> list[dict[str, Any]]:
         return [m for t, m in self.got.messages if m["type"] == type_ and t >= since]

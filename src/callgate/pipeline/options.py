@@ -132,6 +132,10 @@ class PipelineOptions:
     """What the agent says, in turn (the last one again if there are more reminders than texts); None:
     the defaults of ``language`` (:data:`callgate.pipeline.reminders.REMINDERS`; no reminders in a
     language without defaults); empty: no reminders."""
+    silence_goodbye: str | None = None
+    """What the agent says before the session's silence timeout ends the call (the call then ends after
+    it); None: the default of ``language`` (:data:`callgate.pipeline.reminders.GOODBYES`); empty: the
+    call ends without a word."""
 
     max_input_buffer_ms: int = 1000
     """Caller audio queued beyond this is dropped, oldest first, and counted."""

@@ -43,8 +43,10 @@ from callgate.pipeline.interfaces import (
     STT,
     TTS,
     VAD,
+    AgentEndCall,
     AgentEngine,
     AgentEvent,
+    AgentText,
     EndOfTurnModel,
     Transcript,
 )
@@ -57,7 +59,7 @@ from callgate.pipeline.options import (
     PipelineOutput,
 )
 from callgate.pipeline.recording import Recorder
-from callgate.pipeline.reminders import reminders_for
+from callgate.pipeline.reminders import goodbye_for, reminders_for
 from callgate.pipeline.reply import Reply, UserTurnTiming
 from callgate.pipeline.sentences import first_sentence
 from callgate.pipeline.utterance import Utterance
@@ -131,6 +133,7 @@ class ConversationPipeline:
         )  # fmt: skip
         self._backchannels = Backchannels.for_language(options.language, options.backchannels)
         self._reminders = reminders_for(options.language, options.reminders)
+        self._goodbye = goodbye_for(options.language, options.silence_goodbye)
         self._held_at: float | None = None
         """When caller sound held the current reply's audio; None while it is not held."""
         self._let_go_at_ms: float | None = None
@@ -567,6 +570,18 @@ class ConversationPipeline:
                     wait = after  # its audio moves last_activity on
             await self._clock.sleep(wait)
 
+    async def say_goodbye(self) -> bool:
+        """The line has been quiet too long (the session's silence timeout): say the goodbye
+        (``silence_goodbye``) and end the call after it (:class:`CallEndRequested`). False, and nothing
+        said, if there is no goodbye or something is under way (an answer, the caller's speech)."""
+        async with self._reply_lock:
+            if not self._goodbye or not self._quiet_now():
+                return False
+            self._answered = None
+            logger.info("the line has been quiet too long: the agent says goodbye")
+            self._start_reply(_farewell(self._goodbye), UserTurnTiming())
+            return True
+
     def _quiet_now(self) -> bool:
         """Nothing is being said or answered: no reply running, no turn waiting, no caller speech."""
         task = self._reply_task
@@ -602,3 +617,8 @@ class ConversationPipeline:
     def _set_state(self, state: PipelineState) -> None:
         logger.info("pipeline %s -> %s", self.state.value, state.value)
         self.state = state
+
+
+async def _farewell(text: str) -> AsyncIterator[AgentEvent]:
+    yield AgentText(text)
+    yield AgentEndCall()

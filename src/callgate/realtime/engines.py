@@ -64,9 +64,11 @@ def pipeline_options(
     }
     if (backchannels := agent.turn_detection.get("backchannels")) is not None:
         turn["backchannels"] = tuple(backchannels)
+    values = {k: str(v) for k, v in (variables or {}).items()}
     if (reminders := agent.turn_detection.get("reminders")) is not None:
-        values = {k: str(v) for k, v in (variables or {}).items()}
         turn["reminders"] = tuple(render(text, values) for text in reminders)
+    if (goodbye := agent.turn_detection.get("silence_goodbye")) is not None:
+        turn["silence_goodbye"] = render(goodbye, values)
     return PipelineOptions(mode=mode, output_sample_rate=output_sample_rate, language=agent.language, **turn)
 
 

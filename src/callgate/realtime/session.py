@@ -39,6 +39,8 @@ from callgate.realtime.tools import CallTools
 log = logging.getLogger(__name__)
 
 WATCHDOG_S = 0.25
+GOODBYE_MAX_S = 30.0
+"""The silence timeout's goodbye ends the call after it is said; if it has not by then, the call ends."""
 MAX_EARLY_TEXTS = 8
 NO_TTS = "this call cannot speak: no text-to-speech engine is installed"
 
@@ -173,6 +175,8 @@ class CallSession:
         )
         self._started_at = services.clock.monotonic()
         self._last_text_at = self._started_at
+        self._goodbye_at: float | None = None
+        """When the silence timeout had the agent say goodbye (the call ends after it)."""
         if engines.switches is not None:
             engines.switches.subscribe(self._on_switch)
         self._exported = {
@@ -251,11 +255,17 @@ class CallSession:
             now = clock.monotonic()
             if now - self._started_at >= agent.max_duration_s:
                 self.end(EndReason.MAX_DURATION)
+            elif self._goodbye_at is not None:
+                if now - self._goodbye_at >= GOODBYE_MAX_S:  # the goodbye did not end the call
+                    self.end(EndReason.SILENCE_TIMEOUT)
             elif (
                 now - max(self.pipeline.last_activity, self._last_text_at) >= agent.silence_timeout_s
                 and not self.pipeline.agent_speaking
             ):
-                self.end(EndReason.SILENCE_TIMEOUT)
+                if await self.pipeline.say_goodbye():  # the call ends after it (CallEndRequested)
+                    self._goodbye_at = now
+                else:
+                    self.end(EndReason.SILENCE_TIMEOUT)
 
     def _export_metrics(self) -> None:
         """Add this pipeline's counters since the last export to the node's Prometheus metrics."""
@@ -418,7 +428,7 @@ class CallSession:
             case f.AgentDataCollected(data=data):
                 self._data.update(data)
             case f.CallEndRequested():
-                self.end(EndReason.AGENT_ENDED)
+                self.end(EndReason.SILENCE_TIMEOUT if self._goodbye_at is not None else EndReason.AGENT_ENDED)
             case f.TransferRequested(target=target):
                 self._data["transfer_target"] = target
                 self.end(EndReason.TRANSFERRED)

@@ -179,6 +179,13 @@ class TurnDetection(Strict):
         "{{variables}} are filled in; default: one for the agent's language (English, German, French, "
         "Spanish, Italian, Portuguese, Dutch; other languages have none); [] turns reminders off.",
     )
+    silence_goodbye: str | None = Field(
+        default=None,
+        max_length=500,
+        description="What the agent says before silence_timeout_s ends the call (it ends after it); "
+        "{{variables}} are filled in; default: one for the agent's language (English: \"I'll end the call "
+        'now. Goodbye!"; the languages of reminders); "": the call ends without a word.',
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
