@@ -198,6 +198,7 @@ class OracleSTT(STT):
 MODES: dict[str, PipelineOptions] = {
     "before": PipelineOptions(
         interruption_hold_ms=250,
+        held_pause_ms=0,
         interruption_min_speech_ms=250,
         backchannels=(),
         hangover_cut_db=0,
