@@ -52,6 +52,9 @@ _TURN_DETECTION = frozenset(
 )
 
 
+_DEFAULTS = PipelineOptions()
+
+
 def pipeline_options(
     agent: AgentPlan, *, mode: Mode, output_sample_rate: int, variables: Mapping[str, Any] | None = None
 ) -> PipelineOptions:
@@ -64,6 +67,8 @@ def pipeline_options(
     }
     if (backchannels := agent.turn_detection.get("backchannels")) is not None:
         turn["backchannels"] = tuple(backchannels)
+    if turn.get("reminder_after_s", _DEFAULTS.reminder_after_s) >= agent.silence_timeout_s:
+        turn["reminder_after_s"] = 0  # the silence timeout ends the call first (with its goodbye)
     values = {k: str(v) for k, v in (variables or {}).items()}
     if (reminders := agent.turn_detection.get("reminders")) is not None:
         turn["reminders"] = tuple(render(text, values) for text in reminders)
