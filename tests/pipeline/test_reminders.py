@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from callgate.errors import ConfigError
-from callgate.pipeline import PipelineOptions, TurnEnded
+from callgate.pipeline import BotTTSText, PipelineOptions, TurnEnded
 from callgate.providers.fake import PipelineHarness, ScriptedReply
 
 GREETING = "Hello, how can I help?"
@@ -149,3 +149,13 @@ async def test_no_goodbye_when_something_is_under_way_or_none_is_set() -> None:
         await h.silence(3000)
         assert not await h.pipeline.say_goodbye()
         assert agent_turns(h) == [GREETING]
+
+
+async def test_a_text_call_is_told_goodbye_in_text() -> None:
+    async with PipelineHarness(greeting=GREETING, options=PipelineOptions(mode="text")) as h:
+        await h.wait(1000)
+        assert await h.pipeline.say_goodbye()
+        await h.wait(1000)
+        assert [e.text for e in h.output.of_type(BotTTSText)][-2:] == ["I'll end the call now.", "Goodbye!"]
+        assert h.output.names()[-1] == "CallEndRequested"
+        assert h.output.audio == []

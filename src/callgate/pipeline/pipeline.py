@@ -575,19 +575,20 @@ class ConversationPipeline:
         (``silence_goodbye``) and end the call after it (:class:`CallEndRequested`). False, and nothing
         said, if there is no goodbye or something is under way (an answer, the caller's speech)."""
         async with self._reply_lock:
-            if not self._goodbye or not self._quiet_now():
+            if not self._goodbye or not self._quiet_now(text_calls=True):
                 return False
             self._answered = None
             logger.info("the line has been quiet too long: the agent says goodbye")
             self._start_reply(_farewell(self._goodbye), UserTurnTiming())
             return True
 
-    def _quiet_now(self) -> bool:
-        """Nothing is being said or answered: no reply running, no turn waiting, no caller speech."""
+    def _quiet_now(self, *, text_calls: bool = False) -> bool:
+        """Nothing is being said or answered: no reply running, no turn waiting, no caller speech; and
+        the call speaks, unless ``text_calls`` (a chat is not reminded, but is told goodbye)."""
         task = self._reply_task
         return (
             self.state is PipelineState.RUNNING
-            and self._mode != "text"
+            and (text_calls or self._mode != "text")
             and (task is None or task.done())
             and not self._turns
             and self._listener.utterance is None

@@ -182,7 +182,8 @@ class TurnDetection(Strict):
     silence_goodbye: str | None = Field(
         default=None,
         max_length=500,
-        description="What the agent says before silence_timeout_s ends the call (it ends after it); "
+        description="What the agent says (or writes, in a text call) before silence_timeout_s ends the "
+        "call (it ends after it); "
         "{{variables}} are filled in; default: one for the agent's language (English: \"I'll end the call "
         'now. Goodbye!"; the languages of reminders); "": the call ends without a word.',
     )
