@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from callgate.errors import ConfigError
 from callgate.pipeline import BotTTSText, PipelineOptions, TurnEnded
-from callgate.providers.fake import PipelineHarness, ScriptedReply
+from callgate.pipeline.interfaces import AgentEvent
+from callgate.providers.fake import FakeAgent, PipelineHarness, ScriptedReply, VirtualClock
 
 GREETING = "Hello, how can I help?"
 
@@ -159,3 +162,21 @@ async def test_a_text_call_is_told_goodbye_in_text() -> None:
         assert [e.text for e in h.output.of_type(BotTTSText)][-2:] == ["I'll end the call now.", "Goodbye!"]
         assert h.output.names()[-1] == "CallEndRequested"
         assert h.output.audio == []
+
+
+class BrokenReminders(FakeAgent):
+    def remind(self, text: str) -> AsyncIterator[AgentEvent]:
+        raise RuntimeError("no reminder today")
+
+
+async def test_a_failing_reminder_stops_the_reminders_not_the_call() -> None:
+    clock = VirtualClock()
+    agent = BrokenReminders(clock, ["Sure."], greeting=GREETING)
+    opts = PipelineOptions(early_end_silence_ms=0, reminder_after_s=2)
+    async with PipelineHarness(clock=clock, agent=agent, transcripts=["hello?"], options=opts) as h:
+        await h.silence(6000)
+        assert h.pipeline.failure is None
+        await h.speak(600)
+        await h.silence(3000)
+        assert agent_turns(h) == [GREETING, "Sure."]
+        assert h.pipeline.failure is None

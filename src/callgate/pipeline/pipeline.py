@@ -543,7 +543,14 @@ class ConversationPipeline:
 
     async def _remind_when_quiet(self) -> None:
         """Say a reminder once nothing has been heard for ``reminder_after_s`` (see
-        :attr:`PipelineOptions.reminder_after_s`); at most ``reminder_max_count`` in a row."""
+        :attr:`PipelineOptions.reminder_after_s`); at most ``reminder_max_count`` in a row. A failure
+        here stops the reminders, not the call."""
+        try:
+            await self._remind()
+        except Exception:
+            logger.exception("reminders failed; the call goes on without them")
+
+    async def _remind(self) -> None:
         after, most = self._opts.reminder_after_s, self._opts.reminder_max_count
         said, turns = 0, self.metrics.user_turns
         while True:
