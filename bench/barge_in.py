@@ -309,8 +309,9 @@ def report(results: list[Result], machine: Machine, command: str, wall_s: float)
         "audio taken at RTP arrival; the phone: at RTP packet arrival. A client's own playback buffer "
         "comes on top: callgate's web SDK plays WebSocket audio with 60 ms queued (`prebufferMs`), a "
         "browser's WebRTC jitter buffer holds a few tens of ms, a carrier and a handset have their own; "
-        "the server holds its audio at the first 60 ms of caller speech, and `bot-interrupted` (which "
-        "flushes the SDK's queue) comes once the interruption is confirmed. No priority boosts."
+        "the server holds its audio at the first 40 ms of caller speech (`interruption_hold_ms`), and "
+        "`bot-interrupted` (which flushes the SDK's queue) comes once the interruption is confirmed. "
+        "No priority boosts."
     )
     return "\n".join(
         [f"Measured {machine.line()}.", "", "```", command, "```", "", about, "", *rows, "",

@@ -7,7 +7,7 @@ plus seeded noise bursts, and reports three configurations side by side:
 
 * ``before``: the turn-taking before issue 15 (barge-in after 250 ms of speech, no backchannels, no
   hang-over cut, punctuation-based early end at 250 ms);
-* ``silence``: silence-only endpointing with the new barge-in (hold at 60 ms, resume on noise or a
+* ``silence``: silence-only endpointing with the new barge-in (hold at 40 ms, resume on noise or a
   backchannel) and the hang-over cut;
 * ``semantic``: the same plus Smart Turn v3 asked at a 150 ms pause (max wait 1500 ms).
 
@@ -20,6 +20,7 @@ playback buffer comes on top).
 
     python bench/turns.py [--concurrency 4] [--limit N] [--no-write]
     python bench/turns.py --twice   # a caller who pauses mid-sentence twice: the adaptive early end
+    python bench/turns.py --short-sounds   # short room sounds over the agent: holds at 60 and 40 ms
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import dataclasses
 import hashlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -161,6 +163,56 @@ def noise_burst(seed: int) -> bytes:
     env = np.sin(np.linspace(0, np.pi, n)) ** 2
     burst = rng.standard_normal(n) * env * 6000 * (0.5 + rng.random())
     return np.clip(burst, -32767, 32767).astype("<i2").tobytes()
+
+
+SOUNDS_VERSION = 1
+_SOUND_KINDS = ("click", "lip smack", "tap", "knock", "mic bump", "keyboard", "burst", "breath")
+
+
+def short_sound(kind: str, seed: int) -> bytes:
+    """``--short-sounds``: one seeded non-speech sound of a room, shorter or quieter than the corpus's
+    cough-like bursts (a click, a lip smack, a tap on the desk, a knock, a bump on the microphone,
+    typing, a 20-100 ms noise burst, a breath)."""
+    rng = np.random.default_rng(5000 + 97 * _SOUND_KINDS.index(kind) + seed)
+    peak = 10 ** ((-30 + 24 * rng.random()) / 20) * 32767  # -30 to -6 dBFS
+
+    def ring(f: float, tau_ms: float, ms: float) -> np.ndarray:
+        t = np.arange(int(RATE * ms / 1000)) / RATE
+        return np.sin(2 * np.pi * f * t + rng.random() * 6.28) * np.exp(-t * 1000 / tau_ms)
+
+    def hit(ms: float, tau_ms: float, colour: float = 1.0) -> np.ndarray:
+        n = int(RATE * ms / 1000)
+        x = rng.standard_normal(n) * np.exp(-np.arange(n) / RATE * 1000 / tau_ms)
+        return x if colour >= 1 else np.convolve(x, np.ones(int(1 / colour)) / int(1 / colour), "same")
+
+    if kind == "click":
+        x = hit(6, 0.8)
+    elif kind == "lip smack":
+        x = hit(20, 4) * 0.5 + ring(2000 + 1500 * rng.random(), 4, 20)
+    elif kind == "tap":
+        x = ring(150 + 1200 * rng.random(), 5 + 25 * rng.random(), 120) + hit(120, 2)
+    elif kind == "knock":
+        one = lambda: ring(120 + 400 * rng.random(), 8 + 20 * rng.random(), 90) + hit(90, 3, 0.25)  # noqa: E731
+        gap = int(RATE * (0.08 + 0.08 * rng.random()))
+        x = np.concatenate([np.concatenate([one(), np.zeros(gap)]) for _ in range(2 + int(rng.random() * 2))])
+    elif kind == "mic bump":
+        x = ring(40 + 80 * rng.random(), 15 + 25 * rng.random(), 100) + hit(100, 6, 0.1)
+    elif kind == "keyboard":
+        x = np.zeros(RATE)
+        at = 0
+        while at < RATE - 1600:
+            k = hit(15, 1.5) + ring(3000 + 2000 * rng.random(), 2, 15) * 0.5
+            x[at : at + k.size] += k * (0.5 + 0.5 * rng.random())
+            at += int(RATE * (0.08 + 0.15 * rng.random()))
+    elif kind == "burst":
+        n = int(RATE * (0.02 + 0.08 * rng.random()))
+        x = rng.standard_normal(n) * np.sin(np.linspace(0, np.pi, n)) ** 2
+    else:  # breath: band-limited noise with a slow envelope, quiet
+        n = int(RATE * (0.25 + 0.25 * rng.random()))
+        x = np.convolve(rng.standard_normal(n), np.ones(6) / 6, "same") * np.sin(np.linspace(0, np.pi, n))
+        peak /= 8
+    x = x / (np.max(np.abs(x)) or 1.0) * peak
+    return np.clip(x, -32767, 32767).astype("<i2").tobytes()
 
 
 def audio_of(sample: Sample) -> tuple[bytes, list[tuple[float, str]]]:
@@ -303,6 +355,72 @@ async def run_sample(
     return out
 
 
+def _room(ms: float, seed: int) -> bytes:
+    """A quiet room: noise at about -60 dBFS."""
+    n = int(RATE * ms / 1000)
+    return (np.random.default_rng(seed).standard_normal(n) * 33).astype("<i2").tobytes()
+
+
+async def run_sound(pcm: bytes, seed: int, options: PipelineOptions, vad: Any) -> tuple[int, bool, float]:
+    """``--short-sounds``: one sound in a quiet room ~1 s into the agent's greeting; returns the holds
+    it caused, whether it cut the agent off, and the longest gap in the agent's audio around it."""
+    call = _Call(options, vad, None, agent_delay_ms=0.0, greeting=GREETING)
+    pipeline, output = call.pipeline, call.output
+    await pipeline.start()
+    started = time.monotonic()
+    try:
+        await call.push(_room(300, seed))
+        while not output.audio and time.monotonic() - started < 5:
+            await call.push(_room(20, seed + 1))
+        await call.push(_room(800, seed + 2))
+        t0 = time.monotonic()
+        a = np.frombuffer(pcm, "<i2").astype(np.int32)
+        room = np.frombuffer(_room(len(a) / RATE * 1000, seed + 3), "<i2").astype(np.int32)
+        await call.push(np.clip(a + room[: a.size], -32767, 32767).astype("<i2").tobytes())
+        await call.push(_room(1500, seed + 4))
+        t1 = time.monotonic()
+    finally:
+        await pipeline.stop()
+    sent = [t for t, _ in output.audio if t0 - 0.1 <= t <= t1]
+    gap = max((b - a - 0.02 for a, b in itertools.pairwise(sent)), default=0.0)
+    interrupted = bool([t for t in output.times_of(BotInterrupted) if t >= t0])
+    return pipeline.metrics.barge_in_holds, interrupted, max(0.0, gap) * 1000
+
+
+async def short_sounds(args: argparse.Namespace, vad: Any) -> int:
+    """``--short-sounds``: what holding the agent at 40 ms of caller sound instead of 60 costs: a
+    seeded set of short room sounds, each over the agent, at each ``interruption_hold_ms``; prints
+    the counts (never writes BENCHMARKS.md)."""
+    sounds = [(k, i) for k in _SOUND_KINDS for i in range(args.sounds_per_kind)]
+    gate = asyncio.Semaphore(args.concurrency)
+
+    async def one(kind: str, i: int, options: PipelineOptions) -> tuple[str, int, bool, float]:
+        async with gate:
+            holds, cut, gap = await run_sound(short_sound(kind, i), 31 * i, options, vad)
+            return kind, holds, cut, gap
+
+    for hold in args.hold_ms:
+        options = dataclasses.replace(MODES["silence"], interruption_hold_ms=hold)
+        got = await asyncio.gather(*(one(k, i, options) for k, i in sounds))
+        for kind in _SOUND_KINDS:
+            mine = [g for g in got if g[0] == kind]
+            print(
+                f"RESULT sounds hold_ms={hold} kind={kind.replace(' ', '_')} n={len(mine)} "
+                f"held={sum(g[1] > 0 for g in mine)} cut_off={sum(g[2] for g in mine)} "
+                f"longest_gap_ms={max(g[3] for g in mine):.0f}",
+                flush=True,
+            )
+        held = [g for g in got if g[1] > 0]
+        gaps = [g[3] for g in held]
+        print(
+            f"RESULT sounds hold_ms={hold} kind=all n={len(got)} held={len(held)} "
+            f"cut_off={sum(g[2] for g in got)} gap_p50_ms={percentile(gaps, 50) if gaps else 0:.0f} "
+            f"gap_max_ms={max(gaps, default=0):.0f}",
+            flush=True,
+        )
+    return 0
+
+
 async def run_twice(sample: Sample, options: PipelineOptions, vad: Any, model: Any) -> tuple[bool, bool]:
     """The same paused utterance said twice in one call, the agent answering in between: whether the
     turn ended inside the pause the first time, and the second (``--twice``)."""
@@ -387,6 +505,8 @@ async def main_async(args: argparse.Namespace) -> int:
     model.warm_up()
     if args.twice:
         return await twice(args, vad, model)
+    if args.short_sounds:
+        return await short_sounds(args, vad)
     samples = corpus()[: args.limit] if args.limit else corpus()
     if args.limit:  # a tiny run still covers every kind
         samples = [next(s for s in corpus() if s.kind == k) for k in dict.fromkeys(s.kind for s in corpus())]
@@ -498,6 +618,15 @@ def main() -> None:
     parser.add_argument(
         "--twice", action="store_true",
         help="say each paused utterance twice in one call, with and without early_end_backoff_ms",
+    )  # fmt: skip
+    parser.add_argument(
+        "--short-sounds", action="store_true",
+        help=f"short room sounds over the agent (set v{SOUNDS_VERSION}): the holds at each --hold-ms",
+    )  # fmt: skip
+    parser.add_argument("--sounds-per-kind", type=int, default=8, help="with --short-sounds (default 8)")
+    parser.add_argument(
+        "--hold-ms", type=int, nargs="+", default=[60, 40],
+        help="with --short-sounds: the interruption_hold_ms values compared (default 60 40)",
     )  # fmt: skip
     parser.add_argument(
         "--agent-delay-ms", type=float, default=200.0,

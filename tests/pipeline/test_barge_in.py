@@ -46,9 +46,9 @@ async def test_caller_words_hold_the_agent_at_once_then_cut_it_off() -> None:
         assert h.tts.active == 1 and h.agent.active == 1  # both still working
         onset = clock.monotonic()
         await h.speak(400)
-        # interruption_hold_ms (60) of speech holds the audio: nothing is sent after that frame.
+        # interruption_hold_ms (40) of speech holds the audio: nothing is sent after that frame.
         last_sent = max(t for t, _ in h.output.audio)
-        assert last_sent - onset <= 0.06 + 1e-9
+        assert last_sent - onset <= 0.04 + 1e-9
         assert h.tts.active == 1 or h.tts.completed >= 2  # the reply goes on underneath
         await h.silence(2000)
 
@@ -70,7 +70,7 @@ async def test_caller_words_hold_the_agent_at_once_then_cut_it_off() -> None:
             "words",
             "wait, and on Sunday?",
         )
-        assert barge_in.held_ms == pytest.approx((t_int - onset - 0.06) * 1000, abs=25)
+        assert barge_in.held_ms == pytest.approx((t_int - onset - 0.04) * 1000, abs=25)
         full = " ".join(split_sentences(LONG))
         assert agent_turn.text and full.startswith(agent_turn.text) and agent_turn.text != full
         assert h.agent.interrupted_with == [agent_turn.text]
@@ -129,10 +129,10 @@ async def test_a_noise_burst_holds_the_agent_for_a_moment_and_it_resumes_where_i
     async with PipelineHarness(clock=clock, transcripts=["hours?"], replies=[LONG], tts=slow_tts(clock)) as h:
         await agent_talking(h, 1000)
         onset = clock.monotonic()
-        await h.speak(80)  # held at 60 ms; too short to start a turn (min_speech_ms 100)
+        await h.speak(80)  # held at 40 ms; too short to start a turn (min_speech_ms 100)
         await h.silence(100)
         gap = [t for t, _ in h.output.audio if t > onset]
-        assert gap and gap[0] - onset <= 0.06 + 1e-9
+        assert gap and gap[0] - onset <= 0.04 + 1e-9
         await h.silence(15000)
         assert h.output.of_type(BotInterrupted) == []
         assert h.tts is not None and h.tts.cancelled == 0 and h.agent.cancelled == 0
@@ -143,7 +143,7 @@ async def test_a_noise_burst_holds_the_agent_for_a_moment_and_it_resumes_where_i
         assert agent_turn.text == " ".join(split_sentences(LONG))
         (barge_in,) = agent_turn.barge_ins
         assert (barge_in.outcome, barge_in.reason) == ("resumed", "noise")
-        assert barge_in.held_ms == pytest.approx(80, abs=21)  # from the hold to 60 ms of silence
+        assert barge_in.held_ms == pytest.approx(100, abs=21)  # from the hold to 60 ms of silence
         assert h.pipeline.metrics.barge_in_resumes == 1
 
 
@@ -204,7 +204,7 @@ async def test_a_backchannel_lets_the_agent_go_on_at_its_pause_not_at_the_end_of
         await h.silence(15000)
         sent = [t for t, _ in h.output.audio if t > onset]
         (held, went_on) = next((a, b) for a, b in itertools.pairwise(sent) if b - a > 0.021)
-        assert held - onset <= 0.04 + 1e-9  # held at the frame that makes 60 ms of speech
+        assert held - onset <= 0.02 + 1e-9  # held at the frame that makes 40 ms of speech
         # Let go when the words of its pause come (100 ms of STT), not when the turn would end (350 ms
         # into the pause): the caller hears the agent wait 520 ms, not 700 or more.
         assert went_on - onset == pytest.approx(0.4 + pause_s + 0.1, abs=0.021)
@@ -214,7 +214,7 @@ async def test_a_backchannel_lets_the_agent_go_on_at_its_pause_not_at_the_end_of
         assert [r.role for r in records] == ["user", "agent"]  # still no user turn
         (barge_in,) = records[1].barge_ins
         assert (barge_in.outcome, barge_in.reason, barge_in.words) == ("resumed", "backchannel", "Uh-huh.")
-        assert barge_in.held_ms == pytest.approx((0.4 - 0.06 + pause_s + 0.1) * 1000, abs=21)
+        assert barge_in.held_ms == pytest.approx((0.4 - 0.04 + pause_s + 0.1) * 1000, abs=21)
 
 
 async def test_a_caller_who_goes_on_after_a_backchannel_holds_the_agent_again() -> None:

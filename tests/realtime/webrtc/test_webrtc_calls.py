@@ -123,7 +123,7 @@ async def test_barge_in_stops_the_agent_at_once(live: LiveServer, tmp_path: Path
         client.send("disconnect-bot")
         await client.wait_for("server-message", since=cut_at, timeout=10)
     assert nonsilent_seconds(before, 16000) >= 0.2  # the agent was speaking...
-    # ...and nothing of it arrives 350 ms after the caller's onset (60 ms of sound holds it; the rest is
+    # ...and nothing of it arrives 350 ms after the caller's onset (40 ms of sound holds it; the rest is
     # VAD, the caller's and the client's buffers on a shared machine), through to the cut and after.
     assert nonsilent_seconds(held, 16000) == 0.0
     assert cut_at - onset < 3.0  # words, or 700 ms of speech, decide the cut

@@ -72,7 +72,7 @@ class TurnDetection(Strict):
         ge=0,
         le=2000,
         description="Caller sound that pauses the agent's audio at once; it resumes where it stopped if "
-        "the sound was noise or a backchannel (60).",
+        "the sound was noise or a backchannel (40).",
     )
     held_pause_ms: int | None = Field(
         default=None,
