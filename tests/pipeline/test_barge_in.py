@@ -179,6 +179,43 @@ async def test_a_backchannel_does_not_stop_the_agent(words: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("first", "again", "options", "takes_prompt", "resumed", "prompt"),
+    [
+        ("Up.", "Uh-huh.", PipelineOptions(), True, True, "Uh-huh. Mm-hmm. Yeah. Okay. Right."),
+        ("Uh-uh.", "Mm-hmm.", PipelineOptions(), True, True, "Uh-huh. Mm-hmm. Yeah. Okay. Right."),
+        ("Up.", "Mhm.", PipelineOptions(backchannels=("mhm", "sure thing")), True, True, "Mhm. Sure thing."),
+        ("Up.", "Stop.", PipelineOptions(), True, False, "Uh-huh. Mm-hmm. Yeah. Okay. Right."),
+        ("Up.", "Uh-huh.", PipelineOptions(), False, False, None),  # the STT takes no prompt
+        ("Up.", "Uh-huh.", PipelineOptions(backchannels=()), True, False, None),  # every word interrupts
+        ("Up and away.", "Uh-huh.", PipelineOptions(), True, False, None),  # more than two words
+    ],
+)
+async def test_a_short_word_over_the_agent_is_heard_again_with_the_backchannels_as_prompt(
+    first: str, again: str, options: PipelineOptions, takes_prompt: bool, resumed: bool, prompt: str | None
+) -> None:
+    """Whisper writes a short "uh-huh" as "Up." alone and as "Uh-huh." with the backchannels as its
+    prompt; a prompt is not used the first time (it makes Whisper find "Okay." in silence)."""
+    clock = VirtualClock()
+    stt = FakeSTT(clock, ["hours?", first, again], delay=0.1, prompt=takes_prompt)
+    async with PipelineHarness(
+        clock=clock, stt=stt, replies=[LONG, "never said"], tts=slow_tts(clock), options=options
+    ) as h:
+        await agent_talking(h, 1000)
+        await h.speak(400)
+        await h.silence(15000)
+        asked_again = [p for p in stt.prompts if p]
+        assert asked_again == ([] if prompt is None else [prompt])
+        assert bool(h.output.of_type(BotInterrupted)) is not resumed
+        agent_turn = next(e.record for e in h.output.of_type(TurnEnded) if e.record.role == "agent")
+        (barge_in,) = agent_turn.barge_ins
+        if resumed:
+            assert (barge_in.outcome, barge_in.reason, barge_in.words) == ("resumed", "backchannel", again)
+            assert h.agent.respond_calls == ["hours?"]  # not a turn
+        else:
+            assert (barge_in.outcome, barge_in.reason, barge_in.words) == ("interrupted", "words", first)
+
+
+@pytest.mark.parametrize(
     ("options", "backlogged", "pause_s"),
     [
         (PipelineOptions(), False, 0.08),  # the defaults: a held pause's words come at 80 ms

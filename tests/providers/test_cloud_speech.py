@@ -73,6 +73,9 @@ async def test_openai_compatible_transcription(fake_openai_audio: FakeOpenAIAudi
         sent = fake_openai_audio.received[0]
         assert sent["model"] == "whisper-large-v3" and sent["language"] == "es"
         assert sent["file"][:4] == b"RIFF" and sent["file"].endswith(SPEECH)
+        assert "prompt" not in sent and stt.capabilities.prompt
+        await stt.transcribe(SPEECH, prompt="Uh-huh. Mm-hmm.")  # a short word over the agent, again
+        assert fake_openai_audio.received[1]["prompt"] == "Uh-huh. Mm-hmm."
         fake_openai_audio.mode = "error"
         with pytest.raises(ProviderUnavailable, match="The server had an error"):
             await stt.transcribe(SPEECH)

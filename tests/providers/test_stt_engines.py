@@ -204,6 +204,29 @@ async def test_whisper_batches_concurrent_calls_without_changing_their_words(
     assert backlog("stt").depth == 0
 
 
+async def test_whisper_takes_a_prompt_without_writing_it(
+    whisper, piper_booking_16k: bytes, noise_16k: bytes
+) -> None:
+    """The backchannel prompt (a short word over the agent, heard again): real words stay the words,
+    in the short window and in the 30 s one, alone and batched with unprompted calls. (Silence does
+    not stay silent with it: Whisper writes "Okay.", so the pipeline never asks with it first.)"""
+    from callgate.pipeline.backchannel import PROMPTS
+    from callgate.providers.whisper import WhisperSTT
+
+    prompt = PROMPTS["en"]
+    alone = (await whisper.transcribe(piper_booking_16k)).text
+    prompted = (await whisper.transcribe(piper_booking_16k, prompt=prompt)).text
+    assert "uh-huh" not in prompted.lower() and "mm-hmm" not in prompted.lower()
+    for word in ("book", "appointment", "tomorrow"):
+        assert word in prompted.lower()
+    mixed = [(piper_booking_16k, ""), (piper_booking_16k, prompt)] * 2
+    together = await asyncio.gather(*(whisper.transcribe(clip, prompt=p) for clip, p in mixed))
+    assert [t.text for t in together] == [alone, prompted] * 2
+    full = WhisperSTT(short_window=False)
+    text = (await full.transcribe(piper_booking_16k, prompt=prompt)).text.lower()
+    assert "appointment" in text and "uh-huh" not in text and full.stats["full"] == 1
+
+
 async def test_whisper_retries_in_a_shorter_window_when_asked(whisper, noise_16k: bytes) -> None:
     """``retry_window_s`` < 30: an untrusted short-window answer is tried again, batched, in that window
     instead of Whisper's 30 s path; "nothing said" stays nothing (no text invented on silence)."""

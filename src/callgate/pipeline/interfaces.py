@@ -89,6 +89,8 @@ class STTCapabilities:
     sample_rate: int
     streaming: bool = False
     """True if :meth:`STT.stream` gives interim results while the caller speaks."""
+    prompt: bool = False
+    """True if :meth:`STT.transcribe` heeds its ``prompt``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +120,10 @@ class STT(ABC):
     capabilities: STTCapabilities
 
     @abstractmethod
-    async def transcribe(self, pcm16: bytes, *, language: str = "en") -> Transcript:
-        """Transcribe one whole utterance at ``capabilities.sample_rate``."""
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
+        """Transcribe one whole utterance at ``capabilities.sample_rate``. ``prompt``: text written the
+        way the utterance may well be (e.g. "Uh-huh. Mm-hmm." over the agent), for engines that take
+        one (Whisper's initial prompt, OpenAI's ``prompt``); the others ignore it."""
 
     def stream(self, *, language: str = "en") -> STTStream:
         raise NotImplementedError(f"{type(self).__name__} does not stream")

@@ -377,9 +377,29 @@ class ConversationPipeline:
         if self._backchannels.matches(text):
             self._resume("backchannel", text)
             return True
+        if (again := await self._backchannel_after_all(utterance, text)) is not None:
+            self._resume("backchannel", again)
+            return True
         reason: InterruptReason = "continued" if self._continues(utterance) else "words"
         await self._interrupt(StartInterruption("user_speech"), reason=reason, words=text)
         return False
+
+    async def _backchannel_after_all(self, utterance: Utterance, text: str) -> str | None:
+        """One or two words that held the agent and are no backchannel are heard again with the
+        backchannels as the STT's prompt: Whisper writes a short "uh-huh" as "Up." or "Uh-uh." alone
+        and as "Uh-huh." with it (see ``backchannel.py``). Not the first time round: a prompt makes
+        Whisper find "Okay." in silence."""
+        if len(text.split()) > 2:
+            return None
+        try:
+            again = await utterance.second_opinion(self._backchannels.prompt)
+        except Exception:
+            logger.warning("could not transcribe a short utterance again", exc_info=True)
+            return None
+        if again is None or not self._backchannels.matches(again.text):
+            return None
+        logger.info("%r over the agent is a backchannel after all (%r)", text, again.text)
+        return again.text
 
     def _continues(self, utterance: Utterance) -> bool:
         """The caller began ``utterance`` within ``continue_window_ms`` of the end of the turn the

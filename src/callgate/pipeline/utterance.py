@@ -306,6 +306,14 @@ class Utterance:
         finally:
             await self.aclose()
 
+    async def second_opinion(self, prompt: str) -> Transcript | None:
+        """The whole utterance transcribed again with ``prompt`` (after :meth:`transcribe`); None if the
+        STT takes no prompt."""
+        if not prompt or not self._stt.capabilities.prompt or not self.audio:
+            return None
+        pcm = resample(self.audio, self._input_rate, self._stt.capabilities.sample_rate)
+        return await self._stt.transcribe(pcm, language=self._language, prompt=prompt)
+
     async def aclose(self) -> None:
         self.discard_speculation()
         task, self._interim_task = self._interim_task, None

@@ -192,20 +192,22 @@ class FallbackSTT(STT):
     @property
     def capabilities(self) -> STTCapabilities:  # type: ignore[override]
         engine = self._chain.current.engine
-        streaming = engine.capabilities.streaming if engine is not None else False
-        return STTCapabilities(sample_rate=self._rate, streaming=streaming)
+        if engine is None:
+            return STTCapabilities(sample_rate=self._rate)
+        caps = engine.capabilities
+        return STTCapabilities(sample_rate=self._rate, streaming=caps.streaming, prompt=caps.prompt)
 
     @property
     def engine_name(self) -> str:
         return self._chain.current.name
 
-    async def transcribe(self, pcm16: bytes, *, language: str = "en") -> Transcript:
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
         while True:
             index, engine = self._chain.index, self._chain.engine()
             audio = resample(pcm16, self._rate, engine.capabilities.sample_rate)
             try:
                 result = await asyncio.wait_for(
-                    engine.transcribe(audio, language=language), self._chain.first_timeout()
+                    engine.transcribe(audio, language=language, prompt=prompt), self._chain.first_timeout()
                 )
             except Exception as exc:
                 if not self._chain.fail(index, exc):

@@ -20,13 +20,16 @@ class FakeSTT(STT):
         delay: float = 0.1,
         sample_rate: int = 16000,
         streaming: bool = False,
+        prompt: bool = True,
     ) -> None:
-        self.capabilities = STTCapabilities(sample_rate=sample_rate, streaming=streaming)
+        self.capabilities = STTCapabilities(sample_rate=sample_rate, streaming=streaming, prompt=prompt)
         self.clock = clock
         self._script = list(transcripts)
         self.delay = delay
         self.requests: list[bytes] = []
         """Audio of each utterance transcribed (batch) or streamed."""
+        self.prompts: list[str] = []
+        """The ``prompt`` of each batch transcription."""
         self.backlogged = False
         """:meth:`busy` says so, as a shared engine with other calls' work waiting would."""
         self._in_flight = 0
@@ -35,8 +38,9 @@ class FakeSTT(STT):
     def next_text(self) -> str:
         return self._script.pop(0) if self._script else ""
 
-    async def transcribe(self, pcm16: bytes, *, language: str = "en") -> Transcript:
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
         self.requests.append(pcm16)
+        self.prompts.append(prompt)
         self._in_flight += 1
         try:
             await self.clock.sleep(self.delay)

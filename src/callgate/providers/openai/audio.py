@@ -60,14 +60,15 @@ class OpenAISTT(STT):
     ) -> None:
         self.model, self._prompt = model, prompt
         self._client = _client(base_url, api_key, timeout)
-        self.capabilities = STTCapabilities(sample_rate=16000, streaming=False)
+        self.capabilities = STTCapabilities(sample_rate=16000, streaming=False, prompt=True)
 
-    async def transcribe(self, pcm16: bytes, *, language: str = "en") -> Transcript:
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
         if len(pcm16) < self.capabilities.sample_rate // 5:  # under 100 ms: nothing to hear
             return Transcript(text="", language=language)
         data = {"model": self.model, "language": language.split("-")[0].lower(), "response_format": "json"}
-        if self._prompt:
-            data["prompt"] = self._prompt
+        # The utterance's own prompt (a hint for this one) comes after the configured one.
+        if full := " ".join(p for p in (self._prompt, prompt.strip()) if p):
+            data["prompt"] = full
         files = {"file": ("utterance.wav", wav(pcm16, self.capabilities.sample_rate), "audio/wav")}
         try:
             response = await self._client.post("audio/transcriptions", data=data, files=files)

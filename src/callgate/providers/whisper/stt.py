@@ -134,7 +134,7 @@ class WhisperSTT(STT):
             retry_window_s=retry_window_s,
         )
         self._observe = observe
-        self.capabilities = STTCapabilities(sample_rate=16000, streaming=False)
+        self.capabilities = STTCapabilities(sample_rate=16000, streaming=False, prompt=True)
         self.stats = {"short": 0, "retry": 0, "fallback": 0, "full": 0}
         """How utterances were transcribed: in a short window, short then again in ``retry_window_s``,
         short then again in 30 s, or in 30 s (see :class:`~callgate.providers.whisper.batch.Options`)."""
@@ -157,13 +157,15 @@ class WhisperSTT(STT):
         batcher = _batchers.get(self._key())
         return batcher if batcher is not None else await asyncio.to_thread(self._batcher)
 
-    async def transcribe(self, pcm16: bytes, *, language: str = "en") -> Transcript:
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
         audio = pcm16_to_float32(pcm16)
         if audio.size < self.capabilities.sample_rate // 10:  # under 100 ms: nothing to hear
             return Transcript(text="", language=language)
         batcher = await self._loaded()
         started = time.perf_counter()  # loading the model (once) is not the utterance's time
-        transcript, how = await batcher.transcribe(Request(audio, whisper_language(language), self._options))
+        transcript, how = await batcher.transcribe(
+            Request(audio, whisper_language(language), self._options, prompt=prompt.strip())
+        )
         self.stats[how] += 1
         if self._observe is not None:
             self._observe(how, time.perf_counter() - started)
