@@ -192,3 +192,40 @@ def test_trunk_sessions(runs: dict[str, tuple[int, str]]) -> None:
     assert values["steps"] >= 1 and values["last_up"] == values["last_calls"] >= 2, values
     assert values["last_packets"] > 0 and values["last_server_cores"] > 0, values
     assert "| 2 | 2 |" in output  # the first step's row of the table
+
+
+def _bench(*argv: str) -> str:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(
+        [sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return done.stdout
+
+
+def _results(output: str, bench: str, key: str) -> dict[str, dict[str, float]]:
+    found = re.finditer(rf"^RESULT {bench} {key}=(\w+) (.*)$", output, re.M)
+    return {
+        m.group(1): {k: float(v) for k, v in (kv.split("=", 1) for kv in m.group(2).split())} for m in found
+    }
+
+
+def test_short_room_sounds_over_the_agent() -> None:
+    """``bench/turns.py --short-sounds``: one sound of each kind over the agent; none cuts it off."""
+    output = _bench("bench/turns.py", "--short-sounds", "--sounds-per-kind", "1", "--hold-ms", "40")
+    kinds = _results(output, "sounds hold_ms=40", "kind")
+    assert len(kinds) == 9 and kinds["all"]["n"] == 8, output[-4000:]
+    assert all(v["cut_off"] == 0 for v in kinds.values()), kinds
+    assert kinds["all"]["held"] <= 8 and kinds["click"]["held"] == 0, kinds
+
+
+def test_backchannels_heard_in_its_tiny_configuration() -> None:
+    """``bench/backchannels.py --limit``: the first text of each kind, two voices, three ways."""
+    pytest.importorskip("faster_whisper")
+    output = _bench("bench/backchannels.py", "--limit")
+    kinds = _results(output, "backchannels", "kind")
+    assert set(kinds) == {"backchannel", "interruption", "short_answer", "one_word"}, output[-4000:]
+    assert all(v["n"] == 6 for v in kinds.values()), kinds
+    assert kinds["interruption"]["decided"] == 0, kinds  # "Wait, I need to change the time."
+    assert kinds["backchannel"]["decided"] >= kinds["backchannel"]["first"], kinds
+    assert "| the decision (short words heard again) |" in output

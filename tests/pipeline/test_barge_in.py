@@ -194,7 +194,8 @@ async def test_a_short_word_over_the_agent_is_heard_again_with_the_backchannels_
     first: str, again: str, options: PipelineOptions, takes_prompt: bool, resumed: bool, prompt: str | None
 ) -> None:
     """Whisper writes a short "uh-huh" as "Up." alone and as "Uh-huh." with the backchannels as its
-    prompt; a prompt is not used the first time (it makes Whisper find "Okay." in silence)."""
+    prompt; a prompt is not used the first time (it makes Whisper find "Okay." in silence). The words of
+    the held pause are heard again at once, so the agent goes on there."""
     clock = VirtualClock()
     stt = FakeSTT(clock, ["hours?", first, again], delay=0.1, prompt=takes_prompt)
     async with PipelineHarness(
@@ -211,6 +212,9 @@ async def test_a_short_word_over_the_agent_is_heard_again_with_the_backchannels_
         if resumed:
             assert (barge_in.outcome, barge_in.reason, barge_in.words) == ("resumed", "backchannel", again)
             assert h.agent.respond_calls == ["hours?"]  # not a turn
+            # At its pause's words (held at 40 ms of the 400, 80 ms into the pause, 100 ms of STT twice),
+            # not when the turn would end.
+            assert barge_in.held_ms == pytest.approx(400 - 40 + 80 + 100 + 100, abs=25)
         else:
             assert (barge_in.outcome, barge_in.reason, barge_in.words) == ("interrupted", "words", first)
 

@@ -7,15 +7,14 @@ no). A hesitation alone ("uh", "um") is one too: it asks nothing of the agent.
 
 One or two words over the agent that are no backchannel are heard again with :attr:`Backchannels.prompt`
 ("Uh-huh. Mm-hmm. Yeah. Okay. Right." in English) as the STT's prompt, where the STT takes one
-(``pipeline.py``). Whisper tiny.en alone writes a short "uh-huh" as "Uh-uh.", "Ah", "Up." or "Out." and
-a hum as "and then them", each of which cut the agent off; with the prompt, mostly as what they are. Not
-the first time round: with the prompt, Whisper finds "Okay." in silence. Measured on 144 backchannels (8
-phrases, piper and 5 espeak-ng voices, each clean, through Opus and through G.711) and 540 utterances that
-are not (8 interruptions, 12 short answers, 10 one-word ones such as "Stop.", "Hey.", "Thursday.", same
-voices and paths), Whisper tiny.en's short window, 2026-12-07: backchannels heard as such 116 of 144
-before, 119 with the hesitations, 134 with both; interruptions taken for backchannels 0 of 144 in all
-three; one-word utterances 4 of 180 before, 8 after (among them "Stop." heard as "Uh-huh.": a caller says
-it again, longer, and 700 ms of speech cuts the agent off whatever the words).
+(:class:`~callgate.pipeline.utterance.Recheck`, set when the sound holds the agent; at a pause as well
+as at the end, so the agent goes on at once). Whisper tiny.en alone writes a short "uh-huh" as "Uh-uh.",
+"Ah", "Up." or "Out." and a hum as "and then them", each of which cut the agent off; with the prompt,
+mostly as what they are. Not the first time round: with the prompt, Whisper finds "Okay." in silence.
+``bench/backchannels.py`` measures both rules on 144 backchannels and 540 other short utterances
+(piper and espeak-ng voices, clean, through Opus, through G.711; BENCHMARKS.md "Backchannels heard"):
+real interruptions are never taken for backchannels; a few one-word ones are ("Stop." heard as
+"Uh-huh."), and a caller who says it again, longer, cuts the agent off whatever the words (700 ms).
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ from callgate.pipeline.recording import Recorder
 from callgate.pipeline.reminders import goodbye_for, reminders_for
 from callgate.pipeline.reply import Reply, UserTurnTiming
 from callgate.pipeline.sentences import first_sentence
-from callgate.pipeline.utterance import Utterance
+from callgate.pipeline.utterance import Recheck, Utterance
 
 logger = logging.getLogger(__name__)
 
@@ -241,6 +241,8 @@ class ConversationPipeline:
         return not self._opts.allow_interruptions and self.agent_speaking
 
     async def _on_speech_started(self) -> None:
+        if self._held_at is not None:  # the sound that held the agent is an utterance now
+            self._hint_backchannels()
         await self._emit(UserStartedSpeaking())
 
     async def _on_speech_frame(self, speech_ms: float) -> None:
@@ -377,29 +379,9 @@ class ConversationPipeline:
         if self._backchannels.matches(text):
             self._resume("backchannel", text)
             return True
-        if (again := await self._backchannel_after_all(utterance, text)) is not None:
-            self._resume("backchannel", again)
-            return True
         reason: InterruptReason = "continued" if self._continues(utterance) else "words"
         await self._interrupt(StartInterruption("user_speech"), reason=reason, words=text)
         return False
-
-    async def _backchannel_after_all(self, utterance: Utterance, text: str) -> str | None:
-        """One or two words that held the agent and are no backchannel are heard again with the
-        backchannels as the STT's prompt: Whisper writes a short "uh-huh" as "Up." or "Uh-uh." alone
-        and as "Uh-huh." with it (see ``backchannel.py``). Not the first time round: a prompt makes
-        Whisper find "Okay." in silence."""
-        if len(text.split()) > 2:
-            return None
-        try:
-            again = await utterance.second_opinion(self._backchannels.prompt)
-        except Exception:
-            logger.warning("could not transcribe a short utterance again", exc_info=True)
-            return None
-        if again is None or not self._backchannels.matches(again.text):
-            return None
-        logger.info("%r over the agent is a backchannel after all (%r)", text, again.text)
-        return again.text
 
     def _continues(self, utterance: Utterance) -> bool:
         """The caller began ``utterance`` within ``continue_window_ms`` of the end of the turn the
@@ -514,8 +496,16 @@ class ConversationPipeline:
         reply.player.hold()
         self._held_at = self._clock.monotonic()
         self._listener.detector.held = True
+        self._hint_backchannels()
         self.metrics.barge_in_holds += 1
         logger.debug("caller sound over the agent: its audio is held")
+
+    def _hint_backchannels(self) -> None:
+        """What holds the agent is most likely a backchannel: one or two words of it that are none are
+        heard again with the backchannels as the STT's prompt (see ``backchannel.py``)."""
+        utterance, prompt = self._listener.utterance, self._backchannels.prompt
+        if utterance is not None and prompt:
+            utterance.recheck = Recheck(prompt, self._backchannels.matches)
 
     def _held_ms(self) -> float | None:
         held_at = self._held_at

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from callgate.pipeline.audio import StreamResampler, resample
 from callgate.pipeline.interfaces import STT, STTStream, Transcript
@@ -183,6 +184,15 @@ def trails_off(text: str, *, language: str = "en") -> bool:
     return _english(language) and (_ending(_words(stripped)) == "open" or _asks_for_a_moment(stripped))
 
 
+@dataclass(frozen=True, slots=True)
+class Recheck:
+    """Short words an utterance should hear again: not ``wanted`` the first time, the STT is asked once
+    more with ``prompt`` (text written the way they may well be), and its answer kept if ``wanted``."""
+
+    prompt: str
+    wanted: Callable[[str], bool]
+
+
 class Utterance:
     def __init__(
         self,
@@ -209,6 +219,9 @@ class Utterance:
         """Spoken while the agent's audio was held for it: a backchannel or noise lets the agent go on."""
         self.backchannel = False
         """The words at one of its pauses were a backchannel, and the agent went on there."""
+        self.recheck: Recheck | None = None
+        """Set when the utterance holds the agent: one or two words that are no backchannel are heard
+        again with the backchannels as the STT's prompt."""
         self.last_speech_at: float | None = None
         self.decided_at: float | None = None
         self.audio = b""
@@ -243,7 +256,7 @@ class Utterance:
             return
         self.discard_speculation()
         pcm = resample(audio, self._input_rate, self._stt.capabilities.sample_rate)
-        task = asyncio.create_task(self._stt.transcribe(pcm, language=self._language), name="stt-guess")
+        task = asyncio.create_task(self._heard(pcm), name="stt-guess")
         task.add_done_callback(_retrieve)
         if self._on_guess is not None:
             task.add_done_callback(self._guessed)
@@ -302,17 +315,24 @@ class Utterance:
                 self._stream.push(self._resampler.flush())
                 return await self._stream.finish()
             pcm = resample(self.audio, self._input_rate, self._stt.capabilities.sample_rate)
-            return await self._stt.transcribe(pcm, language=self._language)
+            return await self._heard(pcm)
         finally:
             await self.aclose()
 
-    async def second_opinion(self, prompt: str) -> Transcript | None:
-        """The whole utterance transcribed again with ``prompt`` (after :meth:`transcribe`); None if the
-        STT takes no prompt."""
-        if not prompt or not self._stt.capabilities.prompt or not self.audio:
-            return None
-        pcm = resample(self.audio, self._input_rate, self._stt.capabilities.sample_rate)
-        return await self._stt.transcribe(pcm, language=self._language, prompt=prompt)
+    async def _heard(self, pcm: bytes) -> Transcript:
+        """``pcm`` transcribed; with :attr:`recheck`, one or two words it does not want are transcribed
+        again with its prompt, and the second words kept if it wants them."""
+        first = await self._stt.transcribe(pcm, language=self._language)
+        recheck = self.recheck
+        if recheck is None or not self._stt.capabilities.prompt or not 0 < len(first.text.split()) <= 2:
+            return first
+        if recheck.wanted(first.text):
+            return first
+        again = await self._stt.transcribe(pcm, language=self._language, prompt=recheck.prompt)
+        if not recheck.wanted(again.text):
+            return first
+        logger.info("%r heard again as %r", first.text, again.text)
+        return again
 
     async def aclose(self) -> None:
         self.discard_speculation()
