@@ -26,7 +26,9 @@ class FlakySTT(FakeSTT):
         self.fail = fail
         self.calls = 0
 
-    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
+    async def transcribe(
+        self, pcm16: bytes, *, language: str = "en", prompt: str = "", hurry: bool = False
+    ) -> Transcript:
         self.calls += 1
         if self.calls in self.fail:
             raise ProviderError("stt crashed")
