@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
-__all__ = ["SSEParser"]
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["Items", "SSEParser", "read_in_task"]
+
+T = TypeVar("T")
+Items = asyncio.Queue[T | Exception | None]
+"""What a reader hands over: items, an exception to raise in their place, then None (the end)."""
+
+
+async def read_in_task(
+    read: Callable[[Items[T]], Coroutine[Any, Any, None]], name: str
+) -> AsyncGenerator[T, None]:
+    """The items ``read`` puts in its queue, as they come. The HTTP exchange runs in a task this
+    generator owns: abandoning the answer (a barge-in closes the generator) cancels it, and the
+    cancellation unwinds httpx's stream iterators and closes the connection at once."""
+    queue: Items[T] = asyncio.Queue()
+    reader = asyncio.create_task(read(queue), name=name)
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
 
 
 class SSEParser:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from pydantic import SecretStr
 from callgate.errors import ProviderError, ProviderRateLimited, ProviderUnavailable
 from callgate.pipeline.interfaces import LLM, ChatMessage, LLMCapabilities, LLMChunk, ToolCall, ToolSpec
 from callgate.providers._cloud import http_error, read_http_error
-from callgate.providers._sse import SSEParser
+from callgate.providers._sse import SSEParser, read_in_task
 
 __all__ = ["AnthropicLLM"]
 
@@ -143,19 +144,11 @@ class AnthropicLLM(LLM):
             body["system"] = system
         if tools:
             body["tools"] = [_tool(t) for t in tools]
-        # As in the OpenAI engine: the exchange runs in a task this generator owns, so abandoning the
-        # answer (barge-in) cancels it and closes the connection at once.
-        queue: asyncio.Queue[LLMChunk | Exception | None] = asyncio.Queue()
-        reader = asyncio.create_task(self._read(body, queue), name="anthropic-stream")
-        try:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, Exception):
-                    raise item
+        async with contextlib.aclosing(
+            read_in_task(functools.partial(self._read, body), "anthropic-stream")
+        ) as items:
+            async for item in items:
                 yield item
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
 
     async def _read(self, body: dict[str, Any], queue: asyncio.Queue[LLMChunk | Exception | None]) -> None:
         blocks: dict[int, _ToolBlock] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -27,7 +28,7 @@ from callgate.errors import (
     ProviderUnavailable,
 )
 from callgate.pipeline.interfaces import LLM, ChatMessage, LLMCapabilities, LLMChunk, ToolCall, ToolSpec
-from callgate.providers._sse import SSEParser
+from callgate.providers._sse import SSEParser, read_in_task
 
 __all__ = ["OpenAILLM"]
 
@@ -158,19 +159,11 @@ class OpenAILLM(LLM):
         }
         if tools:
             body["tools"] = [_tool(t) for t in tools]
-        # The HTTP exchange runs in a task this generator owns: abandoning the answer cancels it, and
-        # the cancellation unwinds httpx's stream iterators and closes the connection at once.
-        queue: asyncio.Queue[LLMChunk | Exception | None] = asyncio.Queue()
-        reader = asyncio.create_task(self._read(body, queue), name="openai-chat-stream")
-        try:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, Exception):
-                    raise item
+        async with contextlib.aclosing(
+            read_in_task(functools.partial(self._read, body), "openai-chat-stream")
+        ) as items:
+            async for item in items:
                 yield item
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
 
     async def _read(self, body: dict[str, Any], queue: asyncio.Queue[LLMChunk | Exception | None]) -> None:
         calls: dict[int, _PartialCall] = {}
