@@ -92,13 +92,10 @@ async def main_async(args: argparse.Namespace) -> int:
                 raw = speech_pcm(text) if voice == "piper" else _trim(espeak_pcm(text, voice))
                 for path, through in PATHS.items():
                     pcm = bytes(6400) + through(raw) + bytes(6400)
-                    hurry = len(pcm) <= 2 * RATE * 1.5  # as over a held agent (Utterance.recheck)
-                    first = (await stt.transcribe(pcm, language="en", hurry=hurry)).text
+                    first = (await stt.transcribe(pcm, language="en")).text
                     decided, again = rules.matches(first), ""
                     if not decided and 0 < len(first.split()) <= 2:
-                        again = (
-                            await stt.transcribe(pcm, language="en", prompt=rules.prompt, hurry=hurry)
-                        ).text
+                        again = (await stt.transcribe(pcm, language="en", prompt=rules.prompt)).text
                         decided = rules.matches(again)
                     c = counts[kind]
                     c["n"] += 1
@@ -148,9 +145,8 @@ def render(counts: dict[str, dict[str, int]], machine: Machine, wall: float) -> 
             "interruptions, 12 short answers and 10 one-word utterances, each spoken by piper (joe) and five "
             "espeak-ng voices and heard clean, through Opus (48 kHz, 32 kbit/s) and through G.711 μ-law at "
             "8 kHz; judged by the English backchannel rules. The decision is the pipeline's over a held "
-            "agent: up to 1.5 s of audio is transcribed in a hurry (no 30 s window for unclear audio), and "
-            "one or two words that are no backchannel are transcribed again with the backchannels as "
-            "Whisper's prompt. For interruptions, short answers and one-word utterances, each one taken "
+            "agent: one or two words that are no backchannel are transcribed again with the backchannels "
+            "as Whisper's prompt. For interruptions, short answers and one-word utterances, each one taken "
             "for a backchannel is an interruption missed (a caller who says it again for 700 ms cuts the "
             "agent off whatever the words).",
             "",

@@ -236,9 +236,7 @@ class OracleSTT(STT):
         self.capabilities = STTCapabilities(sample_rate=RATE)
         self.parts: list[tuple[float, str]] = []  # (wall time the part's voice ended, words)
 
-    async def transcribe(
-        self, pcm16: bytes, *, language: str = "en", prompt: str = "", hurry: bool = False
-    ) -> Transcript:
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
         asked = time.monotonic()
         await asyncio.sleep(0.15)
         words = " ".join(text.rstrip(".?!") for end, text in self.parts if end <= asked + 0.02)

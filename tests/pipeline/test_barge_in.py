@@ -206,9 +206,6 @@ async def test_a_short_word_over_the_agent_is_heard_again_with_the_backchannels_
         await h.silence(15000)
         asked_again = [p for p in stt.prompts if p]
         assert asked_again == ([] if prompt is None else [prompt])
-        # The caller's turn (agent silent) gets the engine's best; words over the held agent, its quick
-        # answer (up to 1.5 s of audio).
-        assert stt.hurried[0] is False and all(stt.hurried[1:]) and len(stt.hurried) >= 2
         assert bool(h.output.of_type(BotInterrupted)) is not resumed
         agent_turn = next(e.record for e in h.output.of_type(TurnEnded) if e.record.role == "agent")
         (barge_in,) = agent_turn.barge_ins

@@ -132,9 +132,7 @@ async def test_a_pause_shorter_than_the_guess_keeps_one_turn() -> None:
 class GuessFails(FakeSTT):
     calls = 0
 
-    async def transcribe(
-        self, pcm16: bytes, *, language: str = "en", prompt: str = "", hurry: bool = False
-    ) -> Transcript:
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
         self.calls += 1
         if self.calls == 1:
             await self.clock.sleep(self.delay)

@@ -26,9 +26,7 @@ class FlakySTT(FakeSTT):
         self.fail = fail
         self.calls = 0
 
-    async def transcribe(
-        self, pcm16: bytes, *, language: str = "en", prompt: str = "", hurry: bool = False
-    ) -> Transcript:
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
         self.calls += 1
         if self.calls in self.fail:
             raise ProviderError("stt crashed")

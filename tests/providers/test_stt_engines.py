@@ -227,17 +227,6 @@ async def test_whisper_takes_a_prompt_without_writing_it(
     assert "appointment" in text and "uh-huh" not in text and full.stats["full"] == 1
 
 
-async def test_whisper_in_a_hurry_never_takes_the_30_s_path(whisper) -> None:
-    """``hurry`` (the agent is held for these words): the short window's answer is taken, as on a retry,
-    where unclear audio would go to the 30 s window and its temperature fallback (~1 s)."""
-    before = dict(whisper.stats)
-    assert (await whisper.transcribe(SILENCE_16K)).text == ""
-    assert whisper.stats["short"] == before["short"]  # not trusted: the 30 s path
-    before = dict(whisper.stats)
-    assert (await whisper.transcribe(SILENCE_16K, hurry=True)).text == ""
-    assert whisper.stats == {**before, "short": before["short"] + 1}
-
-
 async def test_whisper_retries_in_a_shorter_window_when_asked(whisper, noise_16k: bytes) -> None:
     """``retry_window_s`` < 30: an untrusted short-window answer is tried again, batched, in that window
     instead of Whisper's 30 s path; "nothing said" stays nothing (no text invented on silence)."""

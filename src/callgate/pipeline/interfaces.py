@@ -120,14 +120,10 @@ class STT(ABC):
     capabilities: STTCapabilities
 
     @abstractmethod
-    async def transcribe(
-        self, pcm16: bytes, *, language: str = "en", prompt: str = "", hurry: bool = False
-    ) -> Transcript:
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
         """Transcribe one whole utterance at ``capabilities.sample_rate``. ``prompt``: text written the
         way the utterance may well be (e.g. "Uh-huh. Mm-hmm." over the agent), for engines that take
-        one (Whisper's initial prompt, OpenAI's ``prompt``); the others ignore it. ``hurry``: the agent
-        is held until these words are known, so an engine with a slower path for unclear audio (Whisper's
-        30 s window with its temperature fallback, ~1 s for a short word) gives its quick answer."""
+        one (Whisper's initial prompt, OpenAI's ``prompt``); the others ignore it."""
 
     def stream(self, *, language: str = "en") -> STTStream:
         raise NotImplementedError(f"{type(self).__name__} does not stream")

@@ -501,11 +501,11 @@ class ConversationPipeline:
         logger.debug("caller sound over the agent: its audio is held")
 
     def _hint_backchannels(self) -> None:
-        """What holds the agent is most likely a backchannel: its words are waited for (transcribed in
-        a hurry), and one or two that are none are heard again with the backchannels as the STT's
-        prompt (see ``backchannel.py``)."""
-        if (utterance := self._listener.utterance) is not None:
-            utterance.recheck = Recheck(self._backchannels.prompt, self._backchannels.matches)
+        """What holds the agent is most likely a backchannel: one or two words of it that are none are
+        heard again with the backchannels as the STT's prompt (see ``backchannel.py``)."""
+        utterance, prompt = self._listener.utterance, self._backchannels.prompt
+        if utterance is not None and prompt:
+            utterance.recheck = Recheck(prompt, self._backchannels.matches)
 
     def _held_ms(self) -> float | None:
         held_at = self._held_at

@@ -184,17 +184,10 @@ def trails_off(text: str, *, language: str = "en") -> bool:
     return _english(language) and (_ending(_words(stripped)) == "open" or _asks_for_a_moment(stripped))
 
 
-_HURRY_MS = 1500
-"""Over the held agent, audio up to this long is transcribed in a hurry (``STT.transcribe``): a
-backchannel's words decide when the agent goes on. Longer speech has cut the agent off already
-(``interruption_min_speech_ms``), and its words are the caller's turn: they get the engine's best."""
-
-
 @dataclass(frozen=True, slots=True)
 class Recheck:
-    """Words over the held agent: transcribed in a hurry (up to ``_HURRY_MS`` of audio); one or two not
-    ``wanted`` the first time are asked for once more with ``prompt`` (text written the way they may
-    well be; "" never), and that answer is kept if ``wanted``."""
+    """Short words an utterance should hear again: not ``wanted`` the first time, the STT is asked once
+    more with ``prompt`` (text written the way they may well be), and its answer kept if ``wanted``."""
 
     prompt: str
     wanted: Callable[[str], bool]
@@ -329,21 +322,14 @@ class Utterance:
     async def _heard(self, pcm: bytes) -> Transcript:
         """``pcm`` transcribed; with :attr:`recheck`, one or two words it does not want are transcribed
         again with its prompt, and the second words kept if it wants them."""
+        first = await self._stt.transcribe(pcm, language=self._language)
         recheck = self.recheck
-        ms = len(pcm) * 500 // self._stt.capabilities.sample_rate
-        # Over the held agent a short sound's words are waited for: no slow path for unclear audio.
-        hurry = recheck is not None and ms <= _HURRY_MS
-        first = await self._stt.transcribe(pcm, language=self._language, hurry=hurry)
-        logger.debug("heard %r in %d ms of audio", first.text, ms)
-        if recheck is None or not recheck.prompt or not self._stt.capabilities.prompt:
-            return first
-        if not 0 < len(first.text.split()) <= 2:
+        if recheck is None or not self._stt.capabilities.prompt or not 0 < len(first.text.split()) <= 2:
             return first
         if recheck.wanted(first.text):
             return first
-        again = await self._stt.transcribe(pcm, language=self._language, prompt=recheck.prompt, hurry=hurry)
+        again = await self._stt.transcribe(pcm, language=self._language, prompt=recheck.prompt)
         if not recheck.wanted(again.text):
-            logger.debug("%r heard again as %r: kept", first.text, again.text)
             return first
         logger.info("%r heard again as %r", first.text, again.text)
         return again

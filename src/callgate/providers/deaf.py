@@ -29,7 +29,5 @@ class DeafVAD(VAD):
 class DeafSTT(STT):
     capabilities = STTCapabilities(sample_rate=16000)
 
-    async def transcribe(
-        self, pcm16: bytes, *, language: str = "en", prompt: str = "", hurry: bool = False
-    ) -> Transcript:
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
         raise ProviderUnavailable(UNAVAILABLE)

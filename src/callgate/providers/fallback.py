@@ -201,16 +201,13 @@ class FallbackSTT(STT):
     def engine_name(self) -> str:
         return self._chain.current.name
 
-    async def transcribe(
-        self, pcm16: bytes, *, language: str = "en", prompt: str = "", hurry: bool = False
-    ) -> Transcript:
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
         while True:
             index, engine = self._chain.index, self._chain.engine()
             audio = resample(pcm16, self._rate, engine.capabilities.sample_rate)
             try:
                 result = await asyncio.wait_for(
-                    engine.transcribe(audio, language=language, prompt=prompt, hurry=hurry),
-                    self._chain.first_timeout(),
+                    engine.transcribe(audio, language=language, prompt=prompt), self._chain.first_timeout()
                 )
             except Exception as exc:
                 if not self._chain.fail(index, exc):

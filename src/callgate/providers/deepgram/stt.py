@@ -84,9 +84,7 @@ class DeepgramSTT(STT):
     def stream(self, *, language: str = "en") -> DeepgramStream:
         return DeepgramStream(self, language=language)
 
-    async def transcribe(
-        self, pcm16: bytes, *, language: str = "en", prompt: str = "", hurry: bool = False
-    ) -> Transcript:
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
         stream = self.stream(language=language)
         try:
             stream.push(pcm16)

@@ -30,8 +30,6 @@ class FakeSTT(STT):
         """Audio of each utterance transcribed (batch) or streamed."""
         self.prompts: list[str] = []
         """The ``prompt`` of each batch transcription."""
-        self.hurried: list[bool] = []
-        """The ``hurry`` of each batch transcription."""
         self.backlogged = False
         """:meth:`busy` says so, as a shared engine with other calls' work waiting would."""
         self._in_flight = 0
@@ -40,12 +38,9 @@ class FakeSTT(STT):
     def next_text(self) -> str:
         return self._script.pop(0) if self._script else ""
 
-    async def transcribe(
-        self, pcm16: bytes, *, language: str = "en", prompt: str = "", hurry: bool = False
-    ) -> Transcript:
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
         self.requests.append(pcm16)
         self.prompts.append(prompt)
-        self.hurried.append(hurry)
         self._in_flight += 1
         try:
             await self.clock.sleep(self.delay)

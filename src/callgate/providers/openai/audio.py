@@ -62,9 +62,7 @@ class OpenAISTT(STT):
         self._client = _client(base_url, api_key, timeout)
         self.capabilities = STTCapabilities(sample_rate=16000, streaming=False, prompt=True)
 
-    async def transcribe(
-        self, pcm16: bytes, *, language: str = "en", prompt: str = "", hurry: bool = False
-    ) -> Transcript:
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
         if len(pcm16) < self.capabilities.sample_rate // 5:  # under 100 ms: nothing to hear
             return Transcript(text="", language=language)
         data = {"model": self.model, "language": language.split("-")[0].lower(), "response_format": "json"}

@@ -127,9 +127,7 @@ class PocketsphinxSTT(STT):
     def warm_up(self) -> None:
         decoder_pool().prefill(1)
 
-    async def transcribe(
-        self, pcm16: bytes, *, language: str = "en", prompt: str = "", hurry: bool = False
-    ) -> Transcript:
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
         pool = decoder_pool()
 
         def work() -> str:

@@ -86,9 +86,6 @@ class Request:
     """The second try, in ``options.retry_window_s``."""
     prompt: str = ""
     """Whisper's initial prompt (the text before the utterance), e.g. backchannels over the agent."""
-    hurry: bool = False
-    """Someone waits on the answer (a held agent): the short window's answer is taken unless it loops,
-    as on a retry, rather than sending the utterance to the 30 s path (~1 s for a short word)."""
 
     def window_s(self, frames: int) -> int:
         window = self.options.window_s(frames)
@@ -163,13 +160,13 @@ class WhisperBatcher:
         for i, r in enumerate(batch):
             window = r.window_s(features[i].shape[-1])
             if window < FULL_WINDOW_S:  # else short window off or no shorter: the 30 s path, as ever
-                groups[(window, r.language, r.options.beam_size, r.retry or r.hurry, r.prompt)].append(i)
-        for (window, language, beam_size, lenient, _prompt), indices in groups.items():
+                groups[(window, r.language, r.options.beam_size, r.retry, r.prompt)].append(i)
+        for (window, language, beam_size, retry, _prompt), indices in groups.items():
             heard: list[Transcript | None] | list[ProviderError]
             try:
                 heard = self._short(
                     [batch[i] for i in indices], [features[i] for i in indices], window, language, beam_size,
-                    lenient=lenient,
+                    lenient=retry,
                 )  # fmt: skip
             except Exception as exc:  # CTranslate2 raises plain RuntimeError/ValueError
                 error = ProviderError(f"whisper failed: {exc}")

@@ -157,16 +157,14 @@ class WhisperSTT(STT):
         batcher = _batchers.get(self._key())
         return batcher if batcher is not None else await asyncio.to_thread(self._batcher)
 
-    async def transcribe(
-        self, pcm16: bytes, *, language: str = "en", prompt: str = "", hurry: bool = False
-    ) -> Transcript:
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
         audio = pcm16_to_float32(pcm16)
         if audio.size < self.capabilities.sample_rate // 10:  # under 100 ms: nothing to hear
             return Transcript(text="", language=language)
         batcher = await self._loaded()
         started = time.perf_counter()  # loading the model (once) is not the utterance's time
         transcript, how = await batcher.transcribe(
-            Request(audio, whisper_language(language), self._options, prompt=prompt.strip(), hurry=hurry)
+            Request(audio, whisper_language(language), self._options, prompt=prompt.strip())
         )
         self.stats[how] += 1
         if self._observe is not None:
