@@ -6,9 +6,9 @@ the way the pipeline does over a held agent: the words first, then, for one or t
 backchannel, the words heard again with the backchannels as the STT's prompt. Each text is spoken by
 piper (joe) and five espeak-ng voices (``bench/turns.py``'s), and heard three ways: clean 16 kHz,
 through Opus (48 kHz, 32 kbit/s, as a browser sends it over WebRTC) and through G.711 μ-law at 8 kHz (a
-phone). Reports, per kind, how many were taken for a backchannel at the first hearing and at the
-decision: for backchannels the more the better; for interruptions, short answers and one-word
-utterances ("Stop.", "Hey.", "Thursday.") every one is an interruption missed.
+phone). Reports, per kind, how many let the agent go on (heard as a backchannel, or as no words at all) at
+the first hearing and at the decision: for backchannels the more the better; for interruptions, short
+answers and one-word utterances ("Stop.", "Hey.", "Thursday.") every one is an interruption missed.
 
     python bench/backchannels.py [--no-write] [--limit]
 """
@@ -81,6 +81,11 @@ async def main_async(args: argparse.Namespace) -> int:
     stt = WhisperSTT()
     stt.warm_up()
     rules = Backchannels.for_language("en")
+
+    def goes_on(text: str) -> bool:
+        """The agent goes on: the words are a backchannel, or there are none (noise)."""
+        return not text.strip() or rules.matches(text)
+
     machine = Machine()
     started = time.perf_counter()
     counts: dict[str, dict[str, int]] = {k: {"n": 0, "first": 0, "decided": 0} for k in KINDS}
@@ -93,15 +98,15 @@ async def main_async(args: argparse.Namespace) -> int:
                 for path, through in PATHS.items():
                     pcm = bytes(6400) + through(raw) + bytes(6400)
                     first = (await stt.transcribe(pcm, language="en")).text
-                    decided, again = rules.matches(first), ""
+                    decided, again = goes_on(first), ""
                     if not decided and 0 < len(first.split()) <= 2:
                         again = (await stt.transcribe(pcm, language="en", prompt=rules.prompt)).text
-                        decided = rules.matches(again)
+                        decided = goes_on(again)
                     c = counts[kind]
                     c["n"] += 1
-                    c["first"] += rules.matches(first)
+                    c["first"] += goes_on(first)
                     c["decided"] += decided
-                    if decided != rules.matches(first):
+                    if decided != goes_on(first):
                         changed.append(f"{kind} {text!r} {voice} {path}: {first!r} -> {again!r}")
     wall = time.perf_counter() - started
     for kind, c in counts.items():
@@ -124,8 +129,8 @@ def render(counts: dict[str, dict[str, int]], machine: Machine, wall: float) -> 
         return f"{n}/{d} ({100.0 * n / d:.1f}%)" if d else "-"
 
     rows = [
-        "| taken for a backchannel | backchannels (more is better) | interruptions | short answers "
-        "| one word |",
+        "| the agent goes on (a backchannel, or no words) | backchannels (more is better) | interruptions "
+        "| short answers | one word |",
         "| --- | --- | --- | --- | --- |",
     ]
     for label, key in (
@@ -146,8 +151,9 @@ def render(counts: dict[str, dict[str, int]], machine: Machine, wall: float) -> 
             "espeak-ng voices and heard clean, through Opus (48 kHz, 32 kbit/s) and through G.711 μ-law at "
             "8 kHz; judged by the English backchannel rules. The decision is the pipeline's over a held "
             "agent: one or two words that are no backchannel are transcribed again with the backchannels "
-            "as Whisper's prompt. For interruptions, short answers and one-word utterances, each one taken "
-            "for a backchannel is an interruption missed (a caller who says it again for 700 ms cuts the "
+            "as Whisper's prompt. The agent goes on when the words are a backchannel or there are none. For "
+            "interruptions, short answers and one-word utterances, each one that lets it go on is an "
+            "interruption missed (a caller who says it again for 700 ms cuts the "
             "agent off whatever the words).",
             "",
             *rows,

@@ -323,6 +323,9 @@ class Utterance:
         """``pcm`` transcribed; with :attr:`recheck`, one or two words it does not want are transcribed
         again with its prompt, and the second words kept if it wants them."""
         first = await self._stt.transcribe(pcm, language=self._language)
+        logger.debug(
+            "heard %r in %d ms of audio", first.text, len(pcm) * 500 // self._stt.capabilities.sample_rate
+        )
         recheck = self.recheck
         if recheck is None or not self._stt.capabilities.prompt or not 0 < len(first.text.split()) <= 2:
             return first
@@ -330,6 +333,7 @@ class Utterance:
             return first
         again = await self._stt.transcribe(pcm, language=self._language, prompt=recheck.prompt)
         if not recheck.wanted(again.text):
+            logger.debug("%r heard again as %r: kept", first.text, again.text)
             return first
         logger.info("%r heard again as %r", first.text, again.text)
         return again
