@@ -6,12 +6,14 @@ import itertools
 
 import pytest
 
+from callgate.errors import ProviderError
 from callgate.pipeline import (
     BotInterrupted,
     BotStoppedSpeaking,
     PipelineOptions,
     TurnEnded,
 )
+from callgate.pipeline.interfaces import Transcript
 from callgate.pipeline.sentences import split_sentences
 from callgate.providers.fake import FakeSTT, FakeTTS, PipelineHarness, ScriptedReply, VirtualClock
 
@@ -217,6 +219,25 @@ async def test_a_short_word_over_the_agent_is_heard_again_with_the_backchannels_
             assert barge_in.held_ms == pytest.approx(400 - 40 + 80 + 100 + 100, abs=25)
         else:
             assert (barge_in.outcome, barge_in.reason, barge_in.words) == ("interrupted", "words", first)
+
+
+async def test_a_second_hearing_that_fails_leaves_the_first_words() -> None:
+    class PromptFails(FakeSTT):
+        async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
+            if prompt:
+                raise ProviderError("the engine is down")
+            return await super().transcribe(pcm16, language=language)
+
+    clock = VirtualClock()
+    stt = PromptFails(clock, ["hours?", "Up."], delay=0.1)
+    async with PipelineHarness(clock=clock, stt=stt, replies=[LONG, "Sure."], tts=slow_tts(clock)) as h:
+        await agent_talking(h, 1000)
+        await h.speak(400)
+        await h.silence(15000)
+        agent_turn = next(e.record for e in h.output.of_type(TurnEnded) if e.record.role == "agent")
+        (barge_in,) = agent_turn.barge_ins
+        assert (barge_in.outcome, barge_in.reason, barge_in.words) == ("interrupted", "words", "Up.")
+        assert h.pipeline.failure is None and h.agent.respond_calls == ["hours?", "Up."]
 
 
 @pytest.mark.parametrize(

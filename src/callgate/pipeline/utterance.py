@@ -331,7 +331,11 @@ class Utterance:
             return first
         if recheck.wanted(first.text):
             return first
-        again = await self._stt.transcribe(pcm, language=self._language, prompt=recheck.prompt)
+        try:
+            again = await self._stt.transcribe(pcm, language=self._language, prompt=recheck.prompt)
+        except Exception:  # the first words stand
+            logger.warning("could not transcribe %r again", first.text, exc_info=True)
+            return first
         if not recheck.wanted(again.text):
             logger.debug("%r heard again as %r: kept", first.text, again.text)
             return first
