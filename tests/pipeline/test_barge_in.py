@@ -382,3 +382,43 @@ async def test_stop_mid_reply_cancels_everything_and_records_what_was_heard() ->
     assert "BotInterrupted" not in h.output.names()
     assert h.output.of_type(BotStoppedSpeaking) == []
     await h.pipeline.stop()  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("words", "held_wait_ms", "expected"),
+    [
+        ("Uh-huh.", 500, [("resumed", "slow_words")]),  # goes on after 500 ms; the words change nothing
+        ("Wait, what about Sunday?", 500, [("resumed", "slow_words"), ("interrupted", "words")]),
+        ("Uh-huh.", 0, [("resumed", "backchannel")]),  # 0: held until the words come
+    ],
+)
+async def test_a_held_agent_goes_on_when_the_callers_words_are_slow(
+    words: str, held_wait_ms: int, expected: list[tuple[str, str]]
+) -> None:
+    """A slow STT (Whisper's 30 s path on an unclear word, a loaded machine) must not leave the caller
+    in dead air: ``held_wait_ms`` after the caller's turn ended, the agent goes on; words that turn out
+    to be an interruption still cut it off when they come, and a backchannel is still no turn."""
+    clock = VirtualClock()
+    stt = FakeSTT(clock, ["hours?", words], delay=2.0)
+    options = PipelineOptions(held_wait_ms=held_wait_ms)
+    async with PipelineHarness(
+        clock=clock, stt=stt, replies=[LONG, "On Sunday we are closed."], tts=slow_tts(clock), options=options
+    ) as h:
+        await agent_talking(h, 1000)
+        onset = clock.monotonic()
+        await h.speak(400)
+        await h.silence(15000)
+        sent = [t for t, _ in h.output.audio if t > onset]
+        (held, went_on) = next((a, b) for a, b in itertools.pairwise(sent) if b - a > 0.021)
+        # Held at 40 ms of speech; the turn ends 550 ms into the silence (no guess came in time).
+        gap = went_on - held
+        if held_wait_ms:
+            assert gap == pytest.approx(0.4 - 0.04 + 0.55 + 0.5, abs=0.05)
+        else:
+            # waited for the words: those of the held pause (80 ms in), 2 s of STT later
+            assert gap == pytest.approx(0.4 - 0.04 + 0.08 + 2.0, abs=0.05)
+        agent_turn = next(e.record for e in h.output.of_type(TurnEnded) if e.record.role == "agent")
+        assert [(b.outcome, b.reason) for b in agent_turn.barge_ins] == expected
+        interrupted = len(expected) == 2
+        assert bool(h.output.of_type(BotInterrupted)) is interrupted
+        assert h.agent.respond_calls == (["hours?", words] if interrupted else ["hours?"])

@@ -70,9 +70,12 @@ class BargeIn:
     """What the caller's sound over the agent did to it, and why."""
 
     outcome: Literal["resumed", "interrupted"]
-    reason: Literal["noise", "no_words", "backchannel", "long_speech", "words", "continued", "text", "turn"]
+    reason: Literal[
+        "noise", "no_words", "backchannel", "slow_words", "long_speech", "words", "continued", "text", "turn"
+    ]
     """resumed: ``noise`` (too short to be speech), ``no_words`` (speech STT heard nothing in),
-    ``backchannel`` ("uh-huh"); interrupted: ``long_speech`` (longer than any backchannel), ``words``
+    ``backchannel`` ("uh-huh"), ``slow_words`` (the caller had finished and their words were not known
+    ``held_wait_ms`` later); interrupted: ``long_speech`` (longer than any backchannel), ``words``
     (more than a backchannel), ``continued`` (the caller went on with the turn this answered, within
     ``continue_window_ms`` of its end: answered again with all their words), ``text`` (a typed
     message), ``turn`` (a finished caller turn)."""

@@ -106,6 +106,11 @@ class PipelineOptions:
     """While caller sound holds the agent's audio, a pause this long (at most ``transcribe_pause_ms``)
     has its words transcribed at once, even when the STT has work waiting: if they are a backchannel
     ("uh-huh"), the agent goes on that much sooner. 0: as any other pause."""
+    held_wait_ms: int = 500
+    """Once the caller whose sound holds the agent has finished (their turn ended), how long the agent
+    waits for their words: then it goes on (``slow_words``), so that a slow STT (Whisper trying an
+    unclear word again in its 30 s window, a loaded machine) is not dead air; words that turn out to
+    be an interruption cut it off when they come. 0: wait for the words."""
     interruption_min_speech_ms: int = 700
     """Caller speech this long cuts the agent off without waiting for the words (longer than any
     backchannel); shorter speech cuts it off only if its transcript is more than a backchannel."""

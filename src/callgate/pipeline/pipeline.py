@@ -136,6 +136,8 @@ class ConversationPipeline:
         self._goodbye = goodbye_for(options.language, options.silence_goodbye)
         self._held_at: float | None = None
         """When caller sound held the current reply's audio; None while it is not held."""
+        self._held_wait: asyncio.Task[None] | None = None
+        """Lets a held agent go on if the caller's words are slow (``held_wait_ms``)."""
         self._let_go_at_ms: float | None = None
         """The speech (ms) of the utterance whose pause's words were a backchannel, when the agent went
         on at that pause (:meth:`_on_guess`): more speech in that utterance holds the agent again."""
@@ -202,7 +204,7 @@ class ConversationPipeline:
             return
         self._set_state(PipelineState.STOPPED)
         reply, reply_task = self._reply, self._reply_task
-        tasks = [*self._tasks, *([reply_task] if reply_task else [])]
+        tasks = [*self._tasks, *(t for t in (reply_task, self._held_wait) if t is not None)]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -269,6 +271,8 @@ class ConversationPipeline:
     async def _on_speech_ended(self, utterance: Utterance) -> None:
         self._let_go_at_ms = None
         utterance.over_agent = utterance.backchannel or self._held_at is not None
+        if self._held_at is not None and self._opts.held_wait_ms:
+            self._wait_for_words(utterance, self._held_at)
         await self._emit(UserStoppedSpeaking())
         if utterance.ignored or len(self._turns) >= _MAX_PENDING_TURNS:
             if not utterance.ignored:
@@ -342,7 +346,7 @@ class ConversationPipeline:
             item = self._turns.popleft()
             if isinstance(item, Utterance):
                 result = await self._transcribe(item)
-                over = item.over_agent and (self._held_at is not None or item.backchannel)
+                over = item.over_agent and (self._held_at is not None or item.backchannel or item.went_on)
                 if over and await self._kept_talking(item, result):
                     continue  # noise or a backchannel: the agent goes on, the caller has no turn
                 if result is not None:
@@ -485,6 +489,21 @@ class ConversationPipeline:
             and reply.interruptible
         )
 
+    def _wait_for_words(self, utterance: Utterance, held_at: float) -> None:
+        """The caller who holds the agent has finished: if this hold is still undecided after
+        ``held_wait_ms``, the agent goes on (the words, when they come, may still cut it off)."""
+        if self._held_wait is not None:
+            self._held_wait.cancel()
+
+        async def wait() -> None:
+            await self._clock.sleep(self._opts.held_wait_ms / 1000.0)
+            if self._held_at == held_at:
+                logger.info("the caller's words are slow to come")
+                utterance.went_on = True  # its words are still judged as over the agent when they come
+                self._resume("slow_words")
+
+        self._held_wait = self._own(wait(), "pipeline-held-wait")
+
     def _forget_hold(self) -> None:
         self._held_at = None
         self._listener.detector.held = False  # its pauses come at transcribe_pause_ms again
@@ -512,7 +531,9 @@ class ConversationPipeline:
         self._forget_hold()
         return None if held_at is None else round((self._clock.monotonic() - held_at) * 1000.0, 3)
 
-    def _resume(self, reason: Literal["noise", "no_words", "backchannel"], words: str = "") -> None:
+    def _resume(
+        self, reason: Literal["noise", "no_words", "backchannel", "slow_words"], words: str = ""
+    ) -> None:
         """The sound that held the agent was not a turn: the agent goes on where it stopped."""
         reply = self._reply
         if self._held_at is None or reply is None:

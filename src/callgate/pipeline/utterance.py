@@ -219,6 +219,8 @@ class Utterance:
         """Spoken while the agent's audio was held for it: a backchannel or noise lets the agent go on."""
         self.backchannel = False
         """The words at one of its pauses were a backchannel, and the agent went on there."""
+        self.went_on = False
+        """It had ended and its words were slow to come: the agent went on without them (``slow_words``)."""
         self.recheck: Recheck | None = None
         """Set when the utterance holds the agent: one or two words that are no backchannel are heard
         again with the backchannels as the STT's prompt."""

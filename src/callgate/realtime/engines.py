@@ -38,6 +38,7 @@ _TURN_DETECTION = frozenset(
         "interruption_hold_ms",
         "interruption_min_speech_ms",
         "held_pause_ms",
+        "held_wait_ms",
         "continue_window_ms",
         "early_end_backoff_ms",
         "preemptive_generation",

@@ -172,6 +172,7 @@ _BARGE_IN_REASONS = {
     "noise": "noise, too short to be speech",
     "no_words": "speech with no words in it",
     "backchannel": "a backchannel",
+    "slow_words": "the caller's words were slow to come",
     "long_speech": "the caller spoke at length",
     "words": "the caller's words",
     "continued": "the caller went on with the turn this answered (answered again with all the words)",

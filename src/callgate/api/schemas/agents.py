@@ -74,6 +74,15 @@ class TurnDetection(Strict):
         description="Caller sound that pauses the agent's audio at once; it resumes where it stopped if "
         "the sound was noise or a backchannel (40).",
     )
+    held_wait_ms: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=10000,
+        description="Once the caller whose sound holds the agent has finished, how long the agent waits "
+        "for their words before it goes on; words that turn out to be an interruption then cut it off; "
+        "0: wait for the words (500).",
+    )
     held_pause_ms: int | None = Field(
         default=None,
         strict=True,

@@ -113,7 +113,8 @@ class ToolCallPublic(Public):
 class BargeInPublic(Public):
     outcome: str = Field(description="`resumed` (the agent went on where it stopped) or `interrupted`.")
     reason: str = Field(
-        description="resumed: `noise`, `no_words`, `backchannel`; interrupted: `long_speech`, `words`, "
+        description="resumed: `noise`, `no_words`, `backchannel`, `slow_words` (the caller's words came "
+        "too late to keep the agent waiting); interrupted: `long_speech`, `words`, "
         "`continued` (the caller went on with the turn this answered: answered again with all the "
         "words), `text` (a typed message), `turn` (a finished caller turn)."
     )
