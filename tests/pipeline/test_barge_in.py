@@ -422,3 +422,66 @@ async def test_a_held_agent_goes_on_when_the_callers_words_are_slow(
         interrupted = len(expected) == 2
         assert bool(h.output.of_type(BotInterrupted)) is interrupted
         assert h.agent.respond_calls == (["hours?", words] if interrupted else ["hours?"])
+
+
+class DoubtfulSTT(FakeSTT):
+    """Slow to hear the caller alone (Whisper's 30 s path on an unclear word), quick with a prompt."""
+
+    def __init__(self, clock: VirtualClock, first: list[str], prompted: str) -> None:
+        super().__init__(clock, first, delay=1.0)
+        self.prompted = prompted
+
+    async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
+        if not prompt:
+            return await super().transcribe(pcm16, language=language)
+        self.prompts.append(prompt)
+        await self.clock.sleep(0.1)
+        return Transcript(text=self.prompted, language=language)
+
+
+@pytest.mark.parametrize(
+    ("first", "prompted", "expected", "went_on_s"),
+    [
+        # The held pause's words are asked for 80 ms into it; slow after 200 ms: heard again with the
+        # prompt, 100 ms: a backchannel, and the agent goes on there, not 550 + 500 ms after the words.
+        ("Up.", "Uh-huh.", [("resumed", "backchannel", "Uh-huh.")], 0.4 - 0.04 + 0.08 + 0.2 + 0.1),
+        # The first hearing still decides: an interruption cuts the agent off when it comes (1 s).
+        (
+            "No, stop it now.", "Okay.",
+            [("resumed", "backchannel", "Okay."), ("interrupted", "words", "No, stop it now.")],
+            0.4 - 0.04 + 0.08 + 0.2 + 0.1,
+        ),
+        # Heard again but no backchannel: the agent waits (held_wait_ms after the turn ended).
+        (
+            "Up.", "Stop.", [("resumed", "slow_words", ""), ("interrupted", "words", "Up.")],
+            0.4 - 0.04 + 0.55 + 0.5,
+        ),
+    ],
+)  # fmt: skip
+async def test_slow_words_over_the_agent_are_heard_early_with_the_prompt(
+    first: str, prompted: str, expected: list[tuple[str, str, str]], went_on_s: float
+) -> None:
+    """What holds the agent is most likely a backchannel: when the STT is slow to hear it, it is heard
+    again with the backchannels as prompt beside the first hearing, and if that says backchannel the
+    agent goes on at once (the caller does not hear it stop for a second at an "uh-huh")."""
+    clock = VirtualClock()
+    stt = DoubtfulSTT(clock, ["hours?", first], prompted)
+    async with PipelineHarness(
+        clock=clock, stt=stt, replies=[LONG, "Sorry, go on."], tts=slow_tts(clock), options=PipelineOptions()
+    ) as h:
+        stt.delay = 0.1
+        await agent_talking(h, 1000)
+        stt.delay = 1.0
+        onset = clock.monotonic()
+        await h.speak(400)
+        await h.silence(15000)
+        sent = [t for t, _ in h.output.audio if t > onset]
+        (held, went_on) = next((a, b) for a, b in itertools.pairwise(sent) if b - a > 0.021)
+        assert went_on - held == pytest.approx(went_on_s, abs=0.05)
+        agent_turn = next(e.record for e in h.output.of_type(TurnEnded) if e.record.role == "agent")
+        assert [(b.outcome, b.reason, b.words) for b in agent_turn.barge_ins] == expected
+        interrupted = expected[-1][0] == "interrupted"
+        assert bool(h.output.of_type(BotInterrupted)) is interrupted
+        assert h.agent.respond_calls == (["hours?", first] if interrupted else ["hours?"])
+        assert stt.prompts.count("Uh-huh. Mm-hmm. Yeah. Okay. Right.") >= 1
+        assert h.pipeline.failure is None

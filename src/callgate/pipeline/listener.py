@@ -224,6 +224,7 @@ class Listener:
                 ignored=self._hooks.ignore_new_speech(),
                 ends_turn=self._words_end_turn,
                 on_guess=self._on_guess,
+                clock=self._clock,
             )
             self.utterance.push(event.audio)
             await self._hooks.on_speech_started()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine
@@ -270,7 +271,7 @@ class ConversationPipeline:
 
     async def _on_speech_ended(self, utterance: Utterance) -> None:
         self._let_go_at_ms = None
-        utterance.over_agent = utterance.backchannel or self._held_at is not None
+        utterance.over_agent = utterance.backchannel or utterance.went_on or self._held_at is not None
         if self._held_at is not None and self._opts.held_wait_ms:
             self._wait_for_words(utterance, self._held_at)
         await self._emit(UserStoppedSpeaking())
@@ -522,9 +523,21 @@ class ConversationPipeline:
     def _hint_backchannels(self) -> None:
         """What holds the agent is most likely a backchannel: one or two words of it that are none are
         heard again with the backchannels as the STT's prompt (see ``backchannel.py``)."""
-        utterance, prompt = self._listener.utterance, self._backchannels.prompt
+        utterance, prompt, held_at = self._listener.utterance, self._backchannels.prompt, self._held_at
         if utterance is not None and prompt:
-            utterance.recheck = Recheck(prompt, self._backchannels.matches)
+            early = None if held_at is None else functools.partial(self._heard_early, utterance, held_at)
+            utterance.recheck = Recheck(prompt, self._backchannels.matches, early)
+
+    def _heard_early(self, utterance: Utterance, held_at: float, words: str) -> None:
+        """The held caller's words are slow to come (the STT doubts them), but heard again with the
+        backchannels as its prompt they are one: the agent goes on now rather than after
+        ``held_wait_ms``; the words, when they come, may still cut it off (as after ``slow_words``)."""
+        if self._held_at != held_at:
+            return
+        utterance.went_on = True
+        if utterance is self._listener.utterance:
+            self._let_go_at_ms = self._listener.detector.speech_ms
+        self._resume("backchannel", words)
 
     def _held_ms(self) -> float | None:
         held_at = self._held_at

@@ -17,7 +17,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
+from callgate.clock import Clock, SystemClock
 from callgate.pipeline.audio import StreamResampler, resample
 from callgate.pipeline.interfaces import STT, STTStream, Transcript
 
@@ -184,6 +186,14 @@ def trails_off(text: str, *, language: str = "en") -> bool:
     return _english(language) and (_ending(_words(stripped)) == "open" or _asks_for_a_moment(stripped))
 
 
+SLOW_HEARING_S = 0.2
+"""A short utterance's first hearing that takes longer than this is one the STT doubts (Whisper then
+tries its 30 s window with temperature fallback, ~1 s on a small CPU; its short window answers in
+~0.1 s): with a :class:`Recheck` that has ``early``, the second hearing is started beside it."""
+SHORT_UTTERANCE_S = 2.0
+"""Longer utterances are never heard early with the prompt (a backchannel is shorter)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Recheck:
     """Short words an utterance should hear again: not ``wanted`` the first time, the STT is asked once
@@ -191,6 +201,10 @@ class Recheck:
 
     prompt: str
     wanted: Callable[[str], bool]
+    early: Callable[[str], None] | None = None
+    """Told the second hearing's words if they are ``wanted`` while the first is still slow to come
+    (the second is then asked after :data:`SLOW_HEARING_S`, not after the first): the first still
+    decides the utterance's words when it comes."""
 
 
 class Utterance:
@@ -205,8 +219,10 @@ class Utterance:
         ignored: bool = False,
         ends_turn: Callable[[str], bool] = sounds_finished,
         on_guess: Callable[[str], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._stt = stt
+        self._clock: Clock = clock or SystemClock()
         self._input_rate = input_rate
         self._language = language
         self.first_speech_at = first_speech_at
@@ -324,24 +340,54 @@ class Utterance:
     async def _heard(self, pcm: bytes) -> Transcript:
         """``pcm`` transcribed; with :attr:`recheck`, one or two words it does not want are transcribed
         again with its prompt, and the second words kept if it wants them."""
-        first = await self._stt.transcribe(pcm, language=self._language)
-        logger.debug(
-            "heard %r in %d ms of audio", first.text, len(pcm) * 500 // self._stt.capabilities.sample_rate
-        )
         recheck = self.recheck
-        if recheck is None or not self._stt.capabilities.prompt or not 0 < len(first.text.split()) <= 2:
-            return first
-        if recheck.wanted(first.text):
-            return first
+        rate = self._stt.capabilities.sample_rate
+        prompted = recheck is not None and self._stt.capabilities.prompt
+        first_task = asyncio.ensure_future(self._stt.transcribe(pcm, language=self._language))
+        early: asyncio.Task[Transcript | None] | None = None
+        if prompted and recheck is not None and recheck.early and len(pcm) <= 2 * rate * SHORT_UTTERANCE_S:
+            early = asyncio.create_task(self._hear_early(pcm, recheck, first_task), name="stt-early")
+            early.add_done_callback(_retrieve)
         try:
-            again = await self._stt.transcribe(pcm, language=self._language, prompt=recheck.prompt)
-        except Exception:  # the first words stand
-            logger.warning("could not transcribe %r again", first.text, exc_info=True)
-            return first
-        if not recheck.wanted(again.text):
-            logger.debug("%r heard again as %r: kept", first.text, again.text)
-            return first
-        logger.info("%r heard again as %r", first.text, again.text)
+            first = await first_task
+            logger.debug("heard %r in %d ms of audio", first.text, len(pcm) * 500 // rate)
+            if recheck is None or not prompted or not 0 < len(first.text.split()) <= 2:
+                return first
+            if recheck.wanted(first.text):
+                return first
+            try:
+                again = await early if early is not None else None
+                if again is None:
+                    again = await self._stt.transcribe(pcm, language=self._language, prompt=recheck.prompt)
+            except Exception:  # the first words stand
+                logger.warning("could not transcribe %r again", first.text, exc_info=True)
+                return first
+            if not recheck.wanted(again.text):
+                logger.debug("%r heard again as %r: kept", first.text, again.text)
+                return first
+            logger.info("%r heard again as %r", first.text, again.text)
+            return again
+        finally:
+            for task in (first_task, early):
+                if task is not None and not task.done():
+                    task.cancel()
+
+    async def _hear_early(
+        self, pcm: bytes, recheck: Recheck, first: asyncio.Future[Transcript]
+    ) -> Transcript | None:
+        """The second hearing, asked when the first is slow (None if it was not); ``recheck.early`` is
+        told its words if they are wanted and the first has still not come."""
+        waited: asyncio.Future[Any] = asyncio.ensure_future(self._clock.sleep(SLOW_HEARING_S))
+        try:
+            await asyncio.wait((first, waited), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waited.cancel()
+        if first.done():
+            return None
+        again = await self._stt.transcribe(pcm, language=self._language, prompt=recheck.prompt)
+        if not first.done() and recheck.early is not None and recheck.wanted(again.text):
+            logger.debug("heard early with the prompt as %r", again.text)
+            recheck.early(again.text)
         return again
 
     async def aclose(self) -> None:
@@ -364,7 +410,7 @@ class Utterance:
             logger.exception("interim transcripts failed")
 
 
-def _retrieve(task: asyncio.Task[Transcript]) -> None:
+def _retrieve(task: asyncio.Task[Any]) -> None:
     """A dropped guess's failure is not an error anyone must see."""
     if not task.cancelled():
         task.exception()
