@@ -8,7 +8,10 @@ piper (joe) and five espeak-ng voices (``bench/turns.py``'s), and heard three wa
 through Opus (48 kHz, 32 kbit/s, as a browser sends it over WebRTC) and through G.711 μ-law at 8 kHz (a
 phone). Reports, per kind, how many let the agent go on (heard as a backchannel, or as no words at all) at
 the first hearing and at the decision: for backchannels the more the better; for interruptions, short
-answers and one-word utterances ("Stop.", "Hey.", "Thursday.") every one is an interruption missed.
+answers and one-word utterances ("Stop.", "Hey.", "Thursday.") every one is an interruption missed. And
+how often the first hearing was slow (Whisper's 30 s path) and the prompted hearing beside it let the
+agent go on before it came (``SLOW_HEARING_S``): for backchannels a shorter hold, for the others a
+moment of agent audio before the first hearing cuts it off.
 
     python bench/backchannels.py [--no-write] [--limit]
 """
@@ -30,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _server import Machine, speech_pcm, write_section
 from callgate.pipeline.backchannel import Backchannels
+from callgate.pipeline.utterance import SHORT_UTTERANCE_S
 from callgate.realtime.media import g711
 from turns import _BACKCHANNELS, _INTERRUPTIONS, _SHORT, VOICES, _trim, espeak_pcm
 
@@ -88,7 +92,9 @@ async def main_async(args: argparse.Namespace) -> int:
 
     machine = Machine()
     started = time.perf_counter()
-    counts: dict[str, dict[str, int]] = {k: {"n": 0, "first": 0, "decided": 0} for k in KINDS}
+    counts: dict[str, dict[str, int]] = {
+        k: {"n": 0, "first": 0, "decided": 0, "slow": 0, "early": 0} for k in KINDS
+    }
     changed: list[str] = []
     voices = VOICES[:2] if args.limit else VOICES
     for kind, texts in KINDS.items():
@@ -97,22 +103,27 @@ async def main_async(args: argparse.Namespace) -> int:
                 raw = speech_pcm(text) if voice == "piper" else _trim(espeak_pcm(text, voice))
                 for path, through in PATHS.items():
                     pcm = bytes(6400) + through(raw) + bytes(6400)
+                    before = stt.stats["short"]
                     first = (await stt.transcribe(pcm, language="en")).text
+                    slow = stt.stats["short"] == before and len(pcm) <= 2 * RATE * SHORT_UTTERANCE_S
                     decided, again = goes_on(first), ""
-                    if not decided and 0 < len(first.split()) <= 2:
+                    if slow or (not decided and 0 < len(first.split()) <= 2):
                         again = (await stt.transcribe(pcm, language="en", prompt=rules.prompt)).text
+                    if not decided and 0 < len(first.split()) <= 2:
                         decided = goes_on(again)
                     c = counts[kind]
                     c["n"] += 1
                     c["first"] += goes_on(first)
                     c["decided"] += decided
+                    c["slow"] += slow
+                    c["early"] += slow and rules.matches(again)
                     if decided != goes_on(first):
                         changed.append(f"{kind} {text!r} {voice} {path}: {first!r} -> {again!r}")
     wall = time.perf_counter() - started
     for kind, c in counts.items():
         print(
             f"RESULT backchannels kind={kind.replace(' ', '_')} n={c['n']} first={c['first']} "
-            f"decided={c['decided']}",
+            f"decided={c['decided']} slow={c['slow']} early={c['early']}",
             flush=True,
         )
     print("\n".join(changed))
@@ -138,6 +149,11 @@ def render(counts: dict[str, dict[str, int]], machine: Machine, wall: float) -> 
         ("the decision (short words heard again)", "decided"),
     ):
         rows.append(f"| {label} | " + " | ".join(pct(c[key], c["n"]) for c in counts.values()) + " |")
+    for label, key, of in (
+        ("first hearing slow (the 30 s path)", "slow", "n"),
+        ("of them, on early with the prompt", "early", "slow"),
+    ):
+        rows.append(f"| {label} | " + " | ".join(pct(c[key], c[of]) for c in counts.values()) + " |")
     return "\n".join(
         [
             f"Measured {machine.line()} ({wall:.0f} s).",
@@ -154,7 +170,10 @@ def render(counts: dict[str, dict[str, int]], machine: Machine, wall: float) -> 
             "as Whisper's prompt. The agent goes on when the words are a backchannel or there are none. For "
             "interruptions, short answers and one-word utterances, each one that lets it go on is an "
             "interruption missed (a caller who says it again for 700 ms cuts the "
-            "agent off whatever the words).",
+            "agent off whatever the words). A first hearing that goes to Whisper's 30 s path (~1 s here) "
+            "is slow: a call then hears the words again with the prompt beside it, and if they are a "
+            "backchannel the agent goes on at once, until the first hearing decides (for an interruption "
+            "that means a moment of agent audio before it is cut off).",
             "",
             *rows,
         ]
