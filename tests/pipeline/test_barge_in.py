@@ -485,3 +485,30 @@ async def test_slow_words_over_the_agent_are_heard_early_with_the_prompt(
         assert h.agent.respond_calls == (["hours?", first] if interrupted else ["hours?"])
         assert stt.prompts.count("Uh-huh. Mm-hmm. Yeah. Okay. Right.") >= 1
         assert h.pipeline.failure is None
+
+
+async def test_a_failing_early_hearing_changes_nothing() -> None:
+    class PromptFails(DoubtfulSTT):
+        async def transcribe(self, pcm16: bytes, *, language: str = "en", prompt: str = "") -> Transcript:
+            if prompt:
+                self.prompts.append(prompt)
+                raise ProviderError("the engine is down")
+            return await super().transcribe(pcm16, language=language)
+
+    clock = VirtualClock()
+    stt = PromptFails(clock, ["hours?", "Up."], "never heard")
+    async with PipelineHarness(
+        clock=clock, stt=stt, replies=[LONG, "Sorry, go on."], tts=slow_tts(clock), options=PipelineOptions()
+    ) as h:
+        stt.delay = 0.1
+        await agent_talking(h, 1000)
+        stt.delay = 1.0
+        await h.speak(400)
+        await h.silence(15000)
+        assert stt.prompts  # it was asked, and failed
+        agent_turn = next(e.record for e in h.output.of_type(TurnEnded) if e.record.role == "agent")
+        assert [(b.outcome, b.reason, b.words) for b in agent_turn.barge_ins] == [
+            ("resumed", "slow_words", ""),
+            ("interrupted", "words", "Up."),
+        ]
+        assert h.pipeline.failure is None and h.agent.respond_calls == ["hours?", "Up."]
