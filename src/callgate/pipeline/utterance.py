@@ -236,7 +236,8 @@ class Utterance:
         self.backchannel = False
         """The words at one of its pauses were a backchannel, and the agent went on there."""
         self.went_on = False
-        """It had ended and its words were slow to come: the agent went on without them (``slow_words``)."""
+        """Its words were slow to come: the agent went on without them (``slow_words``, or a backchannel
+        heard early with the prompt); they are still judged as over the agent when they come."""
         self.recheck: Recheck | None = None
         """Set when the utterance holds the agent: one or two words that are no backchannel are heard
         again with the backchannels as the STT's prompt."""
