@@ -19,7 +19,7 @@ async def test_turn_detection_is_stored_returned_and_patched(world: World) -> No
 
     settings = {
         "end_of_turn_silence_ms": 800, "early_end_silence_ms": 300, "allow_interruptions": False,
-        "continue_window_ms": 0,
+        "continue_window_ms": 0, "finished_sentence_silence_ms": 500,
     }  # fmt: skip
     r = await world.client.patch(
         f"/v1/agents/{agent_id}", json={"turn_detection": settings}, headers=team.auth()
@@ -45,6 +45,8 @@ async def test_turn_detection_is_stored_returned_and_patched(world: World) -> No
         ({"vad_threshold": 0}, "body.turn_detection.vad_threshold"),
         ({"continue_window_ms": 5000}, "body.turn_detection.continue_window_ms"),
         ({"continue_window_ms": "500"}, "body.turn_detection.continue_window_ms"),
+        ({"finished_sentence_silence_ms": -1}, "body.turn_detection.finished_sentence_silence_ms"),
+        ({"finished_sentence_silence_ms": 450.5}, "body.turn_detection.finished_sentence_silence_ms"),
         ({"allow_interruptions": "sometimes"}, "body.turn_detection.allow_interruptions"),
         ({"endpointing": 300}, "body.turn_detection.endpointing"),
         ({"end_of_turn_silence_ms": 300, "early_end_silence_ms": 400}, "body.turn_detection"),

@@ -164,7 +164,10 @@ async def test_a_continuation_with_no_words_leaves_later_turns_alone() -> None:
         assert h.agent.respond_calls == [FIRST, REST] and h.agent.taken_back == []
 
 
-EAGER = PipelineOptions(early_end_silence_ms=240, transcribe_pause_ms=0, end_of_turn_silence_ms=600)
+EAGER = PipelineOptions(
+    early_end_silence_ms=240, finished_sentence_silence_ms=0, transcribe_pause_ms=0,
+    end_of_turn_silence_ms=600,
+)  # fmt: skip
 
 
 async def caller_pausing_twice(backoff_ms: int) -> PipelineHarness:

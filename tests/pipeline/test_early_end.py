@@ -12,10 +12,14 @@ from callgate.pipeline.interfaces import Transcript
 from callgate.pipeline.options import PipelineOptions
 from callgate.pipeline.utterance import sounds_finished, trails_off
 from callgate.providers.fake import PipelineHarness
+from callgate.providers.fake.agent import FakeAgent
 from callgate.providers.fake.clock import VirtualClock
 from callgate.providers.fake.stt import FakeSTT
 
-OPTS = PipelineOptions(end_of_turn_silence_ms=600, early_end_silence_ms=240, transcribe_pause_ms=0)
+OPTS = PipelineOptions(
+    end_of_turn_silence_ms=600, early_end_silence_ms=240, finished_sentence_silence_ms=0,
+    transcribe_pause_ms=0,
+)  # fmt: skip
 
 
 def latency_of_first_answer(h: PipelineHarness):  # type: ignore[no-untyped-def]
@@ -247,7 +251,7 @@ def test_the_english_word_rules_apply_to_english_only() -> None:
 
 
 async def test_words_transcribed_before_the_early_end_end_the_turn_at_it() -> None:
-    options = PipelineOptions(end_of_turn_silence_ms=600, early_end_silence_ms=240, transcribe_pause_ms=150)
+    options = replace(OPTS, transcribe_pause_ms=150)
     async with PipelineHarness(
         transcripts=["I need an appointment."], replies=["Sure."], options=options, stt_delay=0.1
     ) as h:
@@ -262,7 +266,7 @@ async def test_words_transcribed_before_the_early_end_end_the_turn_at_it() -> No
 async def test_a_busy_stt_puts_the_early_transcription_off_to_the_early_end() -> None:
     # Another call's utterance waits for the same model: a 150 ms pause is not worth a transcription
     # now; it starts at early_end_silence_ms instead, and the turn ends a transcription later.
-    options = PipelineOptions(end_of_turn_silence_ms=600, early_end_silence_ms=240, transcribe_pause_ms=150)
+    options = replace(OPTS, transcribe_pause_ms=150)
     clock = VirtualClock()
     stt = FakeSTT(clock, ["I need an appointment."], delay=0.1)
     stt.backlogged = True
@@ -298,3 +302,62 @@ async def test_a_pause_shorter_than_the_early_end_keeps_the_turn_even_with_the_w
         await h.speak(600)
         await h.silence(3000)
         assert h.agent.respond_calls == ["I need help with my booking."]
+
+
+class ExpectsADay(FakeAgent):
+    def expected_answer(self, text: str) -> bool:
+        return "tomorrow" in text.lower()
+
+
+@pytest.mark.parametrize(
+    ("words", "endpointing_ms"),
+    [
+        ("Tomorrow.", 360),  # what the agent waits for: early_end_silence_ms (350, in whole frames)
+        ("I need an appointment.", 460),  # only a finished sentence: finished_sentence_silence_ms
+        ("I was thinking", 560),  # neither: end_of_turn_silence_ms
+    ],
+)
+async def test_an_expected_answer_ends_the_turn_sooner_than_a_finished_sentence(
+    words: str, endpointing_ms: float
+) -> None:
+    clock = VirtualClock()
+    agent = ExpectsADay(clock, ["Booked."])
+    async with PipelineHarness(
+        clock=clock, transcripts=[words], agent=agent, stt_delay=0.1,
+        options=replace(PipelineOptions(), open_phrase_wait=False),
+    ) as h:  # fmt: skip
+        await h.speak(800)
+        await h.silence(2500)
+        assert agent.respond_calls == [words]
+        assert len(h.stt.requests) == 1  # the words of the 150 ms pause, reused
+        assert latency_of_first_answer(h).endpointing_ms == pytest.approx(endpointing_ms, abs=1)
+
+
+FIRST, REST = "I need an appointment.", "For my daughter next week."
+WHOLE = "I need an appointment for my daughter next week."
+
+
+@pytest.mark.parametrize(
+    ("finished_sentence_ms", "heard", "answered"),
+    [
+        # The default waits out the pause: the utterance is transcribed whole, one turn, one answer.
+        (450, [FIRST, WHOLE], [WHOLE]),
+        # Ended at early_end_silence_ms, the finished sentence cuts the caller off: answered, then taken
+        # back when they go on, and all the words answered together.
+        (0, [FIRST, REST], [FIRST, f"{FIRST} {REST}"]),
+    ],
+)
+async def test_a_caller_who_goes_on_after_a_complete_clause_is_not_cut_off(
+    finished_sentence_ms: int, heard: list[str], answered: list[str]
+) -> None:
+    """A caller says "I need an appointment | for my daughter" with a 440 ms pause after the clause."""
+    clock = VirtualClock()
+    stt = FakeSTT(clock, heard, delay=0.1)
+    options = PipelineOptions(finished_sentence_silence_ms=finished_sentence_ms)
+    async with PipelineHarness(clock=clock, stt=stt, replies=["Sure.", "Of course."], options=options) as h:
+        await h.speak(900)
+        await h.silence(440)
+        await h.speak(1200)
+        await h.silence(3000)
+        assert h.agent.respond_calls == answered
+        assert h.agent.taken_back == answered[:-1]

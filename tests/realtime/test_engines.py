@@ -33,6 +33,7 @@ def test_semantic_turn_detection_and_backchannels_reach_the_pipeline() -> None:
             "semantic": True, "semantic_threshold": 0.7, "max_wait_ms": 2000, "early_end_silence_ms": 150,
             "interruption_hold_ms": 80, "backchannels": ["mm-hmm", "ja"], "hangover_cut_db": 0,
             "open_phrase_wait": False, "continue_window_ms": 0, "early_end_backoff_ms": 250,
+            "finished_sentence_silence_ms": 600,
         },
     )  # fmt: skip
     options = pipeline_options(agent, mode="audio", output_sample_rate=16000)
@@ -40,7 +41,7 @@ def test_semantic_turn_detection_and_backchannels_reach_the_pipeline() -> None:
     assert options.early_end_silence_ms == 150 and options.interruption_hold_ms == 80
     assert options.backchannels == ("mm-hmm", "ja") and options.hangover_cut_db == 0
     assert options.open_phrase_wait is False and options.continue_window_ms == 0
-    assert options.early_end_backoff_ms == 250
+    assert options.early_end_backoff_ms == 250 and options.finished_sentence_silence_ms == 600
 
 
 def test_reminders_reach_the_pipeline_filled_in_and_only_before_the_silence_timeout() -> None:

@@ -7,7 +7,8 @@ frame (for barge-in), and each finished :class:`Utterance`.
 
 At each pause the turn may end early: when the words so far answer what the agent expects, or when the
 end-of-turn model (``semantic``) judges the caller done; a "not done" from the model lets the pause run to
-``max_wait_ms``. Without the model, a transcript that reads as a finished sentence ends the turn. Words
+``max_wait_ms``. Without the model, a transcript that reads as a finished sentence ends the turn too, at a
+longer pause (``finished_sentence_silence_ms``: a complete clause is often followed by more). Words
 that leave the sentence open ("I'd like to book for", ``open_phrase_wait``) let the pause run to
 ``max_wait_ms`` too, and overrule the model's "done".
 """
@@ -94,6 +95,8 @@ class Listener:
         was busy when the pause reached ``transcribe_pause_ms``)."""
         self._told_probable_end = False
         """:attr:`ListenerHooks.on_probable_end` was told about the current pause."""
+        self._expected: tuple[str, bool] | None = None
+        """The current pause's words, and whether the agent expects them (asked once per pause)."""
         self._opts = options
         self._metrics = metrics
         self._hooks = hooks
@@ -214,6 +217,7 @@ class Listener:
             event = self.detector.end_now()
         if event is not None:
             self._told_probable_end = False  # a new utterance, a new pause, or the end of one
+            self._expected = None
         if isinstance(event, SpeechStarted):
             self.utterance = Utterance(
                 self._stt,
@@ -330,7 +334,7 @@ class Listener:
         if utterance is None or self.detector.silence_ms < self._opts.early_end_silence_ms:
             return False  # the words may be known already (transcribe_pause_ms); the turn ends no sooner
         if utterance.finished_early:
-            return True
+            return self.detector.silence_ms >= self._silence_to_end(utterance)
         if self._end_of_turn is None:  # silence decides, unless the words leave the sentence open
             if self._opts.open_phrase_wait and self._words_left_open(utterance):
                 self.detector.wait_longer(self._opts.max_wait_ms)
@@ -356,6 +360,17 @@ class Listener:
             return True
         self.detector.wait_longer(self._opts.max_wait_ms)
         return False
+
+    def _silence_to_end(self, utterance: Utterance) -> float:
+        """The pause after which words that end the turn early do so: ``early_end_silence_ms`` for what
+        the agent expects, ``finished_sentence_silence_ms`` (never less) for a finished sentence."""
+        early, sentence = self._opts.early_end_silence_ms, self._opts.finished_sentence_silence_ms
+        if sentence <= early:
+            return early
+        text = utterance.speculated_text() or ""
+        if self._expected is None or self._expected[0] != text:  # asked once per pause, not per frame
+            self._expected = (text, self._hooks.expected_answer(text))
+        return early if self._expected[1] else sentence
 
     def _words_left_open(self, utterance: Utterance) -> bool:
         words = utterance.speculated_text()

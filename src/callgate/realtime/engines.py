@@ -31,6 +31,7 @@ _TURN_DETECTION = frozenset(
     {
         "end_of_turn_silence_ms",
         "early_end_silence_ms",
+        "finished_sentence_silence_ms",
         "transcribe_pause_ms",
         "vad_threshold",
         "min_speech_ms",

@@ -36,8 +36,20 @@ class TurnDetection(Strict):
         ge=0,
         le=5000,
         description=(
-            "After this much silence the turn ends at once if the words so far are a finished sentence "
-            "(or what a flow step expects); 0 turns this off (350)."
+            "After this much silence the turn ends at once if the words so far are what a flow step "
+            "expects (a slot or an intent: 'tomorrow', 'yes'), or, after finished_sentence_silence_ms, "
+            "a finished sentence; 0 turns this off (350)."
+        ),
+    )
+    finished_sentence_silence_ms: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=5000,
+        description=(
+            "After this much silence the turn ends if the words so far are a finished sentence that is "
+            "not what the agent expects ('I need an appointment.': callers often go on after a complete "
+            "clause); never sooner than early_end_silence_ms; 0: at early_end_silence_ms (450)."
         ),
     )
     transcribe_pause_ms: int | None = Field(
