@@ -7,8 +7,8 @@ plus seeded noise bursts, and reports three configurations side by side:
 
 * ``before``: the turn-taking before issue 15 (barge-in after 250 ms of speech, no backchannels, no
   hang-over cut, punctuation-based early end at 250 ms);
-* ``silence``: silence-only endpointing with the new barge-in (hold at 40 ms, resume on noise or a
-  backchannel) and the hang-over cut;
+* ``silence``: the defaults: silence endpointing (a finished sentence ends the turn at a 450 ms pause)
+  with the new barge-in (hold at 40 ms, resume on noise or a backchannel) and the hang-over cut;
 * ``semantic``: the same plus Smart Turn v3 asked at a 150 ms pause (max wait 1500 ms).
 
 STT is an oracle (the known words of the audio heard so far, with Whisper's final full stop, after
@@ -256,6 +256,7 @@ MODES: dict[str, PipelineOptions] = {
         hangover_cut_db=0,
         transcribe_pause_ms=0,
         early_end_silence_ms=250,
+        finished_sentence_silence_ms=0,
         open_phrase_wait=False,
         continue_window_ms=0,
     ),
@@ -524,6 +525,10 @@ async def main_async(args: argparse.Namespace) -> int:
     modes = dict(MODES)
     if args.early_end_ms is not None:
         modes["silence"] = dataclasses.replace(modes["silence"], early_end_silence_ms=args.early_end_ms)
+    if args.finished_sentence_ms is not None:
+        modes["silence"] = dataclasses.replace(
+            modes["silence"], finished_sentence_silence_ms=args.finished_sentence_ms
+        )
     for name, options in modes.items():
         outcomes = await asyncio.gather(*(one(s, options) for s in samples))
         results[name] = summary(list(outcomes))
@@ -540,7 +545,8 @@ async def main_async(args: argparse.Namespace) -> int:
     load1 = os.getloadavg()[0]
     body = render(results, len(samples), machine, args, (load0, load1))
     print(body)
-    if not args.no_write and args.early_end_ms is None:  # the headline is the defaults
+    if not args.no_write and args.early_end_ms is None and args.finished_sentence_ms is None:
+        # the headline is the defaults
         write_section("Turn-taking", body)
         print("\nBENCHMARKS.md: section 'Turn-taking' updated")
     return 0
@@ -557,11 +563,12 @@ def render(
     args: argparse.Namespace,
     load: tuple[float, float],
 ) -> str:
-    cols = list(results)
+    cols, fs_ms = list(results), args.finished_sentence_ms
     lines = [
         f"`python bench/turns.py --concurrency {args.concurrency}"
         + (f" --agent-delay-ms {args.agent_delay_ms:g}" if args.agent_delay_ms != 200 else "")
         + (f" --early-end-ms {args.early_end_ms}" if args.early_end_ms is not None else "")
+        + ("" if fs_ms is None else f" --finished-sentence-ms {fs_ms}")
         + f"` — corpus v{CORPUS_VERSION}, {n} caller "
         "utterances (piper joe + espeak-ng voices, seeded noise bursts), in-process pipeline, Silero VAD "
         "and Smart Turn v3 on onnxruntime, oracle STT (150 ms). No priority boosts. "
@@ -591,8 +598,9 @@ def render(
         "`before` is the turn-taking before issue 15 (cut off after 250 ms of speech, no backchannels, no "
         "hang-over cut, no wait on open words, words transcribed at the 250 ms early end; the finished-"
         "sentence word rules are today's); `silence` the defaults: the new barge-in and hang-over cut, "
-        "silence endpointing (550 ms; the words transcribed at a 150 ms pause, the turn ended at 350 ms on a "
-        "finished sentence) with words that leave the "
+        "silence endpointing (550 ms; the words transcribed at a 150 ms pause, the turn ended at 450 ms on a "
+        "finished sentence, `finished_sentence_silence_ms`, or at 350 ms on an answer the agent expects, "
+        "which this fake agent never does) with words that leave the "
         'sentence open ("I\'d like to book for", "can you tell me") letting the pause run to 1500 ms; '
         "`semantic` adds Smart Turn v3 at a 150 ms pause (done: end, unless the words are open; "
         "mid-thought: wait up to 1500 ms). `silence` and `semantic` take back an answer the caller cuts "
@@ -635,6 +643,11 @@ def main() -> None:
     parser.add_argument(
         "--early-end-ms", type=int, default=None, metavar="MS",
         help="the silence mode's early_end_silence_ms (default: the server's, 350); never written",
+    )  # fmt: skip
+    parser.add_argument(
+        "--finished-sentence-ms", type=int, default=None, metavar="MS",
+        help="the silence mode's finished_sentence_silence_ms (default: the server's, 450; 0: at the "
+        "early end); never written",
     )  # fmt: skip
     sys.exit(asyncio.run(main_async(parser.parse_args())))
 
