@@ -424,7 +424,8 @@ def report(results: list[Result], run: Run) -> str:
             f"**WebRTC vs WebSocket in this run: p50 {fmt_ms(r50)} vs {fmt_ms(w50)} ms (x{r50 / w50:.2f}), "
             f"p95 {fmt_ms(r95)} vs {fmt_ms(w95)} ms (x{r95 / w95:.2f}); line by line, WebRTC took "
             f"{diff:+.0f} ms (median of {len(pairs)} paired turns).** Turns fall in two groups, those that "
-            "end early (finished sentence) and those that wait for the full end-of-turn silence and then "
+            "end early (an expected answer or a finished sentence) and those that wait for the full "
+            "end-of-turn silence and then "
             "for Whisper, so the p50s also depend on how many turns of each group a transport got; the "
             "paired difference does not. The transport's own share is the part outside the server's "
             f"pipeline (client latency - `total_ms`: Silero's hang-over plus both directions of "
@@ -446,8 +447,9 @@ def report(results: list[Result], run: Run) -> str:
             f"{fmt_ms(ep)} ms, p95 {p('endpointing_ms', 95)} ms (server defaults: the words of a pause are "
             f"transcribed at `transcribe_pause_ms` = {defaults.transcribe_pause_ms} ms while Whisper has "
             f"nothing waiting, and the turn ends after `early_end_silence_ms` = "
-            f"{defaults.early_end_silence_ms} ms of silence if they are a finished sentence or what the "
-            f"flow's step expects, else after `end_of_turn_silence_ms` = "
+            f"{defaults.early_end_silence_ms} ms of silence if they are what the flow's step expects, "
+            f"after `finished_sentence_silence_ms` = {defaults.finished_sentence_silence_ms} ms if they "
+            f"are a finished sentence, else after `end_of_turn_silence_ms` = "
             f"{defaults.end_of_turn_silence_ms} ms; an agent's `turn_detection` changes them), plus "
             "Silero's hang-over after the acoustic end and the "
             f"transport ({fmt_ms(tail)} ms): about {fmt_ms(ep + tail)} ms at the p50. Whisper: p50 "
@@ -576,8 +578,9 @@ def report_llm(flow: Result, prompt: Result, run: Run, *, env_cache: str) -> str
         f"{fmt_ms(percentile(prompt.stage('tts_first_audio_ms'), 50))} ms for the prompt agent (the same "
         "sentences); endpointing p50 "
         f"{fmt_ms(percentile(flow.stage('endpointing_ms'), 50))} vs "
-        f"{fmt_ms(percentile(prompt.stage('endpointing_ms'), 50))} ms: a flow's turn may end early "
-        "when the words answer what its step waits for, a prompt agent's only on a finished sentence.",
+        f"{fmt_ms(percentile(prompt.stage('endpointing_ms'), 50))} ms: a flow's turn may end at "
+        "`early_end_silence_ms` when the words answer what its step waits for, a prompt agent's only on "
+        "a finished sentence, at `finished_sentence_silence_ms`.",
         "",
         load_line([flow, prompt], run),
     ]
