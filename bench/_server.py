@@ -165,6 +165,21 @@ class BenchServer:
         if out.returncode != 0:
             raise RuntimeError(f"callgate keys create failed:\n{out.stdout}\n{out.stderr}")
         self.key = out.stdout.strip().splitlines()[-1].strip()
+        for _ in range(3):
+            if self._serve(exe, timeout_s):
+                return
+            # Another process took the port between free_port() and the bind (benchmarks started
+            # together): try another one.
+            self.port = free_port()
+            self.url = self.env["CALLGATE_PUBLIC_URL"] = f"http://127.0.0.1:{self.port}"
+        raise RuntimeError(f"callgate serve found no free port:\n{self.log_tail()}")
+
+    def _serve(self, exe: str, timeout_s: float) -> bool:
+        """Start ``callgate serve`` on :attr:`port` and wait until it is ready; False if the port was
+        taken. Ready means answering with this server's own key: a server of another benchmark that got
+        the port first answers ``/healthz`` too, but not that."""
+        if self.http is not None:
+            self.http.close()
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [exe, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)],
@@ -175,12 +190,18 @@ class BenchServer:
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc.poll() is not None:
+                if "address already in use" in self.log_tail().lower():
+                    return False
                 raise RuntimeError(f"callgate serve exited ({self.proc.returncode}):\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"callgate serve did not become ready:\n{self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
-                if self.http.get("/healthz").status_code == 200 and self._warm():
-                    return
+                if (
+                    self.http.get("/healthz").status_code == 200
+                    and self.http.get("/v1/agents", params={"limit": 1}).status_code == 200
+                    and self._warm()
+                ):
+                    return True
             time.sleep(0.2)
 
     def _preexec(self) -> None:
