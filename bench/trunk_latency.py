@@ -61,7 +61,7 @@ from _server import (
     speech_pcm,
     write_section,
 )
-from latency import SCRIPTS, Result, Turn, run_call
+from latency import SCRIPTS, Result, Turn, _server_defaults, run_call
 
 NUMBER = "+15550100200"
 SECTION = "Voice-to-voice latency over a SIP trunk (telephone band)"
@@ -282,11 +282,14 @@ def report(results: dict[str, Result], wers: dict[str, Wer], machine: Machine, c
     )
     stts = [float(t["stt_ms"]) for t in sip_agent if t.get("stt_ms") is not None]
     waited = [v for v in stts if v > 0]
+    d = _server_defaults()
     lines += [
         "",
         f"What dominates over the trunk, as over WebSocket: deciding that the caller is done (endpointing "
-        f"p50 {fmt_ms(ep)} ms: a finished sentence ends the turn after 250 ms of silence, anything else "
-        f"after 550 ms), then piper's first sentence when it is not in the TTS cache. Whisper costs time "
+        f"p50 {fmt_ms(ep)} ms: words the flow's step expects end the turn after "
+        f"{d.early_end_silence_ms} ms of silence, another finished sentence after "
+        f"{d.finished_sentence_silence_ms} ms, anything else after {d.end_of_turn_silence_ms} ms), then "
+        "piper's first sentence when it is not in the TTS cache. Whisper costs time "
         f"only after the turns that wait for the full silence ({len(waited)} of {len(stts)} over the trunk, "
         f"{fmt_ms(percentile(waited, 50))} ms at their p50); elsewhere it ran during the silence. The "
         "trunk's own share is the RTP path: the jitter buffer and 8 -> 16 kHz upsampling on the way in, "

@@ -180,3 +180,31 @@ async def test_a_failing_reminder_stops_the_reminders_not_the_call() -> None:
         await h.silence(3000)
         assert agent_turns(h) == [GREETING, "Sure."]
         assert h.pipeline.failure is None
+
+
+async def test_a_caller_who_talks_over_the_goodbye_goes_on_with_the_call() -> None:
+    opts = PipelineOptions(
+        early_end_silence_ms=0, reminder_after_s=0, silence_goodbye="I will end the call now. Goodbye!"
+    )
+    clock = VirtualClock()
+    agent = FakeAgent(clock, ["Good, so which day suits you?"], greeting=GREETING)
+    async with PipelineHarness(
+        clock=clock, agent=agent, transcripts=["Wait, I am still here."], options=opts
+    ) as h:
+        await h.silence(4000)
+        assert await h.pipeline.say_goodbye() and h.pipeline.saying_goodbye
+        await h.silence(300)  # the goodbye is playing
+        await h.speak(1000)  # cut off after 700 ms of speech
+        await h.silence(4000)
+        assert "CallEndRequested" not in h.output.names()
+        assert not h.pipeline.saying_goodbye
+        assert agent.respond_calls == ["Wait, I am still here."]
+        assert agent.interrupted_with == []  # the goodbye was the pipeline's, not the agent's answer
+        [greeting, goodbye, answer] = agent_turns(h)
+        assert greeting == GREETING and "I will end the call now. Goodbye!".startswith(goodbye)
+        assert goodbye != "I will end the call now. Goodbye!"  # cut short
+        assert answer == "Good, so which day suits you?"
+        # Quiet again: the next goodbye ends the call.
+        assert await h.pipeline.say_goodbye()
+        await h.silence(6000)
+        assert h.output.names()[-1] == "CallEndRequested"

@@ -243,6 +243,9 @@ class AgentEndCall:
     """The agent ends the call after saying what it has said."""
 
     reason: str = "agent_ended"
+    interruptible: bool = False
+    """The caller may still talk over what is said before it (the silence timeout's goodbye): a caller
+    who does goes on with the call. By default the goodbye is played out in full."""
 
 
 @dataclass(frozen=True, slots=True)

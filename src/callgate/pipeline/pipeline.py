@@ -135,6 +135,7 @@ class ConversationPipeline:
         self._backchannels = Backchannels.for_language(options.language, options.backchannels)
         self._reminders = reminders_for(options.language, options.reminders)
         self._goodbye = goodbye_for(options.language, options.silence_goodbye)
+        self._goodbye_reply: Reply | None = None
         self._held_at: float | None = None
         """When caller sound held the current reply's audio; None while it is not held."""
         self._held_wait: asyncio.Task[None] | None = None
@@ -462,11 +463,15 @@ class ConversationPipeline:
                     continue
             await asyncio.wait({task})  # interruptions are off: the caller waits for the agent
 
-    def _start_reply(self, source: AsyncIterator[AgentEvent], timing: UserTurnTiming) -> Reply:
+    def _start_reply(
+        self, source: AsyncIterator[AgentEvent], timing: UserTurnTiming, *, agents: bool = True
+    ) -> Reply:
+        """Play ``source``: the agent's own words, unless not ``agents`` (the pipeline's goodbye, which
+        the agent is not told was cut off)."""
         self._forget_hold()
         reply = Reply(
             source=source,
-            agent=self._agent,
+            agent=self._agent if agents else None,
             tts=self._tts,
             speak=lambda: self._mode != "text",
             output=self._output,
@@ -624,14 +629,22 @@ class ConversationPipeline:
     async def say_goodbye(self) -> bool:
         """The line has been quiet too long (the session's silence timeout): say the goodbye
         (``silence_goodbye``) and end the call after it (:class:`CallEndRequested`). False, and nothing
-        said, if there is no goodbye or something is under way (an answer, the caller's speech)."""
+        said, if there is no goodbye or something is under way (an answer, the caller's speech). A
+        caller who talks over the goodbye cuts it off like any answer, and the call goes on
+        (:attr:`saying_goodbye` turns False)."""
         async with self._reply_lock:
             if not self._goodbye or not self._quiet_now(text_calls=True):
                 return False
             self._answered = None
             logger.info("the line has been quiet too long: the agent says goodbye")
-            self._start_reply(_farewell(self._goodbye), UserTurnTiming())
+            self._goodbye_reply = self._start_reply(_farewell(self._goodbye), UserTurnTiming(), agents=False)
             return True
+
+    @property
+    def saying_goodbye(self) -> bool:
+        """The goodbye of :meth:`say_goodbye` was started and not cut off by the caller."""
+        reply = self._goodbye_reply
+        return reply is not None and not reply.interrupted
 
     def _quiet_now(self, *, text_calls: bool = False) -> bool:
         """Nothing is being said or answered: no reply running, no turn waiting, no caller speech; and
@@ -673,4 +686,4 @@ class ConversationPipeline:
 
 async def _farewell(text: str) -> AsyncIterator[AgentEvent]:
     yield AgentText(text)
-    yield AgentEndCall()
+    yield AgentEndCall(interruptible=True)

@@ -76,7 +76,7 @@ class Reply:
         self,
         *,
         source: AsyncIterator[AgentEvent],
-        agent: AgentEngine,
+        agent: AgentEngine | None,
         tts: TTS | None,
         speak: Callable[[], bool],
         output: PipelineOutput,
@@ -111,14 +111,17 @@ class Reply:
         """A provider failed mid-reply; what was already produced was still played."""
         self.interruptible = True
         """False once the agent decided to end or transfer the call, or once playout has finished."""
+        self.interrupted = False
+        """The caller cut it off (:meth:`finish_interrupted`)."""
         self.finished = False
         self.barge_ins: list[BargeIn] = []
         """The caller's sounds over this reply and what they did (see :class:`BargeIn`)."""
 
     @property
     def ends_call(self) -> bool:
-        """The agent ended or transferred the call in this reply; it will not answer again."""
-        return self._final_action is not None
+        """The agent ended or transferred the call in this reply; it will not answer again (unless the
+        caller talked over an interruptible goodbye)."""
+        return self._final_action is not None and not self.interrupted
 
     async def run(self) -> None:
         try:
@@ -145,13 +148,14 @@ class Reply:
     async def finish_interrupted(self, *, notify_client: bool = True) -> str:
         """After the task running :meth:`run` was cancelled: report the truncated turn. Returns the
         text the caller heard."""
-        self.finished = True
+        self.finished = self.interrupted = True
         spoken = self.tracker.spoken_text()
         if notify_client:
             await self._output.send_event(BotInterrupted())
             if self.player.speaking:
                 await self._output.send_event(BotStoppedSpeaking())
-        self._agent.on_interrupted(spoken)
+        if self._agent is not None:
+            self._agent.on_interrupted(spoken)
         await self._report(spoken, interrupted=True)
         return spoken
 
@@ -205,9 +209,10 @@ class Reply:
                 elif isinstance(event, AgentData):
                     await self._output.send_event(AgentDataCollected(event.data))
                 elif isinstance(event, AgentEndCall | AgentTransfer):
-                    # The goodbye (or hand-over line) is played out in full: barge-in no longer cuts it.
+                    # The goodbye (or hand-over line) is played out in full: barge-in no longer cuts it
+                    # (but for a goodbye the caller may talk over: the silence timeout's).
                     self._final_action = event
-                    self.interruptible = False
+                    self.interruptible = isinstance(event, AgentEndCall) and event.interruptible
         except Exception as error:
             # Play the sentences already complete; the unfinished one may be cut mid-thought.
             self._fail("agent", error)

@@ -256,7 +256,9 @@ class CallSession:
             if now - self._started_at >= agent.max_duration_s:
                 self.end(EndReason.MAX_DURATION)
             elif self._goodbye_at is not None:
-                if now - self._goodbye_at >= GOODBYE_MAX_S:  # the goodbye did not end the call
+                if not self.pipeline.saying_goodbye:  # the caller talked over it: the call goes on
+                    self._goodbye_at = None
+                elif now - self._goodbye_at >= GOODBYE_MAX_S:  # the goodbye did not end the call
                     self.end(EndReason.SILENCE_TIMEOUT)
             elif (
                 now - max(self.pipeline.last_activity, self._last_text_at) >= agent.silence_timeout_s
