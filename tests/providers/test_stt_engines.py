@@ -130,6 +130,17 @@ def test_a_short_window_that_started_over_keeps_its_first_sentence() -> None:
     assert _judge(looped, tokens=8, max_new=21, avg_logprob=-0.2, no_speech_prob=0.01, language="en") is None
 
 
+@pytest.mark.parametrize(("text", "trusted"), [("f", False), ("S.", False), ("Yes.", True), ("2", True)])
+def test_a_lone_letter_from_the_short_window_is_heard_again_in_30_s(text: str, trusted: bool) -> None:
+    """A short "Yes." through G.711 came out of the short window as "f"; the 30 s window hears "Yes."."""
+    from callgate.providers.whisper.batch import _judge
+
+    heard = _judge(text, tokens=2, max_new=21, avg_logprob=-0.3, no_speech_prob=0.01, language="en")
+    assert (heard is not None) is trusted
+    if heard is not None:
+        assert heard.text == text
+
+
 _MODEL_LIMIT_SCRIPT = """
 import asyncio
 import json

@@ -284,8 +284,13 @@ def _judge(
     many it decoded, at most ``max_new`` (the limit for its length: it reached the limit if equal)."""
     if no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_FLOOR:
         return None  # "nothing said" is rare after VAD heard speech: let the full window confirm it
-    if not words(text):
+    heard = words(text)
+    if not heard:
         return Transcript(text="", language=language)  # punctuation only (". . ."): nothing said
+    if len(heard) == 1 and len(heard[0]) == 1 and heard[0].isalpha():
+        # One letter ("f"): what the short window makes of a short word it barely hears (a "Yes."
+        # through G.711 at 8 kHz, with 200 ms of silence each side); the 30 s window hears the word.
+        return None
     first = first_of_loop(text)
     restarted = started_over(text) if tokens < max_new and avg_logprob >= LOGPROB_FLOOR else None
     if first is not None and len(words(first)) <= 2 and avg_logprob >= LOGPROB_FLOOR:
